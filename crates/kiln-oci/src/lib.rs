@@ -1,14 +1,13 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! OCI building blocks for kiln: digests, the local OCI-layout store, and deterministic layers.
+//!
+//! This crate depends on no other kiln crate; everything above it (build, registry, SBOM,
+//! signing) speaks in its types so that an image is the same thing everywhere.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod digest;
+pub mod layer;
+pub mod media;
+pub mod reference;
+pub mod store;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use digest::{Algorithm, Digest, DigestError};
+pub use store::{Descriptor, Index, Manifest, Platform, Store, StoreError, canonical_json};
