@@ -4,6 +4,7 @@
 //! signing) speaks in its types so that an image is the same thing everywhere.
 
 pub mod digest;
+pub mod image;
 pub mod layer;
 pub mod media;
 pub mod reference;
