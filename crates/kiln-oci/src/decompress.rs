@@ -69,21 +69,13 @@ impl Compression {
     /// schema 2 layer types.
     pub fn from_media_type(media_type: &MediaType) -> Option<Compression> {
         match media_type {
-            MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => {
-                Some(Compression::None)
-            }
-            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
-                Some(Compression::Gzip)
-            }
-            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
-                Some(Compression::Zstd)
-            }
+            MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Compression::None),
+            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(Compression::Gzip),
+            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => Some(Compression::Zstd),
             MediaType::Other(other) => match other.as_str() {
                 "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
                 "application/vnd.docker.image.rootfs.diff.tar.gzip"
-                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                    Some(Compression::Gzip)
-                }
+                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
                 "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
                 _ => None,
             },
@@ -119,10 +111,7 @@ pub fn open_layer_stream<R: Read + 'static>(r: R) -> io::Result<Box<dyn Read>> {
 /// and with `ErrorKind::InvalidData` when the blob's magic bytes contradict
 /// the media type, so a mislabelled blob is caught before kiln records or
 /// re-pushes it under the wrong type.
-pub fn open_layer_stream_for_media_type<R: Read + 'static>(
-    r: R,
-    media_type: &MediaType,
-) -> io::Result<Box<dyn Read>> {
+pub fn open_layer_stream_for_media_type<R: Read + 'static>(r: R, media_type: &MediaType) -> io::Result<Box<dyn Read>> {
     let declared = Compression::from_media_type(media_type).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::Unsupported,
@@ -162,11 +151,7 @@ fn peek_prefix<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
     Ok((buf[..filled].to_vec(), r))
 }
 
-fn decoder_for<R: Read + 'static>(
-    compression: Compression,
-    prefix: Vec<u8>,
-    r: R,
-) -> io::Result<Box<dyn Read>> {
+fn decoder_for<R: Read + 'static>(compression: Compression, prefix: Vec<u8>, r: R) -> io::Result<Box<dyn Read>> {
     let whole = Cursor::new(prefix).chain(r);
     Ok(match compression {
         // MultiGzDecoder, not GzDecoder: concatenated members are one valid
@@ -209,7 +194,10 @@ mod tests {
             data
         );
         // Shorter than any magic: still a (bogus) plain stream, no panic.
-        assert_eq!(read_all(open_layer_stream(Cursor::new(vec![0x1f])).unwrap()).unwrap(), [0x1f]);
+        assert_eq!(
+            read_all(open_layer_stream(Cursor::new(vec![0x1f])).unwrap()).unwrap(),
+            [0x1f]
+        );
         assert!(read_all(open_layer_stream(io::empty()).unwrap()).unwrap().is_empty());
     }
 
@@ -237,8 +225,7 @@ mod tests {
         let gz = gzip(b"x");
         let docker = MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into());
         assert_eq!(
-            read_all(open_layer_stream_for_media_type(Cursor::new(gz.clone()), &docker).unwrap())
-                .unwrap(),
+            read_all(open_layer_stream_for_media_type(Cursor::new(gz.clone()), &docker).unwrap()).unwrap(),
             b"x"
         );
         let err = open_layer_stream_for_media_type(Cursor::new(gz), &MediaType::ImageLayerZstd)

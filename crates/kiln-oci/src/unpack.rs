@@ -54,9 +54,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{
-    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
-};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
@@ -226,11 +224,7 @@ impl UnpackError {
 /// the directory holds a partial layer and should be discarded.
 ///
 /// See the module documentation for how hostile paths are contained.
-pub fn unpack_layer(
-    reader: impl Read,
-    root: &Path,
-    opts: &UnpackOptions,
-) -> Result<UnpackStats, UnpackError> {
+pub fn unpack_layer(reader: impl Read, root: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
     unpack_with(reader, root, opts, false)
 }
 
@@ -244,12 +238,8 @@ fn unpack_with(
         path: root.to_owned(),
         source,
     };
-    let root_fd = rfs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| root_err(e.into()))?;
+    let root_fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| root_err(e.into()))?;
     let mut u = Unpacker::new(root_fd, opts, force_walk).map_err(|e| root_err(e.into()))?;
 
     let mut archive = tar::Archive::new(EofTracker {
@@ -259,9 +249,8 @@ fn unpack_with(
     {
         let entries = archive.entries().map_err(|e| u.stream_err("cannot read the tar", e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| {
-                u.stream_err("cannot read the next tar header (truncated or corrupt layer)", e)
-            })?;
+            let mut entry =
+                entry.map_err(|e| u.stream_err("cannot read the next tar header (truncated or corrupt layer)", e))?;
             u.entry(&mut entry)?;
         }
     }
@@ -269,8 +258,7 @@ fn unpack_with(
     if tail.hit_eof {
         return Err(UnpackError::Stream {
             after: u.last.clone(),
-            reason: "the tar ends without an end-of-archive marker; the layer is truncated"
-                .to_owned(),
+            reason: "the tar ends without an end-of-archive marker; the layer is truncated".to_owned(),
             source: None,
         });
     }
@@ -582,15 +570,12 @@ impl<'o> Unpacker<'o> {
         self.stats.files += 1;
         if self.opts.same_owner {
             let (uid, gid) = ids(meta).map_err(|r| entry_err_plain(shown, r))?;
-            rfs::fchown(&file, Some(uid), Some(gid))
-                .map_err(|e| fail("cannot set its owner", e.into()))?;
+            rfs::fchown(&file, Some(uid), Some(gid)).map_err(|e| fail("cannot set its owner", e.into()))?;
         }
         // After chown, which clears setuid/setgid bits.
-        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| fail("cannot set its mode", e.into()))?;
+        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(|e| fail("cannot set its mode", e.into()))?;
         for (k, v) in &meta.xattrs {
-            if !xattr_allowed(k) || rfs::fsetxattr(&file, k.as_slice(), v, XattrFlags::empty()).is_err()
-            {
+            if !xattr_allowed(k) || rfs::fsetxattr(&file, k.as_slice(), v, XattrFlags::empty()).is_err() {
                 self.stats.xattrs_skipped += 1;
             }
         }
@@ -598,13 +583,7 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    fn directory(
-        &mut self,
-        pfd: BorrowedFd<'_>,
-        name: &[u8],
-        meta: &Meta,
-        shown: &str,
-    ) -> Result<(), UnpackError> {
+    fn directory(&mut self, pfd: BorrowedFd<'_>, name: &[u8], meta: &Meta, shown: &str) -> Result<(), UnpackError> {
         let fail = |reason: &str, e: Errno| entry_err(shown, reason, e.into());
         // A directory merges with a directory from a lower layer; anything
         // else in the way (file, symlink, device) is replaced.
@@ -618,8 +597,7 @@ impl<'o> Unpacker<'o> {
             Err(e) => return Err(fail("cannot inspect what is there", e)),
         };
         if !exists {
-            rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o700))
-                .map_err(|e| fail("cannot create the directory", e))?;
+            rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o700)).map_err(|e| fail("cannot create the directory", e))?;
         }
         self.stats.dirs += 1;
         if self.opts.same_owner {
@@ -629,11 +607,7 @@ impl<'o> Unpacker<'o> {
         }
         // Unprivileged, keep the directory writable until the end so later
         // entries can go inside it; the exact mode is set with the mtime.
-        let now_mode = if self.is_root {
-            meta.mode
-        } else {
-            meta.mode | 0o700
-        };
+        let now_mode = if self.is_root { meta.mode } else { meta.mode | 0o700 };
         // chmodat follows a final symlink, but this is the directory we just
         // checked or made, and nothing else writes here while we unpack.
         rfs::chmodat(pfd, name, Mode::from_raw_mode(now_mode), AtFlags::empty())
@@ -679,8 +653,7 @@ impl<'o> Unpacker<'o> {
         remove_all(pfd, name).map_err(|e| fail("cannot replace what is there", e))?;
         // The target is stored verbatim: where it points is only interpreted
         // when a later path is resolved, and that is contained in the root.
-        rfs::symlinkat(target.as_slice(), pfd, name)
-            .map_err(|e| fail("cannot create the symlink", e))?;
+        rfs::symlinkat(target.as_slice(), pfd, name).map_err(|e| fail("cannot create the symlink", e))?;
         self.stats.symlinks += 1;
         if self.opts.same_owner {
             let (uid, gid) = ids(meta).map_err(|r| entry_err_plain(shown, r))?;
@@ -719,9 +692,7 @@ impl<'o> Unpacker<'o> {
         let missing = || {
             entry_err_plain(
                 shown,
-                format!(
-                    "hardlink target {shown_target:?} does not exist in this layer or the ones below"
-                ),
+                format!("hardlink target {shown_target:?} does not exist in this layer or the ones below"),
             )
         };
         let tpfd = match self.open_dir(tparent) {
@@ -818,9 +789,7 @@ impl<'o> Unpacker<'o> {
         let mut path = format!("/proc/self/fd/{}/", pfd.as_raw_fd()).into_bytes();
         path.extend_from_slice(name);
         for (k, v) in xattrs {
-            if !xattr_allowed(k)
-                || rfs::lsetxattr(path.as_slice(), k.as_slice(), v, XattrFlags::empty()).is_err()
-            {
+            if !xattr_allowed(k) || rfs::lsetxattr(path.as_slice(), k.as_slice(), v, XattrFlags::empty()).is_err() {
                 self.stats.xattrs_skipped += 1;
             }
         }
@@ -842,8 +811,9 @@ impl<'o> Unpacker<'o> {
                 WhiteoutMode::Apply => self
                     .prune_lower(dfd.as_fd())
                     .map_err(|e| fail("cannot empty the opaque directory", e)),
-                WhiteoutMode::Keep => set_opaque_xattr(dfd.as_fd())
-                    .map_err(|e| fail("cannot mark the directory opaque for overlayfs", e)),
+                WhiteoutMode::Keep => {
+                    set_opaque_xattr(dfd.as_fd()).map_err(|e| fail("cannot mark the directory opaque for overlayfs", e))
+                }
             };
         }
         if name.starts_with(AUFS_META_PREFIX) {
@@ -1007,12 +977,13 @@ fn ids(meta: &Meta) -> Result<(Uid, Gid), String> {
 
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
     let h = entry.header();
-    let mode = h.mode()? & 0o7777;
+    let old = h.as_old();
+    let mode = lenient(h.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
     // The tar crate already applied PAX uid/gid to the header.
-    let uid = h.uid()?;
-    let gid = h.gid()?;
+    let uid = lenient(h.uid(), &old.uid)?;
+    let gid = lenient(h.gid(), &old.gid)?;
     let header_mtime = Timespec {
-        tv_sec: i64::try_from(h.mtime()?).unwrap_or(i64::MAX),
+        tv_sec: i64::try_from(lenient(h.mtime(), &old.mtime)?).unwrap_or(i64::MAX),
         tv_nsec: 0,
     };
     let mut mtime = None;
@@ -1042,6 +1013,15 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
         },
         xattrs,
     })
+}
+
+/// A numeric header field left blank (all NULs or spaces) reads as 0, as
+/// in GNU tar and Go's archive/tar; some writers leave unused fields empty.
+fn lenient(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        r => r,
+    }
 }
 
 /// Parses a PAX time such as `1700000000.5` or `-1.25`; `None` if malformed
@@ -1150,12 +1130,7 @@ fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
 /// of `RESOLVE_IN_ROOT`: symlinks are expanded (absolute ones from the root),
 /// and `..` never leaves the root. With `create`, missing directories are
 /// made along the way. Returns an `O_PATH` fd of the final directory.
-fn walk_in_root(
-    root: BorrowedFd<'_>,
-    root_id: DirId,
-    comps: &[Vec<u8>],
-    create: bool,
-) -> rustix::io::Result<OwnedFd> {
+fn walk_in_root(root: BorrowedFd<'_>, root_id: DirId, comps: &[Vec<u8>], create: bool) -> rustix::io::Result<OwnedFd> {
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut pending: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
     // None stands for the root itself.
@@ -1169,11 +1144,7 @@ fn walk_in_root(
         if c == b".." {
             if cur.is_some() {
                 let up = rfs::openat(here, "..", dir_flags, Mode::empty())?;
-                cur = if dir_id(up.as_fd())? == root_id {
-                    None
-                } else {
-                    Some(up)
-                };
+                cur = if dir_id(up.as_fd())? == root_id { None } else { Some(up) };
             }
             continue;
         }
@@ -1240,8 +1211,7 @@ fn copy_data(src: &mut impl Read, dst: &mut File, buf: &mut [u8]) -> Result<u64,
         };
         let chunk = &buf[..n];
         if chunk.iter().all(|&b| b == 0) {
-            dst.seek(SeekFrom::Current(n as i64))
-                .map_err(CopyError::Write)?;
+            dst.seek(SeekFrom::Current(n as i64)).map_err(CopyError::Write)?;
             ends_in_hole = true;
         } else {
             dst.write_all(chunk).map_err(CopyError::Write)?;
@@ -1263,7 +1233,10 @@ mod tests {
     fn clean_path_contains_dotdot() {
         let c = clean_path(b"../../etc/./passwd", false).unwrap();
         assert_eq!(c, vec![b"etc".to_vec(), b"passwd".to_vec()]);
-        assert_eq!(clean_path(b"/a//b/../c/", false).unwrap(), vec![b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            clean_path(b"/a//b/../c/", false).unwrap(),
+            vec![b"a".to_vec(), b"c".to_vec()]
+        );
         assert!(clean_path(b"../x", true).is_err());
         assert!(clean_path(b"a/../../x", true).is_err());
         assert_eq!(clean_path(b"/etc/passwd", true).unwrap().len(), 2);
@@ -1321,7 +1294,8 @@ mod tests {
             "etc/nope",
         ];
         for case in cases {
-            let comps = clean_path(case.as_bytes(), false).unwrap();
+            // Raw components: the walk must handle `..` like the kernel.
+            let comps: Vec<Vec<u8>> = case.split('/').map(|c| c.as_bytes().to_vec()).collect();
             let kernel = rfs::openat2(
                 &root_fd,
                 *case,
