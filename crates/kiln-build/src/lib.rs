@@ -1,14 +1,8 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! kiln's build engine.
+//!
+//! frontend (Dockerfile → [`plan::Plan`]) → solver (cache lookups, parallel stages) →
+//! executor (file operations in-process) → image in the store. See DESIGN.md, "Data flow".
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod frontend;
+pub mod plan;
+pub mod platform;

@@ -80,16 +80,6 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
-
-    /// Converts to the `oci-spec` type for use in descriptors.
-    pub fn to_oci(&self) -> oci_spec::image::Digest {
-        oci_spec::image::Digest::from_str(&self.to_string()).expect("a valid kiln digest is a valid OCI digest")
-    }
-
-    /// Converts from the `oci-spec` type, re-checking it with kiln's stricter rules.
-    pub fn from_oci(d: &oci_spec::image::Digest) -> Result<Digest, DigestError> {
-        d.to_string().parse()
-    }
 }
 
 impl FromStr for Digest {

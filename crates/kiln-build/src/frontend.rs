@@ -1,0 +1,841 @@
+//! The Dockerfile frontend: parsed Dockerfile + build args + base images → [`Plan`].
+//!
+//! This is where Dockerfile semantics live: ARG scoping (global ARGs usable in FROM and
+//! re-declared inside a stage to be seen there), ENV's same-instruction rule, shell form and
+//! SHELL, ENTRYPOINT resetting an inherited CMD, ONBUILD triggers of the base, and which
+//! stages the target needs. Base images are resolved through a callback so the frontend
+//! itself does no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kiln_dockerfile::expand::Lexer;
+use kiln_dockerfile::{Command, CommandLine, Dockerfile, Instruction};
+use kiln_oci::image::{Empty, Healthcheck as ImageHealthcheck, ImageConfig, rfc3339};
+use kiln_oci::{Digest, Platform};
+
+use crate::plan::{Base, CopyFrom, CopyOp, InlineFile, MkdirOp, Op, Plan, RunOp, StagePlan, Step};
+use crate::platform;
+
+/// Linux's default PATH, added when a base image has none (as BuildKit does).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A located frontend error: `FILE:LINE:COL: message` plus a hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}{}", hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default())]
+pub struct FrontendError {
+    /// Dockerfile name as given by the user.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// A base image resolved by the caller: pinned digest and config.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Its config.
+    pub config: ImageConfig,
+}
+
+/// Everything the frontend needs besides the Dockerfile text.
+pub struct FrontendInput<'a> {
+    /// Name used in messages (`Dockerfile`, `docker/app.Dockerfile`).
+    pub file_name: &'a str,
+    /// The Dockerfile.
+    pub source: &'a str,
+    /// `--build-arg` values in command-line order.
+    pub build_args: &'a [(String, String)],
+    /// `--target`.
+    pub target: Option<&'a str>,
+    /// Platform to build for.
+    pub platform: Platform,
+    /// Platform of the machine building.
+    pub build_platform: Platform,
+    /// SOURCE_DATE_EPOCH.
+    pub source_date_epoch: i64,
+    /// `org.opencontainers.image.revision` (git commit of the context), if known.
+    pub revision: Option<String>,
+    /// `org.opencontainers.image.source` (git remote of the context), if known.
+    pub source_url: Option<String>,
+    /// Resolves an image name for a platform; the error string is shown to the user.
+    pub resolve_image: &'a dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
+}
+
+/// The plan and what the frontend noticed on the way.
+#[derive(Debug)]
+pub struct FrontendOutput {
+    /// The plan.
+    pub plan: Plan,
+    /// `--build-arg` names no ARG consumed (docker warns about these).
+    pub unused_build_args: Vec<String>,
+}
+
+struct Ctx<'a> {
+    input: &'a FrontendInput<'a>,
+    lexer: Lexer,
+    used_args: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, line: usize, col: usize, message: impl Into<String>, hint: Option<&str>) -> FrontendError {
+        FrontendError {
+            file: self.input.file_name.to_string(),
+            line,
+            col,
+            message: message.into(),
+            hint: hint.map(Into::into),
+        }
+    }
+
+    fn build_arg(&mut self, name: &str) -> Option<String> {
+        let v = self.input.build_args.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        if v.is_some() {
+            self.used_args.insert(name.to_string());
+        }
+        v
+    }
+}
+
+/// The mutable state of a stage while its instructions are dispatched.
+struct StageState {
+    config: ImageConfig,
+    /// Build args visible in this stage, in declaration order.
+    args: Vec<(String, String)>,
+    shell: Vec<String>,
+    cmd_set: bool,
+    steps: Vec<Step>,
+    depends_on: Vec<usize>,
+}
+
+impl StageState {
+    fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env.iter().position(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key)) {
+            Some(i) => env[i] = entry,
+            None => env.push(entry),
+        }
+    }
+
+    fn workdir(&self) -> String {
+        self.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+    }
+}
+
+/// Builds the plan.
+pub fn plan(input: &FrontendInput<'_>) -> Result<FrontendOutput, FrontendError> {
+    let df = kiln_dockerfile::parse(input.source).map_err(|e| FrontendError {
+        file: input.file_name.to_string(),
+        line: e.line,
+        col: e.col,
+        message: e.message.clone(),
+        hint: e.hint.clone(),
+    })?;
+    let mut ctx = Ctx { input, lexer: Lexer::new(df.directives.escape), used_args: BTreeSet::new() };
+    let globals = global_args(&mut ctx, &df)?;
+    let mut stages: Vec<StagePlan> = Vec::new();
+    for st in df.stages() {
+        let plan = plan_stage(&mut ctx, &globals, &stages, st)?;
+        stages.push(plan);
+    }
+    if stages.is_empty() {
+        return Err(ctx.err(1, 1, "the Dockerfile has no FROM instruction", Some("start the file with FROM <image> or FROM scratch")));
+    }
+    let target = match input.target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let t = t.to_lowercase();
+            stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
+                let names: Vec<_> = stages.iter().filter_map(|s| s.name.clone()).collect();
+                FrontendError {
+                    file: input.file_name.to_string(),
+                    line: 1,
+                    col: 1,
+                    message: format!("target stage {t:?} could not be found"),
+                    hint: Some(format!("stages named in this Dockerfile: {}", names.join(", "))),
+                }
+            })?
+        }
+    };
+    mark_needed(&mut stages, target);
+    add_oci_labels(input, &mut stages, target);
+    let unused_build_args = input
+        .build_args
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !ctx.used_args.contains(k) && !is_predefined_arg(k))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(FrontendOutput {
+        plan: Plan {
+            platform: input.platform.clone(),
+            source_date_epoch: input.source_date_epoch,
+            stages,
+            target,
+        },
+        unused_build_args,
+    })
+}
+
+/// Proxy variables are usable without an ARG, as in Docker.
+fn is_predefined_arg(name: &str) -> bool {
+    matches!(
+        name.to_ascii_uppercase().as_str(),
+        "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY" | "SOURCE_DATE_EPOCH"
+    )
+}
+
+fn global_args(ctx: &mut Ctx<'_>, df: &Dockerfile) -> Result<Vec<(String, String)>, FrontendError> {
+    let mut globals = platform::automatic_args(&ctx.input.build_platform, &ctx.input.platform);
+    for instr in df.global_args() {
+        let Command::Arg(decls) = &instr.command else { continue };
+        for d in decls {
+            let value = match ctx.build_arg(&d.name) {
+                Some(v) => Some(v),
+                None => match &d.default {
+                    Some(def) => Some(expand(ctx, instr, def, &|n| lookup(&globals, n))?),
+                    None => None,
+                },
+            };
+            globals.retain(|(k, _)| k != &d.name);
+            if let Some(v) = value {
+                globals.push((d.name.clone(), v));
+            }
+        }
+    }
+    Ok(globals)
+}
+
+fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn expand(ctx: &Ctx<'_>, instr: &Instruction, word: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, FrontendError> {
+    ctx.lexer.process_word(word, env).map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+}
+
+fn expand_words(
+    ctx: &Ctx<'_>,
+    instr: &Instruction,
+    word: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, FrontendError> {
+    ctx.lexer.process_words(word, env).map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+}
+
+fn plan_stage(
+    ctx: &mut Ctx<'_>,
+    globals: &[(String, String)],
+    earlier: &[StagePlan],
+    st: kiln_dockerfile::Stage<'_>,
+) -> Result<StagePlan, FrontendError> {
+    let index = earlier.len();
+    let from = st.from;
+    let genv = |n: &str| lookup(globals, n);
+    let image = expand(ctx, from, st.base, &genv)?;
+    let stage_platform = match from.flag("platform") {
+        Some(f) => {
+            let v = expand(ctx, from, f.value.as_deref().unwrap_or_default(), &genv)?;
+            platform::parse(&v).ok_or_else(|| {
+                ctx.err(f.line, f.col, format!("invalid platform {v:?}"), Some("write it as os/arch[/variant], e.g. linux/arm64"))
+            })?
+        }
+        None => ctx.input.platform.clone(),
+    };
+    if image.is_empty() {
+        return Err(ctx.err(from.line, 1, "FROM names an empty image (a build arg expanded to nothing?)", Some("pass --build-arg or give the ARG a default")));
+    }
+    let lower = image.to_lowercase();
+    let mut depends_on = Vec::new();
+    let (base, mut config) = if lower == "scratch" {
+        (Base::Scratch, scratch_config(&stage_platform))
+    } else if let Some(s) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        depends_on.push(s.index);
+        (Base::Stage { index: s.index }, s.config.clone())
+    } else {
+        let r = (ctx.input.resolve_image)(&image, &stage_platform)
+            .map_err(|e| ctx.err(from.line, 1, format!("base image {image:?}: {e}"), Some("build or load the base image first (kiln images lists what the store has)")))?;
+        (Base::Image { reference: image.clone(), digest: r.digest }, r.config)
+    };
+    if !config.config.env.as_deref().unwrap_or_default().iter().any(|e| e.starts_with("PATH=")) && config.os == "linux" {
+        config.config.env.get_or_insert_with(Vec::new).insert(0, DEFAULT_PATH.to_string());
+    }
+    let triggers = config.config.on_build.take().unwrap_or_default();
+    let mut state = StageState {
+        config,
+        args: Vec::new(),
+        shell: vec!["/bin/sh".into(), "-c".into()],
+        cmd_set: false,
+        steps: Vec::new(),
+        depends_on,
+    };
+    if let Some(sh) = state.config.config.shell.clone() {
+        state.shell = sh;
+    }
+    // The base's ONBUILD triggers run first, as if written right after FROM.
+    for trigger in &triggers {
+        let parsed = kiln_dockerfile::parse(trigger).map_err(|e| {
+            ctx.err(from.line, 1, format!("ONBUILD trigger {trigger:?} of the base image: {}", e.message), None)
+        })?;
+        for mut instr in parsed.instructions {
+            instr.line = from.line;
+            instr.end_line = from.line;
+            dispatch(ctx, globals, earlier, &mut state, &instr)?;
+        }
+    }
+    for instr in st.instructions {
+        dispatch(ctx, globals, earlier, &mut state, instr)?;
+    }
+    let sde = ctx.input.source_date_epoch;
+    state.config.created = Some(rfc3339(sde));
+    state.config.architecture = stage_platform.architecture.clone();
+    state.config.os = stage_platform.os.clone();
+    state.config.variant = stage_platform.variant.clone();
+    Ok(StagePlan {
+        index,
+        name: st.name.map(str::to_string),
+        line: from.line,
+        base,
+        steps: state.steps,
+        config: state.config,
+        needed: false,
+        depends_on: state.depends_on,
+    })
+}
+
+fn scratch_config(p: &Platform) -> ImageConfig {
+    ImageConfig {
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: p.variant.clone(),
+        ..Default::default()
+    }
+}
+
+fn dispatch(
+    ctx: &mut Ctx<'_>,
+    globals: &[(String, String)],
+    earlier: &[StagePlan],
+    state: &mut StageState,
+    instr: &Instruction,
+) -> Result<(), FrontendError> {
+    let created_by = instr.original.clone();
+    let mut op = Op::Metadata;
+    // Snapshot of the environment before this instruction (ENV's same-instruction rule).
+    let snapshot_env: Vec<(String, String)> = {
+        let mut v: Vec<(String, String)> = state.args.clone();
+        for kv in state.config.config.env.as_deref().unwrap_or_default() {
+            if let Some((k, val)) = kv.split_once('=') {
+                v.push((k.to_string(), val.to_string()));
+            }
+        }
+        v
+    };
+    let env = |n: &str| lookup(&snapshot_env, n);
+    let rc = &mut state.config.config;
+    match &instr.command {
+        Command::From { .. } => unreachable!("stages never contain FROM"),
+        Command::Env(kvs) => {
+            let mut pairs = Vec::new();
+            for kv in kvs {
+                let k = expand(ctx, instr, &kv.key, &env)?;
+                let v = expand(ctx, instr, &kv.value, &env)?;
+                if k.is_empty() {
+                    return Err(ctx.err(instr.line, 1, "ENV names an empty variable", None));
+                }
+                pairs.push((k, v));
+            }
+            for (k, v) in pairs {
+                state.set_env(&k, &v);
+            }
+        }
+        Command::Arg(decls) => {
+            for d in decls {
+                let value = match ctx.build_arg(&d.name) {
+                    Some(v) => Some(v),
+                    None => match &d.default {
+                        Some(def) => Some(expand(ctx, instr, def, &env)?),
+                        None => lookup(globals, &d.name),
+                    },
+                };
+                state.args.retain(|(k, _)| k != &d.name);
+                if let Some(v) = value {
+                    state.args.push((d.name.clone(), v));
+                }
+            }
+            return Ok(()); // ARG leaves no history, as in BuildKit.
+        }
+        Command::Label(kvs) => {
+            let mut labels = Vec::new();
+            for kv in kvs {
+                labels.push((expand(ctx, instr, &kv.key, &env)?, expand(ctx, instr, &kv.value, &env)?));
+            }
+            let map = rc.labels.get_or_insert_with(BTreeMap::new);
+            map.extend(labels);
+        }
+        Command::Expose(words) => {
+            let mut ports = Vec::new();
+            for w in words {
+                for word in expand_words(ctx, instr, w, &env)? {
+                    ports.extend(parse_ports(&word).ok_or_else(|| {
+                        ctx.err(instr.line, 1, format!("invalid port {word:?}"), Some("use PORT, PORT/tcp, PORT/udp or a range like 8000-8010/tcp"))
+                    })?);
+                }
+            }
+            let map = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
+            for p in ports {
+                map.insert(p, Empty {});
+            }
+        }
+        Command::User(u) => {
+            let u = expand(ctx, instr, u, &env)?;
+            rc.user = Some(u);
+        }
+        Command::Workdir(w) => {
+            let w = expand(ctx, instr, w, &env)?;
+            let path = clean_abs(&join_path(&state.workdir(), &w));
+            state.config.config.working_dir = Some(path.clone());
+            op = Op::Mkdir(MkdirOp { path, user: state.config.config.user.clone() });
+        }
+        Command::Volume(words) => {
+            let mut vols = Vec::new();
+            for w in words {
+                let v = expand(ctx, instr, w, &env)?;
+                if v.is_empty() {
+                    return Err(ctx.err(instr.line, 1, "VOLUME specified can not be an empty string", None));
+                }
+                vols.push(v);
+            }
+            let map = rc.volumes.get_or_insert_with(BTreeMap::new);
+            for v in vols {
+                map.insert(v, Empty {});
+            }
+        }
+        Command::StopSignal(s) => {
+            let s = expand(ctx, instr, s, &env)?;
+            rc.stop_signal = Some(s);
+        }
+        Command::Healthcheck(h) => {
+            rc.healthcheck = Some(match h {
+                kiln_dockerfile::Healthcheck::None => ImageHealthcheck { test: vec!["NONE".into()], ..Default::default() },
+                kiln_dockerfile::Healthcheck::Cmd { cmd, options } => {
+                    let test = match cmd {
+                        CommandLine::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                        CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                    };
+                    let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).unwrap_or(0);
+                    ImageHealthcheck {
+                        test,
+                        interval: ns(options.interval),
+                        timeout: ns(options.timeout),
+                        start_period: ns(options.start_period),
+                        start_interval: ns(options.start_interval),
+                        retries: options.retries.map(i64::from).unwrap_or(0),
+                    }
+                }
+            });
+        }
+        Command::Onbuild(trigger) => {
+            rc.on_build.get_or_insert_with(Vec::new).push(trigger.original.clone());
+        }
+        Command::Maintainer(m) => {
+            state.config.author = Some(m.clone());
+        }
+        Command::Shell(sh) => {
+            state.shell = sh.clone();
+            rc.shell = Some(sh.clone());
+        }
+        Command::Cmd(cl) => {
+            rc.cmd = Some(command_args(cl, &state.shell));
+            state.cmd_set = true;
+        }
+        Command::Entrypoint(cl) => {
+            rc.entrypoint = Some(command_args(cl, &state.shell));
+            if !state.cmd_set {
+                rc.cmd = None;
+            }
+        }
+        Command::Copy(args) | Command::Add(args) => {
+            let is_add = matches!(instr.command, Command::Add(_));
+            op = Op::Copy(plan_copy(ctx, earlier, state, instr, args, is_add, &env)?);
+        }
+        Command::Run { cmd, heredocs } => {
+            let mut run_env: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            run_env.extend(state.config.config.env.clone().unwrap_or_default());
+            op = Op::Run(RunOp {
+                args: command_args(cmd, &state.shell),
+                env: run_env,
+                workdir: state.workdir(),
+                user: state.config.config.user.clone(),
+                mounts: instr.flag_values("mount").map(str::to_string).collect(),
+                network: instr.flag_value("network").map(str::to_string),
+                security: instr.flag_value("security").map(str::to_string),
+                heredocs: heredocs.iter().map(|h| InlineFile { name: h.name.clone(), content: h.content.clone() }).collect(),
+            });
+        }
+    }
+    state.steps.push(Step { line: instr.line, created_by, op });
+    Ok(())
+}
+
+fn plan_copy(
+    ctx: &mut Ctx<'_>,
+    earlier: &[StagePlan],
+    state: &mut StageState,
+    instr: &Instruction,
+    args: &kiln_dockerfile::CopyArgs,
+    is_add: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CopyOp, FrontendError> {
+    let flag_err = |name: &str, msg: String, hint: &str| {
+        let f = instr.flag(name);
+        ctx.err(instr.line, f.map(|f| f.col).unwrap_or(1), msg, Some(hint))
+    };
+    let from = match instr.flag_value("from") {
+        None => CopyFrom::Context,
+        Some(raw) => {
+            let v = expand(ctx, instr, raw, env)?;
+            let lower = v.to_lowercase();
+            if let Some(s) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+                state.depends_on.push(s.index);
+                CopyFrom::Stage { index: s.index }
+            } else if let Ok(n) = v.parse::<usize>() {
+                if n >= earlier.len() {
+                    return Err(flag_err("from", format!("--from={n} names stage {n}, which does not come before this one"), "COPY --from can only name earlier stages"));
+                }
+                state.depends_on.push(n);
+                CopyFrom::Stage { index: n }
+            } else {
+                let platform = ctx.input.platform.clone();
+                let r = (ctx.input.resolve_image)(&v, &platform).map_err(|e| {
+                    flag_err("from", format!("--from={v}: not an earlier stage, and as an image: {e}"), "name an earlier stage (FROM … AS name) or an image in the store")
+                })?;
+                CopyFrom::Image { reference: v, digest: r.digest }
+            }
+        }
+    };
+    let chown = instr.flag_value("chown").map(|v| expand(ctx, instr, v, env)).transpose()?.filter(|s| !s.is_empty());
+    let chmod = match instr.flag_value("chmod") {
+        None => None,
+        Some(raw) => {
+            let v = expand(ctx, instr, raw, env)?;
+            Some(u32::from_str_radix(&v, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                flag_err("chmod", format!("invalid --chmod value {v:?}"), "give octal permission bits such as 0755 or 644")
+            })?)
+        }
+    };
+    if is_add && instr.flag("checksum").is_some() {
+        return Err(flag_err("checksum", "--checksum is only valid for ADD of an HTTP(S) URL".into(), "remove --checksum, or ADD a URL"));
+    }
+    if is_add && instr.flag("keep-git-dir").is_some() {
+        return Err(flag_err("keep-git-dir", "--keep-git-dir is only valid for ADD of a Git repository".into(), "remove --keep-git-dir"));
+    }
+    let mut sources = Vec::new();
+    for s in &args.sources {
+        let v = expand(ctx, instr, s, env)?;
+        if is_add && (v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git")) {
+            return Err(ctx.err(instr.line, 1, format!("ADD of remote source {v:?} is not supported yet"), Some("download the file in an earlier step and COPY it, or vendor it into the context")));
+        }
+        sources.push(v);
+    }
+    let mut inline = Vec::new();
+    for h in &args.heredocs {
+        // BuildKit expands unquoted heredoc bodies of COPY/ADD with the build's variables,
+        // leaving quotes and escapes in the text as written.
+        let content = if h.expand { expand_heredoc(&h.content, env) } else { h.content.clone() };
+        inline.push(InlineFile { name: h.name.clone(), content });
+    }
+    let raw_dest = expand(ctx, instr, &args.dest, env)?;
+    if raw_dest.is_empty() {
+        return Err(ctx.err(instr.line, 1, "COPY/ADD destination is empty", Some("give a destination path, e.g. /app/")));
+    }
+    let dir_hint = raw_dest.ends_with('/') || raw_dest == "." || raw_dest.ends_with("/.") || sources.len() + inline.len() > 1;
+    let mut dest = clean_abs(&join_path(&state.workdir(), &raw_dest));
+    if dir_hint && !dest.ends_with('/') {
+        dest.push('/');
+    }
+    let excludes = instr
+        .flag_values("exclude")
+        .map(|e| expand(ctx, instr, e, env))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CopyOp {
+        from,
+        sources,
+        inline,
+        dest,
+        chown,
+        chmod,
+        extract_archives: is_add,
+        parents: instr.flag_bool("parents"),
+        excludes,
+        link: instr.flag_bool("link"),
+    })
+}
+
+/// Expands `$VAR` and `${VAR}` in a heredoc body, leaving quotes and other text alone.
+fn expand_heredoc(body: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(body.len());
+    let chars: Vec<char> = body.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && chars.get(i + 1) == Some(&'$') {
+            out.push('$');
+            i += 2;
+            continue;
+        }
+        if c == '$' {
+            if chars.get(i + 1) == Some(&'{')
+                && let Some(end) = chars[i + 2..].iter().position(|&c| c == '}')
+            {
+                let name: String = chars[i + 2..i + 2 + end].iter().collect();
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    out.push_str(&env(&name).unwrap_or_default());
+                    i += end + 3;
+                    continue;
+                }
+            }
+            let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+            if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+                out.push_str(&env(&name).unwrap_or_default());
+                i += 1 + name.len();
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn command_args(cl: &CommandLine, shell: &[String]) -> Vec<String> {
+    match cl {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
+    }
+}
+
+/// `80` → `80/tcp`; `8000-8002/udp` → three entries.
+fn parse_ports(word: &str) -> Option<Vec<String>> {
+    let (ports, proto) = match word.split_once('/') {
+        Some((p, proto)) => (p, proto.to_lowercase()),
+        None => (word, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?),
+        None => {
+            let p = ports.parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return None;
+    }
+    Some((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Joins a possibly relative path onto a base directory.
+pub fn join_path(base: &str, path: &str) -> String {
+    if path.starts_with('/') { path.to_string() } else { format!("{}/{}", base.trim_end_matches('/'), path) }
+}
+
+/// Cleans an absolute path like Go's `path.Clean` (`..` never climbs above `/`), keeping a
+/// trailing slash if there was one.
+pub fn clean_abs(path: &str) -> String {
+    let trailing = path.ends_with('/') || path.ends_with("/.");
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if trailing && out != "/" {
+        out.push('/');
+    }
+    out
+}
+
+fn mark_needed(stages: &mut [StagePlan], target: usize) {
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if stages[i].needed {
+            continue;
+        }
+        stages[i].needed = true;
+        todo.extend(stages[i].depends_on.iter().copied());
+    }
+}
+
+/// Labels that make the image self-describing and reproducible (OCI annotations spec).
+fn add_oci_labels(input: &FrontendInput<'_>, stages: &mut [StagePlan], target: usize) {
+    let mut base = None;
+    let mut i = target;
+    loop {
+        match &stages[i].base {
+            Base::Stage { index } => i = *index,
+            Base::Image { reference, digest } => {
+                base = Some((reference.clone(), digest.to_string()));
+                break;
+            }
+            Base::Scratch => break,
+        }
+    }
+    let labels = stages[target].config.config.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert("org.opencontainers.image.created".into(), rfc3339(input.source_date_epoch));
+    if let Some(r) = &input.revision {
+        labels.insert("org.opencontainers.image.revision".into(), r.clone());
+    }
+    if let Some(s) = &input.source_url {
+        labels.insert("org.opencontainers.image.source".into(), s.clone());
+    }
+    if let Some((name, digest)) = base {
+        labels.insert("org.opencontainers.image.base.name".into(), name);
+        labels.insert("org.opencontainers.image.base.digest".into(), digest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(src: &str, args: &[(&str, &str)]) -> Result<FrontendOutput, FrontendError> {
+        let args: Vec<(String, String)> = args.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let resolve = |name: &str, _p: &Platform| -> Result<ResolvedImage, String> {
+            if name.starts_with("base") {
+                let mut config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+                config.config.env = Some(vec!["PATH=/bin".into(), "A=base".into()]);
+                config.config.cmd = Some(vec!["base-cmd".into()]);
+                config.config.on_build = Some(vec!["ENV TRIGGERED=1".into()]);
+                Ok(ResolvedImage { digest: Digest::sha256_of(name.as_bytes()), config })
+            } else {
+                Err("not found".into())
+            }
+        };
+        let input = FrontendInput {
+            file_name: "Dockerfile",
+            source: src,
+            build_args: &args,
+            target: None,
+            platform: platform::parse("linux/amd64").unwrap(),
+            build_platform: platform::parse("linux/amd64").unwrap(),
+            source_date_epoch: 0,
+            revision: None,
+            source_url: None,
+            resolve_image: &resolve,
+        };
+        plan(&input)
+    }
+
+    fn env_of(p: &Plan) -> Vec<String> {
+        p.stages[p.target].config.config.env.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn env_same_instruction_rule() {
+        let out = plan_of("FROM scratch\nENV a=hi\nENV a=bye b=$a\n", &[]).unwrap();
+        assert!(env_of(&out.plan).contains(&"b=hi".to_string()), "{:?}", env_of(&out.plan));
+    }
+
+    #[test]
+    fn arg_scoping() {
+        let src = "ARG V=global\nARG IMG=base\nFROM ${IMG}:1\nENV a=$V\nARG V\nENV b=$V\nARG W=w\nENV c=$W\n";
+        let out = plan_of(src, &[]).unwrap();
+        let env = env_of(&out.plan);
+        assert!(env.contains(&"a=".to_string()) && env.contains(&"b=global".to_string()) && env.contains(&"c=w".to_string()), "{env:?}");
+        let out = plan_of(src, &[("V", "cli"), ("UNUSED", "x")]).unwrap();
+        assert!(env_of(&out.plan).contains(&"b=cli".to_string()));
+        assert_eq!(out.unused_build_args, vec!["UNUSED".to_string()]);
+    }
+
+    #[test]
+    fn env_overrides_arg() {
+        let out = plan_of("FROM scratch\nARG X=arg\nENV X=env\nENV Y=$X\n", &[]).unwrap();
+        assert!(env_of(&out.plan).contains(&"Y=env".to_string()));
+    }
+
+    #[test]
+    fn entrypoint_resets_inherited_cmd_and_onbuild_runs() {
+        let out = plan_of("FROM base\nENTRYPOINT [\"/e\"]\n", &[]).unwrap();
+        let c = &out.plan.stages[0].config.config;
+        assert_eq!(c.cmd, None);
+        assert!(env_of(&out.plan).contains(&"TRIGGERED=1".to_string()));
+        assert_eq!(c.on_build, None);
+        let out = plan_of("FROM base\nCMD [\"c\"]\nENTRYPOINT [\"/e\"]\n", &[]).unwrap();
+        assert_eq!(out.plan.stages[0].config.config.cmd, Some(vec!["c".into()]));
+    }
+
+    #[test]
+    fn shell_applies_to_shell_form() {
+        let out = plan_of("FROM scratch\nSHELL [\"/bin/bash\", \"-ec\"]\nCMD echo hi\n", &[]).unwrap();
+        let c = &out.plan.stages[0].config.config;
+        assert_eq!(c.cmd.as_deref().unwrap(), ["/bin/bash", "-ec", "echo hi"]);
+        assert_eq!(c.shell.as_deref().unwrap(), ["/bin/bash", "-ec"]);
+    }
+
+    #[test]
+    fn stages_and_target() {
+        let src = "FROM scratch AS a\nFROM scratch AS unused\nFROM a AS b\nCOPY --from=a /x /y\n";
+        let out = plan_of(src, &[]).unwrap();
+        let needed: Vec<bool> = out.plan.stages.iter().map(|s| s.needed).collect();
+        assert_eq!(needed, vec![true, false, true]);
+        assert!(plan_of("FROM scratch\nCOPY --from=5 /x /y\n", &[]).is_err());
+    }
+
+    #[test]
+    fn workdir_and_copy_dest() {
+        let out = plan_of("FROM scratch\nWORKDIR /a\nWORKDIR b/../c\nCOPY x y .\n", &[]).unwrap();
+        let st = &out.plan.stages[0];
+        assert_eq!(st.config.config.working_dir.as_deref(), Some("/a/c"));
+        match &st.steps[2].op {
+            Op::Copy(c) => assert_eq!(c.dest, "/a/c/"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ports_and_labels() {
+        let out = plan_of("FROM scratch\nARG P=80\nEXPOSE $P 53/UDP 8000-8001\nLABEL \"a b\"=\"c d\"\n", &[]).unwrap();
+        let c = &out.plan.stages[0].config.config;
+        let ports: Vec<_> = c.exposed_ports.as_ref().unwrap().keys().cloned().collect();
+        assert_eq!(ports, ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);
+        assert_eq!(c.labels.as_ref().unwrap().get("a b").map(String::as_str), Some("c d"));
+    }
+
+    #[test]
+    fn located_errors() {
+        let e = plan_of("FROM scratch\nCOPY --chmod=999 a /b\n", &[]).unwrap_err();
+        assert_eq!((e.line, e.col), (2, 6));
+        assert!(e.to_string().starts_with("Dockerfile:2:6: invalid --chmod"), "{e}");
+        let e = plan_of("FROM missing:1\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+    }
+
+    #[test]
+    fn heredoc_expansion_keeps_quotes() {
+        let env = |n: &str| (n == "X").then(|| "1".to_string());
+        assert_eq!(expand_heredoc("a \"$X\" '${X}' \\$X $Y\n", &env), "a \"1\" '1' $X \n");
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean_abs("/a/../../b/./c/"), "/b/c/");
+        assert_eq!(clean_abs("/."), "/");
+        assert_eq!(join_path("/w", "x"), "/w/x");
+    }
+}

@@ -1,0 +1,83 @@
+//! Platforms (`linux/arm64/v8`) and the automatic platform build args.
+
+use kiln_oci::Platform;
+
+/// The platform kiln runs on, in GOOS/GOARCH spelling, which images use.
+pub fn host() -> Platform {
+    let (arch, variant) = match std::env::consts::ARCH {
+        "x86_64" => ("amd64", None),
+        "aarch64" => ("arm64", Some("v8")),
+        "arm" => ("arm", Some("v7")),
+        "x86" => ("386", None),
+        "powerpc64" => ("ppc64le", None),
+        "s390x" => ("s390x", None),
+        "riscv64" => ("riscv64", None),
+        other => (other, None),
+    };
+    Platform { architecture: arch.into(), os: "linux".into(), variant: variant.map(Into::into) }
+}
+
+/// Parses `os/arch[/variant]` (also accepts `arch` alone, meaning linux).
+pub fn parse(s: &str) -> Option<Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let p = match parts.as_slice() {
+        [arch] if !arch.is_empty() => Platform { os: "linux".into(), architecture: (*arch).into(), variant: None },
+        [os, arch] if !os.is_empty() && !arch.is_empty() => {
+            Platform { os: (*os).into(), architecture: (*arch).into(), variant: None }
+        }
+        [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
+            Platform { os: (*os).into(), architecture: (*arch).into(), variant: Some((*v).into()) }
+        }
+        _ => return None,
+    };
+    Some(normalize(p))
+}
+
+/// Applies the usual aliases (`x86_64` → `amd64`, `aarch64` → `arm64`, arm64's default `v8`
+/// dropped) so equal platforms compare equal.
+pub fn normalize(mut p: Platform) -> Platform {
+    p.os = p.os.to_lowercase();
+    p.architecture = match p.architecture.to_lowercase().as_str() {
+        "x86_64" | "x86-64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        "i386" => "386".into(),
+        other => other.into(),
+    };
+    if p.architecture == "arm64" && p.variant.as_deref() == Some("v8") {
+        p.variant = None;
+    }
+    p
+}
+
+/// `os/arch[/variant]`.
+pub fn format(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{}", p.os, p.architecture, v),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// The automatic `BUILD*` and `TARGET*` args BuildKit defines in the global scope.
+pub fn automatic_args(build: &Platform, target: &Platform) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
+        out.push((format!("{prefix}PLATFORM"), format(p)));
+        out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        out.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_platforms() {
+        assert_eq!(format(&parse("linux/aarch64/v8").unwrap()), "linux/arm64");
+        assert_eq!(format(&parse("linux/arm/v7").unwrap()), "linux/arm/v7");
+        assert_eq!(format(&parse("amd64").unwrap()), "linux/amd64");
+        assert!(parse("linux/").is_none());
+    }
+}
