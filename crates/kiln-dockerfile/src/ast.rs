@@ -58,9 +58,10 @@ pub struct Instruction {
     /// The keyword as written (`run`, `Run`, `RUN`…), for linters that care
     /// about casing; the meaning is in [`Instruction::command`].
     pub keyword: String,
-    /// The instruction as BuildKit sees it: continuation lines joined (escape
-    /// + newline removed, comment and blank lines inside the continuation
-    /// dropped), leading whitespace removed. Heredoc bodies are not included.
+    /// The instruction as BuildKit sees it: continuation lines joined (the
+    /// escape and newline removed, comment and blank lines inside the
+    /// continuation dropped), leading whitespace removed. Heredoc bodies are
+    /// not included.
     /// Useful for image history (`created_by`) and cache keys.
     pub original: String,
     /// Flags (`--name[=value]`) in the order written. Already validated
