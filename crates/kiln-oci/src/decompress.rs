@@ -21,7 +21,6 @@ use std::fmt;
 use std::io::{self, BufReader, Cursor, Read};
 
 use flate2::read::MultiGzDecoder;
-use oci_spec::image::MediaType;
 
 /// The first bytes of every gzip member (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -33,7 +32,7 @@ const PLAIN_BUFFER: usize = 64 * 1024;
 
 /// How a layer blob is compressed.
 ///
-/// Kept separate from `MediaType` because the two can disagree (a mislabelled
+/// Kept separate from the media type because the two can disagree (a mislabelled
 /// blob), and because a tar on disk has no media type at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
@@ -67,18 +66,18 @@ impl Compression {
     /// Accepts the OCI layer types (including the deprecated
     /// non-distributable ones, which old images still carry) and Docker's
     /// schema 2 layer types.
-    pub fn from_media_type(media_type: &MediaType) -> Option<Compression> {
+    pub fn from_media_type(media_type: &str) -> Option<Compression> {
         match media_type {
-            MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Compression::None),
-            MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(Compression::Gzip),
-            MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => Some(Compression::Zstd),
-            MediaType::Other(other) => match other.as_str() {
-                "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
-                "application/vnd.docker.image.rootfs.diff.tar.gzip"
-                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
-                "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
-                _ => None,
-            },
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
             _ => None,
         }
     }
@@ -111,7 +110,7 @@ pub fn open_layer_stream<R: Read + 'static>(r: R) -> io::Result<Box<dyn Read>> {
 /// and with `ErrorKind::InvalidData` when the blob's magic bytes contradict
 /// the media type, so a mislabelled blob is caught before kiln records or
 /// re-pushes it under the wrong type.
-pub fn open_layer_stream_for_media_type<R: Read + 'static>(r: R, media_type: &MediaType) -> io::Result<Box<dyn Read>> {
+pub fn open_layer_stream_for_media_type<R: Read + 'static>(r: R, media_type: &str) -> io::Result<Box<dyn Read>> {
     let declared = Compression::from_media_type(media_type).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::Unsupported,
@@ -223,21 +222,21 @@ mod tests {
     #[test]
     fn media_types_are_checked_against_content() {
         let gz = gzip(b"x");
-        let docker = MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into());
+        let docker = "application/vnd.docker.image.rootfs.diff.tar.gzip";
         assert_eq!(
-            read_all(open_layer_stream_for_media_type(Cursor::new(gz.clone()), &docker).unwrap()).unwrap(),
+            read_all(open_layer_stream_for_media_type(Cursor::new(gz.clone()), docker).unwrap()).unwrap(),
             b"x"
         );
-        let err = open_layer_stream_for_media_type(Cursor::new(gz), &MediaType::ImageLayerZstd)
+        let err = open_layer_stream_for_media_type(Cursor::new(gz), "application/vnd.oci.image.layer.v1.tar+zstd")
             .err()
             .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        let err = open_layer_stream_for_media_type(io::empty(), &MediaType::ImageConfig)
+        let err = open_layer_stream_for_media_type(io::empty(), "application/vnd.oci.image.config.v1+json")
             .err()
             .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert_eq!(
-            Compression::from_media_type(&MediaType::from("application/vnd.oci.image.layer.v1.tar")),
+            Compression::from_media_type("application/vnd.oci.image.layer.v1.tar"),
             Some(Compression::None)
         );
     }

@@ -1353,4 +1353,39 @@ mod tests {
         assert!(inside.join("pwned3").is_file());
         assert!(root.join("pwned2").is_file());
     }
+
+    /// Whiteouts and opaque dirs through the fallback walk, across layers.
+    #[test]
+    fn fallback_walk_applies_whiteouts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let layer = |entries: &[(&str, tar::EntryType)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, kind) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*kind);
+                h.set_size(0);
+                h.set_mode(0o755);
+                b.append_data(&mut h, name, io::empty()).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        use tar::EntryType::{Directory as D, Regular as F};
+        let opts = UnpackOptions::default();
+        let l1 = layer(&[("o", D), ("o/a", F), ("o/s", D), ("o/s/b", F), ("w", F), ("v/x", F)]);
+        unpack_with(&l1[..], &root, &opts, true).unwrap();
+        let l2 = layer(&[("o/s/new", F), ("o/.wh..wh..opq", F), ("o/late", F), (".wh.w", F)]);
+        unpack_with(&l2[..], &root, &opts, true).unwrap();
+        let mut got: Vec<String> = std::fs::read_dir(root.join("o"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["late", "s"]);
+        assert!(root.join("o/s/new").exists());
+        assert!(!root.join("o/s/b").exists());
+        assert!(!root.join("w").exists());
+        assert!(root.join("v/x").exists());
+    }
 }

@@ -514,6 +514,10 @@ fn whiteouts_can_be_kept_for_overlayfs() {
     assert!(wh.file_type().is_char_device());
     assert_eq!(wh.rdev(), 0);
     assert!(sb.root.join("o").is_dir());
+    let mut buf = [0u8; 4];
+    let opaque = rustix::fs::getxattr(sb.root.join("o"), "trusted.overlay.opaque", &mut buf[..])
+        .or_else(|_| rustix::fs::getxattr(sb.root.join("o"), "user.overlay.opaque", &mut buf[..]));
+    assert_eq!(opaque.map(|n| buf[..n].to_vec()), Ok(b"y".to_vec()));
     sb.assert_contained();
 }
 
@@ -637,6 +641,19 @@ fn truncated_tar_is_an_error() {
     let sb = Sandbox::new();
     let err = sb.unpack(&full[..100_000]).unwrap_err();
     assert_eq!(err.entry_path(), Some("d/big"));
+}
+
+#[test]
+fn tar_cut_between_entries_is_an_error() {
+    // Cut exactly after a complete entry: only the missing end-of-archive
+    // marker tells this apart from a whole layer.
+    let sb = Sandbox::new();
+    let tar = Tar::default().file("a", b"a").unfinished();
+    let err = sb.unpack(&tar).unwrap_err();
+    let msg = message(&err);
+    assert!(msg.starts_with("layer stream after entry \"a\": "), "{msg}");
+    assert!(msg.contains("end-of-archive marker"), "{msg}");
+    sb.assert_contained();
 }
 
 #[test]
@@ -786,6 +803,8 @@ fn modes_mtimes_owners_and_xattrs_are_applied() {
     ]);
     tar.file("d/tmp/x", b"x");
     tar.entry(link, b"");
+    tar.pax(&[("SCHILY.xattr.user.dir", b"on a dir")]);
+    tar.dir("xd");
     let stats = sb.unpack(&tar.finish()).unwrap();
 
     let m = fs::symlink_metadata(sb.root.join("d/suid")).unwrap();
@@ -813,8 +832,11 @@ fn modes_mtimes_owners_and_xattrs_are_applied() {
         Ok(n) => assert_eq!(&buf[..n], b"hello"),
         Err(e) => {
             assert_eq!(e, rustix::io::Errno::OPNOTSUPP);
-            assert_eq!(stats.xattrs_skipped, 2);
+            assert_eq!(stats.xattrs_skipped, 3);
         }
+    }
+    if let Ok(n) = rustix::fs::getxattr(sb.root.join("xd"), "user.dir", &mut buf[..]) {
+        assert_eq!(&buf[..n], b"on a dir");
     }
     assert!(rustix::fs::getxattr(&path, "trusted.overlay.redirect", &mut buf[..]).is_err());
     assert!(stats.xattrs_skipped >= 1);
