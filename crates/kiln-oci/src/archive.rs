@@ -302,6 +302,47 @@ impl<R: BufRead, W: Write> BufRead for Tee<R, W> {
     }
 }
 
+/// Forwards writes in fixed-size chunks. zlib-rs's output depends on how its input is split
+/// across writes, so re-chunking makes a re-compressed layer a function of its bytes alone,
+/// whatever sizes the reads upstream happened to return.
+struct Rechunk<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+const RECHUNK: usize = 64 * 1024;
+
+impl<W: Write> Rechunk<W> {
+    fn new(inner: W) -> Self {
+        Rechunk {
+            inner,
+            buf: Vec::with_capacity(RECHUNK),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(&self.buf)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Rechunk<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(RECHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == RECHUNK {
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Flushing a gzip encoder would end a deflate block early; chunks go out when full.
+        Ok(())
+    }
+}
+
 /// Counts bytes read, so a short or overlong source is caught after it was copied.
 struct Counting<R> {
     inner: R,
@@ -714,8 +755,7 @@ impl TarIndex {
             reason: format!("not a readable tar: {e}"),
             hint: "check that the file is an image archive and was copied completely",
         };
-        let mut ar = tar::Archive::new(&file);
-        for e in ar.entries_with_seek().map_err(bad)? {
+        for e in tar::Archive::new(&file).entries_with_seek().map_err(bad)? {
             let e = e.map_err(bad)?;
             let Some(name) = normalize(&e.path().map_err(bad)?) else {
                 continue;
@@ -740,9 +780,20 @@ impl TarIndex {
             } else {
                 continue;
             };
+            // A cut anywhere in the data is refused up front: whatever lost its tail (often
+            // a layer, and then index.json or manifest.json after it) cannot be loaded.
+            if let TarItem::File { offset, size } = item
+                && offset.saturating_add(size) > len
+            {
+                return Err(ArchiveError::Truncated {
+                    archive: path.to_path_buf(),
+                    entry: name,
+                    end: offset.saturating_add(size),
+                    len,
+                });
+            }
             entries.insert(name, item);
         }
-        drop(ar);
         Ok(TarIndex {
             path: path.to_path_buf(),
             file,
@@ -1055,8 +1106,8 @@ fn load_docker(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>,
 }
 
 /// Stores one docker-archive layer: a plain tar is gzip-compressed at kiln's default level
-/// (so a kiln image round-trips to the same blob); an already compressed one is kept as it
-/// is. Either way the uncompressed bytes must hash to the config's diff_id.
+/// in fixed-size chunks (so the same archive always loads to the same digests); an already
+/// compressed one is kept as it is. Either way the uncompressed bytes must hash to the config's diff_id.
 fn stage_docker_layer(
     tar: &TarIndex,
     staging: &mut Staging<'_>,
@@ -1092,9 +1143,10 @@ fn stage_docker_layer(
             let gz = flate2::GzBuilder::new()
                 .operating_system(255)
                 .write(blob, flate2::Compression::new(level));
-            let mut w = DigestWriter::new(gz, diff_id.algorithm());
+            let mut w = DigestWriter::new(Rechunk::new(gz), diff_id.algorithm());
             io::copy(&mut r, &mut w).map_err(read_err)?;
-            let (gz, got, n) = w.finish();
+            let (chunks, got, n) = w.finish();
+            let gz = chunks.finish().map_err(io_at(archive, format!("compressing {path}")))?;
             if n != size {
                 return Err(read_err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
