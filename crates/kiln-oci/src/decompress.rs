@@ -98,18 +98,27 @@ impl fmt::Display for Compression {
 ///
 /// This is the lenient path: registries in the wild serve blobs whose media
 /// type does not match their bytes, and a layer read from disk has none.
+///
+/// # Errors
+///
+/// Only errors from reading the first bytes, or from setting up the zstd
+/// decoder; decoding errors come later, from `read`.
 pub fn open_layer_stream<R: Read + 'static>(r: R) -> io::Result<Box<dyn Read>> {
     let (prefix, r) = peek_prefix(r)?;
     decoder_for(Compression::sniff(&prefix), prefix, r)
 }
 
 /// Opens a layer blob as a tar stream, decoding it as its descriptor's media
-/// type says.
+/// type (OCI or Docker, as a string) says.
 ///
-/// Fails with `ErrorKind::Unsupported` for a media type that is not a layer,
-/// and with `ErrorKind::InvalidData` when the blob's magic bytes contradict
-/// the media type, so a mislabelled blob is caught before kiln records or
+/// Being strict here catches a mislabelled blob before kiln records or
 /// re-pushes it under the wrong type.
+///
+/// # Errors
+///
+/// `ErrorKind::Unsupported` for a media type that is not a layer,
+/// `ErrorKind::InvalidData` when the blob's magic bytes contradict the media
+/// type, and errors from reading the first bytes.
 pub fn open_layer_stream_for_media_type<R: Read + 'static>(r: R, media_type: &str) -> io::Result<Box<dyn Read>> {
     let declared = Compression::from_media_type(media_type).ok_or_else(|| {
         io::Error::new(

@@ -224,6 +224,13 @@ impl UnpackError {
 /// the directory holds a partial layer and should be discarded.
 ///
 /// See the module documentation for how hostile paths are contained.
+///
+/// # Errors
+///
+/// [`UnpackError::Entry`] when an entry is hostile in a way that cannot be
+/// contained (a hardlink out of the root) or cannot be applied;
+/// [`UnpackError::Stream`] when the stream is truncated or corrupt;
+/// [`UnpackError::Root`] when `root` cannot be opened.
 pub fn unpack_layer(reader: impl Read, root: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
     unpack_with(reader, root, opts, false)
 }
