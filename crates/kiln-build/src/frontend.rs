@@ -95,7 +95,13 @@ impl Ctx<'_> {
     }
 
     fn build_arg(&mut self, name: &str) -> Option<String> {
-        let v = self.input.build_args.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let v = self
+            .input
+            .build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
         if v.is_some() {
             self.used_args.insert(name.to_string());
         }
@@ -118,14 +124,22 @@ impl StageState {
     fn set_env(&mut self, key: &str, value: &str) {
         let env = self.config.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter().position(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key)) {
+        match env
+            .iter()
+            .position(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key))
+        {
             Some(i) => env[i] = entry,
             None => env.push(entry),
         }
     }
 
     fn workdir(&self) -> String {
-        self.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
     }
 }
 
@@ -138,7 +152,11 @@ pub fn plan(input: &FrontendInput<'_>) -> Result<FrontendOutput, FrontendError> 
         message: e.message.clone(),
         hint: e.hint.clone(),
     })?;
-    let mut ctx = Ctx { input, lexer: Lexer::new(df.directives.escape), used_args: BTreeSet::new() };
+    let mut ctx = Ctx {
+        input,
+        lexer: Lexer::new(df.directives.escape),
+        used_args: BTreeSet::new(),
+    };
     let globals = global_args(&mut ctx, &df)?;
     let mut stages: Vec<StagePlan> = Vec::new();
     for st in df.stages() {
@@ -146,22 +164,30 @@ pub fn plan(input: &FrontendInput<'_>) -> Result<FrontendOutput, FrontendError> 
         stages.push(plan);
     }
     if stages.is_empty() {
-        return Err(ctx.err(1, 1, "the Dockerfile has no FROM instruction", Some("start the file with FROM <image> or FROM scratch")));
+        return Err(ctx.err(
+            1,
+            1,
+            "the Dockerfile has no FROM instruction",
+            Some("start the file with FROM <image> or FROM scratch"),
+        ));
     }
     let target = match input.target {
         None => stages.len() - 1,
         Some(t) => {
             let t = t.to_lowercase();
-            stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
-                let names: Vec<_> = stages.iter().filter_map(|s| s.name.clone()).collect();
-                FrontendError {
-                    file: input.file_name.to_string(),
-                    line: 1,
-                    col: 1,
-                    message: format!("target stage {t:?} could not be found"),
-                    hint: Some(format!("stages named in this Dockerfile: {}", names.join(", "))),
-                }
-            })?
+            stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.as_str()))
+                .ok_or_else(|| {
+                    let names: Vec<_> = stages.iter().filter_map(|s| s.name.clone()).collect();
+                    FrontendError {
+                        file: input.file_name.to_string(),
+                        line: 1,
+                        col: 1,
+                        message: format!("target stage {t:?} could not be found"),
+                        hint: Some(format!("stages named in this Dockerfile: {}", names.join(", "))),
+                    }
+                })?
         }
     };
     mark_needed(&mut stages, target);
@@ -218,8 +244,15 @@ fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
     vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
-fn expand(ctx: &Ctx<'_>, instr: &Instruction, word: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, FrontendError> {
-    ctx.lexer.process_word(word, env).map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+fn expand(
+    ctx: &Ctx<'_>,
+    instr: &Instruction,
+    word: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, FrontendError> {
+    ctx.lexer
+        .process_word(word, env)
+        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
 }
 
 fn expand_words(
@@ -228,7 +261,9 @@ fn expand_words(
     word: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<String>, FrontendError> {
-    ctx.lexer.process_words(word, env).map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+    ctx.lexer
+        .process_words(word, env)
+        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
 }
 
 fn plan_stage(
@@ -245,13 +280,23 @@ fn plan_stage(
         Some(f) => {
             let v = expand(ctx, from, f.value.as_deref().unwrap_or_default(), &genv)?;
             platform::parse(&v).ok_or_else(|| {
-                ctx.err(f.line, f.col, format!("invalid platform {v:?}"), Some("write it as os/arch[/variant], e.g. linux/arm64"))
+                ctx.err(
+                    f.line,
+                    f.col,
+                    format!("invalid platform {v:?}"),
+                    Some("write it as os/arch[/variant], e.g. linux/arm64"),
+                )
             })?
         }
         None => ctx.input.platform.clone(),
     };
     if image.is_empty() {
-        return Err(ctx.err(from.line, 1, "FROM names an empty image (a build arg expanded to nothing?)", Some("pass --build-arg or give the ARG a default")));
+        return Err(ctx.err(
+            from.line,
+            1,
+            "FROM names an empty image (a build arg expanded to nothing?)",
+            Some("pass --build-arg or give the ARG a default"),
+        ));
     }
     let lower = image.to_lowercase();
     let mut depends_on = Vec::new();
@@ -261,12 +306,36 @@ fn plan_stage(
         depends_on.push(s.index);
         (Base::Stage { index: s.index }, s.config.clone())
     } else {
-        let r = (ctx.input.resolve_image)(&image, &stage_platform)
-            .map_err(|e| ctx.err(from.line, 1, format!("base image {image:?}: {e}"), Some("build or load the base image first (kiln images lists what the store has)")))?;
-        (Base::Image { reference: image.clone(), digest: r.digest }, r.config)
+        let r = (ctx.input.resolve_image)(&image, &stage_platform).map_err(|e| {
+            ctx.err(
+                from.line,
+                1,
+                format!("base image {image:?}: {e}"),
+                Some("build or load the base image first (kiln images lists what the store has)"),
+            )
+        })?;
+        (
+            Base::Image {
+                reference: image.clone(),
+                digest: r.digest,
+            },
+            r.config,
+        )
     };
-    if !config.config.env.as_deref().unwrap_or_default().iter().any(|e| e.starts_with("PATH=")) && config.os == "linux" {
-        config.config.env.get_or_insert_with(Vec::new).insert(0, DEFAULT_PATH.to_string());
+    if !config
+        .config
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.starts_with("PATH="))
+        && config.os == "linux"
+    {
+        config
+            .config
+            .env
+            .get_or_insert_with(Vec::new)
+            .insert(0, DEFAULT_PATH.to_string());
     }
     let triggers = config.config.on_build.take().unwrap_or_default();
     let mut state = StageState {
@@ -283,7 +352,12 @@ fn plan_stage(
     // The base's ONBUILD triggers run first, as if written right after FROM.
     for trigger in &triggers {
         let parsed = kiln_dockerfile::parse(trigger).map_err(|e| {
-            ctx.err(from.line, 1, format!("ONBUILD trigger {trigger:?} of the base image: {}", e.message), None)
+            ctx.err(
+                from.line,
+                1,
+                format!("ONBUILD trigger {trigger:?} of the base image: {}", e.message),
+                None,
+            )
         })?;
         for mut instr in parsed.instructions {
             instr.line = from.line;
@@ -386,7 +460,12 @@ fn dispatch(
             for w in words {
                 for word in expand_words(ctx, instr, w, &env)? {
                     ports.extend(parse_ports(&word).ok_or_else(|| {
-                        ctx.err(instr.line, 1, format!("invalid port {word:?}"), Some("use PORT, PORT/tcp, PORT/udp or a range like 8000-8010/tcp"))
+                        ctx.err(
+                            instr.line,
+                            1,
+                            format!("invalid port {word:?}"),
+                            Some("use PORT, PORT/tcp, PORT/udp or a range like 8000-8010/tcp"),
+                        )
                     })?);
                 }
             }
@@ -403,7 +482,10 @@ fn dispatch(
             let w = expand(ctx, instr, w, &env)?;
             let path = clean_abs(&join_path(&state.workdir(), &w));
             state.config.config.working_dir = Some(path.clone());
-            op = Op::Mkdir(MkdirOp { path, user: state.config.config.user.clone() });
+            op = Op::Mkdir(MkdirOp {
+                path,
+                user: state.config.config.user.clone(),
+            });
         }
         Command::Volume(words) => {
             let mut vols = Vec::new();
@@ -425,7 +507,10 @@ fn dispatch(
         }
         Command::Healthcheck(h) => {
             rc.healthcheck = Some(match h {
-                kiln_dockerfile::Healthcheck::None => ImageHealthcheck { test: vec!["NONE".into()], ..Default::default() },
+                kiln_dockerfile::Healthcheck::None => ImageHealthcheck {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                },
                 kiln_dockerfile::Healthcheck::Cmd { cmd, options } => {
                     let test = match cmd {
                         CommandLine::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
@@ -478,11 +563,21 @@ fn dispatch(
                 mounts: instr.flag_values("mount").map(str::to_string).collect(),
                 network: instr.flag_value("network").map(str::to_string),
                 security: instr.flag_value("security").map(str::to_string),
-                heredocs: heredocs.iter().map(|h| InlineFile { name: h.name.clone(), content: h.content.clone() }).collect(),
+                heredocs: heredocs
+                    .iter()
+                    .map(|h| InlineFile {
+                        name: h.name.clone(),
+                        content: h.content.clone(),
+                    })
+                    .collect(),
             });
         }
     }
-    state.steps.push(Step { line: instr.line, created_by, op });
+    state.steps.push(Step {
+        line: instr.line,
+        created_by,
+        op,
+    });
     Ok(())
 }
 
@@ -509,40 +604,79 @@ fn plan_copy(
                 CopyFrom::Stage { index: s.index }
             } else if let Ok(n) = v.parse::<usize>() {
                 if n >= earlier.len() {
-                    return Err(flag_err("from", format!("--from={n} names stage {n}, which does not come before this one"), "COPY --from can only name earlier stages"));
+                    return Err(flag_err(
+                        "from",
+                        format!("--from={n} names stage {n}, which does not come before this one"),
+                        "COPY --from can only name earlier stages",
+                    ));
                 }
                 state.depends_on.push(n);
                 CopyFrom::Stage { index: n }
             } else {
                 let platform = ctx.input.platform.clone();
                 let r = (ctx.input.resolve_image)(&v, &platform).map_err(|e| {
-                    flag_err("from", format!("--from={v}: not an earlier stage, and as an image: {e}"), "name an earlier stage (FROM … AS name) or an image in the store")
+                    flag_err(
+                        "from",
+                        format!("--from={v}: not an earlier stage, and as an image: {e}"),
+                        "name an earlier stage (FROM … AS name) or an image in the store",
+                    )
                 })?;
-                CopyFrom::Image { reference: v, digest: r.digest }
+                CopyFrom::Image {
+                    reference: v,
+                    digest: r.digest,
+                }
             }
         }
     };
-    let chown = instr.flag_value("chown").map(|v| expand(ctx, instr, v, env)).transpose()?.filter(|s| !s.is_empty());
+    let chown = instr
+        .flag_value("chown")
+        .map(|v| expand(ctx, instr, v, env))
+        .transpose()?
+        .filter(|s| !s.is_empty());
     let chmod = match instr.flag_value("chmod") {
         None => None,
         Some(raw) => {
             let v = expand(ctx, instr, raw, env)?;
-            Some(u32::from_str_radix(&v, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                flag_err("chmod", format!("invalid --chmod value {v:?}"), "give octal permission bits such as 0755 or 644")
-            })?)
+            Some(
+                u32::from_str_radix(&v, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        flag_err(
+                            "chmod",
+                            format!("invalid --chmod value {v:?}"),
+                            "give octal permission bits such as 0755 or 644",
+                        )
+                    })?,
+            )
         }
     };
     if is_add && instr.flag("checksum").is_some() {
-        return Err(flag_err("checksum", "--checksum is only valid for ADD of an HTTP(S) URL".into(), "remove --checksum, or ADD a URL"));
+        return Err(flag_err(
+            "checksum",
+            "--checksum is only valid for ADD of an HTTP(S) URL".into(),
+            "remove --checksum, or ADD a URL",
+        ));
     }
     if is_add && instr.flag("keep-git-dir").is_some() {
-        return Err(flag_err("keep-git-dir", "--keep-git-dir is only valid for ADD of a Git repository".into(), "remove --keep-git-dir"));
+        return Err(flag_err(
+            "keep-git-dir",
+            "--keep-git-dir is only valid for ADD of a Git repository".into(),
+            "remove --keep-git-dir",
+        ));
     }
     let mut sources = Vec::new();
     for s in &args.sources {
         let v = expand(ctx, instr, s, env)?;
-        if is_add && (v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git")) {
-            return Err(ctx.err(instr.line, 1, format!("ADD of remote source {v:?} is not supported yet"), Some("download the file in an earlier step and COPY it, or vendor it into the context")));
+        if is_add
+            && (v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git"))
+        {
+            return Err(ctx.err(
+                instr.line,
+                1,
+                format!("ADD of remote source {v:?} is not supported yet"),
+                Some("download the file in an earlier step and COPY it, or vendor it into the context"),
+            ));
         }
         sources.push(v);
     }
@@ -550,14 +684,27 @@ fn plan_copy(
     for h in &args.heredocs {
         // BuildKit expands unquoted heredoc bodies of COPY/ADD with the build's variables,
         // leaving quotes and escapes in the text as written.
-        let content = if h.expand { expand_heredoc(&h.content, env) } else { h.content.clone() };
-        inline.push(InlineFile { name: h.name.clone(), content });
+        let content = if h.expand {
+            expand_heredoc(&h.content, env)
+        } else {
+            h.content.clone()
+        };
+        inline.push(InlineFile {
+            name: h.name.clone(),
+            content,
+        });
     }
     let raw_dest = expand(ctx, instr, &args.dest, env)?;
     if raw_dest.is_empty() {
-        return Err(ctx.err(instr.line, 1, "COPY/ADD destination is empty", Some("give a destination path, e.g. /app/")));
+        return Err(ctx.err(
+            instr.line,
+            1,
+            "COPY/ADD destination is empty",
+            Some("give a destination path, e.g. /app/"),
+        ));
     }
-    let dir_hint = raw_dest.ends_with('/') || raw_dest == "." || raw_dest.ends_with("/.") || sources.len() + inline.len() > 1;
+    let dir_hint =
+        raw_dest.ends_with('/') || raw_dest == "." || raw_dest.ends_with("/.") || sources.len() + inline.len() > 1;
     let mut dest = clean_abs(&join_path(&state.workdir(), &raw_dest));
     if dir_hint && !dest.ends_with('/') {
         dest.push('/');
@@ -603,7 +750,10 @@ fn expand_heredoc(body: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
                     continue;
                 }
             }
-            let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+            let name: String = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .collect();
             if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
                 out.push_str(&env(&name).unwrap_or_default());
                 i += 1 + name.len();
@@ -647,7 +797,11 @@ fn parse_ports(word: &str) -> Option<Vec<String>> {
 
 /// Joins a possibly relative path onto a base directory.
 pub fn join_path(base: &str, path: &str) -> String {
-    if path.starts_with('/') { path.to_string() } else { format!("{}/{}", base.trim_end_matches('/'), path) }
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), path)
+    }
 }
 
 /// Cleans an absolute path like Go's `path.Clean` (`..` never climbs above `/`), keeping a
@@ -697,7 +851,10 @@ fn add_oci_labels(input: &FrontendInput<'_>, stages: &mut [StagePlan], target: u
         }
     }
     let labels = stages[target].config.config.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert("org.opencontainers.image.created".into(), rfc3339(input.source_date_epoch));
+    labels.insert(
+        "org.opencontainers.image.created".into(),
+        rfc3339(input.source_date_epoch),
+    );
     if let Some(r) = &input.revision {
         labels.insert("org.opencontainers.image.revision".into(), r.clone());
     }
@@ -718,11 +875,18 @@ mod tests {
         let args: Vec<(String, String)> = args.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let resolve = |name: &str, _p: &Platform| -> Result<ResolvedImage, String> {
             if name.starts_with("base") {
-                let mut config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+                let mut config = ImageConfig {
+                    architecture: "amd64".into(),
+                    os: "linux".into(),
+                    ..Default::default()
+                };
                 config.config.env = Some(vec!["PATH=/bin".into(), "A=base".into()]);
                 config.config.cmd = Some(vec!["base-cmd".into()]);
                 config.config.on_build = Some(vec!["ENV TRIGGERED=1".into()]);
-                Ok(ResolvedImage { digest: Digest::sha256_of(name.as_bytes()), config })
+                Ok(ResolvedImage {
+                    digest: Digest::sha256_of(name.as_bytes()),
+                    config,
+                })
             } else {
                 Err("not found".into())
             }
@@ -749,7 +913,11 @@ mod tests {
     #[test]
     fn env_same_instruction_rule() {
         let out = plan_of("FROM scratch\nENV a=hi\nENV a=bye b=$a\n", &[]).unwrap();
-        assert!(env_of(&out.plan).contains(&"b=hi".to_string()), "{:?}", env_of(&out.plan));
+        assert!(
+            env_of(&out.plan).contains(&"b=hi".to_string()),
+            "{:?}",
+            env_of(&out.plan)
+        );
     }
 
     #[test]
@@ -757,7 +925,12 @@ mod tests {
         let src = "ARG V=global\nARG IMG=base\nFROM ${IMG}:1\nENV a=$V\nARG V\nENV b=$V\nARG W=w\nENV c=$W\n";
         let out = plan_of(src, &[]).unwrap();
         let env = env_of(&out.plan);
-        assert!(env.contains(&"a=".to_string()) && env.contains(&"b=global".to_string()) && env.contains(&"c=w".to_string()), "{env:?}");
+        assert!(
+            env.contains(&"a=".to_string())
+                && env.contains(&"b=global".to_string())
+                && env.contains(&"c=w".to_string()),
+            "{env:?}"
+        );
         let out = plan_of(src, &[("V", "cli"), ("UNUSED", "x")]).unwrap();
         assert!(env_of(&out.plan).contains(&"b=cli".to_string()));
         assert_eq!(out.unused_build_args, vec!["UNUSED".to_string()]);
@@ -810,7 +983,11 @@ mod tests {
 
     #[test]
     fn ports_and_labels() {
-        let out = plan_of("FROM scratch\nARG P=80\nEXPOSE $P 53/UDP 8000-8001\nLABEL \"a b\"=\"c d\"\n", &[]).unwrap();
+        let out = plan_of(
+            "FROM scratch\nARG P=80\nEXPOSE $P 53/UDP 8000-8001\nLABEL \"a b\"=\"c d\"\n",
+            &[],
+        )
+        .unwrap();
         let c = &out.plan.stages[0].config.config;
         let ports: Vec<_> = c.exposed_ports.as_ref().unwrap().keys().cloned().collect();
         assert_eq!(ports, ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);

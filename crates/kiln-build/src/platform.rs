@@ -14,20 +14,32 @@ pub fn host() -> Platform {
         "riscv64" => ("riscv64", None),
         other => (other, None),
     };
-    Platform { architecture: arch.into(), os: "linux".into(), variant: variant.map(Into::into) }
+    Platform {
+        architecture: arch.into(),
+        os: "linux".into(),
+        variant: variant.map(Into::into),
+    }
 }
 
 /// Parses `os/arch[/variant]` (also accepts `arch` alone, meaning linux).
 pub fn parse(s: &str) -> Option<Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     let p = match parts.as_slice() {
-        [arch] if !arch.is_empty() => Platform { os: "linux".into(), architecture: (*arch).into(), variant: None },
-        [os, arch] if !os.is_empty() && !arch.is_empty() => {
-            Platform { os: (*os).into(), architecture: (*arch).into(), variant: None }
-        }
-        [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
-            Platform { os: (*os).into(), architecture: (*arch).into(), variant: Some((*v).into()) }
-        }
+        [arch] if !arch.is_empty() => Platform {
+            os: "linux".into(),
+            architecture: (*arch).into(),
+            variant: None,
+        },
+        [os, arch] if !os.is_empty() && !arch.is_empty() => Platform {
+            os: (*os).into(),
+            architecture: (*arch).into(),
+            variant: None,
+        },
+        [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Platform {
+            os: (*os).into(),
+            architecture: (*arch).into(),
+            variant: Some((*v).into()),
+        },
         _ => return None,
     };
     Some(normalize(p))

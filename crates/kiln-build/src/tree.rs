@@ -1,0 +1,429 @@
+//! Read-only filesystem trees that COPY reads from and resolves destinations in: the build
+//! context (a real directory, minus what .dockerignore excludes) and a stage's rootfs seen
+//! through its unpacked layers (overlay semantics, without mounting anything).
+//!
+//! Paths are relative (`a/b`, `""` for the root). Symlinks are resolved by [`resolve`]
+//! component by component inside the tree, so no lookup can leave the root.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+
+/// What a node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Directory.
+    Dir,
+    /// Regular file.
+    File,
+    /// Symlink with its target as written.
+    Symlink(String),
+    /// Character device.
+    CharDevice(u32, u32),
+    /// Block device.
+    BlockDevice(u32, u32),
+    /// Named pipe.
+    Fifo,
+    /// Socket (never copied).
+    Socket,
+}
+
+/// A file's metadata and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Type.
+    pub kind: NodeKind,
+    /// Permission bits (incl. setuid/setgid/sticky).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size of a regular file.
+    pub size: u64,
+    /// Modification time (seconds).
+    pub mtime: i64,
+    /// Modification time nanoseconds, for the stat cache.
+    pub mtime_nsec: i64,
+    /// Change time, for the stat cache.
+    pub ctime: (i64, i64),
+    /// Real path on the host, to read content from.
+    pub real: PathBuf,
+    /// (device, inode), for hard link detection.
+    pub dev_ino: (u64, u64),
+    /// Link count.
+    pub nlink: u64,
+}
+
+impl Node {
+    fn from_meta(meta: &fs::Metadata, real: PathBuf) -> io::Result<Node> {
+        let ft = meta.file_type();
+        let rdev = meta.rdev();
+        let (maj, min) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        let kind = if ft.is_dir() {
+            NodeKind::Dir
+        } else if ft.is_file() {
+            NodeKind::File
+        } else if ft.is_symlink() {
+            NodeKind::Symlink(fs::read_link(&real)?.to_string_lossy().into_owned())
+        } else if ft.is_char_device() {
+            NodeKind::CharDevice(maj, min)
+        } else if ft.is_block_device() {
+            NodeKind::BlockDevice(maj, min)
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else {
+            NodeKind::Socket
+        };
+        Ok(Node {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: if ft.is_file() { meta.len() } else { 0 },
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            real,
+            dev_ino: (meta.dev(), meta.ino()),
+            nlink: meta.nlink(),
+        })
+    }
+
+    /// True for directories.
+    pub fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Dir
+    }
+}
+
+/// A tree COPY can read.
+pub trait Tree: Sync {
+    /// Metadata of `rel` without following a final symlink. `rel` must contain no symlink
+    /// components (use [`resolve`] first). `None` if absent.
+    fn lstat(&self, rel: &str) -> io::Result<Option<Node>>;
+    /// Visible child names of directory `rel`, sorted.
+    fn list(&self, rel: &str) -> io::Result<Vec<String>>;
+}
+
+/// Joins relative paths.
+pub fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// Cleans a path into relative form: leading `/` and `.` dropped, `..` never above the root.
+pub fn clean_rel(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+/// Resolves symlinks in `rel` inside the tree (absolute targets start at the tree's root,
+/// `..` stops at the root), following the final component too when `follow_final`.
+/// Components that do not exist are kept as written. Fails after 40 links (a loop).
+pub fn resolve(tree: &dyn Tree, rel: &str, follow_final: bool) -> io::Result<String> {
+    let mut pending: Vec<String> = clean_rel(rel)
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            done.pop();
+            continue;
+        }
+        if comp == "." {
+            continue;
+        }
+        let candidate = join(&done.join("/"), &comp);
+        let is_last = pending.is_empty();
+        match tree.lstat(&candidate)? {
+            Some(Node {
+                kind: NodeKind::Symlink(target),
+                ..
+            }) if !is_last || follow_final => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(io::Error::other(format!(
+                        "too many levels of symbolic links resolving {rel:?}"
+                    )));
+                }
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for part in target.split('/').filter(|s| !s.is_empty()).rev() {
+                    pending.push(part.to_string());
+                }
+            }
+            _ => done.push(comp),
+        }
+    }
+    Ok(done.join("/"))
+}
+
+/// The build context: a directory, with .dockerignore applied.
+pub struct ContextTree {
+    root: PathBuf,
+    ignore: Option<kiln_dockerfile::dockerignore::Matcher>,
+}
+
+impl ContextTree {
+    /// A context rooted at `root` with an optional ignore matcher.
+    pub fn new(root: PathBuf, ignore: Option<kiln_dockerfile::dockerignore::Matcher>) -> ContextTree {
+        ContextTree { root, ignore }
+    }
+
+    /// The context directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    fn excluded(&self, rel: &str, is_dir: bool) -> bool {
+        match &self.ignore {
+            Some(m) if !rel.is_empty() => m.is_excluded(rel) && !(is_dir && m.dir_may_have_exceptions(rel)),
+            _ => false,
+        }
+    }
+}
+
+impl Tree for ContextTree {
+    fn lstat(&self, rel: &str) -> io::Result<Option<Node>> {
+        let real = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        };
+        match fs::symlink_metadata(&real) {
+            Ok(m) => {
+                if self.excluded(rel, m.is_dir()) {
+                    return Ok(None);
+                }
+                Node::from_meta(&m, real).map(Some)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, rel: &str) -> io::Result<Vec<String>> {
+        let dir = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        };
+        let mut names = Vec::new();
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = join(rel, &name);
+            let is_dir = e.file_type()?.is_dir();
+            if !self.excluded(&child, is_dir) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// A rootfs seen through its layers, each unpacked in its own directory with overlayfs-style
+/// whiteouts (0/0 character devices, `*.overlay.opaque` xattrs), bottom layer first.
+pub struct LayeredTree {
+    layers: Vec<PathBuf>,
+}
+
+impl LayeredTree {
+    /// A view over unpacked layer directories, bottom first.
+    pub fn new(layers: Vec<PathBuf>) -> LayeredTree {
+        LayeredTree { layers }
+    }
+
+    /// The layer directories.
+    pub fn layers(&self) -> &[PathBuf] {
+        &self.layers
+    }
+}
+
+fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(path: &std::path::Path) -> bool {
+    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        let mut buf = [0u8; 4];
+        if let Ok(n) = rustix::fs::lgetxattr(path, name, &mut buf)
+            && &buf[..n] == b"y"
+        {
+            return true;
+        }
+    }
+    false
+}
+
+impl Tree for LayeredTree {
+    fn lstat(&self, rel: &str) -> io::Result<Option<Node>> {
+        let comps: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        if comps.is_empty() {
+            let real = self
+                .layers
+                .last()
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("/nonexistent-kiln-root"));
+            return Ok(Some(Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 0,
+                mtime_nsec: 0,
+                ctime: (0, 0),
+                real,
+                dev_ino: (0, 0),
+                nlink: 1,
+            }));
+        }
+        'layers: for layer in self.layers.iter().rev() {
+            let mut path = layer.clone();
+            let mut cut_below = false;
+            for (i, c) in comps.iter().enumerate() {
+                path.push(c);
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if is_whiteout(&m) => return Ok(None),
+                    Ok(m) if i + 1 == comps.len() => return Node::from_meta(&m, path).map(Some),
+                    Ok(m) if m.is_dir() => {
+                        if is_opaque(&path) {
+                            cut_below = true;
+                        }
+                    }
+                    // A non-directory here hides everything below it in lower layers.
+                    Ok(_) => return Ok(None),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        if cut_below {
+                            return Ok(None);
+                        }
+                        continue 'layers;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn list(&self, rel: &str) -> io::Result<Vec<String>> {
+        let mut seen = BTreeSet::new();
+        let mut hidden = BTreeSet::new();
+        for layer in self.layers.iter().rev() {
+            let dir = if rel.is_empty() { layer.clone() } else { layer.join(rel) };
+            let meta = match fs::symlink_metadata(&dir) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !meta.is_dir() {
+                break;
+            }
+            for e in fs::read_dir(&dir)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if hidden.contains(&name) || seen.contains(&name) {
+                    continue;
+                }
+                let m = e.metadata()?;
+                if is_whiteout(&m) {
+                    hidden.insert(name);
+                } else {
+                    if !m.is_dir() {
+                        hidden.insert(name.clone());
+                    }
+                    seen.insert(name);
+                }
+            }
+            if is_opaque(&dir) {
+                break;
+            }
+        }
+        Ok(seen.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn resolve_stays_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        symlink("usr/bin", r.join("bin")).unwrap();
+        symlink("/../../etc", r.join("esc")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        let t = ContextTree::new(r.to_path_buf(), None);
+        assert_eq!(resolve(&t, "bin/x", true).unwrap(), "usr/bin/x");
+        assert_eq!(resolve(&t, "/esc/passwd", true).unwrap(), "etc/passwd");
+        assert_eq!(resolve(&t, "esc", false).unwrap(), "esc");
+        assert!(resolve(&t, "loop", true).is_err());
+    }
+
+    #[test]
+    fn layered_whiteouts_and_opaque() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, l2) = (d.path().join("l1"), d.path().join("l2"));
+        fs::create_dir_all(l1.join("a/sub")).unwrap();
+        fs::write(l1.join("a/x"), "1").unwrap();
+        fs::write(l1.join("a/y"), "1").unwrap();
+        fs::write(l1.join("a/sub/z"), "1").unwrap();
+        fs::create_dir_all(l2.join("a")).unwrap();
+        fs::write(l2.join("a/new"), "2").unwrap();
+        let t = LayeredTree::new(vec![l1.clone(), l2.clone()]);
+        assert_eq!(t.list("a").unwrap(), ["new", "sub", "x", "y"]);
+        if rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &l2.join("a/x"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .is_ok()
+        {
+            assert!(t.lstat("a/x").unwrap().is_none());
+            assert_eq!(t.list("a").unwrap(), ["new", "sub", "y"]);
+            if rustix::fs::lsetxattr(
+                &l2.join("a"),
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .is_ok()
+            {
+                assert_eq!(t.list("a").unwrap(), ["new"]);
+                assert!(t.lstat("a/sub/z").unwrap().is_none());
+            }
+        }
+        assert!(t.lstat("a/new").unwrap().is_some());
+    }
+}
