@@ -3,12 +3,16 @@
 //! This crate depends on no other kiln crate; everything above it (build, registry, SBOM,
 //! signing) speaks in its types so that an image is the same thing everywhere.
 
+pub mod archive;
+pub mod decompress;
 pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod media;
 pub mod reference;
 pub mod store;
+pub mod transport;
+pub mod unpack;
 
 pub use digest::{Algorithm, Digest, DigestError};
 pub use store::{Descriptor, Index, Manifest, Platform, Store, StoreError, canonical_json};
