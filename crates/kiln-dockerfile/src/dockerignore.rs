@@ -152,8 +152,12 @@ impl Matcher {
     /// Whether `rel_path` (relative to the context root, `/`-separated) is
     /// left out of the context. A path inside an excluded directory is
     /// excluded unless a later `!` pattern re-includes it or a parent.
+    /// The context root itself (`.`, `""`) is never excluded.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
         let file = normalize(rel_path);
+        if file == "." {
+            return false;
+        }
         let parents: Vec<&str> = match file.rfind('/') {
             Some(i) => {
                 let parent = &file[..i];
@@ -626,6 +630,9 @@ mod tests {
         // paths given with ./ or trailing /
         ("foo", "./foo/", true),
         ("foo", "/foo", true),
+        (".", ".", false),
+        ("*", "", false),
+        ("**", "./", false),
     ];
 
     #[test]
