@@ -116,7 +116,9 @@ pub enum ArchiveError {
         got: Digest,
     },
     /// A JSON document of the archive is malformed.
-    #[error("{archive}: {entry}: malformed JSON: {source} (hint: the archive is corrupt or was not written by an image tool)")]
+    #[error(
+        "{archive}: {entry}: malformed JSON: {source} (hint: the archive is corrupt or was not written by an image tool)"
+    )]
     Json {
         /// The archive.
         archive: PathBuf,
@@ -158,7 +160,11 @@ pub struct Loaded {
 fn io_at(archive: &Path, action: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
     let archive = archive.to_path_buf();
     let action = action.into();
-    move |source| ArchiveError::Io { archive, action, source }
+    move |source| ArchiveError::Io {
+        archive,
+        action,
+        source,
+    }
 }
 
 fn store_at(archive: &Path) -> impl FnOnce(StoreError) -> ArchiveError + '_ {
@@ -259,7 +265,11 @@ struct Tee<R, W> {
 
 impl<R, W> Tee<R, W> {
     fn new(inner: R, out: W) -> Self {
-        Tee { inner, out, error: None }
+        Tee {
+            inner,
+            out,
+            error: None,
+        }
     }
 }
 
@@ -426,7 +436,8 @@ impl OutTar {
             .into_inner()
             .map_err(|e| io_at(&out, "flushing the archive")(e.into_error()))?;
         file.as_file().sync_all().map_err(io_at(&out, "syncing the archive"))?;
-        file.persist(&out).map_err(|e| io_at(&out, "renaming the finished archive")(e.error))?;
+        file.persist(&out)
+            .map_err(|e| io_at(&out, "renaming the finished archive")(e.error))?;
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
             && let Ok(d) = File::open(parent)
         {
@@ -571,7 +582,12 @@ fn host_platform() -> Platform {
 /// `skopeo copy docker-archive:…` read. From a multi-arch index, the host's platform is
 /// taken. Compressed layers are decompressed into a temp file beside `out` (their size must
 /// be known before the tar header is written) and checked against the config's diff_id.
-pub fn save_docker_archive(store: &Store, image: &Descriptor, names: &[String], out: &Path) -> Result<(), ArchiveError> {
+pub fn save_docker_archive(
+    store: &Store,
+    image: &Descriptor,
+    names: &[String],
+    out: &Path,
+) -> Result<(), ArchiveError> {
     let img = image::read_image(store, image, Some(&host_platform())).map_err(store_at(out))?;
     let config_digest = img.manifest.config.digest.clone();
     let config_bytes = store.read_blob(&config_digest).map_err(store_at(out))?;
@@ -634,10 +650,7 @@ pub fn save_docker_archive(store: &Store, image: &Descriptor, names: &[String], 
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let mut tar = OutTar::create(out)?;
-    let algs = diff_ids
-        .iter()
-        .map(Digest::algorithm)
-        .chain([Algorithm::Sha256]);
+    let algs = diff_ids.iter().map(Digest::algorithm).chain([Algorithm::Sha256]);
     for dir in blob_dirs(algs) {
         tar.dir(&dir)?;
     }
@@ -699,7 +712,10 @@ struct TarIndex {
 }
 
 enum TarItem {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// A symlink or hardlink (old `docker save` links duplicate layers), target normalised.
     Link(String),
 }
@@ -748,7 +764,10 @@ impl Read for Section<'_> {
 impl TarIndex {
     fn open(path: &Path) -> Result<TarIndex, ArchiveError> {
         let file = File::open(path).map_err(io_at(path, "opening the archive"))?;
-        let len = file.metadata().map_err(io_at(path, "reading the archive's size"))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_at(path, "reading the archive's size"))?
+            .len();
         let mut entries = HashMap::new();
         let bad = |e: io::Error| ArchiveError::Invalid {
             archive: path.to_path_buf(),
@@ -767,7 +786,9 @@ impl TarIndex {
                     size: e.size(),
                 }
             } else if kind.is_symlink() || kind.is_hard_link() {
-                let Some(target) = e.link_name().map_err(bad)? else { continue };
+                let Some(target) = e.link_name().map_err(bad)? else {
+                    continue;
+                };
                 let joined = if kind.is_symlink() && !target.is_absolute() {
                     Path::new(&name).parent().unwrap_or(Path::new("")).join(&target)
                 } else {
@@ -890,7 +911,10 @@ impl<'a> Staging<'a> {
         let dir = tempfile::Builder::new()
             .prefix("load-")
             .tempdir_in(&tmp)
-            .map_err(io_at(archive, format!("creating a staging directory in {}", tmp.display())))?;
+            .map_err(io_at(
+                archive,
+                format!("creating a staging directory in {}", tmp.display()),
+            ))?;
         let layout = Store::open(dir.path()).map_err(store_at(archive))?;
         Ok(Staging {
             store,
@@ -991,7 +1015,12 @@ fn load_oci(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>, Ar
 }
 
 /// Verifies one blob (and, for manifests and indexes, everything below it) into staging.
-fn stage_tree(tar: &TarIndex, staging: &mut Staging<'_>, desc: &Descriptor, needed_by: &str) -> Result<(), ArchiveError> {
+fn stage_tree(
+    tar: &TarIndex,
+    staging: &mut Staging<'_>,
+    desc: &Descriptor,
+    needed_by: &str,
+) -> Result<(), ArchiveError> {
     if staging.seen.contains(&desc.digest) {
         return Ok(());
     }
@@ -1076,7 +1105,10 @@ fn load_docker(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>,
         }
         staging
             .layout
-            .put_blob_from(&config_bytes[..], Some((&config_digest, Some(config_bytes.len() as u64))))
+            .put_blob_from(
+                &config_bytes[..],
+                Some((&config_digest, Some(config_bytes.len() as u64))),
+            )
             .map_err(store_entry(&tar.path, &entry.config))?;
         staging.record(config_digest.clone());
         let manifest = Manifest {

@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::image::{self, Image};
 use crate::media;
 use crate::reference::{ImageRef, Name};
-use crate::store::{Descriptor, Platform, Store, StoreError};
+use crate::store::{Descriptor, LockGuard, Platform, Store, StoreError};
 
 /// Why an image could not be opened or written. Messages name the image as the user wrote it
 /// and end with a hint.
@@ -91,6 +91,8 @@ pub struct OpenedImage {
     pub descriptor: Descriptor,
     /// Keeps an archive's temp layout alive as long as the image is in use.
     _temp: Option<tempfile::TempDir>,
+    /// The temp layout sits in the store's temp dir, so hold off `kiln prune` meanwhile.
+    _lease: Option<LockGuard>,
 }
 
 /// Resolves `r` to an image. Store names resolve through the store's index; a digest must be
@@ -101,19 +103,24 @@ pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> R
     match r {
         ImageRef::Store(name) => {
             let key = name.store_key();
-            let desc = store.resolve(&key).map_err(store_err(r))?.ok_or_else(|| TransportError::NotFound {
-                image: key.clone(),
-                location: format!("the store at {}", store.root().display()),
-                hint: "list images with `kiln images`, or build or pull it first".into(),
-            })?;
+            let desc = store
+                .resolve(&key)
+                .map_err(store_err(r))?
+                .ok_or_else(|| TransportError::NotFound {
+                    image: key.clone(),
+                    location: format!("the store at {}", store.root().display()),
+                    hint: "list images with `kiln images`, or build or pull it first".into(),
+                })?;
             read(store.clone(), desc, r, platform, None)
         }
         ImageRef::StoreDigest(d) => {
-            let desc = resolve_digest(store, d).map_err(store_err(r))?.ok_or_else(|| TransportError::NotFound {
-                image: d.to_string(),
-                location: format!("the store at {}", store.root().display()),
-                hint: "give the digest of a manifest or index; list images with `kiln images`".into(),
-            })?;
+            let desc = resolve_digest(store, d)
+                .map_err(store_err(r))?
+                .ok_or_else(|| TransportError::NotFound {
+                    image: d.to_string(),
+                    location: format!("the store at {}", store.root().display()),
+                    hint: "give the digest of a manifest or index; list images with `kiln images`".into(),
+                })?;
             read(store.clone(), desc, r, platform, None)
         }
         ImageRef::OciDir { path, reference } => {
@@ -121,11 +128,14 @@ pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> R
             let index = layout.index().map_err(store_err(r))?;
             let mut candidates: Vec<Loaded> = Vec::new();
             for m in index.manifests {
-                let names: Vec<String> = [m.ref_name(), m.annotations.get(CONTAINERD_IMAGE_NAME).map(String::as_str)]
-                    .into_iter()
-                    .flatten()
-                    .map(str::to_string)
-                    .collect();
+                let names: Vec<String> = [
+                    m.ref_name(),
+                    m.annotations.get(CONTAINERD_IMAGE_NAME).map(String::as_str),
+                ]
+                .into_iter()
+                .flatten()
+                .map(str::to_string)
+                .collect();
                 candidates.push(Loaded { descriptor: m, names });
             }
             let desc = pick(&candidates, reference.as_deref(), path, "oci", r)?;
@@ -148,6 +158,7 @@ pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> R
                         source,
                     })
                 })?;
+            let lease = store.lease().map_err(store_err(r))?;
             let layout = Store::open(dir.path()).map_err(store_err(r))?;
             let loaded = archive::load(&layout, path)?;
             let transport = if matches!(r, ImageRef::OciArchive { .. }) {
@@ -156,7 +167,9 @@ pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> R
                 "docker-archive"
             };
             let desc = pick(&loaded, reference.as_deref(), path, transport, r)?;
-            read(layout, desc, r, platform, Some(dir))
+            let mut opened = read(layout, desc, r, platform, Some(dir))?;
+            opened._lease = Some(lease);
+            Ok(opened)
         }
     }
 }
@@ -197,7 +210,13 @@ fn same_name(a: &str, b: &str) -> bool {
         let n = Name::parse(s).ok()?;
         let repo = n.repository.strip_prefix("docker.io/").unwrap_or(&n.repository);
         let repo = repo.strip_prefix("library/").unwrap_or(repo);
-        Some(Name { repository: repo.to_string(), ..n }.to_string())
+        Some(
+            Name {
+                repository: repo.to_string(),
+                ..n
+            }
+            .to_string(),
+        )
     }
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
@@ -279,6 +298,7 @@ fn read(
         image,
         descriptor: desc,
         _temp: temp,
+        _lease: None,
     })
 }
 
@@ -332,7 +352,9 @@ pub fn export(store: &Store, image: &Descriptor, dest: &ImageRef, names: &[Strin
             }
             Ok(())
         }
-        ImageRef::OciArchive { path, reference } => Ok(archive::save_oci_archive(store, image, &with_ref(reference), path)?),
+        ImageRef::OciArchive { path, reference } => {
+            Ok(archive::save_oci_archive(store, image, &with_ref(reference), path)?)
+        }
         ImageRef::DockerArchive { path, reference } => {
             Ok(archive::save_docker_archive(store, image, &with_ref(reference), path)?)
         }

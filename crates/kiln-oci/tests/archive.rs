@@ -37,8 +37,12 @@ struct Built {
 fn build_image(store: &Store, seed: u64) -> Built {
     let mut w = LayerWriter::new(store, Compression::DEFAULT, Some(0)).unwrap();
     w.append(&LayerEntry::dir("etc", 0o755)).unwrap();
-    w.append(&LayerEntry::file_bytes("etc/hello", b"hello from kiln\n".to_vec(), 0o644))
-        .unwrap();
+    w.append(&LayerEntry::file_bytes(
+        "etc/hello",
+        b"hello from kiln\n".to_vec(),
+        0o644,
+    ))
+    .unwrap();
     let small = w.finish().unwrap();
     let mut w = LayerWriter::new(store, Compression::DEFAULT, Some(0)).unwrap();
     w.append(&LayerEntry::dir("data", 0o755)).unwrap();
@@ -120,7 +124,11 @@ fn oci_archive_round_trip_keeps_digests_and_is_deterministic() {
     archive::save_oci_archive(&src, &built.desc, &names(&["app:1", "1.0"]), &out).unwrap();
     let again = dir.path().join("again.tar");
     archive::save_oci_archive(&src, &built.desc, &names(&["app:1", "1.0"]), &again).unwrap();
-    assert_eq!(fs::read(&out).unwrap(), fs::read(&again).unwrap(), "archive bytes differ");
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        fs::read(&again).unwrap(),
+        "archive bytes differ"
+    );
     let leftovers: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -209,7 +217,10 @@ fn tampered_blob_is_rejected_and_nothing_becomes_visible() {
     let msg = err.to_string();
     assert!(matches!(err, ArchiveError::Corrupt { .. }), "{msg}");
     assert!(msg.contains(built.big_layer.hex()), "{msg}");
-    assert!(msg.contains(&out.display().to_string()) && msg.contains("hint:"), "{msg}");
+    assert!(
+        msg.contains(&out.display().to_string()) && msg.contains("hint:"),
+        "{msg}"
+    );
     assert_store_empty(&dst);
 }
 
@@ -232,8 +243,11 @@ fn truncated_archives_are_rejected() {
         let (off, size) = entry_span(path, &entry);
         let f = fs::OpenOptions::new().write(true).open(path).unwrap();
         f.set_len(off + size / 2).unwrap();
-        let dst = Store::open(dir.path().join(format!("dst-{}", path.file_name().unwrap().to_string_lossy())))
-            .unwrap();
+        let dst = Store::open(
+            dir.path()
+                .join(format!("dst-{}", path.file_name().unwrap().to_string_lossy())),
+        )
+        .unwrap();
         let err = archive::load(&dst, path).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ArchiveError::Truncated { .. }), "{msg}");
@@ -267,7 +281,10 @@ fn truncation_after_metadata_names_the_layer() {
     let err = archive::load(&dst, &reordered).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ArchiveError::Truncated { .. }), "{msg}");
-    assert!(msg.contains(built.big_layer.hex()) && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains(built.big_layer.hex()) && msg.contains("truncated"),
+        "{msg}"
+    );
     assert_store_empty(&dst);
 }
 
@@ -313,7 +330,10 @@ fn docker_layer_not_matching_its_diff_id_is_rejected() {
     let err = archive::load(&dst, &out).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ArchiveError::DiffIdMismatch { .. }), "{msg}");
-    assert!(msg.contains(&entry) && msg.contains(&out.display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&entry) && msg.contains(&out.display().to_string()),
+        "{msg}"
+    );
     assert_store_empty(&dst);
 }
 
@@ -325,10 +345,7 @@ fn docker_archive_with_compressed_layers_loads() {
     let src = Store::open(dir.path().join("src")).unwrap();
     let built = build_image(&src, 7);
     let cfg_bytes = src.read_blob(&built.manifest.config.digest).unwrap();
-    let mut entries = vec![(
-        format!("{}.json", built.manifest.config.digest.hex()),
-        cfg_bytes,
-    )];
+    let mut entries = vec![(format!("{}.json", built.manifest.config.digest.hex()), cfg_bytes)];
     let mut layers = Vec::new();
     for (i, l) in built.manifest.layers.iter().enumerate() {
         let p = format!("layer{i}/layer.tar.gz");
@@ -398,7 +415,10 @@ fn transports_open_and_export_every_kind() {
     assert_eq!(o.image.descriptor.digest, built.desc.digest);
     let err = transport::open_image(&store, &parse(&oci), None).unwrap_err();
     assert!(matches!(err, TransportError::Ambiguous { .. }), "{err}");
-    assert!(err.to_string().contains("app:1") && err.to_string().contains("other:1"), "{err}");
+    assert!(
+        err.to_string().contains("app:1") && err.to_string().contains("other:1"),
+        "{err}"
+    );
 
     for kind in ["oci-archive", "docker-archive"] {
         let file = dir.path().join(format!("{kind}.tar"));
@@ -412,8 +432,8 @@ fn transports_open_and_export_every_kind() {
         assert!(temp.starts_with(store.tmp_dir()));
         drop(o);
         assert!(!temp.exists(), "temp layout outlived the image");
-        let err = transport::open_image(&store, &parse(&format!("{kind}:{}:nope:1", file.display())), None)
-            .unwrap_err();
+        let err =
+            transport::open_image(&store, &parse(&format!("{kind}:{}:nope:1", file.display())), None).unwrap_err();
         assert!(err.to_string().contains("app:1"), "{err}");
     }
 
@@ -542,8 +562,12 @@ fn umoci_unpacks_a_layout_kiln_wrote() {
     let tar = dir.path().join("app.tar");
     archive::save_oci_archive(&store, &built.desc, &[], &tar).unwrap();
     let layout = dir.path().join("layout");
-    let loaded = transport::open_image(&store, &ImageRef::parse(&format!("oci-archive:{}", tar.display())).unwrap(), None)
-        .unwrap();
+    let loaded = transport::open_image(
+        &store,
+        &ImageRef::parse(&format!("oci-archive:{}", tar.display())).unwrap(),
+        None,
+    )
+    .unwrap();
     transport::export(
         &loaded.layout,
         &loaded.descriptor,
@@ -559,10 +583,73 @@ fn umoci_unpacks_a_layout_kiln_wrote() {
         &format!("{}:app", layout.display()),
         bundle.to_str().unwrap(),
     ]));
-    assert_eq!(
-        fs::read(bundle.join("rootfs/etc/hello")).unwrap(),
-        b"hello from kiln\n"
-    );
+    assert_eq!(fs::read(bundle.join("rootfs/etc/hello")).unwrap(), b"hello from kiln\n");
     assert_eq!(fs::read(bundle.join("rootfs/data/blob.bin")).unwrap().len(), 512 * 1024);
 }
 
+/// Run by `load_killed_at_any_point_leaves_the_store_consistent` in a child process.
+#[test]
+#[ignore = "helper: run as a child process by another test"]
+fn child_load() {
+    let (Some(store), Some(archive)) = (
+        std::env::var_os("KILN_TEST_STORE"),
+        std::env::var_os("KILN_TEST_ARCHIVE"),
+    ) else {
+        return;
+    };
+    let store = Store::open(PathBuf::from(store)).unwrap();
+    archive::load(&store, Path::new(&archive)).unwrap();
+}
+
+#[test]
+fn load_killed_at_any_point_leaves_the_store_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Store::open(dir.path().join("src")).unwrap();
+    let mut w = LayerWriter::new(&src, Compression::Gzip(1), Some(0)).unwrap();
+    w.append(&LayerEntry::file_bytes("big.bin", noise(48 << 20, 13), 0o644))
+        .unwrap();
+    let big = w.finish().unwrap();
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![big.diff_id],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let desc = image::write_image(&src, &config, &[big.descriptor], BTreeMap::new()).unwrap();
+    let out = dir.path().join("big.tar");
+    archive::save_docker_archive(&src, &desc, &names(&["big:1"]), &out).unwrap();
+
+    let (mut completed, mut interrupted) = (false, false);
+    for (i, delay_ms) in [30u64, 150, 400, 900, 5000].into_iter().enumerate() {
+        let store_dir = dir.path().join(format!("dst{i}"));
+        let store = Store::open(&store_dir).unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_load", "--ignored", "--nocapture"])
+            .env("KILN_TEST_STORE", &store_dir)
+            .env("KILN_TEST_ARCHIVE", &out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let ok = child.wait().unwrap().success();
+        completed |= ok;
+        interrupted |= !ok;
+        // Every visible blob is whole and verified; every name points at a complete image.
+        for e in fs::read_dir(store_dir.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let d: Digest = format!("sha256:{}", e.file_name().to_string_lossy()).parse().unwrap();
+            store.read_blob(&d).unwrap();
+        }
+        for m in store.index().unwrap().manifests {
+            let mut all = Default::default();
+            store.reachable(&m, &mut all).unwrap();
+            assert!(all.iter().all(|d| store.has_blob(d)), "{m:?} points at missing blobs");
+        }
+    }
+    assert!(completed, "no load ran to completion; the last delay is too short");
+    assert!(interrupted, "no load was interrupted; the first delay is too long");
+}
