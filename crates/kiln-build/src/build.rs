@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_oci::image::read_image;
 use kiln_oci::layer::Compression;
 use kiln_oci::reference::{ImageRef, Name};
 use kiln_oci::{Platform, Store};
@@ -83,54 +82,17 @@ fn strip_credentials(url: &str) -> String {
     url.to_string()
 }
 
-/// Resolves a base image name against the store.
+/// Resolves a base image name (any transport) and makes sure its blobs are in the store,
+/// where the solver reads layers from.
 pub fn resolve_in_store(store: &Store, name: &str, platform: &Platform) -> Result<ResolvedImage, String> {
     let r = ImageRef::parse(name).map_err(|e| e.to_string())?;
-    let desc = match &r {
-        ImageRef::Store(n) => {
-            let found = match &n.digest {
-                Some(d) => store
-                    .index()
-                    .map_err(|e| e.to_string())?
-                    .manifests
-                    .into_iter()
-                    .find(|m| &m.digest == d)
-                    .or_else(|| {
-                        store
-                            .has_blob(d)
-                            .then(|| kiln_oci::Descriptor::new(kiln_oci::media::OCI_MANIFEST, d.clone(), 0))
-                    }),
-                None => store.resolve(&n.store_key()).map_err(|e| e.to_string())?,
-            };
-            found.ok_or_else(|| format!("not found in the store at {}", store.root().display()))?
-        }
-        ImageRef::StoreDigest(d) => {
-            if !store.has_blob(d) {
-                return Err(format!("manifest {d} is not in the store"));
-            }
-            kiln_oci::Descriptor::new(kiln_oci::media::OCI_MANIFEST, d.clone(), 0)
-        }
-        other => {
-            return Err(format!(
-                "{other}: only images in the store can be used here; load it first with kiln load"
-            ));
-        }
-    };
-    let desc = if desc.media_type.is_empty() || desc.size == 0 {
-        // Bare digests: read the blob to learn whether it is an index or a manifest.
-        let raw: serde_json::Value = store.read_json(&desc.digest).map_err(|e| e.to_string())?;
-        let mt = raw
-            .get("mediaType")
-            .and_then(|v| v.as_str())
-            .unwrap_or(kiln_oci::media::OCI_MANIFEST);
-        kiln_oci::Descriptor::new(mt, desc.digest.clone(), 0)
-    } else {
-        desc
-    };
-    let img = read_image(store, &desc, Some(platform)).map_err(|e| e.to_string())?;
+    let opened = kiln_oci::transport::open_image(store, &r, Some(platform)).map_err(|e| e.to_string())?;
+    if opened.layout.root() != store.root() {
+        kiln_oci::transport::copy_image(&opened.layout, &opened.image.descriptor, store).map_err(|e| e.to_string())?;
+    }
     Ok(ResolvedImage {
-        digest: img.descriptor.digest,
-        config: img.config,
+        digest: opened.image.descriptor.digest,
+        config: opened.image.config,
     })
 }
 

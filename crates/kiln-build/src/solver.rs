@@ -251,7 +251,7 @@ impl Solver<'_> {
             };
             key = step_key;
             let (layer, cached) = match produce {
-                None => (None, true),
+                None => (None, false),
                 Some(f) => match self.cache_get(&key) {
                     Some(rec) if !self.opts.no_cache => (rec.layer, true),
                     _ => {

@@ -1,3 +1,42 @@
-fn main() {
-    println!("Hello, world!");
+//! The `kiln` binary: argument parsing, output and exit codes. All logic lives in the
+//! library crates.
+
+mod cli;
+mod commands;
+mod error;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kiln_oci::Store;
+
+use crate::cli::{Cli, Commands};
+use crate::error::CliError;
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let root = cli.root.clone().unwrap_or_else(Store::default_root);
+    let store =
+        Store::open(&root).map_err(|e| CliError::env(format!("opening the store at {}: {e}", root.display())))?;
+    match &cli.command {
+        Commands::Build(a) => commands::build::build(&store, a),
+        Commands::Images(a) => commands::images::images(&store, a),
+        Commands::Inspect(a) => commands::images::inspect(&store, a),
+        Commands::Tag(a) => commands::images::tag(&store, a),
+        Commands::Rmi(a) => commands::images::rmi(&store, a),
+        Commands::Prune(a) => commands::images::prune(&store, a),
+        Commands::Load(a) => commands::archive::load(&store, a),
+        Commands::Save(a) => commands::archive::save(&store, a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
 }

@@ -1,0 +1,197 @@
+//! `kiln build`.
+
+use std::collections::BTreeMap;
+
+use kiln_build::build::{BuildRequest, prepare, run};
+use kiln_build::error::BuildError;
+use kiln_oci::Store;
+use kiln_oci::layer::Compression;
+use kiln_oci::reference::ImageRef;
+
+use crate::cli::BuildArgs;
+use crate::error::CliError;
+use crate::progress::Reporter;
+
+/// An `--output` destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    Oci { dest: String, tar: bool },
+    Docker { dest: String },
+}
+
+fn parse_output(spec: &str) -> Result<Output, CliError> {
+    let mut fields = BTreeMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            CliError::input(format!(
+                "--output {spec:?}: expected key=value pairs (hint: type=oci,dest=out.tar)"
+            ))
+        })?;
+        fields.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let dest = fields.get("dest").cloned().ok_or_else(|| {
+        CliError::input(format!(
+            "--output {spec:?}: dest= is required (hint: type=oci,dest=PATH)"
+        ))
+    })?;
+    let tar = match fields.get("tar").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(CliError::input(format!(
+                "--output {spec:?}: tar={other} must be true or false"
+            )));
+        }
+    };
+    match fields.get("type").map(String::as_str) {
+        Some("oci") => Ok(Output::Oci { dest, tar }),
+        Some("docker") => Ok(Output::Docker { dest }),
+        other => Err(CliError::input(format!(
+            "--output {spec:?}: unsupported type {other:?} (hint: use type=oci or type=docker; images always go to the store too)"
+        ))),
+    }
+}
+
+fn parse_build_args(raw: &[String]) -> Vec<(String, String)> {
+    raw.iter()
+        .filter_map(|a| match a.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            // `--build-arg NAME` takes the value from the environment, as docker does.
+            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+        })
+        .collect()
+}
+
+/// Renders a located Dockerfile error with the offending line and a caret under it.
+fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
+    let mut out = e.to_string();
+    if let Ok(src) = std::fs::read_to_string(&e.file)
+        && let Some(text) = src.lines().nth(e.line.saturating_sub(1))
+    {
+        let num = e.line.to_string();
+        let lead: String = text
+            .chars()
+            .take(e.col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        out.push_str(&format!("\n  {num} | {text}\n  {} | {lead}^", " ".repeat(num.len())));
+    }
+    out
+}
+
+/// Runs `kiln build`.
+pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
+    let compression = Compression::parse(&args.compression)
+        .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
+    let platform = match &args.platform {
+        Some(p) => Some(kiln_build::platform::parse(p).ok_or_else(|| {
+            CliError::input(format!(
+                "--platform {p:?}: expected os/arch[/variant] (hint: linux/amd64)"
+            ))
+        })?),
+        None => None,
+    };
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let req = BuildRequest {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        build_args: parse_build_args(&args.build_args),
+        target: args.target.clone(),
+        platform,
+        no_cache: args.no_cache,
+        compression,
+        source_date_epoch: args.source_date_epoch,
+    };
+    let reporter = Reporter::new(args.progress);
+    let prepared = prepare(store, &req).map_err(|e| match &e {
+        BuildError::Frontend(f) => CliError::input(render_frontend(f)),
+        _ => CliError::from(e),
+    })?;
+    if args.print_plan {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&prepared.plan).expect("plans serialise")
+        );
+        return Ok(());
+    }
+    for w in &prepared.warnings {
+        kiln_build::solver::Progress::warn(&reporter, w);
+    }
+    let solved = run(store, &prepared, &req, &args.tags, &reporter)?;
+    let digest = solved.manifest.digest.to_string();
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
+    }
+    if let Some(f) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.config.digest": solved.config_digest.to_string(),
+            "containerimage.descriptor": solved.manifest,
+            "image.name": args.tags.join(","),
+            "layers": solved.layers.iter().map(|l| serde_json::json!({
+                "digest": l.descriptor.digest.to_string(),
+                "diffID": l.diff_id.to_string(),
+                "size": l.descriptor.size,
+                "mediaType": l.descriptor.media_type,
+            })).collect::<Vec<_>>(),
+            "cache": { "hits": solved.cache_hits, "misses": solved.cache_misses },
+        });
+        std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
+            .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
+    }
+    for o in &outputs {
+        let dest = match o {
+            Output::Oci { dest, tar: false } => ImageRef::OciDir {
+                path: dest.into(),
+                reference: None,
+            },
+            Output::Oci { dest, tar: true } => ImageRef::OciArchive {
+                path: dest.into(),
+                reference: None,
+            },
+            Output::Docker { dest } => ImageRef::DockerArchive {
+                path: dest.into(),
+                reference: None,
+            },
+        };
+        kiln_oci::transport::export(store, &solved.manifest, &dest, &args.tags)?;
+    }
+    reporter.info(&format!(
+        "built {digest}{} ({} steps cached, {} run)",
+        if args.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" as {}", args.tags.join(", "))
+        },
+        solved.cache_hits,
+        solved.cache_misses
+    ));
+    println!("{digest}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs() {
+        assert_eq!(
+            parse_output("type=oci,dest=x,tar=false").unwrap(),
+            Output::Oci {
+                dest: "x".into(),
+                tar: false
+            }
+        );
+        assert_eq!(
+            parse_output("type=docker,dest=y").unwrap(),
+            Output::Docker { dest: "y".into() }
+        );
+        assert!(parse_output("type=registry,dest=y").is_err());
+        assert!(parse_output("type=oci").is_err());
+    }
+}

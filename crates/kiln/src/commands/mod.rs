@@ -1,0 +1,5 @@
+//! One module per group of commands; each function parses nothing and prints its result.
+
+pub mod archive;
+pub mod build;
+pub mod images;
