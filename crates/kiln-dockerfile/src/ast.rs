@@ -118,12 +118,23 @@ pub struct Flag {
 /// The meaning of an instruction. All strings are raw (see module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `FROM image [AS name]`. `name` is lowercased, as stage names are
-    /// case-insensitive.
-    From { image: String, name: Option<String> },
-    /// `RUN`. When `heredocs` is not empty the command line is shell form and
-    /// contains the `<<EOF` markers (e.g. `<<EOF` alone, or `python3 <<EOF`).
-    Run { cmd: CommandLine, heredocs: Vec<Heredoc> },
+    /// `FROM [--platform=…] image [AS name]`.
+    From {
+        /// Base image reference or earlier stage name, raw (may hold `$ARG`s).
+        image: String,
+        /// Stage name, lowercased: stage names are case-insensitive.
+        name: Option<String>,
+    },
+    /// `RUN`.
+    Run {
+        /// The command. With heredocs it is shell form and still contains
+        /// the markers (`<<EOF` alone, or `python3 <<EOF`): BuildKit runs a
+        /// lone heredoc as the script, else hands the shell
+        /// `cmd\n<body><NAME>…` to interpret.
+        cmd: CommandLine,
+        /// Heredoc bodies in marker order.
+        heredocs: Vec<Heredoc>,
+    },
     /// `CMD`.
     Cmd(CommandLine),
     /// `ENTRYPOINT`.

@@ -35,6 +35,7 @@ pub struct Lexer {
     raw_quotes: bool,
     raw_escapes: bool,
     skip_unset: bool,
+    skip_quotes: bool,
 }
 
 impl Default for Lexer {
@@ -56,6 +57,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset: false,
+            skip_quotes: false,
         }
     }
 
@@ -82,12 +84,23 @@ impl Lexer {
         self.run(s, env).map(|(_, ws)| ws)
     }
 
+    /// Expand the body of a `COPY`/`ADD` heredoc whose delimiter was not
+    /// quoted ([`crate::Heredoc::expand`]). As in BuildKit, quotes are
+    /// ordinary characters here (`'$X'` expands `X` and keeps the quotes),
+    /// while `$` forms and the escape character work as in a word.
+    pub fn process_heredoc(&self, content: &str, env: Env<'_>) -> Result<String, ExpandError> {
+        let mut lx = *self;
+        lx.skip_quotes = true;
+        lx.run(content, env).map(|(w, _)| w)
+    }
+
     fn run(&self, s: &str, env: Env<'_>) -> Result<(String, Vec<String>), ExpandError> {
         let mut sw = ShellWord {
             chars: s.chars().collect(),
             pos: 0,
             lx: *self,
             env,
+            depth: 0,
         };
         sw.process_stop_on(None, self.raw_escapes)
             .map_err(|message| ExpandError {
@@ -138,7 +151,12 @@ struct ShellWord<'e> {
     pos: usize,
     lx: Lexer,
     env: Env<'e>,
+    /// `${…}` nesting depth, bounded so hostile input cannot overflow the
+    /// stack.
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 64;
 
 type R<T> = Result<T, String>;
 
@@ -163,6 +181,11 @@ impl ShellWord<'_> {
                 return Ok((result, words.finish()));
             }
             match ch {
+                '\'' | '"' if self.lx.skip_quotes => {
+                    self.next();
+                    words.add_raw_char(ch);
+                    result.push(ch);
+                }
                 '\'' => {
                     let t = self.single_quote()?;
                     result.push_str(&t);
@@ -311,6 +334,17 @@ impl ShellWord<'_> {
             });
         }
         self.next(); // '{'
+        if self.depth >= MAX_DEPTH {
+            return Err("substitutions nested too deeply".into());
+        }
+        self.depth += 1;
+        let r = self.braced();
+        self.depth -= 1;
+        r
+    }
+
+    /// `${…}` after the `{`.
+    fn braced(&mut self) -> R<String> {
         match self.peek() {
             None => return Err("syntax error: missing '}'".into()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
@@ -745,6 +779,31 @@ mod tests {
             assert!(err.message.contains(want), "input {input:?}: got {:?}", err.message);
             assert!(err.to_string().starts_with("failed to process"), "{err}");
         }
+    }
+
+    #[test]
+    fn heredoc_bodies() {
+        let lx = Lexer::default();
+        let e = env();
+        let get = |k: &str| e.get(k).map(|v| v.to_string());
+        let cases: &[(&str, &str)] = &[
+            ("echo $A\n", "echo a\n"),
+            ("'$A' \"$B\"\n", "'a' \"b c\"\n"),
+            ("it's ${UNSET:-x}\n", "it's x\n"),
+            ("printf \"a\\nb\"\n", "printf \"anb\"\n"),
+            ("cost \\$5\n", "cost $5\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(lx.process_heredoc(input, &get).unwrap(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let s = "${A:-".repeat(10_000);
+        assert!(word(Lexer::default(), &s).is_err());
+        let s = "${A:-".repeat(50) + &"}".repeat(50);
+        assert_eq!(word(Lexer::default(), &s).unwrap(), "a");
     }
 
     #[test]

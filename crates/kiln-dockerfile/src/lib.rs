@@ -9,6 +9,8 @@
 //!
 //! Nothing here does I/O except [`dockerignore::ignore_file_for`].
 
+#![warn(missing_docs)]
+
 pub mod ast;
 pub mod dockerignore;
 mod error;

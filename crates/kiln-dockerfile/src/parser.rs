@@ -1176,7 +1176,7 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
         };
         let mut f: u128 = 0;
         let mut div: u128 = 1;
-        for d in frac.bytes().take(30) {
+        for d in frac.bytes().take(18) {
             f = f * 10 + u128::from(d - b'0');
             div *= 10;
         }
