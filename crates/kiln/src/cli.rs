@@ -87,6 +87,9 @@ pub struct BuildArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+    /// Print only the image digest (same as --progress quiet).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Layer compression: gzip (default), zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
