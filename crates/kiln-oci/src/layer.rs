@@ -189,8 +189,8 @@ pub enum LayerError {
 
 enum Encoder {
     Plain(BlobWriter),
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
-    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
+    Gzip(crate::pgzip::ParallelGzip<BlobWriter>),
+    Zstd(FixedChunks<zstd::stream::write::Encoder<'static, BlobWriter>>),
 }
 
 impl Write for Encoder {
@@ -215,8 +215,44 @@ impl Encoder {
         match self {
             Encoder::Plain(w) => Ok(w),
             Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish(),
+            Encoder::Zstd(w) => w.into_inner()?.finish(),
         }
+    }
+}
+
+/// Passes bytes on in blocks of exactly [`crate::pgzip::BLOCK`] (the last one shorter), so a
+/// compressor sees the same writes however the tar writer split its output.
+struct FixedChunks<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FixedChunks<W> {
+    fn into_inner(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf)?;
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for FixedChunks<W> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            let take = (crate::pgzip::BLOCK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == crate::pgzip::BLOCK {
+                self.inner.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -238,15 +274,19 @@ impl LayerWriter {
         };
         let enc = match compression {
             Compression::None => Encoder::Plain(blob),
-            Compression::Gzip(level) => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .operating_system(255)
-                    .write(blob, flate2::Compression::new(level)),
-            ),
+            Compression::Gzip(level) => {
+                // Parallel and deterministic: the output never depends on the worker count.
+                let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+                Encoder::Gzip(crate::pgzip::ParallelGzip::new(blob, level, workers))
+            }
             Compression::Zstd(level) => {
                 let mut z = zstd::stream::write::Encoder::new(blob, level).map_err(io_e)?;
                 z.multithread(2).map_err(io_e)?;
-                Encoder::Zstd(z)
+                // Fixed 1 MiB writes, so the frame never depends on how tar split its writes.
+                Encoder::Zstd(FixedChunks {
+                    inner: z,
+                    buf: Vec::with_capacity(crate::pgzip::BLOCK),
+                })
             }
         };
         let mut tar = tar::Builder::new(HashingWriter::new(enc));

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod media;
+pub mod pgzip;
 pub mod reference;
 pub mod store;
 pub mod transport;
