@@ -1,2 +1,380 @@
 //! Shared harness for kiln's integration tests: locating the kiln binary, temporary stores,
-//! and checks for the peer tools the tests compare against.
+//! checks for the peer tools the tests compare against (skopeo, umoci, buildah), reading OCI
+//! layouts, and recording an unpacked root filesystem so two images can be compared.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `kiln` binary the tests drive: `$KILN_BIN`, or `debug/kiln` in the target directory
+/// this test executable was built into.
+///
+/// # Panics
+/// If it does not exist, with a message saying how to build it.
+pub fn kiln_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test>-<hash> → target/debug/kiln
+    let mut candidates = Vec::new();
+    for dir in exe.ancestors().skip(1).take(3) {
+        candidates.push(dir.join("kiln"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kiln"));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("the kiln binary was not found next to {} (hint: run `cargo build -p kiln` first, or set KILN_BIN)", exe.display()))
+}
+
+/// The path of a peer tool the tests need.
+///
+/// # Panics
+/// If it is not installed: tests never pass silently without their peers.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed, and this test needs it (hint: run scripts/setup, which installs the peer tools)");
+}
+
+/// Runs a command and returns its output, panicking with both streams if it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    assert!(out.status.success(), "{}", describe_failure(cmd, &out));
+    out
+}
+
+/// Runs a command; `Err` carries a readable description (command, status, stdout, stderr).
+pub fn run_checked(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd.output().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if out.status.success() { Ok(out) } else { Err(describe_failure(cmd, &out)) }
+}
+
+/// A one-paragraph description of a failed command.
+pub fn describe_failure(cmd: &Command, out: &Output) -> String {
+    format!(
+        "{} {} failed ({})\n--- stdout\n{}--- stderr\n{}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args().map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A kiln store in a temporary directory.
+pub struct KilnStore {
+    dir: tempfile::TempDir,
+}
+
+impl Default for KilnStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KilnStore {
+    /// A new empty store.
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// Its directory (`$KILN_HOME`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `kiln ARGS…` with `KILN_HOME` pointing at this store.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(kiln_bin());
+        c.env("KILN_HOME", self.path()).env_remove("SOURCE_DATE_EPOCH").args(args);
+        c
+    }
+
+    /// The store's `index.json`, parsed.
+    pub fn index(&self) -> Value {
+        read_json(&self.path().join("index.json")).unwrap_or(Value::Null)
+    }
+}
+
+/// A buildah with its own storage in a temporary directory (vfs driver, so it works in any
+/// container without nested overlayfs). Everything it creates goes when this is dropped.
+pub struct Buildah {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Buildah {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Buildah {
+    /// A new buildah storage.
+    pub fn new() -> Self {
+        require_tool("buildah");
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn runroot(&self) -> PathBuf {
+        self.dir.path().join("runroot")
+    }
+
+    /// `buildah --root … --runroot … --storage-driver vfs ARGS…`.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.runroot())
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        c
+    }
+
+    /// The skopeo transport string naming `name` in this storage.
+    pub fn storage_ref(&self, name: &str) -> String {
+        format!("containers-storage:[vfs@{}+{}]{name}", self.root().display(), self.runroot().display())
+    }
+}
+
+impl Drop for Buildah {
+    fn drop(&mut self) {
+        // vfs layers are plain directories; unmount anything buildah left behind first.
+        let _ = self.cmd(["rm", "--all"]).output();
+        let _ = self.cmd(["rmi", "--all", "--force"]).output();
+    }
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Result<Value, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads a blob of an OCI layout by digest (`sha256:…`).
+pub fn layout_blob(layout: &Path, digest: &str) -> Result<Value, String> {
+    let (alg, hex) = digest.split_once(':').ok_or_else(|| format!("bad digest {digest}"))?;
+    read_json(&layout.join("blobs").join(alg).join(hex))
+}
+
+/// The `org.opencontainers.image.ref.name`s in a layout's index.json, in order.
+pub fn layout_refs(layout: &Path) -> Result<Vec<String>, String> {
+    let index = read_json(&layout.join("index.json"))?;
+    Ok(index["manifests"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The manifest and image config of `reference` (a ref name, or the only manifest when
+/// `None`) in an OCI layout.
+pub fn layout_image(layout: &Path, reference: Option<&str>) -> Result<(Value, Value), String> {
+    let index = read_json(&layout.join("index.json"))?;
+    let ms = index["manifests"].as_array().cloned().unwrap_or_default();
+    let desc = match reference {
+        Some(r) => ms
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(r))
+            .ok_or_else(|| format!("{}: no manifest named {r:?}", layout.display()))?,
+        None if ms.len() == 1 => &ms[0],
+        None => return Err(format!("{}: {} manifests, expected one", layout.display(), ms.len())),
+    };
+    let manifest = layout_blob(layout, desc["digest"].as_str().unwrap_or_default())?;
+    let config = layout_blob(layout, manifest["config"]["digest"].as_str().unwrap_or_default())?;
+    Ok((manifest, config))
+}
+
+/// `umoci unpack --image LAYOUT:REF BUNDLE` (run as root so ownership is kept); returns the
+/// bundle's rootfs.
+pub fn umoci_unpack(layout: &Path, reference: &str, bundle: &Path) -> Result<PathBuf, String> {
+    let mut c = Command::new(require_tool("umoci"));
+    c.arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display())).arg(bundle);
+    run_checked(&mut c)?;
+    Ok(bundle.join("rootfs"))
+}
+
+/// What is recorded of one filesystem entry: everything but times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// `f` file, `d` directory, `l` symlink, `p` fifo, `c`/`b` devices, `s` socket.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Permission bits including setuid, setgid and sticky, as octal text (`0755`).
+    pub mode: String,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// sha256 of a regular file's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A symlink's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// For a regular file with other hard links in the tree: the first path (in sorted
+    /// order) of its group. `None` for that first path itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink: Option<String>,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}:{}", self.kind, self.mode, self.uid, self.gid)?;
+        if let Some(h) = &self.sha256 {
+            write!(f, " sha256:{}", &h[..h.len().min(12)])?;
+        }
+        if let Some(l) = &self.link {
+            write!(f, " -> {l}")?;
+        }
+        if let Some(h) = &self.hardlink {
+            write!(f, " (hardlink of {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A root filesystem: absolute path (`/` for the root) → entry.
+pub type Tree = BTreeMap<String, Entry>;
+
+/// sha256 (hex) of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let d = kiln_oci::Digest::sha256_of(data).to_string();
+    d.trim_start_matches("sha256:").to_string()
+}
+
+/// Records every entry under `root` (not following symlinks).
+pub fn walk_tree(root: &Path) -> Result<Tree, String> {
+    let mut tree = Tree::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+    let mut todo = vec![(root.to_path_buf(), "/".to_string())];
+    while let Some((p, name)) = todo.pop() {
+        let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            "d"
+        } else if ft.is_file() {
+            "f"
+        } else if ft.is_symlink() {
+            "l"
+        } else if ft.is_fifo() {
+            "p"
+        } else if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            "s"
+        };
+        let mut e = Entry {
+            kind: kind.into(),
+            mode: format!("{:04o}", md.mode() & 0o7777),
+            uid: md.uid(),
+            gid: md.gid(),
+            sha256: None,
+            link: None,
+            hardlink: None,
+        };
+        if ft.is_file() {
+            let data = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            e.sha256 = Some(sha256_hex(&data));
+            if md.nlink() > 1 {
+                inodes.entry((md.dev(), md.ino())).or_default().push(name.clone());
+            }
+        } else if ft.is_symlink() {
+            // A symlink's own permission bits mean nothing on Linux and differ by unpacker.
+            e.mode = "0777".into();
+            e.link = Some(std::fs::read_link(&p).map_err(|e| format!("{}: {e}", p.display()))?.to_string_lossy().into_owned());
+        } else if ft.is_dir() {
+            for child in std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))? {
+                let child = child.map_err(|e| format!("{}: {e}", p.display()))?;
+                let cname = child.file_name().to_string_lossy().into_owned();
+                let full = if name == "/" { format!("/{cname}") } else { format!("{name}/{cname}") };
+                todo.push((child.path(), full));
+            }
+        }
+        tree.insert(name, e);
+    }
+    for mut group in inodes.into_values() {
+        if group.len() < 2 {
+            continue;
+        }
+        group.sort();
+        for other in &group[1..] {
+            if let Some(e) = tree.get_mut(other) {
+                e.hardlink = Some(group[0].clone());
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// Human-readable differences between two trees (empty when equal).
+pub fn diff_trees(left_name: &str, left: &Tree, right_name: &str, right: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, l) in left {
+        match right.get(p) {
+            None => out.push(format!("  only in {left_name}: {p}  [{l}]")),
+            Some(r) if r != l => out.push(format!("  {p}\n      {left_name}: {l}\n      {right_name}: {r}")),
+            Some(_) => {}
+        }
+    }
+    for (p, r) in right {
+        if !left.contains_key(p) {
+            out.push(format!("  only in {right_name}: {p}  [{r}]"));
+        }
+    }
+    out
+}
+
+/// Copies a directory tree (files, dirs, symlinks; modes kept) from `src` to `dst`, skipping
+/// top-level names in `skip`.
+pub fn copy_tree(src: &Path, dst: &Path, skip: &[&str]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| OsStr::new(s) == name) {
+            continue;
+        }
+        let from = entry.path();
+        let to = dst.join(&name);
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&from, &to, &[])?;
+            std::fs::set_permissions(&to, std::fs::metadata(&from)?.permissions())?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Semantic conformance: every case under `tests/conformance/NN-name/` is built by kiln and by
+//! buildah 1.28 (Debian's, `--runtime runc --format docker --timestamp 0`) from the same base
+//! image, and the two results are compared: the unpacked file tree (path, type, mode with
+//! setuid/setgid/sticky bits, uid, gid, content sha256, symlink target, hard-link groups —
+//! never times) and the config fields a Dockerfile can set.
+//!
+//! A case directory holds a `Dockerfile` and its context, and optionally:
+//! - `setup.sh`: run (with `sh`, in a scratch copy of the case) before building, for what git
+//!   cannot store: hard links, empty directories, special modes, owners, tarballs;
+//! - `args`: one option per line: `build-arg K=V`, `target NAME`, `file PATH` (the
+//!   Dockerfile, relative to the context), `prebuild NAME FILE` (build FILE first with both
+//!   tools and tag it `localhost/NAME:test`, e.g. an ONBUILD base), `#` comments;
+//! - `expected.json`: a hand-written expectation where buildah 1.28 lacks a feature or
+//!   differs from the Dockerfile reference / BuildKit. It must say why (`reason`). With
+//!   `"buildah": "skip"` the oracle is the base tree (or scratch, `"start": "scratch"`) plus
+//!   `files`, and exactly the `config` fields given; otherwise buildah still builds the case
+//!   (or `"buildah": "<file>"`, an equivalent Dockerfile without the missing feature) and
+//!   `config` / `files` override what buildah produced.
+//!
+//! Deliberate, documented differences between kiln and buildah 1.28 that hold for every case
+//! are applied in [`normalise_buildah`] and [`compare_config`]; each one says why there.
+//!
+//! All cases run, and every failure is collected before the test fails, with a readable diff
+//! per case. The base image is built once by kiln and copied into a private buildah storage
+//! (vfs driver, temporary `--root`/`--runroot`), so nothing outside temp dirs is touched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use kiln_tests::{
+    Buildah, Entry, KilnStore, Tree, copy_tree, diff_trees, layout_image, layout_refs, require_tool, run_checked,
+    run_ok, sha256_hex, umoci_unpack, walk_tree,
+};
+use serde_json::{Map, Value, json};
+
+const BASE: &str = "localhost/busybox:test";
+
+/// Files of a case directory that are instructions to the harness, not build context.
+const META_FILES: &[&str] = &["args", "expected.json", "setup.sh", "buildah.Dockerfile"];
+
+/// Config fields compared (under `config` in the image config).
+const CONFIG_FIELDS: &[&str] = &[
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
+}
+
+#[derive(Debug, Default)]
+struct CaseArgs {
+    build_args: Vec<String>,
+    target: Option<String>,
+    file: Option<String>,
+    prebuilds: Vec<(String, String)>,
+}
+
+fn read_args(dir: &Path) -> CaseArgs {
+    let mut a = CaseArgs::default();
+    let Ok(text) = std::fs::read_to_string(dir.join("args")) else { return a };
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim().to_string();
+        match key {
+            "build-arg" => a.build_args.push(rest),
+            "target" => a.target = Some(rest),
+            "file" => a.file = Some(rest),
+            "prebuild" => {
+                let (n, f) = rest.split_once(' ').expect("prebuild NAME FILE");
+                a.prebuilds.push((n.to_string(), f.trim().to_string()));
+            }
+            other => panic!("{}/args: unknown option {other:?}", dir.display()),
+        }
+    }
+    a
+}
+
+/// `expected.json`.
+#[derive(Debug, Default)]
+struct Expected {
+    reason: String,
+    /// None: buildah builds the case's Dockerfile. Some("skip"): no buildah. Some(file):
+    /// buildah builds that equivalent Dockerfile instead.
+    buildah: Option<String>,
+    /// `scratch` or `base` (default): the tree a skipped case starts from.
+    start: String,
+    config: Map<String, Value>,
+    files: BTreeMap<String, Option<Entry>>,
+}
+
+fn read_expected(dir: &Path) -> Option<Expected> {
+    let path = dir.join("expected.json");
+    if !path.exists() {
+        return None;
+    }
+    let v = kiln_tests::read_json(&path).unwrap_or_else(|e| panic!("{e}"));
+    let reason = v["reason"].as_str().unwrap_or_default().to_string();
+    assert!(!reason.is_empty(), "{}: say why the expectation is hand-written (\"reason\")", path.display());
+    let mut files = BTreeMap::new();
+    for (p, e) in v["files"].as_object().cloned().unwrap_or_default() {
+        files.insert(p.clone(), if e.is_null() { None } else { Some(expected_entry(&path, &p, &e)) });
+    }
+    Some(Expected {
+        reason,
+        buildah: v["buildah"].as_str().map(str::to_string),
+        start: v["start"].as_str().unwrap_or("base").to_string(),
+        config: v["config"].as_object().cloned().unwrap_or_default(),
+        files,
+    })
+}
+
+fn expected_entry(file: &Path, path: &str, e: &Value) -> Entry {
+    let s = |k: &str| e[k].as_str().map(str::to_string);
+    let kind = s("type").unwrap_or_else(|| panic!("{}: {path}: type is required", file.display()));
+    let sha256 = match (s("content"), s("sha256")) {
+        (Some(c), _) => Some(sha256_hex(c.as_bytes())),
+        (None, h) => h,
+    };
+    Entry {
+        mode: s("mode").unwrap_or_else(|| if kind == "d" { "0755".into() } else if kind == "l" { "0777".into() } else { "0644".into() }),
+        kind,
+        uid: e["uid"].as_u64().unwrap_or(0) as u32,
+        gid: e["gid"].as_u64().unwrap_or(0) as u32,
+        sha256,
+        link: s("link"),
+        hardlink: s("hardlink"),
+    }
+}
+
+/// Shared state of one test run.
+struct Env {
+    tmp: tempfile::TempDir,
+    kiln: KilnStore,
+    buildah: Buildah,
+    base_tree: Tree,
+}
+
+impl Env {
+    fn work(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// Copies a case (or the base) to a scratch context and runs its setup.sh there.
+fn prepare_context(src: &Path, dst: &Path) -> Result<(), String> {
+    copy_tree(src, dst, META_FILES).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    let setup = src.join("setup.sh");
+    if setup.exists() {
+        let mut c = Command::new("sh");
+        c.arg("-eu").arg(&setup).current_dir(dst);
+        run_checked(&mut c)?;
+    }
+    Ok(())
+}
+
+fn kiln_build(env: &Env, ctx: &Path, tag: &str, a: &CaseArgs, file: Option<&str>, out: Option<&Path>) -> Result<String, String> {
+    let mut c = env.kiln.cmd(["build", "--progress", "plain", "--platform", "linux/amd64", "-t", tag]);
+    if let Some(f) = file {
+        c.arg("-f").arg(ctx.join(f));
+    }
+    for b in &a.build_args {
+        c.arg("--build-arg").arg(b);
+    }
+    if let Some(t) = &a.target {
+        c.arg("--target").arg(t);
+    }
+    if let Some(o) = out {
+        c.arg("--output").arg(format!("type=oci,dest={},tar=false", o.display()));
+    }
+    c.arg(ctx).current_dir(ctx);
+    let o = run_checked(&mut c)?;
+    Ok(String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn buildah_build(env: &Env, ctx: &Path, tag: &str, a: &CaseArgs, file: &Path) -> Result<(), String> {
+    let mut c = env.buildah.cmd(["bud", "--runtime", "runc", "--format", "docker", "--timestamp", "0", "--layers=false"]);
+    c.args(["--platform", "linux/amd64", "-q", "-t", tag]).arg("-f").arg(file);
+    for b in &a.build_args {
+        c.arg("--build-arg").arg(b);
+    }
+    if let Some(t) = &a.target {
+        c.arg("--target").arg(t);
+    }
+    c.arg(ctx).current_dir(ctx);
+    run_checked(&mut c).map(|_| ())
+}
+
+/// An image's comparable parts.
+struct Image {
+    tree: Tree,
+    config: BTreeMap<String, Value>,
+}
+
+fn unpack(layout: &Path, reference: &str, bundle: &Path) -> Result<Image, String> {
+    let (_, config) = layout_image(layout, Some(reference))?;
+    let rootfs = umoci_unpack(layout, reference, bundle)?;
+    Ok(Image {
+        tree: walk_tree(&rootfs)?,
+        config: normalise_config(&config),
+    })
+}
+
+/// Is this value "nothing": null, "", [], {}, or 0? Images leave such fields out or write
+/// them empty interchangeably, and both mean "not set".
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0),
+        Value::Bool(_) => false,
+    }
+}
+
+fn strip_empty(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter().filter(|(_, v)| !is_empty(v)).map(|(k, v)| (k.clone(), strip_empty(v))).collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The compared fields of an image config, with empty values dropped. Labels that the tools
+/// add by design are dropped too: `io.buildah.version` (buildah) and `org.opencontainers.
+/// image.*` (kiln adds created/revision/source/base.* as DESIGN.md asks; buildah adds
+/// created).
+fn normalise_config(config: &Value) -> BTreeMap<String, Value> {
+    let c = &config["config"];
+    let mut out = BTreeMap::new();
+    for f in CONFIG_FIELDS {
+        let mut v = strip_empty(&c[*f]);
+        if *f == "Labels"
+            && let Value::Object(m) = &mut v
+        {
+            m.retain(|k, _| k != "io.buildah.version" && !k.starts_with("org.opencontainers.image."));
+        }
+        if !is_empty(&v) {
+            out.insert((*f).to_string(), v);
+        }
+    }
+    if let Some(a) = config["author"].as_str().filter(|a| !a.is_empty()) {
+        out.insert("Author".into(), json!(a));
+    }
+    out
+}
+
+/// Deliberate differences in buildah 1.28's file tree, rewritten to what the Dockerfile
+/// reference / BuildKit gives. Each is a buildah quirk, not a kiln choice:
+fn normalise_buildah(tree: &mut Tree, base: &Tree) {
+    // 1. The root directory: buildah's vfs storage and umoci give `/` whatever mode the
+    //    first layer's `./` entry had, and kiln's layers carry no `./` entry; the root of an
+    //    unpacked image is not something a Dockerfile can set. Both sides use the base's.
+    if let (Some(r), Some(b)) = (tree.get_mut("/"), base.get("/")) {
+        *r = b.clone();
+    }
+}
+
+/// Compares configs; returns readable differences.
+fn compare_config(kiln: &BTreeMap<String, Value>, oracle: &BTreeMap<String, Value>, oracle_name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<_> = kiln.keys().chain(oracle.keys()).collect();
+    for k in keys {
+        let (a, b) = (kiln.get(k), oracle.get(k));
+        if a != b {
+            let show = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "(unset)".into());
+            out.push(format!("  config {k}\n      kiln: {}\n      {oracle_name}: {}", show(a), show(b)));
+        }
+    }
+    out
+}
+
+/// Runs one case; Err is the readable report of what differs or failed.
+fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let work = env.work().join(&name);
+    let ctx = work.join("ctx");
+    prepare_context(dir, &ctx)?;
+    let args = read_args(dir);
+    let expected = read_expected(dir);
+    let buildah_mode = expected.as_ref().and_then(|e| e.buildah.clone());
+    let use_buildah = buildah_mode.as_deref() != Some("skip");
+    let dockerfile = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
+
+    for (pname, pfile) in &args.prebuilds {
+        let tag = format!("localhost/{pname}:test");
+        let no_args = CaseArgs::default();
+        kiln_build(env, &ctx, &tag, &no_args, Some(pfile), None).map_err(|e| format!("kiln prebuild {pname}: {e}"))?;
+        if use_buildah {
+            buildah_build(env, &ctx, &tag, &no_args, &ctx.join(pfile)).map_err(|e| format!("buildah prebuild {pname}: {e}"))?;
+        }
+    }
+
+    let kiln_layout = work.join("kiln-oci");
+    let kiln_tag = format!("localhost/conf-{name}:kiln");
+    let log = kiln_build(env, &ctx, &kiln_tag, &args, args.file.as_deref(), Some(&kiln_layout)).map_err(|e| format!("kiln build failed:\n{e}"))?;
+    let kiln_ref = layout_refs(&kiln_layout)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("kiln's --output layout {} names no image", kiln_layout.display()))?;
+    let kiln = unpack(&kiln_layout, &kiln_ref, &work.join("kiln-bundle"))?;
+
+    let (oracle_name, mut oracle) = if use_buildah {
+        let file = match &buildah_mode {
+            Some(f) => dir.join(f),
+            None => ctx.join(&dockerfile),
+        };
+        let tag = format!("localhost/conf-{name}:buildah");
+        buildah_build(env, &ctx, &tag, &args, &file).map_err(|e| format!("buildah build failed:\n{e}"))?;
+        let layout = work.join("buildah-oci");
+        let mut push = env.buildah.cmd(["push", "-q", &tag]);
+        push.arg(format!("oci:{}:img", layout.display()));
+        run_checked(&mut push)?;
+        let mut img = unpack(&layout, "img", &work.join("buildah-bundle"))?;
+        normalise_buildah(&mut img.tree, &env.base_tree);
+        let _ = env.buildah.cmd(["rmi", "-f", &tag]).output();
+        (if expected.is_some() { "expected" } else { "buildah" }, img)
+    } else {
+        let e = expected.as_ref().unwrap();
+        let tree = match e.start.as_str() {
+            "scratch" => {
+                let mut t = Tree::new();
+                t.insert("/".into(), env.base_tree["/"].clone());
+                t
+            }
+            _ => env.base_tree.clone(),
+        };
+        ("expected", Image { tree, config: BTreeMap::new() })
+    };
+    if let Some(e) = &expected {
+        for (k, v) in &e.config {
+            let v = strip_empty(v);
+            if is_empty(&v) {
+                oracle.config.remove(k);
+            } else {
+                oracle.config.insert(k.clone(), v);
+            }
+        }
+        for (p, entry) in &e.files {
+            match entry {
+                Some(en) => {
+                    oracle.tree.insert(p.clone(), en.clone());
+                }
+                None => {
+                    oracle.tree.remove(p);
+                }
+            }
+        }
+    }
+    let mut kiln = kiln;
+    normalise_kiln(&mut kiln.tree, &env.base_tree);
+
+    let mut diffs = compare_config(&kiln.config, &oracle.config, oracle_name);
+    diffs.extend(diff_trees("kiln", &kiln.tree, oracle_name, &oracle.tree));
+    if diffs.is_empty() {
+        Ok(match &expected {
+            Some(e) => format!("ok (hand-written expectation: {})", e.reason),
+            None => "ok".into(),
+        })
+    } else {
+        Err(format!("{}\n  --- kiln build log\n{}", diffs.join("\n"), indent(&log)))
+    }
+}
+
+fn normalise_kiln(tree: &mut Tree, base: &Tree) {
+    // See normalise_buildah (1): the root directory is the base's.
+    if let (Some(r), Some(b)) = (tree.get_mut("/"), base.get("/")) {
+        *r = b.clone();
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> Tree {
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "/bin/busybox is missing (hint: run scripts/setup, which installs busybox-static)"
+    );
+    let ctx = env_tmp.join("base-ctx");
+    prepare_context(&conformance_dir().join("base"), &ctx).unwrap_or_else(|e| panic!("base setup: {e}"));
+    let layout = env_tmp.join("base-oci");
+    let mut c = kiln.cmd(["build", "--progress", "plain", "-t", BASE]);
+    c.arg("--output").arg(format!("type=oci,dest={},tar=false", layout.display())).arg(&ctx);
+    run_ok(&mut c);
+    let mut copy = Command::new(require_tool("skopeo"));
+    copy.args(["copy", "-q"]).arg(format!("oci:{}:{BASE}", kiln.path().display())).arg(buildah.storage_ref(BASE));
+    run_ok(&mut copy);
+    let refs = layout_refs(&layout).unwrap();
+    let rootfs = umoci_unpack(&layout, &refs[0], &env_tmp.join("base-bundle")).unwrap_or_else(|e| panic!("{e}"));
+    walk_tree(&rootfs).unwrap()
+}
+
+#[test]
+fn conformance_with_buildah() {
+    require_tool("skopeo");
+    require_tool("umoci");
+    require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = KilnStore::new();
+    let buildah = Buildah::new();
+    let base_tree = build_base(tmp.path(), &kiln, &buildah);
+    let env = Env { tmp, kiln, buildah, base_tree };
+
+    let only = std::env::var("KILN_CONFORMANCE_ONLY").ok();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().chars().take(2).all(|c| c.is_ascii_digit()))
+        .collect();
+    cases.sort();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(o) = &only
+            && !name.contains(o.as_str())
+        {
+            continue;
+        }
+        ran += 1;
+        let t = Instant::now();
+        match run_case(&env, dir) {
+            Ok(msg) => eprintln!("case {name}: {msg} ({:.1}s)", t.elapsed().as_secs_f64()),
+            Err(msg) => {
+                eprintln!("case {name}: FAILED ({:.1}s)", t.elapsed().as_secs_f64());
+                failures.push(format!("=== case {name}\n{msg}"));
+            }
+        }
+    }
+    if std::env::var_os("KILN_CONFORMANCE_KEEP").is_some() {
+        eprintln!("keeping {}", env.work().display());
+        std::mem::forget(env.tmp);
+    }
+    if only.is_none() {
+        assert!(cases.len() >= 25, "the suite needs at least 25 cases, found {}", cases.len());
+    }
+    assert!(failures.is_empty(), "{} of {ran} conformance cases failed:\n{}", failures.len(), failures.join("\n"));
+}
