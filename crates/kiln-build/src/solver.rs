@@ -203,6 +203,11 @@ impl Solver<'_> {
             }
         };
         let label = self.stage_label(st);
+        // Names the image whose layers a failure came from (base images dominate the count).
+        let origin = match &st.base {
+            Base::Image { reference, .. } => format!("{reference} (stage {label})"),
+            _ => format!("stage {label}"),
+        };
         let total = st.steps.len();
         for (n, step) in st.steps.iter().enumerate() {
             let started = Instant::now();
@@ -225,7 +230,11 @@ impl Solver<'_> {
                 Op::Mkdir(m) => {
                     let k = hash(&[&key, &op_json]);
                     let layers_now = layers.clone();
-                    (k, Some(Box::new(move |s: &Self| s.mkdir(step, m, &layers_now))))
+                    let origin = origin.clone();
+                    (
+                        k,
+                        Some(Box::new(move |s: &Self| s.mkdir(step, m, &layers_now, &origin))),
+                    )
                 }
                 Op::Copy(c) => {
                     let (k, collected) = match &c.from {
@@ -243,9 +252,12 @@ impl Solver<'_> {
                         }
                     };
                     let layers_now = layers.clone();
+                    let origin = origin.clone();
                     (
                         k,
-                        Some(Box::new(move |s: &Self| s.copy(step, c, collected, &layers_now, outs))),
+                        Some(Box::new(move |s: &Self| {
+                            s.copy(step, c, collected, &layers_now, outs, &origin)
+                        })),
                     )
                 }
             };
@@ -427,8 +439,9 @@ impl Solver<'_> {
         step: &Step,
         m: &crate::plan::MkdirOp,
         layers: &[LayerRef],
+        origin: &str,
     ) -> Result<Option<LayerRef>, BuildError> {
-        let target = self.view(layers, "stage")?;
+        let target = self.view(layers, origin)?;
         let io = |e: std::io::Error| {
             self.step_err(
                 step,
@@ -472,6 +485,7 @@ impl Solver<'_> {
         collected: Option<copy::Collected>,
         layers: &[LayerRef],
         outs: &[Option<StageOut>],
+        origin: &str,
     ) -> Result<Option<LayerRef>, BuildError> {
         let source_view;
         let (source, from_context): (&dyn Tree, bool) = match &op.from {
@@ -491,7 +505,7 @@ impl Solver<'_> {
             Some(c) => c,
             None => copy::collect(op, source, None, &step.created_by).map_err(|e| self.step_err(step, e))?,
         };
-        let target = self.view(layers, "stage")?;
+        let target = self.view(layers, origin)?;
         let chown = match &op.chown {
             Some(spec) => Some(copy::resolve_owner(spec, &target).map_err(|e| self.step_err(step, e))?),
             None => None,
