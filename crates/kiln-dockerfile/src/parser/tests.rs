@@ -854,3 +854,82 @@ fn never_panics_on_odd_input() {
         let _ = parse(src);
     }
 }
+
+/// Cheap in-tree fuzzing for CI (the real fuzzers live in `fuzz/`): token
+/// soup built from Dockerfile syntax must never panic, and errors must point
+/// inside the source.
+#[test]
+fn token_soup_never_panics() {
+    const TOKENS: &[&str] = &[
+        "FROM",
+        "RUN",
+        "COPY",
+        "ADD",
+        "ENV",
+        "ARG",
+        "ONBUILD",
+        "HEALTHCHECK",
+        "SHELL",
+        "CMD",
+        "LABEL",
+        "STOPSIGNAL",
+        " ",
+        " ",
+        "\t",
+        "\n",
+        "\n",
+        "\\",
+        "\\\n",
+        "`",
+        "# escape=`\n",
+        "#",
+        "\"",
+        "'",
+        "=",
+        "--",
+        "--from=",
+        "--mount",
+        "--link",
+        "--interval=",
+        "1s",
+        "<<",
+        "<<-",
+        "EOF",
+        "\nEOF\n",
+        "\tEOF",
+        "[",
+        "]",
+        "\"a\"",
+        ",",
+        "AS",
+        "x",
+        "$",
+        "${",
+        "}",
+        ":-",
+        "NONE",
+        "é",
+        "\r\n",
+        "3<<",
+        "'EOF'",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let n = (next() % 40) as usize;
+        let src: String = (0..n)
+            .map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize])
+            .collect();
+        if let Err(e) = parse(&src) {
+            let lines = src.split('\n').count().max(1);
+            assert!(e.line >= 1 && e.line <= lines, "{src:?}: {e:?}");
+            assert!(e.col >= 1, "{src:?}: {e:?}");
+            let _ = e.render("Dockerfile", &src);
+        }
+    }
+}
