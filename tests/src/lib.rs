@@ -27,10 +27,12 @@ pub fn kiln_bin() -> PathBuf {
         candidates.push(dir.join("kiln"));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kiln"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("the kiln binary was not found next to {} (hint: run `cargo build -p kiln` first, or set KILN_BIN)", exe.display()))
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "the kiln binary was not found next to {} (hint: run `cargo build -p kiln` first, or set KILN_BIN)",
+            exe.display()
+        )
+    })
 }
 
 /// The path of a peer tool the tests need.
@@ -45,7 +47,9 @@ pub fn require_tool(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{name}` is not installed, and this test needs it (hint: run scripts/setup, which installs the peer tools)");
+    panic!(
+        "`{name}` is not installed, and this test needs it (hint: run scripts/setup, which installs the peer tools)"
+    );
 }
 
 /// Runs a command and returns its output, panicking with both streams if it fails.
@@ -58,7 +62,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Runs a command; `Err` carries a readable description (command, status, stdout, stderr).
 pub fn run_checked(cmd: &mut Command) -> Result<Output, String> {
     let out = cmd.output().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    if out.status.success() { Ok(out) } else { Err(describe_failure(cmd, &out)) }
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(describe_failure(cmd, &out))
+    }
 }
 
 /// A one-paragraph description of a failed command.
@@ -87,7 +95,9 @@ impl Default for KilnStore {
 impl KilnStore {
     /// A new empty store.
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// Its directory (`$KILN_HOME`).
@@ -102,7 +112,9 @@ impl KilnStore {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new(kiln_bin());
-        c.env("KILN_HOME", self.path()).env_remove("SOURCE_DATE_EPOCH").args(args);
+        c.env("KILN_HOME", self.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .args(args);
         c
     }
 
@@ -128,7 +140,9 @@ impl Buildah {
     /// A new buildah storage.
     pub fn new() -> Self {
         require_tool("buildah");
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -157,7 +171,11 @@ impl Buildah {
 
     /// The skopeo transport string naming `name` in this storage.
     pub fn storage_ref(&self, name: &str) -> String {
-        format!("containers-storage:[vfs@{}+{}]{name}", self.root().display(), self.runroot().display())
+        format!(
+            "containers-storage:[vfs@{}+{}]{name}",
+            self.root().display(),
+            self.runroot().display()
+        )
     }
 }
 
@@ -188,7 +206,11 @@ pub fn layout_refs(layout: &Path) -> Result<Vec<String>, String> {
         .as_array()
         .map(|ms| {
             ms.iter()
-                .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().map(str::to_string))
+                .filter_map(|m| {
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default())
@@ -216,7 +238,10 @@ pub fn layout_image(layout: &Path, reference: Option<&str>) -> Result<(Value, Va
 /// bundle's rootfs.
 pub fn umoci_unpack(layout: &Path, reference: &str, bundle: &Path) -> Result<PathBuf, String> {
     let mut c = Command::new(require_tool("umoci"));
-    c.arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display())).arg(bundle);
+    c.arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:{reference}", layout.display()))
+        .arg(bundle);
     run_checked(&mut c)?;
     Ok(bundle.join("rootfs"))
 }
@@ -311,12 +336,21 @@ pub fn walk_tree(root: &Path) -> Result<Tree, String> {
         } else if ft.is_symlink() {
             // A symlink's own permission bits mean nothing on Linux and differ by unpacker.
             e.mode = "0777".into();
-            e.link = Some(std::fs::read_link(&p).map_err(|e| format!("{}: {e}", p.display()))?.to_string_lossy().into_owned());
+            e.link = Some(
+                std::fs::read_link(&p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         } else if ft.is_dir() {
             for child in std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))? {
                 let child = child.map_err(|e| format!("{}: {e}", p.display()))?;
                 let cname = child.file_name().to_string_lossy().into_owned();
-                let full = if name == "/" { format!("/{cname}") } else { format!("{name}/{cname}") };
+                let full = if name == "/" {
+                    format!("/{cname}")
+                } else {
+                    format!("{name}/{cname}")
+                };
                 todo.push((child.path(), full));
             }
         }
