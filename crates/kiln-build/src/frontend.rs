@@ -351,7 +351,9 @@ fn plan_stage(
     }
     // The base's ONBUILD triggers run first, as if written right after FROM.
     for trigger in &triggers {
-        let parsed = kiln_dockerfile::parse(trigger).map_err(|e| {
+        // A trigger alone is not a Dockerfile (the parser wants a FROM first), so parse it
+        // inside a stage and drop that FROM.
+        let parsed = kiln_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
             ctx.err(
                 from.line,
                 1,
@@ -359,7 +361,7 @@ fn plan_stage(
                 None,
             )
         })?;
-        for mut instr in parsed.instructions {
+        for mut instr in parsed.instructions.into_iter().skip(1) {
             instr.line = from.line;
             instr.end_line = from.line;
             dispatch(ctx, globals, earlier, &mut state, &instr)?;
@@ -685,7 +687,9 @@ fn plan_copy(
         // BuildKit expands unquoted heredoc bodies of COPY/ADD with the build's variables,
         // leaving quotes and escapes in the text as written.
         let content = if h.expand {
-            expand_heredoc(&h.content, env)
+            ctx.lexer
+                .process_heredoc(&h.content, env)
+                .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))?
         } else {
             h.content.clone()
         };
@@ -725,45 +729,6 @@ fn plan_copy(
         excludes,
         link: instr.flag_bool("link"),
     })
-}
-
-/// Expands `$VAR` and `${VAR}` in a heredoc body, leaving quotes and other text alone.
-fn expand_heredoc(body: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(body.len());
-    let chars: Vec<char> = body.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' && chars.get(i + 1) == Some(&'$') {
-            out.push('$');
-            i += 2;
-            continue;
-        }
-        if c == '$' {
-            if chars.get(i + 1) == Some(&'{')
-                && let Some(end) = chars[i + 2..].iter().position(|&c| c == '}')
-            {
-                let name: String = chars[i + 2..i + 2 + end].iter().collect();
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    out.push_str(&env(&name).unwrap_or_default());
-                    i += end + 3;
-                    continue;
-                }
-            }
-            let name: String = chars[i + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-                .collect();
-            if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
-                out.push_str(&env(&name).unwrap_or_default());
-                i += 1 + name.len();
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
 }
 
 fn command_args(cl: &CommandLine, shell: &[String]) -> Vec<String> {
@@ -1004,9 +969,21 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_expansion_keeps_quotes() {
-        let env = |n: &str| (n == "X").then(|| "1".to_string());
-        assert_eq!(expand_heredoc("a \"$X\" '${X}' \\$X $Y\n", &env), "a \"1\" '1' $X \n");
+    fn copy_heredoc_expands_unquoted_only() {
+        let out = plan_of(
+            "FROM scratch\nARG X=1\nCOPY <<EOF /a\nv=\"$X\"\nEOF\nCOPY <<'EOF' /b\nv=$X\nEOF\n",
+            &[],
+        )
+        .unwrap();
+        let contents: Vec<String> = out.plan.stages[0]
+            .steps
+            .iter()
+            .filter_map(|s| match &s.op {
+                Op::Copy(c) => Some(c.inline[0].content.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(contents, ["v=\"1\"\n", "v=$X\n"]);
     }
 
     #[test]
