@@ -393,6 +393,11 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
         push.arg(format!("oci:{}:img", layout.display()));
         run_checked(&mut push)?;
         let mut img = unpack(&layout, "img", &work.join("buildah-bundle"))?;
+        // The OCI config that `buildah push oci:` writes drops the Docker-only fields
+        // (Healthcheck, OnBuild, Shell); buildah keeps them in its Docker-format config.
+        let inspect = run_checked(&mut env.buildah.cmd(["inspect", "--type", "image", &tag]))?;
+        let inspect: Value = serde_json::from_slice(&inspect.stdout).map_err(|e| format!("buildah inspect: {e}"))?;
+        img.config = normalise_config(&inspect["Docker"]);
         normalise_buildah(&mut img.tree, &env.base_tree);
         let _ = env.buildah.cmd(["rmi", "-f", &tag]).output();
         (if expected.is_some() { "expected" } else { "buildah" }, img)
