@@ -42,7 +42,7 @@ fn has_wildcard(s: &str) -> bool {
 }
 
 /// Go's `filepath.Match` for one path component: `*`, `?`, `[…]` classes with ranges and
-/// `^`/`!` negation, and `\` escapes.
+/// `^` negation, and `\` escapes.
 pub fn match_component(pattern: &str, name: &str) -> bool {
     fn m(p: &[char], n: &[char]) -> bool {
         match p.first() {
@@ -52,7 +52,8 @@ pub fn match_component(pattern: &str, name: &str) -> bool {
             Some('[') => {
                 let Some(c) = n.first() else { return false };
                 let mut i = 1;
-                let negate = matches!(p.get(1), Some('^') | Some('!'));
+                // Go negates a class with `^` only; `[!x]` matches `!` or `x` (as in BuildKit).
+                let negate = p.get(1) == Some(&'^');
                 if negate {
                     i += 1;
                 }
@@ -590,6 +591,8 @@ mod tests {
         assert!(match_component("f?le", "file"));
         assert!(match_component("[a-c]x", "bx"));
         assert!(!match_component("[^a-c]x", "bx"));
+        assert!(match_component("[!2]x", "2x"));
+        assert!(!match_component("[!2]x", "1x"));
         assert!(match_component("\\*", "*"));
         assert!(!match_component("[abc", "a"));
     }
