@@ -463,7 +463,9 @@ fn add_entry(
     if n.kind == NodeKind::File && n.nlink > 1 {
         links.entry(n.dev_ino).or_default().push(path.clone());
     }
-    let (uid, gid) = match (m.owner.chown, m.owner.preserve) {
+    // Entries that do not come straight from the context (ADD's extracted archives, as in
+    // BuildKit) keep their owners unless --chown says otherwise.
+    let (uid, gid) = match (m.owner.chown, m.owner.preserve || !from_context) {
         (Some(ids), _) => ids,
         (None, true) => (n.uid, n.gid),
         (None, false) => (0, 0),
@@ -488,22 +490,60 @@ fn add_entry(
     );
 }
 
-/// Recognises the archives ADD extracts: tar (ustar magic), gzip, zstd.
+/// Recognises the archives ADD extracts, as BuildKit does: the file, decompressed if it is
+/// gzip or zstd, starts with a valid tar header. Anything else (a `.gz` of plain text, say)
+/// is copied as it is.
 fn is_archive(path: &std::path::Path) -> std::io::Result<bool> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = [0u8; 512];
-    let mut n = 0;
-    while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
-        if r == 0 {
-            break;
+    fn read_block(r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 512];
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Not decompressible after all: not an archive.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(vec![]),
+                Err(e) => return Err(e),
+            }
         }
-        n += r;
+        buf.truncate(n);
+        Ok(buf)
     }
-    let b = &buf[..n];
-    Ok(b.starts_with(&[0x1f, 0x8b])
-        || b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &b[257..262] == b"ustar"))
+    let mut f = std::fs::File::open(path)?;
+    let head = read_block(&mut f)?;
+    let block = if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        match kiln_oci::decompress::open_layer_stream(std::fs::File::open(path)?) {
+            Ok(mut r) => read_block(&mut r)?,
+            Err(_) => return Ok(false),
+        }
+    } else {
+        head
+    };
+    Ok(tar_header_ok(&block))
+}
+
+/// Is this a tar header block with a correct checksum (what Go's `tar.Reader.Next` needs)?
+fn tar_header_ok(b: &[u8]) -> bool {
+    if b.len() < 512 {
+        return false;
+    }
+    let field = String::from_utf8_lossy(&b[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else {
+        return false;
+    };
+    let sum: u32 = b[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(c)
+            }
+        })
+        .sum();
+    sum == stored
 }
 
 fn extract_archive(path: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {

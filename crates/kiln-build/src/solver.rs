@@ -90,6 +90,9 @@ struct StageOut {
     key: [u8; 32],
 }
 
+/// Work that makes a step's layer, run only on a cache miss.
+type Producer<'s, 'a> = Box<dyn FnOnce(&Solver<'s>) -> Result<Option<LayerRef>, BuildError> + 'a>;
+
 struct Solver<'a> {
     store: &'a Store,
     plan: &'a Plan,
@@ -213,10 +216,7 @@ impl Solver<'_> {
             let started = Instant::now();
             let op_json = serde_json::to_vec(&step.op).expect("plans serialise");
             let created = Some(rfc3339(self.plan.source_date_epoch));
-            let (step_key, produce): (
-                _,
-                Option<Box<dyn FnOnce(&Self) -> Result<Option<LayerRef>, BuildError> + '_>>,
-            ) = match &step.op {
+            let (step_key, produce): (_, Option<Producer<'_, '_>>) = match &step.op {
                 Op::Metadata => (hash(&[&key, &op_json]), None),
                 Op::Run(_) => {
                     return Err(self.step_err(

@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(t.list("a").unwrap(), ["new", "sub", "x", "y"]);
         if rustix::fs::mknodat(
             rustix::fs::CWD,
-            &l2.join("a/x"),
+            l2.join("a/x"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             0,
@@ -413,7 +413,7 @@ mod tests {
             assert!(t.lstat("a/x").unwrap().is_none());
             assert_eq!(t.list("a").unwrap(), ["new", "sub", "y"]);
             if rustix::fs::lsetxattr(
-                &l2.join("a"),
+                l2.join("a"),
                 "trusted.overlay.opaque",
                 b"y",
                 rustix::fs::XattrFlags::empty(),

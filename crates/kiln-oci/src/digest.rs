@@ -274,9 +274,11 @@ impl<R: Read> Read for VerifyingReader<R> {
                 format!("content is larger than the expected {size} bytes"),
             ));
         }
-        if n == 0 && !buf.is_empty() {
-            if let Some((want, size)) = &self.expected
-                && let Some(h) = self.hasher.take()
+        if n == 0
+            && !buf.is_empty()
+            && let Some((want, size)) = &self.expected
+            && let Some(h) = self.hasher.take()
+        {
             {
                 let got = h.finish();
                 if let Some(size) = size

@@ -338,13 +338,13 @@ impl LayerWriter {
             header.set_path(&name).map_err(e)?;
         }
         match &entry.kind {
-            EntryKind::Symlink(t) | EntryKind::Hardlink(t) => {
-                if t.len() > 100 || header.set_link_name_literal(t.as_bytes()).is_err() {
-                    pax.push(("linkpath".into(), t.clone().into_bytes()));
-                    header
-                        .set_link_name_literal(&t.as_bytes()[..t.len().min(100)])
-                        .map_err(e)?;
-                }
+            EntryKind::Symlink(t) | EntryKind::Hardlink(t)
+                if t.len() > 100 || header.set_link_name_literal(t.as_bytes()).is_err() =>
+            {
+                pax.push(("linkpath".into(), t.clone().into_bytes()));
+                header
+                    .set_link_name_literal(&t.as_bytes()[..t.len().min(100)])
+                    .map_err(e)?;
             }
             EntryKind::CharDevice(maj, min) | EntryKind::BlockDevice(maj, min) => {
                 header.set_device_major(*maj).map_err(e)?;

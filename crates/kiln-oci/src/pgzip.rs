@@ -59,14 +59,23 @@ fn entropy(data: &[u8]) -> f64 {
         counts[b as usize] += 1;
     }
     let n = data.len() as f64;
-    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64 / n)
+        .map(|p| -p * p.log2())
+        .sum()
 }
 
 /// Above this entropy a block is stored rather than compressed (deflate would save < 0.5%).
 const STORE_ABOVE_BITS: f64 = 7.99;
 
 fn deflate_block(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let level = if data.len() >= 64 * 1024 && entropy(data) > STORE_ABOVE_BITS { 0 } else { level };
+    let level = if data.len() >= 64 * 1024 && entropy(data) > STORE_ABOVE_BITS {
+        0
+    } else {
+        level
+    };
     let mut c = Compress::new(Compression::new(level), false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;

@@ -554,9 +554,16 @@ impl Store {
                 }
             }
         }
+        // Nothing is being written while we hold the GC lock exclusively, so every temp file
+        // and staging directory left here belongs to a process that died.
         if let Ok(entries) = fs::read_dir(self.tmp_dir()) {
             for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
             }
         }
         Ok((n, bytes))

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Build an image from a Dockerfile and a context directory.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List images in the store.
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON.

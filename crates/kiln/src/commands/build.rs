@@ -106,7 +106,11 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         compression,
         source_date_epoch: args.source_date_epoch,
     };
-    let reporter = Reporter::new(if args.quiet { crate::cli::ProgressMode::Quiet } else { args.progress });
+    let reporter = Reporter::new(if args.quiet {
+        crate::cli::ProgressMode::Quiet
+    } else {
+        args.progress
+    });
     let prepared = prepare(store, &req).map_err(|e| match &e {
         BuildError::Frontend(f) => CliError::input(render_frontend(f)),
         _ => CliError::from(e),
