@@ -448,3 +448,44 @@ fn a_killed_load_leaves_a_clean_store() {
     assert!(stdout(&out).contains("big:1"), "{}", stdout(&out));
     run_ok(&mut dst.cmd(["inspect", "big:1"]));
 }
+
+#[test]
+fn concurrent_builds_share_the_store_safely() {
+    let d = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let ctx = d.path().join(format!("ctx{i}"));
+            fs::create_dir_all(&ctx).unwrap();
+            fs::write(ctx.join("f"), format!("content {i}\n")).unwrap();
+            fs::write(ctx.join("shared"), "same in every build\n").unwrap();
+            fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY shared /shared\nCOPY f /f\n").unwrap();
+            store
+                .cmd(["build", "-q", "-t", &format!("conc:{i}")])
+                .arg(&ctx)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let digests: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout(&out)
+        })
+        .collect();
+    // Every tag survived the concurrent index updates and points at its own build.
+    for (i, digest) in digests.iter().enumerate() {
+        let out = run_ok(&mut store.cmd(["inspect", &format!("conc:{i}")]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["digest"].as_str(), Some(digest.as_str()));
+    }
+    // A prune afterwards keeps everything that is tagged.
+    run_ok(&mut store.cmd(["prune"]));
+    for i in 0..6 {
+        run_ok(&mut store.cmd(["inspect", &format!("conc:{i}")]));
+    }
+}
