@@ -40,7 +40,10 @@ fn examples(markdown: &str) -> Vec<Example> {
             continue;
         }
         if let Some(cmd) = line.strip_prefix("$ ") {
-            out.push(Example { command: cmd.to_string(), expected: vec![] });
+            out.push(Example {
+                command: cmd.to_string(),
+                expected: vec![],
+            });
         } else if let Some(last) = out.last_mut() {
             last.expected.push(line.to_string());
         }
@@ -62,7 +65,13 @@ fn every_console_example_in_docs_runs() {
         let work = tempfile::tempdir().unwrap();
         for ex in examples(&text) {
             let words: Vec<&str> = ex.command.split_whitespace().collect();
-            assert_eq!(words[0], "kiln", "{}: only kiln commands are run: {}", path.display(), ex.command);
+            assert_eq!(
+                words[0],
+                "kiln",
+                "{}: only kiln commands are run: {}",
+                path.display(),
+                ex.command
+            );
             // Relative paths in examples are the repository's (examples/…) or scratch files.
             let args: Vec<String> = words[1..]
                 .iter()
@@ -88,10 +97,16 @@ fn every_console_example_in_docs_runs() {
             let lines: Vec<&str> = stdout.lines().collect();
             let mut at = 0;
             for pat in &ex.expected {
-                let found = lines[at..].iter().position(|l| matches(pat, l) || matches(pat.trim_start_matches('…'), l.trim_start()));
+                let found = lines[at..]
+                    .iter()
+                    .position(|l| matches(pat, l) || matches(pat.trim_start_matches('…'), l.trim_start()));
                 match found {
                     Some(i) => at += i + 1,
-                    None => panic!("{}: `{}`: no output line matches {pat:?}\noutput:\n{stdout}", path.display(), ex.command),
+                    None => panic!(
+                        "{}: `{}`: no output line matches {pat:?}\noutput:\n{stdout}",
+                        path.display(),
+                        ex.command
+                    ),
                 }
             }
             ran += 1;
@@ -105,6 +120,9 @@ fn wildcard_matching() {
     assert!(matches("sha256:…", "sha256:abc"));
     assert!(!matches("sha256:…", "xsha256:abc"));
     assert!(matches("…\"target\": 1…", "  \"target\": 1,"));
-    assert!(matches("Deleted … blobs, reclaimed …", "Deleted 3 blobs, reclaimed 1.2kB"));
+    assert!(matches(
+        "Deleted … blobs, reclaimed …",
+        "Deleted 3 blobs, reclaimed 1.2kB"
+    ));
     assert!(!matches("a…b", "a c"));
 }
