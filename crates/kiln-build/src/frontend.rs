@@ -311,7 +311,8 @@ fn plan_stage(
                 from.line,
                 1,
                 format!("base image {image:?}: {e}"),
-                Some("build or load the base image first (kiln images lists what the store has)"),
+                (!e.contains("(hint:"))
+                    .then_some("build or load the base image first (kiln images lists what the store has)"),
             )
         })?;
         (

@@ -101,6 +101,17 @@ pub struct OpenedImage {
 /// exactly one image yields it; otherwise the error lists the choices.
 pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> Result<OpenedImage, TransportError> {
     match r {
+        // A digest pin names content: it wins over the tag, as in docker.
+        ImageRef::Store(Name { digest: Some(d), .. }) => {
+            let desc = resolve_digest(store, d)
+                .map_err(store_err(r))?
+                .ok_or_else(|| TransportError::NotFound {
+                    image: r.to_string(),
+                    location: format!("the store at {}", store.root().display()),
+                    hint: "the pinned digest is not in the store; build, load or pull that exact image".into(),
+                })?;
+            read(store.clone(), desc, r, platform, None)
+        }
         ImageRef::Store(name) => {
             let key = name.store_key();
             let desc = store
