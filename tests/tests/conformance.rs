@@ -171,6 +171,8 @@ struct Env {
     kiln: KilnStore,
     buildah: Buildah,
     base_tree: Tree,
+    /// Manifest digest of the base (`@BASE_DIGEST@` in `args`).
+    base_digest: String,
 }
 
 impl Env {
@@ -355,7 +357,10 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
     let work = env.work().join(&name);
     let ctx = work.join("ctx");
     prepare_context(dir, &ctx)?;
-    let args = read_args(dir);
+    let mut args = read_args(dir);
+    for b in &mut args.build_args {
+        *b = b.replace("@BASE_DIGEST@", &env.base_digest);
+    }
     let expected = read_expected(dir);
     let buildah_mode = expected.as_ref().and_then(|e| e.buildah.clone());
     let use_buildah = buildah_mode.as_deref() != Some("skip");
@@ -477,7 +482,9 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
-fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> Tree {
+/// Builds the base with kiln, copies it into buildah's storage, and returns its tree and
+/// manifest digest.
+fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> (Tree, String) {
     assert!(
         Path::new("/bin/busybox").is_file(),
         "/bin/busybox is missing (hint: run scripts/setup, which installs busybox-static)"
@@ -485,8 +492,11 @@ fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> Tree {
     let ctx = env_tmp.join("base-ctx");
     prepare_context(&conformance_dir().join("base"), &ctx).unwrap_or_else(|e| panic!("base setup: {e}"));
     let layout = env_tmp.join("base-oci");
+    let iid = env_tmp.join("base.iid");
     let mut c = kiln.cmd(["build", "--progress", "plain", "-t", BASE]);
-    c.arg("--output")
+    c.arg("--iidfile")
+        .arg(&iid)
+        .arg("--output")
         .arg(format!("type=oci,dest={},tar=false", layout.display()))
         .arg(&ctx);
     run_ok(&mut c);
@@ -497,7 +507,8 @@ fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> Tree {
     run_ok(&mut copy);
     let refs = layout_refs(&layout).unwrap();
     let rootfs = umoci_unpack(&layout, &refs[0], &env_tmp.join("base-bundle")).unwrap_or_else(|e| panic!("{e}"));
-    walk_tree(&rootfs).unwrap()
+    let digest = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    (walk_tree(&rootfs).unwrap(), digest)
 }
 
 #[test]
@@ -508,12 +519,13 @@ fn conformance_with_buildah() {
     let tmp = tempfile::tempdir().unwrap();
     let kiln = KilnStore::new();
     let buildah = Buildah::new();
-    let base_tree = build_base(tmp.path(), &kiln, &buildah);
+    let (base_tree, base_digest) = build_base(tmp.path(), &kiln, &buildah);
     let env = Env {
         tmp,
         kiln,
         buildah,
         base_tree,
+        base_digest,
     };
 
     let only = std::env::var("KILN_CONFORMANCE_ONLY").ok();
