@@ -160,6 +160,16 @@ pub fn plan(input: &FrontendInput<'_>) -> Result<FrontendOutput, FrontendError> 
     let globals = global_args(&mut ctx, &df)?;
     let mut stages: Vec<StagePlan> = Vec::new();
     for st in df.stages() {
+        if let Some(name) = st.name
+            && stages.iter().any(|s| s.name.as_deref() == Some(name))
+        {
+            return Err(ctx.err(
+                st.from.line,
+                1,
+                format!("duplicate stage name {name:?}"),
+                Some("give each FROM … AS a different name"),
+            ));
+        }
         let plan = plan_stage(&mut ctx, &globals, &stages, st)?;
         stages.push(plan);
     }
@@ -244,6 +254,10 @@ fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
     vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
+/// Hint for a variable expansion that failed (`${x:?msg}`, an unclosed `${`, a bad modifier).
+const EXPAND_HINT: &str =
+    "define the variable with ARG, ENV or --build-arg, and check the ${...} syntax (write a literal $ as \\$)";
+
 fn expand(
     ctx: &Ctx<'_>,
     instr: &Instruction,
@@ -252,7 +266,7 @@ fn expand(
 ) -> Result<String, FrontendError> {
     ctx.lexer
         .process_word(word, env)
-        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), Some(EXPAND_HINT)))
 }
 
 fn expand_words(
@@ -263,7 +277,7 @@ fn expand_words(
 ) -> Result<Vec<String>, FrontendError> {
     ctx.lexer
         .process_words(word, env)
-        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))
+        .map_err(|e| ctx.err(instr.line, 1, e.to_string(), Some(EXPAND_HINT)))
 }
 
 fn plan_stage(
@@ -426,7 +440,12 @@ fn dispatch(
                 let k = expand(ctx, instr, &kv.key, &env)?;
                 let v = expand(ctx, instr, &kv.value, &env)?;
                 if k.is_empty() {
-                    return Err(ctx.err(instr.line, 1, "ENV names an empty variable", None));
+                    return Err(ctx.err(
+                        instr.line,
+                        1,
+                        "ENV names an empty variable",
+                        Some("write ENV NAME=value"),
+                    ));
                 }
                 pairs.push((k, v));
             }
@@ -495,7 +514,12 @@ fn dispatch(
             for w in words {
                 let v = expand(ctx, instr, w, &env)?;
                 if v.is_empty() {
-                    return Err(ctx.err(instr.line, 1, "VOLUME specified can not be an empty string", None));
+                    return Err(ctx.err(
+                        instr.line,
+                        1,
+                        "VOLUME specified can not be an empty string",
+                        Some("name a path, e.g. VOLUME /data"),
+                    ));
                 }
                 vols.push(v);
             }
@@ -690,7 +714,7 @@ fn plan_copy(
         let content = if h.expand {
             ctx.lexer
                 .process_heredoc(&h.content, env)
-                .map_err(|e| ctx.err(instr.line, 1, e.to_string(), None))?
+                .map_err(|e| ctx.err(instr.line, 1, e.to_string(), Some(EXPAND_HINT)))?
         } else {
             h.content.clone()
         };

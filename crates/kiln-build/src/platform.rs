@@ -42,8 +42,61 @@ pub fn parse(s: &str) -> Option<Platform> {
         },
         _ => return None,
     };
-    Some(normalize(p))
+    let p = normalize(p);
+    // As containerd's platforms.Parse: an unknown OS or architecture is an error, not a
+    // platform nothing can match.
+    (KNOWN_OS.contains(&p.os.as_str()) && KNOWN_ARCH.contains(&p.architecture.as_str())).then_some(p)
 }
+
+/// GOOS values (containerd's `isKnownOS`).
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
+];
+
+/// GOARCH values (containerd's `isKnownArch`), after [`normalize`].
+const KNOWN_ARCH: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
+];
 
 /// Applies the usual aliases (`x86_64` → `amd64`, `aarch64` → `arm64`, arm64's default `v8`
 /// dropped) so equal platforms compare equal.
@@ -91,5 +144,8 @@ mod tests {
         assert_eq!(format(&parse("linux/arm/v7").unwrap()), "linux/arm/v7");
         assert_eq!(format(&parse("amd64").unwrap()), "linux/amd64");
         assert!(parse("linux/").is_none());
+        assert!(parse("bad").is_none());
+        assert!(parse("linux/bad").is_none());
+        assert!(parse("nope/amd64").is_none());
     }
 }

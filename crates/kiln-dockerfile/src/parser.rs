@@ -615,10 +615,14 @@ impl Cx<'_> {
                     .to_ascii_uppercase();
                 match trig.as_str() {
                     "ONBUILD" => {
-                        return Err(self.err(a_start, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"));
+                        return Err(self
+                            .err(a_start, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+                            .with_hint("write the trigger once: ONBUILD <instruction>"));
                     }
                     "FROM" | "MAINTAINER" => {
-                        return Err(self.err(a_start, format!("{trig} isn't allowed as an ONBUILD trigger")));
+                        return Err(self
+                            .err(a_start, format!("{trig} isn't allowed as an ONBUILD trigger"))
+                            .with_hint("an image built FROM this one names its own base; drop this trigger"));
                     }
                     _ => {}
                 }
