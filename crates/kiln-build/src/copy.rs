@@ -380,6 +380,15 @@ pub fn materialize(op: &CopyOp, c: &Collected, m: &Materialize<'_>) -> Result<BT
                 )
             })?;
             let t = tree::ContextTree::new(dir, None);
+            // The archive's own root entry ("./") gives the destination directory its owner
+            // and mode, as untarring onto it does in BuildKit.
+            if let Some((mode, uid, gid, mtime)) = archive_root_entry(&item.node.real).map_err(io)? {
+                let path = place("").map_err(io)?;
+                if let (false, Some(mut root)) = (path.is_empty(), t.lstat("").map_err(io)?) {
+                    (root.mode, root.uid, root.gid, root.mtime) = (mode, uid, gid, mtime);
+                    add_entry(&mut out, &mut links, path, &root, op, m, false);
+                }
+            }
             let mut sub = Vec::new();
             walk(&t, "", "", &mut sub, None).map_err(io)?;
             for s in sub {
@@ -544,6 +553,29 @@ fn tar_header_ok(b: &[u8]) -> bool {
         })
         .sum();
     sum == stored
+}
+
+/// Mode, uid, gid and mtime of an archive's first entry when it is the archive's root
+/// directory (`./`), as `tar -C dir .` writes it.
+fn archive_root_entry(path: &std::path::Path) -> std::io::Result<Option<(u32, u32, u32, i64)>> {
+    let stream = kiln_oci::decompress::open_layer_stream(std::fs::File::open(path)?)?;
+    let mut archive = tar::Archive::new(stream);
+    let Some(first) = archive.entries()?.next() else {
+        return Ok(None);
+    };
+    let first = first?;
+    let h = first.header();
+    let name = first.path_bytes();
+    let name = name.strip_prefix(b"./").unwrap_or(&name);
+    let is_root = matches!(name, b"" | b"." | b"/") && h.entry_type() == tar::EntryType::Directory;
+    Ok(is_root.then(|| {
+        (
+            h.mode().unwrap_or(0o755) & 0o7777,
+            h.uid().unwrap_or(0) as u32,
+            h.gid().unwrap_or(0) as u32,
+            h.mtime().unwrap_or(0) as i64,
+        )
+    }))
 }
 
 fn extract_archive(path: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
