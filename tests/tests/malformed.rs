@@ -312,7 +312,7 @@ fn malformed_dockerfiles_give_located_errors() {
     std::fs::write(base.join("etc/group"), "root:x:0:\n").unwrap();
     std::fs::write(base.join("Dockerfile"), "FROM scratch\nCOPY etc /etc\n").unwrap();
     run_ok(
-        &mut store
+        store
             .cmd(["build", "--progress", "quiet", "-t", "localhost/malformed-base:1"])
             .arg(&base),
     );
