@@ -1,7 +1,11 @@
 //! Image names and transports: where an image named on the command line lives.
 //!
 //! A plain name (`app:1`, `localhost/base:1`, `sha256:…`) is the local store; `oci:`,
-//! `oci-archive:` and `docker-archive:` name files, as in skopeo and buildah.
+//! `oci-archive:` and `docker-archive:` name files, as in skopeo and buildah; `docker://NAME`
+//! is a registry. A plain name whose first component is a host (`127.0.0.1:5000/app:1`,
+//! `registry.example.com/team/app`) is both: it names an image in the store, and
+//! [`Name::registry_host`] tells the commands that talk to registries (`push`, `pull`, `copy`,
+//! `build --push`, `FROM`) which registry holds it, as docker and buildah do.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -86,6 +90,22 @@ impl Name {
     pub fn store_key(&self) -> String {
         self.to_string()
     }
+
+    /// The registry host named by the first component (`localhost`, `host:port`, or a
+    /// dotted name), if there is one. Names without it (`app:1`, `team/app`) live only in
+    /// the store unless written `docker://…`, which means Docker Hub.
+    pub fn registry_host(&self) -> Option<&str> {
+        let (first, _) = self.repository.split_once('/')?;
+        (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+    }
+
+    /// The repository path inside its registry (`team/app` for `host:5000/team/app`).
+    pub fn path_in_registry(&self) -> &str {
+        match self.registry_host() {
+            Some(h) => &self.repository[h.len() + 1..],
+            None => &self.repository,
+        }
+    }
 }
 
 fn validate_repository(input: &str, repo: &str) -> Result<(), ReferenceError> {
@@ -163,6 +183,9 @@ pub enum ImageRef {
         /// A `RepoTags` entry to select, if any.
         reference: Option<String>,
     },
+    /// An image in a registry, written `docker://NAME` (the kiln-registry crate reads and
+    /// writes these; plain host-qualified names are [`ImageRef::Store`]).
+    Registry(Name),
 }
 
 impl ImageRef {
@@ -187,11 +210,14 @@ impl ImageRef {
             let (path, reference) = split(rest);
             return Ok(ImageRef::DockerArchive { path, reference });
         }
-        if input.starts_with("docker://") || input.starts_with("containers-storage:") || input.starts_with("dir:") {
+        if let Some(rest) = input.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(Name::parse(rest)?));
+        }
+        if input.starts_with("containers-storage:") || input.starts_with("dir:") {
             return Err(err(
                 input,
                 "this transport is not supported yet",
-                "use a local store name, oci:DIR, oci-archive:FILE or docker-archive:FILE",
+                "use a local store name, docker://HOST/REPO:TAG, oci:DIR, oci-archive:FILE or docker-archive:FILE",
             ));
         }
         if input.starts_with("sha256:") || input.starts_with("sha512:") {
@@ -216,6 +242,7 @@ impl fmt::Display for ImageRef {
             ImageRef::OciDir { path, reference } => with(f, "oci", path, reference),
             ImageRef::OciArchive { path, reference } => with(f, "oci-archive", path, reference),
             ImageRef::DockerArchive { path, reference } => with(f, "docker-archive", path, reference),
+            ImageRef::Registry(n) => write!(f, "docker://{n}"),
         }
     }
 }
@@ -258,6 +285,14 @@ mod tests {
             "docker-archive:/a.tar"
         );
         assert!(matches!(ImageRef::parse("app:1").unwrap(), ImageRef::Store(_)));
-        assert!(ImageRef::parse("docker://x").is_err());
+        assert_eq!(
+            ImageRef::parse("docker://127.0.0.1:5000/a/b:1").unwrap().to_string(),
+            "docker://127.0.0.1:5000/a/b:1"
+        );
+        assert!(ImageRef::parse("containers-storage:x").is_err());
+        let n = Name::parse("127.0.0.1:5000/team/app:1").unwrap();
+        assert_eq!((n.registry_host(), n.path_in_registry()), (Some("127.0.0.1:5000"), "team/app"));
+        let n = Name::parse("team/app").unwrap();
+        assert_eq!((n.registry_host(), n.path_in_registry()), (None, "team/app"));
     }
 }

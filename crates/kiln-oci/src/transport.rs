@@ -182,6 +182,11 @@ pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> R
             opened._lease = Some(lease);
             Ok(opened)
         }
+        ImageRef::Registry(_) => Err(TransportError::NotFound {
+            image: r.to_string(),
+            location: "the local store (this command reads registries only through kiln-registry)".into(),
+            hint: "pull it first with `kiln pull`, or use a command that talks to registries".into(),
+        }),
     }
 }
 
@@ -369,6 +374,11 @@ pub fn export(store: &Store, image: &Descriptor, dest: &ImageRef, names: &[Strin
         ImageRef::DockerArchive { path, reference } => {
             Ok(archive::save_docker_archive(store, image, &with_ref(reference), path)?)
         }
+        ImageRef::Registry(_) => Err(TransportError::BadDestination {
+            dest: dest.to_string(),
+            reason: "registries are written by kiln-registry".into(),
+            hint: "use `kiln push` or `kiln copy` to send an image to a registry",
+        }),
     }
 }
 

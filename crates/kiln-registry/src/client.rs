@@ -1,0 +1,726 @@
+//! One registry host: transport choice (HTTPS, or HTTP only where allowed), authentication
+//! (Basic, or Bearer tokens per scope), and the retry loop every request goes through.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use tokio::sync::OnceCell;
+
+use crate::auth::{self, Credentials};
+use crate::error::{RegistryError, Result};
+
+/// How hard to retry transient failures: connection errors, 429, 502, 503, 504.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Attempts per request, including the first.
+    pub attempts: u32,
+    /// First backoff; doubles each time, with jitter.
+    pub base: Duration,
+    /// Longest single wait (also caps a registry's Retry-After).
+    pub cap: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 6,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `n + 1` (n counts from 0): exponential with "equal jitter",
+    /// so clients that failed together do not come back together.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.cap);
+        let half = exp / 2;
+        half + Duration::from_nanos(jitter(half.as_nanos() as u64))
+    }
+}
+
+fn jitter(max: u64) -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    if max == 0 {
+        return 0;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x % max
+}
+
+/// Settings shared by every registry a command talks to.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts (`host` or `host:port`) that may be reached over plain HTTP, as with docker's
+    /// `--insecure-registry`. Loopback hosts always may.
+    pub insecure_registries: Vec<String>,
+    /// A directory of extra CA certificates (`*.crt`) and an optional client certificate
+    /// (`*.cert` + `*.key`), as in podman/skopeo `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+    /// One more CA bundle (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Credentials file (`--authfile`); default per [`auth::auth_file_path`].
+    pub auth_file: Option<PathBuf>,
+    /// Credentials that override the file (`--creds USER:PASS`).
+    pub credentials: Option<Credentials>,
+    /// Retry policy.
+    pub retry: Retry,
+    /// Blobs larger than this are uploaded in chunks of this size (PATCH), so a broken
+    /// connection costs one chunk, not the whole layer.
+    pub chunk_size: u64,
+    /// Blobs transferred at once.
+    pub jobs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            insecure_registries: vec![],
+            cert_dir: None,
+            ca_file: None,
+            auth_file: None,
+            credentials: None,
+            retry: Retry::default(),
+            chunk_size: 64 << 20,
+            jobs: 6,
+        }
+    }
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1` (with or without a port): plain HTTP to
+/// these never leaves the machine.
+pub fn is_loopback(host: &str) -> bool {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    h == "localhost" || h == "::1" || h.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The host to connect to for a registry name (Docker Hub's name is not its API host).
+fn endpoint_for(host: &str) -> String {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io".to_string(),
+        h => h.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Challenge {
+    Basic,
+    Bearer { realm: String, service: Option<String> },
+}
+
+/// Parses a `WWW-Authenticate` header: `Bearer realm="…",service="…",scope="…"` or `Basic …`.
+fn parse_challenge(h: &str) -> Option<Challenge> {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut s = rest;
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        params.insert(k, v.to_string());
+        s = tail.trim_start_matches(',').trim();
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+    })
+}
+
+/// The `scope` for a repository, as token servers expect it.
+pub fn scope(repository: &str, push: bool) -> String {
+    if push {
+        format!("repository:{repository}:pull,push")
+    } else {
+        format!("repository:{repository}:pull")
+    }
+}
+
+/// A connection to one registry host. Cheap to clone; clones share tokens and the
+/// transport decision.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: String,
+    endpoint: String,
+    http: reqwest::Client,
+    opts: Arc<Options>,
+    allow_http: bool,
+    base: OnceCell<String>,
+    creds: OnceCell<Option<Credentials>>,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+/// How a response status is treated by [`Registry::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotent {
+    /// Safe to repeat: retried on connection errors and 429/502/503/504.
+    Yes,
+    /// Not safe (a PATCH that may have been half applied): returned to the caller, which
+    /// knows how to resume.
+    No,
+}
+
+impl Registry {
+    /// A client for `host` (`host`, `host:port`, or `docker.io`).
+    pub fn new(host: &str, opts: Arc<Options>) -> Result<Registry> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
+        let mut certs = Vec::new();
+        let mut ca_paths: Vec<PathBuf> = opts.ca_file.iter().cloned().collect();
+        let mut cert_dirs: Vec<PathBuf> = opts.cert_dir.iter().cloned().collect();
+        for d in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
+            let p = Path::new(d).join(host);
+            if p.is_dir() {
+                cert_dirs.push(p);
+            }
+        }
+        let mut identity: Option<(PathBuf, PathBuf)> = None;
+        for dir in &cert_dirs {
+            let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Config {
+                path: dir.clone(),
+                reason: e.to_string(),
+                hint: "--cert-dir must be a directory of *.crt CA files".into(),
+            })?;
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for p in names {
+                match p.extension().and_then(|e| e.to_str()) {
+                    Some("crt") => ca_paths.push(p),
+                    Some("cert") => {
+                        let key = p.with_extension("key");
+                        if key.is_file() {
+                            identity = Some((p, key));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for p in &ca_paths {
+            let pem = std::fs::read(p).map_err(|e| RegistryError::Config {
+                path: p.clone(),
+                reason: e.to_string(),
+                hint: "give a readable PEM file of CA certificates".into(),
+            })?;
+            let mut c = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
+                path: p.clone(),
+                reason: format!("not a PEM certificate bundle: {e}"),
+                hint: "give the CA certificate in PEM form".into(),
+            })?;
+            if c.is_empty() {
+                return Err(RegistryError::Config {
+                    path: p.clone(),
+                    reason: "no certificates in the file".into(),
+                    hint: "give the CA certificate in PEM form".into(),
+                });
+            }
+            certs.append(&mut c);
+        }
+        if !certs.is_empty() {
+            b = b.tls_certs_merge(certs);
+        }
+        if let Some((cert, key)) = identity {
+            let mut pem = std::fs::read(&cert).unwrap_or_default();
+            pem.extend(std::fs::read(&key).unwrap_or_default());
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| RegistryError::Config {
+                path: cert.clone(),
+                reason: format!("client certificate and key unusable: {e}"),
+                hint: "give a PEM certificate and its PEM private key".into(),
+            })?;
+            b = b.identity(id);
+        }
+        let http = b.build().map_err(|e| RegistryError::Config {
+            path: PathBuf::from(host),
+            reason: format!("cannot set up HTTPS: {e}"),
+            hint: "check --cert-dir and --ca-file".into(),
+        })?;
+        let allow_http = is_loopback(host) || opts.insecure_registries.iter().any(|h| h == host);
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                host: host.to_string(),
+                endpoint: endpoint_for(host),
+                http,
+                opts,
+                allow_http,
+                base: OnceCell::new(),
+                creds: OnceCell::new(),
+                challenge: Mutex::new(None),
+                tokens: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The registry host as named.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// The underlying HTTP client (for absolute URLs such as upload locations).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    async fn credentials(&self) -> Result<Option<Credentials>> {
+        self.inner
+            .creds
+            .get_or_try_init(|| async {
+                if let Some(c) = &self.inner.opts.credentials {
+                    return Ok(Some(c.clone()));
+                }
+                let path = auth::auth_file_path(self.inner.opts.auth_file.as_deref());
+                let host = self.inner.host.clone();
+                tokio::task::spawn_blocking(move || auth::lookup(&path, &host))
+                    .await
+                    .expect("credential lookup does not panic")
+            })
+            .await
+            .cloned()
+    }
+
+    /// `https://host` or `http://host`, decided once by pinging `/v2/`. HTTPS is always
+    /// tried first; HTTP only for loopback or `--insecure-registry` hosts, and never after
+    /// a certificate error, which is reported instead.
+    pub async fn base(&self) -> Result<String> {
+        self.inner.base.get_or_try_init(|| self.ping()).await.cloned()
+    }
+
+    async fn ping(&self) -> Result<String> {
+        let start = Instant::now();
+        let retry = &self.inner.opts.retry;
+        let schemes: &[&str] = if self.inner.allow_http {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut last = String::new();
+        for attempt in 0..retry.attempts {
+            for scheme in schemes {
+                let url = format!("{scheme}://{}/v2/", self.inner.endpoint);
+                match self.inner.http.get(&url).send().await {
+                    Ok(resp) => {
+                        if resp.status() == StatusCode::UNAUTHORIZED {
+                            self.note_challenge(resp.headers());
+                        }
+                        if matches!(resp.status().as_u16(), 429 | 502..=504) {
+                            last = format!("HTTP {}", resp.status().as_u16());
+                            break;
+                        }
+                        return Ok(format!("{scheme}://{}", self.inner.endpoint));
+                    }
+                    Err(e) => {
+                        let chain = error_chain(&e);
+                        if *scheme == "https" && is_cert_error(&chain) {
+                            return Err(RegistryError::Unreachable {
+                                registry: self.inner.host.clone(),
+                                repository: String::new(),
+                                what: "TLS handshake".into(),
+                                reason: format!("the certificate is not trusted: {chain}"),
+                                attempts: attempt + 1,
+                                secs: start.elapsed().as_secs_f64(),
+                                hint: "give the registry's CA with --ca-file FILE or --cert-dir DIR".into(),
+                            });
+                        }
+                        last = chain;
+                    }
+                }
+            }
+            if attempt + 1 < retry.attempts {
+                tokio::time::sleep(retry.backoff(attempt)).await;
+            }
+        }
+        Err(RegistryError::Unreachable {
+            registry: self.inner.host.clone(),
+            repository: String::new(),
+            what: "connecting".into(),
+            reason: last,
+            attempts: retry.attempts,
+            secs: start.elapsed().as_secs_f64(),
+            hint: if self.inner.allow_http {
+                "is the registry running and listening on that address?".into()
+            } else {
+                "is the registry running? plain HTTP is only used for loopback hosts or --insecure-registry".into()
+            },
+        })
+    }
+
+    fn note_challenge(&self, headers: &HeaderMap) {
+        if let Some(c) = headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .filter_map(parse_challenge)
+            .next()
+        {
+            *self.inner.challenge.lock().unwrap() = Some(c);
+        }
+    }
+
+    async fn authorization(&self, scope: &str) -> Result<Option<HeaderValue>> {
+        let challenge = self.inner.challenge.lock().unwrap().clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials().await?.map(|c| {
+                let v = format!("Basic {}", B64.encode(format!("{}:{}", c.username, c.password)));
+                HeaderValue::from_str(&v).expect("base64 is a valid header")
+            })),
+            Some(Challenge::Bearer { .. }) => Ok(self
+                .inner
+                .tokens
+                .lock()
+                .unwrap()
+                .get(scope)
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())),
+        }
+    }
+
+    async fn fetch_token(&self, repository: &str, scope: &str) -> Result<()> {
+        let Some(Challenge::Bearer { realm, service }) = self.inner.challenge.lock().unwrap().clone() else {
+            return Ok(());
+        };
+        let creds = self.credentials().await?;
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = &service {
+            query.push(("service", s));
+        }
+        for s in scope.split(' ') {
+            query.push(("scope", s));
+        }
+        let retry = &self.inner.opts.retry;
+        let start = Instant::now();
+        let mut last = String::new();
+        for attempt in 0..retry.attempts {
+            let mut rb = self.inner.http.get(&realm).query(&query);
+            if let Some(c) = &creds {
+                rb = rb.basic_auth(&c.username, Some(&c.password));
+            }
+            match rb.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let v: serde_json::Value = resp.json().await.map_err(|e| self.invalid(repository, "token", e))?;
+                    let token = v
+                        .get("token")
+                        .or_else(|| v.get("access_token"))
+                        .and_then(|t| t.as_str())
+                        .ok_or_else(|| self.invalid(repository, "token", "the token server sent no token"))?;
+                    self.inner.tokens.lock().unwrap().insert(scope.to_string(), token.to_string());
+                    return Ok(());
+                }
+                Ok(resp) if matches!(resp.status().as_u16(), 429 | 502..=504) => {
+                    last = format!("HTTP {}", resp.status().as_u16());
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let detail = detail_of(resp).await;
+                    return Err(RegistryError::Http {
+                        registry: self.inner.host.clone(),
+                        repository: repository.to_string(),
+                        what: format!("token from {realm}"),
+                        status,
+                        detail,
+                        hint: auth_hint(creds.is_some()),
+                    });
+                }
+                Err(e) => last = error_chain(&e),
+            }
+            tokio::time::sleep(retry.backoff(attempt)).await;
+        }
+        Err(RegistryError::Unreachable {
+            registry: self.inner.host.clone(),
+            repository: repository.to_string(),
+            what: format!("token from {realm}"),
+            reason: last,
+            attempts: retry.attempts,
+            secs: start.elapsed().as_secs_f64(),
+            hint: "is the token server reachable?".into(),
+        })
+    }
+
+    /// Sends a request built by `make` (given the base URL) with authentication, handling
+    /// one auth challenge and, for idempotent requests, retrying transient failures. Any
+    /// other status is returned for the caller to judge.
+    pub async fn send(
+        &self,
+        repository: &str,
+        what: &str,
+        scope: &str,
+        idempotent: Idempotent,
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+    ) -> Result<Response> {
+        let base = self.base().await?;
+        let retry = &self.inner.opts.retry;
+        let start = Instant::now();
+        let mut authed_once = false;
+        let mut attempt = 0;
+        loop {
+            let mut rb = make(&self.inner.http, &base);
+            if let Some(h) = self.authorization(scope).await? {
+                rb = rb.header(reqwest::header::AUTHORIZATION, h);
+            }
+            let (reason, wait) = match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if status == 401 && !authed_once {
+                        authed_once = true;
+                        self.note_challenge(resp.headers());
+                        let has_creds = self.credentials().await?.is_some();
+                        let challenge = self.inner.challenge.lock().unwrap().clone();
+                        match challenge {
+                            Some(Challenge::Bearer { .. }) => self.fetch_token(repository, scope).await?,
+                            Some(Challenge::Basic) if has_creds => {}
+                            _ => return Ok(resp),
+                        }
+                        continue;
+                    }
+                    if idempotent == Idempotent::Yes && matches!(status, 429 | 502..=504) {
+                        let after = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(|s| Duration::from_secs(s).min(retry.cap));
+                        (format!("HTTP {status}"), after)
+                    } else {
+                        return Ok(resp);
+                    }
+                }
+                Err(e) if idempotent == Idempotent::Yes => (error_chain(&e), None),
+                Err(e) => {
+                    return Err(RegistryError::Unreachable {
+                        registry: self.inner.host.clone(),
+                        repository: repository.to_string(),
+                        what: what.to_string(),
+                        reason: error_chain(&e),
+                        attempts: attempt + 1,
+                        secs: start.elapsed().as_secs_f64(),
+                        hint: "the request is not safe to repeat as is".into(),
+                    });
+                }
+            };
+            attempt += 1;
+            if attempt >= retry.attempts {
+                return Err(RegistryError::Unreachable {
+                    registry: self.inner.host.clone(),
+                    repository: repository.to_string(),
+                    what: what.to_string(),
+                    reason,
+                    attempts: attempt,
+                    secs: start.elapsed().as_secs_f64(),
+                    hint: "the registry keeps failing; check that it is running and healthy, then try again".into(),
+                });
+            }
+            tracing::debug!("{}/{repository}: {what}: {reason}; retrying", self.inner.host);
+            tokio::time::sleep(wait.unwrap_or_else(|| retry.backoff(attempt - 1))).await;
+        }
+    }
+
+    /// An HTTP error for an unexpected status, with the registry's own error message.
+    pub async fn status_error(&self, repository: &str, what: &str, resp: Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let hint = match status {
+            401 => auth_hint(self.credentials().await.ok().flatten().is_some()),
+            403 => "your credentials do not allow this; check the account's permissions".to_string(),
+            404 => "check the repository and tag names".to_string(),
+            405 => "the registry does not allow this operation (read-only or a proxy?)".to_string(),
+            _ => "check the registry's logs".to_string(),
+        };
+        let detail = detail_of(resp).await;
+        RegistryError::Http {
+            registry: self.inner.host.clone(),
+            repository: repository.to_string(),
+            what: what.to_string(),
+            status,
+            detail,
+            hint,
+        }
+    }
+
+    /// An [`RegistryError::Invalid`] for this registry.
+    pub fn invalid(&self, repository: &str, what: &str, reason: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Invalid {
+            registry: self.inner.host.clone(),
+            repository: repository.to_string(),
+            what: what.to_string(),
+            reason: reason.to_string(),
+            hint: "the registry sent something unexpected; check its logs".into(),
+        }
+    }
+
+    /// An [`RegistryError::Unreachable`] for a failure outside [`Registry::send`] (a body
+    /// cut mid-stream after every retry).
+    pub fn unreachable(&self, repository: &str, what: &str, reason: String, attempts: u32, start: Instant) -> RegistryError {
+        RegistryError::Unreachable {
+            registry: self.inner.host.clone(),
+            repository: repository.to_string(),
+            what: what.to_string(),
+            reason,
+            attempts,
+            secs: start.elapsed().as_secs_f64(),
+            hint: "the connection keeps breaking; check the network and the registry, then try again".into(),
+        }
+    }
+
+    /// Resolves a `Location` header against the base URL.
+    pub async fn absolute(&self, location: &str) -> Result<String> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return Ok(location.to_string());
+        }
+        let base = self.base().await?;
+        Ok(format!("{base}{}", if location.starts_with('/') { "" } else { "/" }) + location)
+    }
+
+    /// Sends a request to an absolute URL (an upload location), with the same auth and
+    /// retry handling as [`Registry::send`].
+    pub async fn send_url(
+        &self,
+        repository: &str,
+        what: &str,
+        scope: &str,
+        idempotent: Idempotent,
+        method: Method,
+        url: &str,
+        decorate: &(dyn Fn(RequestBuilder) -> RequestBuilder + Sync),
+    ) -> Result<Response> {
+        self.send(repository, what, scope, idempotent, &|c, _| {
+            decorate(c.request(method.clone(), url))
+        })
+        .await
+    }
+}
+
+fn auth_hint(had_creds: bool) -> String {
+    if had_creds {
+        "the registry rejected the credentials; check the user name and password, then `kiln login` again".into()
+    } else {
+        "the registry needs credentials; run `kiln login HOST` or pass --creds USER:PASSWORD".into()
+    }
+}
+
+/// `: CODE message` from a registry's error body, or empty.
+async fn detail_of(resp: Response) -> String {
+    let text = resp.text().await.unwrap_or_default();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(errs) = v.get("errors").and_then(|e| e.as_array())
+    {
+        let parts: Vec<String> = errs
+            .iter()
+            .map(|e| {
+                let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                format!("{code} {msg}").trim().to_string()
+            })
+            .collect();
+        if !parts.is_empty() {
+            return format!(": {}", parts.join("; "));
+        }
+    }
+    let t = text.trim();
+    if t.is_empty() || t.len() > 200 {
+        String::new()
+    } else {
+        format!(": {}", t.replace('\n', " "))
+    }
+}
+
+/// The error and its sources on one line ("error sending request: connection refused").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn is_cert_error(chain: &str) -> bool {
+    let c = chain.to_ascii_lowercase();
+    c.contains("certificate") || c.contains("unknownissuer") || c.contains("invalid peer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        match parse_challenge(r#"Bearer realm="https://auth.io/token",service="reg.io",scope="repository:a:pull""#) {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.io/token");
+                assert_eq!(service.as_deref(), Some("reg.io"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_challenge(r#"Basic realm="x""#), Some(Challenge::Basic)));
+        assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost:5000", "127.0.0.1:1", "127.3.4.5", "[::1]:5000", "localhost"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["registry.io", "10.0.0.1:5000", "localhost.example.com"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = Retry {
+            attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for n in 0..10 {
+            let d = r.backoff(n);
+            let exp = Duration::from_millis(100 * (1 << n.min(4))).min(Duration::from_secs(1));
+            assert!(d >= exp / 2 && d <= exp, "{n}: {d:?}");
+        }
+    }
+}

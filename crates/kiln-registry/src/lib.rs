@@ -1,0 +1,22 @@
+//! kiln's client for OCI distribution registries (and Docker registry v2).
+//!
+//! Layers, top down: [`ops::Session`] does whole-image work (pull, push, copy, referrers)
+//! and is what the CLI and the build engine call; [`repo::Repo`] moves single manifests and
+//! blobs with verification and resumption; [`client::Registry`] owns one host's transport,
+//! authentication and retry loop; [`auth`] reads and writes Docker's `config.json`.
+//!
+//! Invariants: a blob becomes visible in the store only after its digest and size were
+//! checked; a manifest is pushed only after every blob it names is in the registry, and a
+//! tag only after its children; every failure is one line naming registry, repository and
+//! (for HTTP failures) the status, with a hint.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod ops;
+pub mod repo;
+
+pub use auth::Credentials;
+pub use client::{Options, Registry, Retry};
+pub use error::RegistryError;
+pub use ops::{Pulled, Pushed, Select, Session};
