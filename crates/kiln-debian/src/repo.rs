@@ -1,0 +1,296 @@
+//! Talking to a Debian archive: the signed InRelease, and the Packages indexes it names by
+//! hash. Indexes are cached by their sha256, so a re-lock only downloads what changed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::Error;
+use crate::pgp::{self, Keyring};
+use crate::{control, http};
+
+/// A verified Release file.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Mirror base URL.
+    pub url: String,
+    /// The suite as asked for.
+    pub suite: String,
+    /// `Codename`.
+    pub codename: String,
+    /// `Version` (may be empty).
+    pub version: String,
+    /// `Date`.
+    pub date: String,
+    /// sha256 of the InRelease file as downloaded.
+    pub inrelease_sha256: String,
+    /// `Acquire-By-Hash: yes`: indexes can be fetched by their hash, immune to mirror updates.
+    pub by_hash: bool,
+    /// Path (relative to dists/SUITE/) → (size, sha256) from the `SHA256` field.
+    pub files: BTreeMap<String, (u64, String)>,
+}
+
+/// Downloads `dists/SUITE/InRelease` and checks its signature against the keyring.
+pub fn fetch_release(url: &str, suite: &str, keyring_path: &Path) -> Result<Release, Error> {
+    let ring_bytes = std::fs::read(keyring_path).map_err(|e| Error::Keyring {
+        path: keyring_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let keyring = Keyring::parse(&ring_bytes).map_err(|e| Error::Keyring {
+        path: keyring_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let location = format!("{}/dists/{suite}/InRelease", url.trim_end_matches('/'));
+    let raw = http::get_bytes(&location).map_err(|e| {
+        if e.is_not_found() {
+            Error::Input {
+                message: format!("{location}: no such suite on this mirror"),
+                hint: format!("check `suites` in kiln.toml; {suite} may be misspelt or archived"),
+            }
+        } else {
+            Error::Http(e)
+        }
+    })?;
+    parse_release(url, suite, &raw, &keyring).map_err(|e| match e {
+        Error::Signature { source, .. } => Error::Signature { url: location, source },
+        other => other,
+    })
+}
+
+/// Verifies and parses InRelease bytes.
+pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Keyring) -> Result<Release, Error> {
+    let text = pgp::verify_cleartext(raw, keyring).map_err(|source| Error::Signature {
+        url: format!("{url}/dists/{suite}/InRelease"),
+        source,
+    })?;
+    let paras = control::parse(&text).map_err(|e| Error::Input {
+        message: format!("{url}/dists/{suite}/InRelease: {e}"),
+        hint: "the mirror served a malformed Release file".into(),
+    })?;
+    let p = paras.first().cloned().unwrap_or_default();
+    let mut files = BTreeMap::new();
+    for line in p.get("SHA256").unwrap_or("").lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [hash, size, path] = parts[..]
+            && let Ok(size) = size.parse()
+        {
+            files.insert(path.to_string(), (size, hash.to_string()));
+        }
+    }
+    Ok(Release {
+        url: url.trim_end_matches('/').to_string(),
+        suite: suite.to_string(),
+        codename: p.get("Codename").unwrap_or(suite).to_string(),
+        version: p.get("Version").unwrap_or("").to_string(),
+        date: p.get("Date").unwrap_or("").to_string(),
+        inrelease_sha256: hex::encode(Sha256::digest(raw)),
+        by_hash: p.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        files,
+    })
+}
+
+/// Fetches (or takes from the cache) `COMPONENT/binary-ARCH/Packages` and returns its text.
+/// Every byte is checked against the InRelease hash.
+pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Path) -> Result<String, Error> {
+    let base = format!("{component}/binary-{arch}/Packages");
+    let mut last = None;
+    for ext in [".xz", ".gz", ""] {
+        let rel = format!("{base}{ext}");
+        let Some((size, sha)) = release.files.get(&rel) else { continue };
+        let cached = cache.join("indexes").join(format!("{sha}{ext}"));
+        let data = match std::fs::read(&cached) {
+            Ok(d) if hex::encode(Sha256::digest(&d)) == *sha => d,
+            _ => {
+                let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+                let location = if release.by_hash {
+                    format!("{}/dists/{}/{dir}/by-hash/SHA256/{sha}", release.url, release.suite)
+                } else {
+                    format!("{}/dists/{}/{rel}", release.url, release.suite)
+                };
+                let d = match http::get_bytes(&location) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        last = Some(Error::Http(e));
+                        continue;
+                    }
+                };
+                let got = hex::encode(Sha256::digest(&d));
+                if got != *sha || d.len() as u64 != *size {
+                    return Err(Error::Input {
+                        message: format!("{location}: sha256 {got} ({} bytes) does not match the signed InRelease ({sha}, {size} bytes)", d.len()),
+                        hint: "the mirror is inconsistent or being updated; run `kiln lock` again".into(),
+                    });
+                }
+                write_cache(&cached, &d)?;
+                d
+            }
+        };
+        return decompress(&data, ext).map_err(|e| Error::Input {
+            message: format!("{}/dists/{}/{rel}: {e}", release.url, release.suite),
+            hint: "the index cannot be decompressed; delete the cache and retry".into(),
+        });
+    }
+    Err(last.unwrap_or_else(|| Error::Input {
+        message: format!(
+            "{}/dists/{}: InRelease lists no {base}(.xz|.gz)",
+            release.url, release.suite
+        ),
+        hint: format!("check that component {component:?} and architecture {arch:?} exist in this suite"),
+    }))
+}
+
+fn write_cache(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().expect("cache file has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    kiln_oci::store::atomic_write(dir, path, data).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn decompress(data: &[u8], ext: &str) -> std::io::Result<String> {
+    let mut out = String::new();
+    match ext {
+        ".xz" => xz2::read::XzDecoder::new(data).read_to_string(&mut out)?,
+        ".gz" => flate2::read::GzDecoder::new(data).read_to_string(&mut out)?,
+        _ => std::io::Cursor::new(data).read_to_string(&mut out)?,
+    };
+    Ok(out)
+}
+
+/// The fields of a Packages stanza kiln uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stanza {
+    /// Package name.
+    pub package: String,
+    /// Version.
+    pub version: String,
+    /// Architecture (a real one or `all`).
+    pub architecture: String,
+    /// Source package name (defaults to `package`).
+    pub source: String,
+    /// Source version (defaults to `version`).
+    pub source_version: String,
+    /// `Pre-Depends` then `Depends`.
+    pub depends: String,
+    /// `Provides`.
+    pub provides: String,
+    /// `Conflicts` and `Breaks`.
+    pub conflicts: String,
+    /// `Multi-Arch`.
+    pub multi_arch: String,
+    /// `Essential: yes`.
+    pub essential: bool,
+    /// Path of the .deb under the mirror.
+    pub filename: String,
+    /// Size of the .deb.
+    pub size: u64,
+    /// sha256 of the .deb.
+    pub sha256: String,
+}
+
+/// Parses a Packages index into stanzas, keeping only the fields the resolver needs (an
+/// index is tens of megabytes; descriptions are skipped without copying).
+pub fn parse_packages(text: &str) -> Vec<Stanza> {
+    let mut out = Vec::new();
+    let mut cur = Stanza::default();
+    let mut depends = String::new();
+    let mut pre = String::new();
+    let mut breaks = String::new();
+    let mut last_field = "";
+    let mut flush = |cur: &mut Stanza, depends: &mut String, pre: &mut String, breaks: &mut String| {
+        if !cur.package.is_empty() {
+            let mut s = std::mem::take(cur);
+            s.depends = [pre.as_str(), depends.as_str()].iter().filter(|x| !x.is_empty()).cloned().collect::<Vec<_>>().join(", ");
+            if !breaks.is_empty() {
+                s.conflicts = [s.conflicts.as_str(), breaks.as_str()].iter().filter(|x| !x.is_empty()).cloned().collect::<Vec<_>>().join(", ");
+            }
+            if s.source.is_empty() {
+                s.source = s.package.clone();
+            }
+            if s.source_version.is_empty() {
+                s.source_version = s.version.clone();
+            }
+            out.push(s);
+        }
+        *cur = Stanza::default();
+        depends.clear();
+        pre.clear();
+        breaks.clear();
+    };
+    for line in text.lines() {
+        if line.is_empty() {
+            flush(&mut cur, &mut depends, &mut pre, &mut breaks);
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            // Continuations only matter for relation fields (rarely folded).
+            match last_field {
+                "Depends" => depends.push_str(line),
+                "Pre-Depends" => pre.push_str(line),
+                _ => {}
+            }
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':') else { continue };
+        let v = v.trim();
+        last_field = "";
+        match k {
+            "Package" => cur.package = v.to_string(),
+            "Version" => cur.version = v.to_string(),
+            "Architecture" => cur.architecture = v.to_string(),
+            "Source" => match v.split_once(' ') {
+                Some((s, ver)) => {
+                    cur.source = s.to_string();
+                    cur.source_version = ver.trim_matches(|c| c == '(' || c == ')' || c == ' ').to_string();
+                }
+                None => cur.source = v.to_string(),
+            },
+            "Depends" => {
+                depends.push_str(v);
+                last_field = "Depends";
+            }
+            "Pre-Depends" => {
+                pre.push_str(v);
+                last_field = "Pre-Depends";
+            }
+            "Provides" => cur.provides = v.to_string(),
+            "Conflicts" => cur.conflicts = v.to_string(),
+            "Breaks" => breaks.push_str(v),
+            "Multi-Arch" => cur.multi_arch = v.to_string(),
+            "Essential" => cur.essential = v == "yes",
+            "Filename" => cur.filename = v.to_string(),
+            "Size" => cur.size = v.parse().unwrap_or(0),
+            "SHA256" => cur.sha256 = v.to_string(),
+            _ => {}
+        }
+    }
+    flush(&mut cur, &mut depends, &mut pre, &mut breaks);
+    out
+}
+
+/// Where kiln keeps downloaded indexes and .debs: `<store>/kiln/debian`.
+pub fn cache_dir(store_meta: &Path) -> PathBuf {
+    store_meta.join("debian")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_stanzas() {
+        let text = "Package: libfoo1\nSource: foo (1.2-1)\nVersion: 1.2-1+b1\nArchitecture: amd64\nPre-Depends: libc6 (>= 2.34)\nDepends: libbar,\n baz | qux\nBreaks: old (<< 1)\nDescription: x\n long\nFilename: pool/main/f/foo/libfoo1_1.2-1+b1_amd64.deb\nSize: 100\nSHA256: ab\n\nPackage: base-files\nVersion: 12\nArchitecture: amd64\nEssential: yes\n";
+        let s = parse_packages(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].source, "foo");
+        assert_eq!(s[0].source_version, "1.2-1");
+        assert_eq!(s[0].depends, "libc6 (>= 2.34), libbar, baz | qux");
+        assert_eq!(s[0].conflicts, "old (<< 1)");
+        assert_eq!(s[0].size, 100);
+        assert!(s[1].essential);
+        assert_eq!(s[1].source, "base-files");
+    }
+}
