@@ -32,6 +32,8 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH given by the user (flag or environment).
     pub source_date_epoch: Option<i64>,
+    /// How RUN steps execute (runtime, secrets, ssh, network).
+    pub run: crate::solver::RunSettings,
 }
 
 /// A plan with the inputs it was made from.
@@ -98,6 +100,17 @@ pub fn resolve_in_store(store: &Store, name: &str, platform: &Platform) -> Resul
 
 /// Reads the Dockerfile and context and makes the plan (no layer work).
 pub fn prepare(store: &Store, req: &BuildRequest) -> Result<Prepared, BuildError> {
+    prepare_with(req, &|name: &str, p: &Platform| resolve_in_store(store, name, p))
+}
+
+/// [`prepare`] with the caller's base-image resolver, so the CLI can pull from registries
+/// (`--pull`) and pin or check digests (`Dockerfile.lock`, `--locked`) without the build
+/// engine knowing about registries. The resolver must leave the image's blobs in the store
+/// the build will run against.
+pub fn prepare_with(
+    req: &BuildRequest,
+    resolve: &dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
+) -> Result<Prepared, BuildError> {
     let dockerfile = req.dockerfile.clone().unwrap_or_else(|| req.context.join("Dockerfile"));
     let source = std::fs::read_to_string(&dockerfile).map_err(io_err(&dockerfile))?;
     let file_name = dockerfile.display().to_string();
@@ -118,7 +131,6 @@ pub fn prepare(store: &Store, req: &BuildRequest) -> Result<Prepared, BuildError
     let sde = req.source_date_epoch.or(git_time).unwrap_or(0);
     let host = crate::platform::host();
     let platform = req.platform.clone().unwrap_or_else(|| host.clone());
-    let resolve = |name: &str, p: &Platform| resolve_in_store(store, name, p);
     let input = FrontendInput {
         file_name: &file_name,
         source: &source,
@@ -129,7 +141,7 @@ pub fn prepare(store: &Store, req: &BuildRequest) -> Result<Prepared, BuildError
         source_date_epoch: sde,
         revision,
         source_url,
-        resolve_image: &resolve,
+        resolve_image: resolve,
     };
     let out = frontend::plan(&input)?;
     let mut warnings: Vec<String> = out
@@ -207,6 +219,7 @@ pub fn run(
         compression: req.compression,
         no_cache: req.no_cache,
         progress,
+        run: req.run.clone(),
     };
     let solved = solver::solve(store, &prepared.plan, &opts)?;
     if names.is_empty() {

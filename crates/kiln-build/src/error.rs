@@ -38,6 +38,20 @@ pub enum BuildError {
         /// The failure.
         error: StepError,
     },
+    /// A RUN step ran and exited with a failure.
+    #[error("{file}:{line}: `{instruction}` failed with exit code {code}{}", if tail.is_empty() { String::new() } else { format!("; its last output:\n  {}", tail.join("\n  ")) })]
+    RunFailed {
+        /// Dockerfile name.
+        file: String,
+        /// Line of the instruction.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// Exit code.
+        code: i32,
+        /// Up to the last 20 lines of output.
+        tail: Vec<String>,
+    },
     /// The store failed (disk, corruption).
     #[error(transparent)]
     Store(#[from] kiln_oci::StoreError),
@@ -69,6 +83,7 @@ impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Frontend(_) | BuildError::Step { .. } => 2,
+            BuildError::RunFailed { .. } => 1,
             BuildError::Unpack { .. } => 2,
             BuildError::Store(_) | BuildError::Layer(_) | BuildError::Io { .. } => 3,
         }

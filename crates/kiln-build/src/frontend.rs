@@ -582,21 +582,51 @@ fn dispatch(
         Command::Run { cmd, heredocs } => {
             let mut run_env: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
             run_env.extend(state.config.config.env.clone().unwrap_or_default());
+            let (args, scripts) = run_args(cmd, heredocs, &state.shell);
+            let mut mounts = Vec::new();
+            for f in instr.flags.iter().filter(|f| f.name == "mount") {
+                let raw = f.value.as_deref().unwrap_or_default();
+                let expanded = expand(ctx, instr, raw, &env)?;
+                let mut m = crate::run::mounts::parse(&expanded)
+                    .map_err(|e| ctx.err(f.line, f.col, e.to_string(), Some("see docs/build.md, RUN --mount")))?;
+                if let Some(from) = m.from_mut()
+                    && let crate::run::mounts::MountFrom::Named { name } = from.clone()
+                {
+                    *from = resolve_mount_from(ctx, earlier, state, instr, f, &name)?;
+                }
+                mounts.push(m);
+            }
+            let network = match instr.flag_value("network") {
+                None => None,
+                Some(n @ ("default" | "none" | "host")) => Some(n.to_string()),
+                Some(other) => {
+                    let f = instr.flag("network").expect("flag present");
+                    return Err(ctx.err(
+                        f.line,
+                        f.col,
+                        format!("invalid --network={other}"),
+                        Some("use default, none or host"),
+                    ));
+                }
+            };
+            if let Some(sec) = instr.flag("security")
+                && sec.value.as_deref() != Some("sandbox")
+            {
+                return Err(ctx.err(
+                    sec.line,
+                    sec.col,
+                    "RUN --security=insecure is not allowed",
+                    Some("kiln runs every step sandboxed; remove the flag"),
+                ));
+            }
             op = Op::Run(RunOp {
-                args: command_args(cmd, &state.shell),
+                args,
                 env: run_env,
                 workdir: state.workdir(),
                 user: state.config.config.user.clone(),
-                mounts: instr.flag_values("mount").map(str::to_string).collect(),
-                network: instr.flag_value("network").map(str::to_string),
-                security: instr.flag_value("security").map(str::to_string),
-                heredocs: heredocs
-                    .iter()
-                    .map(|h| InlineFile {
-                        name: h.name.clone(),
-                        content: h.content.clone(),
-                    })
-                    .collect(),
+                mounts,
+                network,
+                scripts,
             });
         }
     }
@@ -753,6 +783,96 @@ fn plan_copy(
         parents: instr.flag_bool("parents"),
         excludes,
         link: instr.flag_bool("link"),
+    })
+}
+
+/// The argv of a RUN: BuildKit runs a lone heredoc as the script (a file when it has a
+/// shebang), and otherwise hands the command with its heredoc bodies to the shell.
+fn run_args(
+    cmd: &CommandLine,
+    heredocs: &[kiln_dockerfile::Heredoc],
+    shell: &[String],
+) -> (Vec<String>, Vec<InlineFile>) {
+    let CommandLine::Shell(text) = cmd else {
+        return (command_args(cmd, shell), vec![]);
+    };
+    if heredocs.is_empty() {
+        return (command_args(cmd, shell), vec![]);
+    }
+    let marker = text.trim().trim_start_matches(|c: char| c.is_ascii_digit());
+    let lone = heredocs.len() == 1
+        && marker.starts_with("<<")
+        && marker
+            .trim_start_matches("<<")
+            .trim_start_matches('-')
+            .trim_matches(['"', '\''])
+            == heredocs[0].name;
+    if lone {
+        let h = &heredocs[0];
+        if h.content.starts_with("#!") {
+            let script = InlineFile {
+                name: h.name.clone(),
+                content: h.content.clone(),
+            };
+            return (vec![format!("/dev/pipes/{}", h.name)], vec![script]);
+        }
+        return (
+            shell
+                .iter()
+                .cloned()
+                .chain(std::iter::once(h.content.clone()))
+                .collect(),
+            vec![],
+        );
+    }
+    let mut full = text.clone();
+    for h in heredocs {
+        full.push('\n');
+        full.push_str(&h.content);
+        full.push_str(&h.name);
+    }
+    (shell.iter().cloned().chain(std::iter::once(full)).collect(), vec![])
+}
+
+fn resolve_mount_from(
+    ctx: &mut Ctx<'_>,
+    earlier: &[StagePlan],
+    state: &mut StageState,
+    instr: &Instruction,
+    flag: &kiln_dockerfile::Flag,
+    name: &str,
+) -> Result<crate::run::mounts::MountFrom, FrontendError> {
+    use crate::run::mounts::MountFrom;
+    let lower = name.to_lowercase();
+    if let Some(s) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        state.depends_on.push(s.index);
+        return Ok(MountFrom::Stage { index: s.index });
+    }
+    if let Ok(n) = name.parse::<usize>() {
+        if n >= earlier.len() {
+            return Err(ctx.err(
+                flag.line,
+                flag.col,
+                format!("--mount from={n} names a stage that does not come before this one"),
+                Some("mounts can only name earlier stages"),
+            ));
+        }
+        state.depends_on.push(n);
+        return Ok(MountFrom::Stage { index: n });
+    }
+    let platform = ctx.input.platform.clone();
+    let _ = instr;
+    let r = (ctx.input.resolve_image)(name, &platform).map_err(|e| {
+        ctx.err(
+            flag.line,
+            flag.col,
+            format!("--mount from={name}: not an earlier stage, and as an image: {e}"),
+            None,
+        )
+    })?;
+    Ok(MountFrom::Image {
+        reference: name.to_string(),
+        digest: r.digest,
     })
 }
 

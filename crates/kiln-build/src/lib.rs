@@ -9,6 +9,7 @@ pub mod error;
 pub mod frontend;
 pub mod plan;
 pub mod platform;
+pub mod run;
 pub mod solver;
 pub mod statcache;
 pub mod tree;

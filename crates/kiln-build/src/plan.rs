@@ -154,25 +154,23 @@ pub struct MkdirOp {
     pub user: Option<String>,
 }
 
-/// `RUN`, kept for the executor of the RUN issue.
+/// `RUN`, fully resolved: argv, environment, identity, mounts.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOp {
-    /// argv after applying SHELL to shell form.
+    /// argv after applying SHELL to shell form (heredoc bodies folded in, as BuildKit does).
     pub args: Vec<String>,
-    /// Environment (config Env plus visible build args).
+    /// Environment: visible build args, then the config's Env (which wins on conflict).
     pub env: Vec<String>,
     /// Working directory.
     pub workdir: String,
-    /// User.
+    /// User (`name[:group]` or ids), resolved against the rootfs at execution.
     pub user: Option<String>,
-    /// Raw `--mount` values.
-    pub mounts: Vec<String>,
-    /// `--network`.
+    /// Parsed and resolved `--mount`s.
+    pub mounts: Vec<crate::run::mounts::RunMount>,
+    /// `--network` (`default`, `none`, `host`), if given on the instruction.
     pub network: Option<String>,
-    /// `--security`.
-    pub security: Option<String>,
-    /// Heredoc bodies, passed to the command as files.
-    pub heredocs: Vec<InlineFile>,
+    /// Heredoc scripts with a shebang, mounted read-only at `/dev/pipes/NAME` and executed.
+    pub scripts: Vec<InlineFile>,
 }
 
 impl Plan {

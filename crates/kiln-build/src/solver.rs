@@ -44,6 +44,9 @@ pub trait Progress: Sync {
     fn step_done(&self, stage: &str, index: usize, total: usize, created_by: &str, cached: bool, seconds: f64);
     /// Something worth a warning.
     fn warn(&self, message: &str);
+    /// One line of a RUN step's output (never secret values: kiln prints none, and a step
+    /// that echoes a secret is the step's doing).
+    fn output(&self, _stage: &str, _line: &str) {}
 }
 
 /// A progress sink that prints nothing.
@@ -66,6 +69,23 @@ pub struct SolveOptions<'a> {
     pub no_cache: bool,
     /// Progress sink.
     pub progress: &'a dyn Progress,
+    /// How RUN steps execute.
+    pub run: RunSettings,
+}
+
+/// Settings for RUN steps from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    /// `--runtime`: runc, crun or a path; `None` picks one.
+    pub runtime: Option<String>,
+    /// `--secret`s.
+    pub secrets: BTreeMap<String, crate::run::exec::SecretSource>,
+    /// `--ssh` sockets.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--network` for steps that do not say.
+    pub network: Option<String>,
+    /// `--keep-volatile`.
+    pub keep_volatile: bool,
 }
 
 /// The result of a solve.
@@ -218,14 +238,22 @@ impl Solver<'_> {
             let created = Some(rfc3339(self.plan.source_date_epoch));
             let (step_key, produce): (_, Option<Producer<'_, '_>>) = match &step.op {
                 Op::Metadata => (hash(&[&key, &op_json]), None),
-                Op::Run(_) => {
-                    return Err(self.step_err(
-                        step,
-                        StepError::new(
-                            format!("{}: RUN is not supported by this kiln yet", step.created_by),
-                            "build the files elsewhere and COPY them in; RUN support lands with `kiln build` part 2",
-                        ),
-                    ));
+                Op::Run(r) => {
+                    let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json.clone()];
+                    for m in &r.mounts {
+                        parts.push(self.mount_key(step, m, outs)?.to_vec());
+                    }
+                    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                    let k = hash(&refs);
+                    let layers_now = layers.clone();
+                    let origin = origin.clone();
+                    let label = label.clone();
+                    (
+                        k,
+                        Some(Box::new(move |s: &Self| {
+                            s.run(step, r, &layers_now, outs, &origin, &label)
+                        })),
+                    )
                 }
                 Op::Mkdir(m) => {
                     let k = hash(&[&key, &op_json]);
@@ -432,6 +460,103 @@ impl Solver<'_> {
             diff_id: info.diff_id,
             descriptor: info.descriptor,
         }))
+    }
+
+    /// The part of a RUN's cache key that its mounts contribute: bind sources are content.
+    fn mount_key(
+        &self,
+        step: &Step,
+        m: &crate::run::mounts::RunMount,
+        outs: &[Option<StageOut>],
+    ) -> Result<[u8; 32], BuildError> {
+        use crate::run::mounts::{MountFrom, RunMount};
+        let RunMount::Bind { from, source, .. } = m else {
+            return Ok([0; 32]);
+        };
+        Ok(match from {
+            MountFrom::Context => {
+                let op = crate::plan::CopyOp {
+                    from: CopyFrom::Context,
+                    sources: vec![source.clone()],
+                    inline: vec![],
+                    dest: "/".into(),
+                    chown: None,
+                    chmod: None,
+                    extract_archives: false,
+                    parents: false,
+                    excludes: vec![],
+                    link: false,
+                };
+                copy::collect(&op, self.opts.context, Some(&self.stat_cache), &step.created_by)
+                    .map_err(|e| self.step_err(step, e))?
+                    .content_key
+            }
+            MountFrom::Stage { index } => outs[*index].as_ref().expect("dependency solved").key,
+            MountFrom::Image { digest, .. } => hash(&[digest.to_string().as_bytes()]),
+            MountFrom::Named { name } => hash(&[name.as_bytes()]),
+        })
+    }
+
+    fn run(
+        &self,
+        step: &Step,
+        op: &crate::plan::RunOp,
+        layers: &[LayerRef],
+        outs: &[Option<StageOut>],
+        origin: &str,
+        label: &str,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        use crate::run::exec::{Network, RunError, RunInputs, Runtime, run_step};
+        use crate::run::mounts::MountFrom;
+        let settings = &self.opts.run;
+        let runtime = Runtime::find(settings.runtime.as_deref()).map_err(|e| self.step_err(step, e))?;
+        let view = self.view(layers, origin)?;
+        let network = match settings.network.as_deref() {
+            None => Network::Default,
+            Some(n) => Network::parse(n).ok_or_else(|| {
+                self.step_err(
+                    step,
+                    StepError::new(format!("invalid --network {n:?}"), "use default, none or host"),
+                )
+            })?,
+        };
+        let source_layers = |from: &MountFrom| -> Result<Vec<PathBuf>, StepError> {
+            let to_step = |e: BuildError| StepError::new(e.to_string(), "check the mount's from=");
+            let layers = match from {
+                MountFrom::Stage { index } => outs[*index].as_ref().expect("dependency solved").layers.clone(),
+                MountFrom::Image { digest, reference } => self.image_layers(digest, reference).map_err(to_step)?.0,
+                MountFrom::Context | MountFrom::Named { .. } => vec![],
+            };
+            Ok(self.view(&layers, "mount source").map_err(to_step)?.layers().to_vec())
+        };
+        let progress = self.opts.progress;
+        let output = |line: &str| progress.output(label, line);
+        let inputs = RunInputs {
+            meta_dir: &self.store.meta_dir(),
+            op,
+            lowers: view.layers().to_vec(),
+            view: &view,
+            source_date_epoch: self.plan.source_date_epoch,
+            runtime: &runtime,
+            secrets: &settings.secrets,
+            ssh: &settings.ssh,
+            network,
+            keep_volatile: settings.keep_volatile,
+            context_dir: self.opts.context.root(),
+            source_layers: &source_layers,
+            output: &output,
+        };
+        match run_step(&inputs) {
+            Ok(result) => self.write_layer(result.entries.iter().cloned()),
+            Err(RunError::Setup(e)) => Err(self.step_err(step, e)),
+            Err(RunError::Failed { code, tail }) => Err(BuildError::RunFailed {
+                file: self.opts.file_name.clone(),
+                line: step.line,
+                instruction: step.created_by.clone(),
+                code,
+                tail,
+            }),
+        }
     }
 
     fn mkdir(

@@ -100,6 +100,21 @@ pub struct BuildArgs {
     /// Print the resolved build plan as JSON and exit without building.
     #[arg(long)]
     pub print_plan: bool,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR. Never stored.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh: default (uses $SSH_AUTH_SOCK) or ID=SOCKET.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// Network for RUN steps: default, none or host.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// OCI runtime for RUN steps: runc, crun or a path (default: runc if installed).
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Keep files that package managers rewrite on every run (see docs/build.md).
+    #[arg(long)]
+    pub keep_volatile: bool,
 }
 
 /// Output format for listings.

@@ -71,6 +71,16 @@ impl Progress for Reporter {
         }
     }
 
+    fn output(&self, stage: &str, line: &str) {
+        match (&self.bars, self.mode) {
+            (_, ProgressMode::Quiet) => {}
+            (Some(b), _) => {
+                let _ = b.println(format!("  [{stage}] {line}"));
+            }
+            (None, _) => eprintln!("  [{stage}] {line}"),
+        }
+    }
+
     fn warn(&self, message: &str) {
         if self.mode != ProgressMode::Quiet {
             eprintln!("warning: {message}");

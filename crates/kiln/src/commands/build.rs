@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use kiln_build::build::{BuildRequest, prepare, run};
 use kiln_build::error::BuildError;
+use kiln_build::run::exec::SecretSource;
+use kiln_build::solver::RunSettings;
 use kiln_oci::Store;
 use kiln_oci::layer::Compression;
 use kiln_oci::reference::ImageRef;
@@ -62,6 +64,77 @@ fn parse_build_args(raw: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Parses `--secret` values (buildx syntax). The value is never read here, only located.
+fn parse_secrets(raw: &[String]) -> Result<BTreeMap<String, SecretSource>, CliError> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let mut fields = BTreeMap::new();
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some((k, v)) => fields.insert(k.trim().to_string(), v.trim().to_string()),
+                None => fields.insert("id".into(), part.trim().to_string()),
+            };
+        }
+        let id = fields.get("id").cloned().filter(|i| !i.is_empty()).ok_or_else(|| {
+            CliError::input(format!(
+                "--secret {spec:?}: id= is required (hint: --secret id=token,src=./token.txt)"
+            ))
+        })?;
+        let src = fields.get("src").or_else(|| fields.get("source")).cloned();
+        let source = match (src, fields.get("env").cloned(), fields.get("type").map(String::as_str)) {
+            (Some(p), _, _) => {
+                let path = std::path::PathBuf::from(&p);
+                if !path.is_file() {
+                    return Err(CliError::input(format!(
+                        "--secret id={id}: file {p:?} does not exist (hint: give the path of the file holding the secret)"
+                    )));
+                }
+                SecretSource::File(path)
+            }
+            (None, Some(v), _) => SecretSource::Env(v),
+            (None, None, Some("env")) => SecretSource::Env(id.clone()),
+            (None, None, _) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+            (None, None, _) => {
+                let path = std::path::PathBuf::from(&id);
+                if !path.is_file() {
+                    return Err(CliError::input(format!(
+                        "--secret id={id}: no src= or env= given, and neither ${id} nor a file {id:?} exists (hint: --secret id={id},src=FILE)"
+                    )));
+                }
+                SecretSource::File(path)
+            }
+        };
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// Parses `--ssh default` / `--ssh ID=SOCKET`.
+fn parse_ssh(raw: &[String]) -> Result<BTreeMap<String, std::path::PathBuf>, CliError> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (id, sock) = match spec.split_once('=') {
+            Some((id, s)) => (id.to_string(), std::path::PathBuf::from(s)),
+            None => match std::env::var_os("SSH_AUTH_SOCK") {
+                Some(s) => (spec.clone(), std::path::PathBuf::from(s)),
+                None => {
+                    return Err(CliError::input(format!(
+                        "--ssh {spec}: SSH_AUTH_SOCK is not set (hint: start an agent, or give --ssh {spec}=SOCKET)"
+                    )));
+                }
+            },
+        };
+        if !sock.exists() {
+            return Err(CliError::input(format!(
+                "--ssh {id}: socket {} does not exist",
+                sock.display()
+            )));
+        }
+        out.insert(id, sock);
+    }
+    Ok(out)
+}
+
 /// Renders a located Dockerfile error with the offending line and a caret under it.
 fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
     let mut out = e.to_string();
@@ -105,7 +178,19 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         no_cache: args.no_cache,
         compression,
         source_date_epoch: args.source_date_epoch,
+        run: RunSettings {
+            runtime: args.runtime.clone(),
+            secrets: parse_secrets(&args.secrets)?,
+            ssh: parse_ssh(&args.ssh)?,
+            network: args.network.clone(),
+            keep_volatile: args.keep_volatile,
+        },
     };
+    if let Some(n) = &args.network
+        && kiln_build::run::exec::Network::parse(n).is_none()
+    {
+        return Err(CliError::input(format!("--network {n:?}: use default, none or host")));
+    }
     let reporter = Reporter::new(if args.quiet {
         crate::cli::ProgressMode::Quiet
     } else {

@@ -1,0 +1,741 @@
+//! Executes one RUN step: prepares the overlay rootfs, mounts, secrets and config.json,
+//! runs the OCI runtime with its output captured, and reads the step's layer back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use kiln_oci::layer::{EntryKind, LayerEntry};
+
+use super::mounts::{MountFrom, RunMount, Sharing};
+use super::overlay::{self, OverlayMount};
+use super::spec::{self, Mount, User};
+use crate::error::StepError;
+use crate::plan::RunOp;
+use crate::tree::{self, LayeredTree, Tree};
+
+/// Where a `--secret` value comes from. The value itself is read only when a step mounts it,
+/// straight into a tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file on the host.
+    File(PathBuf),
+    /// An environment variable of the kiln process.
+    Env(String),
+}
+
+/// The OCI runtime binary.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Path of runc or crun.
+    pub path: PathBuf,
+    /// `runc` or `crun`, for messages.
+    pub name: String,
+}
+
+impl Runtime {
+    /// Finds the runtime: `--runtime runc|crun|PATH`, or runc (which works on every cgroup
+    /// layout this project targets), else crun.
+    pub fn find(choice: Option<&str>) -> Result<Runtime, StepError> {
+        let on_path = |name: &str| -> Option<PathBuf> {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .chain(
+                    ["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/bin"]
+                        .iter()
+                        .map(PathBuf::from),
+                )
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        };
+        let pick = |name: &str| {
+            on_path(name).map(|path| Runtime {
+                path,
+                name: name.to_string(),
+            })
+        };
+        match choice {
+            Some(c) if c.contains('/') => {
+                let p = PathBuf::from(c);
+                if p.is_file() {
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Ok(Runtime { path: p, name })
+                } else {
+                    Err(StepError::new(
+                        format!("runtime {c} does not exist"),
+                        "give the path of runc or crun, or --runtime runc",
+                    ))
+                }
+            }
+            Some(c) => pick(c).ok_or_else(|| {
+                StepError::new(
+                    format!("runtime {c:?} was not found on PATH"),
+                    "install runc (apt-get install runc) or pass --runtime PATH",
+                )
+            }),
+            None => pick("runc").or_else(|| pick("crun")).ok_or_else(|| {
+                StepError::new(
+                    "no OCI runtime found (runc or crun)",
+                    "install runc: apt-get install runc (scripts/setup does)",
+                )
+            }),
+        }
+    }
+}
+
+/// How steps reach the network by default (`--network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network, as `docker build`'s default gives RUN steps network access.
+    Default,
+    /// No network: a fresh network namespace with only loopback.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl Network {
+    /// Parses `default|none|host`.
+    pub fn parse(s: &str) -> Option<Network> {
+        match s {
+            "default" | "bridge" => Some(Network::Default),
+            "none" => Some(Network::None),
+            "host" => Some(Network::Host),
+            _ => None,
+        }
+    }
+}
+
+/// What a RUN step needs from the solver.
+pub struct RunInputs<'a> {
+    /// kiln's metadata dir (`$KILN_HOME/kiln`), where step dirs and cache mounts live.
+    pub meta_dir: &'a Path,
+    /// The step.
+    pub op: &'a RunOp,
+    /// Unpacked parent layers, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// The same layers as a tree, for user lookup and mount-stub detection.
+    pub view: &'a LayeredTree,
+    /// SOURCE_DATE_EPOCH, exported to the step.
+    pub source_date_epoch: i64,
+    /// The runtime.
+    pub runtime: &'a Runtime,
+    /// `--secret`s by id.
+    pub secrets: &'a BTreeMap<String, SecretSource>,
+    /// `--ssh` agent sockets by id.
+    pub ssh: &'a BTreeMap<String, PathBuf>,
+    /// Network for steps without `--network`.
+    pub network: Network,
+    /// Keep files that differ on every run (off by default).
+    pub keep_volatile: bool,
+    /// The build context, for bind mounts.
+    pub context_dir: &'a Path,
+    /// Unpacked layers of a stage or image, for bind mounts `from=`.
+    pub source_layers: &'a dyn Fn(&MountFrom) -> Result<Vec<PathBuf>, StepError>,
+    /// Receives every output line of the step.
+    pub output: &'a (dyn Fn(&str) + Sync),
+}
+
+/// A finished step: its layer entries (backed by files in the step dir, which must live
+/// until the layer is written).
+pub struct StepResult {
+    /// Entries, sorted.
+    pub entries: Vec<LayerEntry>,
+    /// Keeps the upper dir alive.
+    pub _dir: tempfile::TempDir,
+}
+
+/// Why a step failed: either it ran and exited non-zero, or it could not be started.
+#[derive(Debug)]
+pub enum RunError {
+    /// The command exited with a failure.
+    Failed {
+        /// Exit code.
+        code: i32,
+        /// Last lines of its output.
+        tail: Vec<String>,
+    },
+    /// Preparation failed (bad mount, missing secret, runtime error).
+    Setup(StepError),
+}
+
+impl From<StepError> for RunError {
+    fn from(e: StepError) -> Self {
+        RunError::Setup(e)
+    }
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |e| {
+        RunError::Setup(StepError::new(
+            format!("{what}: {e}"),
+            "check free space and permissions under $KILN_HOME",
+        ))
+    }
+}
+
+/// A tmpfs mounted for the step's private files (config.json, secrets, scripts), so secret
+/// values never touch a disk.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path) -> Result<Tmpfs, RunError> {
+        fs::create_dir_all(path).map_err(io("creating the step's tmpfs dir"))?;
+        rustix::mount::mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+            Some(c"mode=0700,size=64m"),
+        )
+        .map_err(|e| {
+            RunError::Setup(StepError::new(
+                format!("mounting a tmpfs for secrets: {e}"),
+                "RUN steps need root (rootless RUN is not supported yet)",
+            ))
+        })?;
+        Ok(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+fn dedupe_env(env: &[String]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out: Vec<String> = Vec::new();
+    for kv in env {
+        let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).to_string();
+        match seen.get(&key) {
+            Some(&i) => out[i] = kv.clone(),
+            None => {
+                seen.insert(key, out.len());
+                out.push(kv.clone());
+            }
+        }
+    }
+    out
+}
+
+fn passwd_home(view: &dyn Tree, uid: u32) -> Option<String> {
+    let p = tree::resolve(view, "etc/passwd", true).ok()?;
+    let n = view.lstat(&p).ok()??;
+    let text = fs::read_to_string(n.real).ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2] == uid.to_string())
+        .map(|f| f[5].to_string())
+}
+
+fn supplementary_groups(view: &dyn Tree, user: &str, gid: u32) -> Vec<u32> {
+    let name = user.split(':').next().unwrap_or(user);
+    let Some(p) = tree::resolve(view, "etc/group", true).ok() else {
+        return vec![];
+    };
+    let Some(n) = view.lstat(&p).ok().flatten() else {
+        return vec![];
+    };
+    let text = fs::read_to_string(n.real).unwrap_or_default();
+    let mut out: Vec<u32> = text
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == name))
+        .filter_map(|f| f[2].parse().ok())
+        .filter(|g| *g != gid)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Runs the step and returns its layer entries.
+pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
+    let op = inp.op;
+    let run_root = inp.meta_dir.join("run");
+    fs::create_dir_all(&run_root).map_err(io("creating the run dir"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("step-")
+        .tempdir_in(&run_root)
+        .map_err(io("creating a step dir"))?;
+    let (upper, work, rootfs, private) = (
+        dir.path().join("upper"),
+        dir.path().join("work"),
+        dir.path().join("rootfs"),
+        dir.path().join("private"),
+    );
+    for d in [&upper, &work, &rootfs] {
+        fs::create_dir_all(d).map_err(io("creating step dirs"))?;
+    }
+    let tmp = Tmpfs::mount(&private)?;
+    let _overlay =
+        OverlayMount::mount(&inp.lowers, &upper, &work, &rootfs, &dir.path().join("empty")).map_err(|e| {
+            RunError::Setup(StepError::new(
+                format!("preparing the rootfs: {e}"),
+                "RUN needs overlayfs and root",
+            ))
+        })?;
+
+    // Identity.
+    let (uid, gid, user_spec) = match op.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => {
+            let (uid, gid) = crate::copy::resolve_owner(u, inp.view)?;
+            (uid, gid, u.to_string())
+        }
+        None => (0, 0, "root".to_string()),
+    };
+    let mut env = op.env.clone();
+    env.push(format!("SOURCE_DATE_EPOCH={}", inp.source_date_epoch));
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = passwd_home(inp.view, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+        env.insert(0, format!("HOME={home}"));
+    }
+    let network = match op.network.as_deref() {
+        Some(n) => Network::parse(n).unwrap_or(inp.network),
+        None => inp.network,
+    };
+
+    // Mounts.
+    let mut extra: Vec<Mount> = Vec::new();
+    let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
+    if network != Network::None {
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            if Path::new(f).exists() {
+                extra.push(Mount::bind(f, f, false));
+            }
+        }
+    }
+    for (n, m) in op.mounts.iter().enumerate() {
+        match m {
+            RunMount::Tmpfs { target, size } => {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=1777".to_string()];
+                if *size > 0 {
+                    options.push(format!("size={size}"));
+                }
+                extra.push(Mount {
+                    destination: target.clone(),
+                    kind: "tmpfs".into(),
+                    source: "tmpfs".into(),
+                    options,
+                });
+            }
+            RunMount::Secret {
+                id,
+                target,
+                env: env_name,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let value = match inp.secrets.get(id) {
+                    Some(SecretSource::File(p)) => Some(fs::read(p).map_err(|e| {
+                        RunError::Setup(StepError::new(
+                            format!("secret {id:?}: cannot read {}: {e}", p.display()),
+                            "check the src= path given to --secret",
+                        ))
+                    })?),
+                    Some(SecretSource::Env(v)) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
+                    None => None,
+                };
+                let Some(value) = value else {
+                    if *required {
+                        return Err(RunError::Setup(StepError::new(
+                            format!("secret {id:?} is required but was not provided"),
+                            format!("pass --secret id={id},src=FILE or --secret id={id},env=VAR"),
+                        )));
+                    }
+                    continue;
+                };
+                if let Some(target) = target {
+                    let file = tmp.path.join(format!("secret-{n}"));
+                    fs::write(&file, &value).map_err(io("writing a secret to tmpfs"))?;
+                    let _ = rustix::fs::chown(
+                        &file,
+                        Some(rustix::fs::Uid::from_raw(*uid)),
+                        Some(rustix::fs::Gid::from_raw(*gid)),
+                    );
+                    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+                        .map_err(io("secret mode"))?;
+                    extra.push(Mount::bind(&file.display().to_string(), target, false));
+                }
+                if let Some(name) = env_name {
+                    env.push(format!("{name}={}", String::from_utf8_lossy(&value)));
+                }
+            }
+            RunMount::Ssh {
+                id, target, required, ..
+            } => match inp.ssh.get(id) {
+                Some(sock) => {
+                    extra.push(Mount::bind(&sock.display().to_string(), target, true));
+                    env.push(format!("SSH_AUTH_SOCK={target}"));
+                }
+                None if *required => {
+                    return Err(RunError::Setup(StepError::new(
+                        format!("ssh agent {id:?} is required but was not provided"),
+                        format!("pass --ssh {id} (uses $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"),
+                    )));
+                }
+                None => {}
+            },
+            RunMount::Cache {
+                target,
+                id,
+                sharing,
+                from,
+                mode,
+                uid,
+                gid,
+                readonly,
+                ..
+            } => {
+                if from.is_some() {
+                    return Err(RunError::Setup(StepError::new(
+                        "RUN --mount=type=cache,from=… is not supported yet",
+                        "seed the cache in a step instead, or drop from=",
+                    )));
+                }
+                let (path, lock) = cache_mount_dir(inp.meta_dir, id, *mode, *uid, *gid)?;
+                if *sharing == Sharing::Locked {
+                    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+                        .map_err(|e| RunError::Setup(StepError::new(format!("locking cache {id:?}: {e}"), "retry")))?;
+                }
+                guards.push(Box::new(lock));
+                extra.push(Mount::bind(&path.display().to_string(), target, !readonly));
+            }
+            RunMount::Bind {
+                target,
+                source,
+                from,
+                rw,
+            } => {
+                let src = bind_source(inp, from, source, *rw, dir.path(), n, &mut guards)?;
+                extra.push(Mount::bind(&src.display().to_string(), target, *rw));
+            }
+        }
+    }
+    for (i, s) in op.scripts.iter().enumerate() {
+        let file = tmp.path.join(format!("script-{i}"));
+        fs::write(&file, &s.content).map_err(io("writing a heredoc script"))?;
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io("script mode"))?;
+        extra.push(Mount::bind(
+            &file.display().to_string(),
+            &format!("/dev/pipes/{}", s.name),
+            false,
+        ));
+    }
+    // Mount targets that do not exist in the rootfs are stubs the runtime creates; they are
+    // not part of the step's result unless the step writes something there.
+    let mut stubs = BTreeSet::new();
+    for m in spec::base_mounts().iter().chain(extra.iter()) {
+        let rel = tree::clean_rel(&m.destination);
+        let mut prefix = String::new();
+        for c in rel.split('/').filter(|c| !c.is_empty()) {
+            prefix = tree::join(&prefix, c);
+            if inp
+                .view
+                .lstat(&tree::resolve(inp.view, &prefix, false).unwrap_or_default())
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                stubs.insert(prefix.clone());
+            }
+        }
+    }
+
+    let additional_gids = supplementary_groups(inp.view, &user_spec, gid);
+    let cwd = op.workdir.clone();
+    let spec = spec::build_spec(
+        &rootfs.display().to_string(),
+        op.args.clone(),
+        dedupe_env(&env),
+        cwd.clone(),
+        User {
+            uid,
+            gid,
+            additional_gids,
+        },
+        extra,
+        network == Network::None,
+    );
+    // WORKDIR must exist for the runtime to start the process there.
+    let cwd_rel = tree::clean_rel(&cwd);
+    if !cwd_rel.is_empty()
+        && inp
+            .view
+            .lstat(&tree::resolve(inp.view, &cwd_rel, true).unwrap_or_default())
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        fs::create_dir_all(rootfs.join(&cwd_rel)).map_err(io("creating the working directory"))?;
+    }
+    let bundle = tmp.path.join("bundle");
+    fs::create_dir_all(&bundle).map_err(io("creating the bundle"))?;
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).expect("spec serialises"),
+    )
+    .map_err(io("writing config.json"))?;
+
+    let status = run_runtime(inp, &bundle)?;
+    drop(guards);
+    status?;
+    drop(_overlay);
+    let keep_volatile = inp.keep_volatile;
+    let mut entries = overlay::upper_entries(&upper, &|path, meta| {
+        if !keep_volatile && overlay::is_volatile(path) {
+            return true;
+        }
+        stubs.contains(path)
+            && ((meta.is_dir()
+                && fs::read_dir(upper.join(path))
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false))
+                || (meta.is_file() && meta.len() == 0))
+    })
+    .map_err(io("reading the step's changes"))?;
+    // Directories that hold nothing of this layer are dropped when they were created only
+    // for mount stubs, or when overlay copied them up unchanged (a mount point inside them,
+    // or an mtime-only change, which the layer's mtime clamp would erase anyway).
+    loop {
+        let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+        let has_children = |dir: &str| {
+            let prefix = format!("{dir}/");
+            let i = paths.partition_point(|p| p.as_str() < prefix.as_str());
+            paths.get(i).is_some_and(|p| p.starts_with(&prefix))
+        };
+        let before = entries.len();
+        entries.retain(|e| {
+            if !matches!(e.kind, EntryKind::Dir) || has_children(&e.path) {
+                return true;
+            }
+            if stubs.contains(&e.path) {
+                return false;
+            }
+            match inp.view.lstat(&e.path) {
+                Ok(Some(n)) => {
+                    !(n.is_dir() && n.mode == e.mode && u64::from(n.uid) == e.uid && u64::from(n.gid) == e.gid)
+                }
+                _ => true,
+            }
+        });
+        if entries.len() == before {
+            break;
+        }
+    }
+    drop(tmp);
+    Ok(StepResult { entries, _dir: dir })
+}
+
+fn cache_mount_dir(meta: &Path, id: &str, mode: u32, uid: u32, gid: u32) -> Result<(PathBuf, fs::File), RunError> {
+    use sha2::Digest as _;
+    let key = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..12]);
+    let base = meta.join("cache-mounts");
+    let path = base.join(&key);
+    if !path.exists() {
+        fs::create_dir_all(&path).map_err(io("creating a cache mount"))?;
+        fs::write(base.join(format!("{key}.id")), id).map_err(io("naming a cache mount"))?;
+        let _ = rustix::fs::chown(
+            &path,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        );
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(io("cache mount mode"))?;
+    }
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(base.join(format!("{key}.lock")))
+        .map_err(io("cache lock"))?;
+    Ok((path, lock))
+}
+
+fn bind_source(
+    inp: &RunInputs<'_>,
+    from: &MountFrom,
+    source: &str,
+    rw: bool,
+    step_dir: &Path,
+    n: usize,
+    guards: &mut Vec<Box<dyn std::any::Any>>,
+) -> Result<PathBuf, RunError> {
+    let rel = tree::clean_rel(source);
+    let base: PathBuf = match from {
+        MountFrom::Context => {
+            let ctx = tree::ContextTree::new(inp.context_dir.to_path_buf(), None);
+            let real = tree::resolve(&ctx, &rel, true).map_err(io("resolving a bind source"))?;
+            let p = inp.context_dir.join(&real);
+            if !p.exists() {
+                return Err(RunError::Setup(StepError::new(
+                    format!("bind mount source {source:?} does not exist in the build context"),
+                    "give a path relative to the context root",
+                )));
+            }
+            p
+        }
+        other => {
+            let layers = (inp.source_layers)(other)?;
+            let merged = step_dir.join(format!("bind-{n}"));
+            fs::create_dir_all(&merged).map_err(io("bind mount dir"))?;
+            let up = step_dir.join(format!("bind-{n}-upper"));
+            let wk = step_dir.join(format!("bind-{n}-work"));
+            fs::create_dir_all(&up).map_err(io("bind mount dir"))?;
+            fs::create_dir_all(&wk).map_err(io("bind mount dir"))?;
+            let m = OverlayMount::mount(&layers, &up, &wk, &merged, &step_dir.join("empty")).map_err(|e| {
+                RunError::Setup(StepError::new(
+                    format!("mounting the bind source: {e}"),
+                    "check the from= stage",
+                ))
+            })?;
+            guards.push(Box::new(m));
+            let view = LayeredTree::new(layers);
+            let real = tree::resolve(&view, &rel, true).map_err(io("resolving a bind source"))?;
+            let p = merged.join(&real);
+            if !p.exists() {
+                return Err(RunError::Setup(StepError::new(
+                    format!("bind mount source {source:?} does not exist in the source stage"),
+                    "check source=",
+                )));
+            }
+            return Ok(p);
+        }
+    };
+    if !rw {
+        return Ok(base);
+    }
+    // rw on the context: writes land in a throwaway upper dir, never in the user's files.
+    if base.is_dir() {
+        let merged = step_dir.join(format!("bind-{n}"));
+        let up = step_dir.join(format!("bind-{n}-upper"));
+        let wk = step_dir.join(format!("bind-{n}-work"));
+        for d in [&merged, &up, &wk] {
+            fs::create_dir_all(d).map_err(io("bind mount dir"))?;
+        }
+        let m = OverlayMount::mount(std::slice::from_ref(&base), &up, &wk, &merged, &step_dir.join("empty")).map_err(
+            |e| {
+                RunError::Setup(StepError::new(
+                    format!("mounting the bind source: {e}"),
+                    "check source=",
+                ))
+            },
+        )?;
+        guards.push(Box::new(m));
+        Ok(merged)
+    } else {
+        let copy = step_dir.join(format!("bind-{n}-file"));
+        fs::copy(&base, &copy).map_err(io("copying a bind source"))?;
+        Ok(copy)
+    }
+}
+
+fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError>, RunError> {
+    let state = inp.meta_dir.join("runtime-state");
+    fs::create_dir_all(&state).map_err(io("creating the runtime state dir"))?;
+    let id = format!(
+        "kiln-{}",
+        bundle
+            .parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .trim_start_matches("step-")
+    );
+    let mut child = Command::new(&inp.runtime.path)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            RunError::Setup(StepError::new(
+                format!("starting {}: {e}", inp.runtime.path.display()),
+                "check --runtime",
+            ))
+        })?;
+    let tail: Arc<Mutex<VecDeque<String>>> = Arc::new(Mutex::new(VecDeque::new()));
+    let pump = |r: Box<dyn Read + Send>| {
+        let tail = Arc::clone(&tail);
+        let out = inp.output;
+        move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                out(&line);
+                let mut t = tail.lock().unwrap();
+                t.push_back(line);
+                if t.len() > 20 {
+                    t.pop_front();
+                }
+            }
+        }
+    };
+    let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped"));
+    let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("piped"));
+    let status = std::thread::scope(|s| {
+        s.spawn(pump(stdout));
+        s.spawn(pump(stderr));
+        child.wait()
+    })
+    .map_err(|e| RunError::Setup(StepError::new(format!("waiting for the runtime: {e}"), "retry")))?;
+    let _ = Command::new(&inp.runtime.path)
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "-f", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if status.success() {
+        return Ok(Ok(()));
+    }
+    let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+    let joined = tail.join("\n");
+    if joined.contains("cgroups in hybrid mode not supported") {
+        return Err(RunError::Setup(StepError::new(
+            format!(
+                "{} cannot run steps on this host: it does not support hybrid cgroups",
+                inp.runtime.name
+            ),
+            "use --runtime runc",
+        )));
+    }
+    if joined.contains("unable to start container process") || joined.contains("runc run failed") {
+        let reason = tail
+            .iter()
+            .rev()
+            .find(|l| l.contains("unable to start") || l.contains("failed"))
+            .cloned()
+            .unwrap_or_default();
+        let hint = if reason.contains("executable file not found") || reason.contains("no such file or directory") {
+            "the command (or the SHELL) does not exist in the image"
+        } else {
+            "the runtime could not start the step; check the image and --runtime"
+        };
+        return Err(RunError::Setup(StepError::new(
+            format!("{} could not start the step: {reason}", inp.runtime.name),
+            hint,
+        )));
+    }
+    Ok(Err(RunError::Failed {
+        code: status.code().unwrap_or(128 + 9),
+        tail,
+    }))
+}

@@ -1,0 +1,269 @@
+//! The OCI runtime configuration (config.json) for a RUN step.
+//!
+//! Our own serde model rather than a generic one: a RUN step needs a small, fixed subset,
+//! and owning it keeps the JSON stable and the defaults visible in one place (Docker's
+//! default capability set, masked paths, the minimal /proc, /sys and /dev).
+
+use serde::Serialize;
+
+/// config.json.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    /// Runtime spec version.
+    pub oci_version: String,
+    /// The process to run.
+    pub process: Process,
+    /// Root filesystem.
+    pub root: Root,
+    /// Hostname inside the step (fixed, so nothing host-specific leaks into files).
+    pub hostname: String,
+    /// Mounts in order.
+    pub mounts: Vec<Mount>,
+    /// Linux specifics.
+    pub linux: Linux,
+}
+
+/// The step's process.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    /// Never a terminal: output is captured.
+    pub terminal: bool,
+    /// uid/gid.
+    pub user: User,
+    /// argv.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Capabilities.
+    pub capabilities: Capabilities,
+    /// Resource limits.
+    pub rlimits: Vec<Rlimit>,
+    /// `no_new_privileges`: off, as in Docker, so setuid tools (su, sudo) behave.
+    pub no_new_privileges: bool,
+}
+
+/// Process identity.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// uid.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// Supplementary groups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_gids: Vec<u32>,
+}
+
+/// Capability sets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capabilities {
+    /// Bounding set.
+    pub bounding: Vec<String>,
+    /// Effective set.
+    pub effective: Vec<String>,
+    /// Permitted set.
+    pub permitted: Vec<String>,
+}
+
+/// One rlimit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rlimit {
+    /// e.g. RLIMIT_NOFILE.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Hard limit.
+    pub hard: u64,
+    /// Soft limit.
+    pub soft: u64,
+}
+
+/// Root filesystem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Root {
+    /// Absolute path of the (overlay) rootfs.
+    pub path: String,
+    /// Always writable: the upper dir is the step's layer.
+    pub readonly: bool,
+}
+
+/// A mount.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mount {
+    /// Path in the container.
+    pub destination: String,
+    /// Filesystem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Source.
+    pub source: String,
+    /// Options.
+    pub options: Vec<String>,
+}
+
+impl Mount {
+    /// A bind mount, read-only unless `rw`.
+    pub fn bind(source: &str, destination: &str, rw: bool) -> Mount {
+        let mut options = vec!["rbind".to_string(), "nosuid".to_string(), "nodev".to_string()];
+        options.push(if rw { "rw".into() } else { "ro".into() });
+        Mount {
+            destination: destination.into(),
+            kind: "bind".into(),
+            source: source.into(),
+            options,
+        }
+    }
+
+    fn fs(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+        Mount {
+            destination: destination.into(),
+            kind: kind.into(),
+            source: source.into(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Linux section.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    /// Namespaces to create.
+    pub namespaces: Vec<Namespace>,
+    /// Paths hidden from the step.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only.
+    pub readonly_paths: Vec<String>,
+}
+
+/// A namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Namespace {
+    /// Namespace type.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Docker's default capability set for containers, which `docker build` RUN steps get.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The fixed mounts every step gets: a minimal /proc, /dev, /sys.
+pub fn base_mounts() -> Vec<Mount> {
+    vec![
+        Mount::fs("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        Mount::fs(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        Mount::fs(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        ),
+        Mount::fs(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        Mount::fs("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        Mount::fs("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+    ]
+}
+
+/// Builds the spec for a step.
+#[allow(clippy::too_many_arguments)]
+pub fn build_spec(
+    rootfs: &str,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    user: User,
+    extra_mounts: Vec<Mount>,
+    new_network_namespace: bool,
+) -> Spec {
+    let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let mut mounts = base_mounts();
+    mounts.extend(extra_mounts);
+    let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
+        .iter()
+        .map(|k| Namespace { kind: (*k).into() })
+        .collect();
+    if new_network_namespace {
+        namespaces.push(Namespace { kind: "network".into() });
+    }
+    Spec {
+        oci_version: "1.0.2".into(),
+        process: Process {
+            terminal: false,
+            user,
+            args,
+            env,
+            cwd,
+            capabilities: Capabilities {
+                bounding: caps.clone(),
+                effective: caps.clone(),
+                permitted: caps,
+            },
+            // Inherited from kiln: raising limits may not be permitted where kiln runs.
+            rlimits: vec![],
+            no_new_privileges: false,
+        },
+        root: Root {
+            path: rootfs.into(),
+            readonly: false,
+        },
+        hostname: "kiln".into(),
+        mounts,
+        linux: Linux {
+            namespaces,
+            masked_paths: [
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
+                "/proc/scsi",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            readonly_paths: [
+                "/proc/asound",
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        },
+    }
+}
