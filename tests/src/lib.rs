@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod registry;
+
 /// The `kiln` binary the tests drive: `$KILN_BIN`, or `debug/kiln` in the target directory
 /// this test executable was built into.
 ///

@@ -291,7 +291,10 @@ mod tests {
         );
         assert!(ImageRef::parse("containers-storage:x").is_err());
         let n = Name::parse("127.0.0.1:5000/team/app:1").unwrap();
-        assert_eq!((n.registry_host(), n.path_in_registry()), (Some("127.0.0.1:5000"), "team/app"));
+        assert_eq!(
+            (n.registry_host(), n.path_in_registry()),
+            (Some("127.0.0.1:5000"), "team/app")
+        );
         let n = Name::parse("team/app").unwrap();
         assert_eq!((n.registry_host(), n.path_in_registry()), (None, "team/app"));
     }

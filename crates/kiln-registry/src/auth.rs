@@ -54,7 +54,9 @@ pub fn auth_file_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
         return PathBuf::from(d).join("config.json");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/".into());
     home.join(".docker/config.json")
 }
 
@@ -78,7 +80,11 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(&data) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(config_err(path, "not a JSON object", "fix or remove the file")),
-        Err(e) => Err(config_err(path, format!("malformed JSON: {e}"), "fix or remove the file")),
+        Err(e) => Err(config_err(
+            path,
+            format!("malformed JSON: {e}"),
+            "fix or remove the file",
+        )),
     }
 }
 
@@ -107,11 +113,19 @@ pub fn lookup(path: &Path, host: &str) -> Result<Option<Credentials>> {
     {
         if let Some(Value::String(a)) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
             let raw = B64.decode(a.trim()).map_err(|e| {
-                config_err(path, format!("auths[{host:?}].auth is not base64: {e}"), "run `kiln login` again")
+                config_err(
+                    path,
+                    format!("auths[{host:?}].auth is not base64: {e}"),
+                    "run `kiln login` again",
+                )
             })?;
             let text = String::from_utf8_lossy(&raw);
             let creds = Credentials::parse(&text).ok_or_else(|| {
-                config_err(path, format!("auths[{host:?}].auth is not USER:PASSWORD"), "run `kiln login` again")
+                config_err(
+                    path,
+                    format!("auths[{host:?}].auth is not USER:PASSWORD"),
+                    "run `kiln login` again",
+                )
             })?;
             return Ok(Some(creds));
         }
@@ -209,10 +223,16 @@ pub fn remove(path: &Path, host: &str) -> Result<bool> {
 
 fn write_config(path: &Path, cfg: &Map<String, Value>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let fail = |e: std::io::Error| config_err(path, e.to_string(), "check that the directory is writable");
     std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut tmp = tempfile::Builder::new().prefix(".config-").tempfile_in(dir).map_err(fail)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config-")
+        .tempfile_in(dir)
+        .map_err(fail)?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(fail)?;
@@ -232,7 +252,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/config.json");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, r#"{"auths":{"https://other.io/v1/":{"auth":"eDp5"}},"psFormat":"x"}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"auths":{"https://other.io/v1/":{"auth":"eDp5"}},"psFormat":"x"}"#,
+        )
+        .unwrap();
         let c = Credentials::parse("me:pa:ss").unwrap();
         store(&p, "127.0.0.1:5000", &c).unwrap();
         assert_eq!(lookup(&p, "127.0.0.1:5000").unwrap(), Some(c));
@@ -249,6 +273,9 @@ mod tests {
         let p = dir.path().join("config.json");
         std::fs::write(&p, r#"{"credHelpers":{"h.io":"kiln-test-absent"}}"#).unwrap();
         let e = lookup(&p, "h.io").unwrap_err().to_string();
-        assert!(e.contains("docker-credential-kiln-test-absent") && e.contains("hint"), "{e}");
+        assert!(
+            e.contains("docker-credential-kiln-test-absent") && e.contains("hint"),
+            "{e}"
+        );
     }
 }

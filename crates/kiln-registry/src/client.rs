@@ -445,7 +445,11 @@ impl Registry {
                         .or_else(|| v.get("access_token"))
                         .and_then(|t| t.as_str())
                         .ok_or_else(|| self.invalid(repository, "token", "the token server sent no token"))?;
-                    self.inner.tokens.lock().unwrap().insert(scope.to_string(), token.to_string());
+                    self.inner
+                        .tokens
+                        .lock()
+                        .unwrap()
+                        .insert(scope.to_string(), token.to_string());
                     return Ok(());
                 }
                 Ok(resp) if matches!(resp.status().as_u16(), 429 | 502..=504) => {
@@ -590,7 +594,14 @@ impl Registry {
 
     /// An [`RegistryError::Unreachable`] for a failure outside [`Registry::send`] (a body
     /// cut mid-stream after every retry).
-    pub fn unreachable(&self, repository: &str, what: &str, reason: String, attempts: u32, start: Instant) -> RegistryError {
+    pub fn unreachable(
+        &self,
+        repository: &str,
+        what: &str,
+        reason: String,
+        attempts: u32,
+        start: Instant,
+    ) -> RegistryError {
         RegistryError::Unreachable {
             registry: self.inner.host.clone(),
             repository: repository.to_string(),

@@ -23,7 +23,9 @@ pub enum RegistryError {
         hint: String,
     },
     /// The registry could not be reached, or kept failing, within the retry budget.
-    #[error("{registry}/{repository}: {what}: {reason}; gave up after {attempts} attempts in {secs:.1}s (hint: {hint})")]
+    #[error(
+        "{registry}/{repository}: {what}: {reason}; gave up after {attempts} attempts in {secs:.1}s (hint: {hint})"
+    )]
     Unreachable {
         /// Registry host.
         registry: String,

@@ -183,7 +183,9 @@ impl Session {
         let reg = self.registry(host)?;
         self.rt.block_on(async {
             let resp = reg
-                .send("", "login", "", crate::client::Idempotent::Yes, &|c, base| c.get(format!("{base}/v2/")))
+                .send("", "login", "", crate::client::Idempotent::Yes, &|c, base| {
+                    c.get(format!("{base}/v2/"))
+                })
                 .await?;
             if resp.status().is_success() {
                 Ok(())
@@ -285,11 +287,7 @@ impl Session {
                 artifact_type: Some(artifact_type.to_string()),
                 config,
                 layers: descs,
-                subject: Some(Descriptor::new(
-                    subj.media_type.clone(),
-                    subj.digest.clone(),
-                    subj.size,
-                )),
+                subject: Some(Descriptor::new(subj.media_type.clone(), subj.digest.clone(), subj.size)),
                 annotations: annotations.clone(),
             };
             let bytes = Bytes::from(canonical_json(&manifest));
@@ -391,8 +389,10 @@ async fn pull_manifests(
         if !media::is_manifest(&m.descriptor.media_type) {
             continue;
         }
-        let parsed: Manifest = serde_json::from_slice(&m.bytes)
-            .map_err(|e| repo.registry.invalid(&repo.path, &format!("manifest {}", m.descriptor.digest), e))?;
+        let parsed: Manifest = serde_json::from_slice(&m.bytes).map_err(|e| {
+            repo.registry
+                .invalid(&repo.path, &format!("manifest {}", m.descriptor.digest), e)
+        })?;
         for d in std::iter::once(parsed.config).chain(parsed.layers) {
             if seen.insert(d.digest.clone()) {
                 blobs.push((d, ()));
@@ -421,7 +421,11 @@ async fn pull_async(repo: &Repo, reference: &str, store: &Store, select: &Select
     let (mut pulled, blobs) = pull_manifests(repo, reference, store, select).await?;
     let jobs = repo.registry.options().jobs.max(1);
     let mut set: JoinSet<Result<(bool, u64)>> = JoinSet::new();
-    let mut queue: Vec<Descriptor> = blobs.into_iter().map(|(d, _)| d).filter(|d| !store.has_blob(&d.digest)).collect();
+    let mut queue: Vec<Descriptor> = blobs
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| !store.has_blob(&d.digest))
+        .collect();
     // Largest first, so the long downloads start early and overlap the short ones.
     queue.sort_by_key(|d| std::cmp::Reverse(d.size));
     let mut queue = queue.into_iter();
@@ -492,7 +496,13 @@ fn plan_push(src: &Store, image: &Descriptor, ctx: &str) -> Result<(Vec<Descript
 
 type Origins = HashMap<Digest, (String, String)>;
 
-async fn push_async(repo: &Repo, src: &Store, image: &Descriptor, reference: &str, origins: &Origins) -> Result<Pushed> {
+async fn push_async(
+    repo: &Repo,
+    src: &Store,
+    image: &Descriptor,
+    reference: &str,
+    origins: &Origins,
+) -> Result<Pushed> {
     let ctx = repo.display();
     let (blobs, manifests) = plan_push(src, image, &ctx)?;
     let mut out = Pushed::default();
@@ -526,7 +536,11 @@ async fn push_async(repo: &Repo, src: &Store, image: &Descriptor, reference: &st
     let n = manifests.len();
     for (i, m) in manifests.iter().enumerate() {
         let bytes = Bytes::from(src.read_blob(&m.digest).map_err(store_err(&ctx))?);
-        let r = if i + 1 == n { reference.to_string() } else { m.digest.to_string() };
+        let r = if i + 1 == n {
+            reference.to_string()
+        } else {
+            m.digest.to_string()
+        };
         repo.put_manifest(&r, &bytes, &m.media_type).await?;
     }
     let mut top = image.clone();
@@ -636,7 +650,9 @@ async fn list_referrers(repo: &Repo, digest: &Digest, artifact_type: Option<&str
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with(media::OCI_INDEX));
     let index: Index = if resp.status().is_success() && is_index {
-        resp.json().await.map_err(|e| repo.registry.invalid(&repo.path, &what, e))?
+        resp.json()
+            .await
+            .map_err(|e| repo.registry.invalid(&repo.path, &what, e))?
     } else if matches!(resp.status().as_u16(), 200 | 400 | 404 | 405) {
         // No referrers API (docker-registry 2.8 answers 404): the tag schema.
         read_fallback(repo, &fallback_tag(digest)).await?
@@ -728,7 +744,10 @@ mod tests {
     fn names_locate_registries() {
         let n = Name::parse("127.0.0.1:5000/team/app:1").unwrap();
         assert_eq!(locate(&n), ("127.0.0.1:5000".into(), "team/app".into()));
-        assert_eq!(locate(&Name::parse("alpine").unwrap()), ("docker.io".into(), "library/alpine".into()));
+        assert_eq!(
+            locate(&Name::parse("alpine").unwrap()),
+            ("docker.io".into(), "library/alpine".into())
+        );
         let d = Digest::sha256_of(b"x");
         assert_eq!(fallback_tag(&d), format!("sha256-{}", d.hex()));
     }

@@ -219,7 +219,11 @@ impl Repo {
                 .registry
                 .send(&self.path, &what, &self.pull_scope(), Idempotent::Yes, &|c, base| {
                     let rb = c.get(format!("{base}{url_path}"));
-                    if from > 0 { rb.header(RANGE, format!("bytes={from}-")) } else { rb }
+                    if from > 0 {
+                        rb.header(RANGE, format!("bytes={from}-"))
+                    } else {
+                        rb
+                    }
                 })
                 .await?;
             match resp.status() {
@@ -241,7 +245,10 @@ impl Repo {
                             return Err(self.registry.invalid(
                                 &self.path,
                                 &what,
-                                format!("the registry sent more than the {} bytes the manifest declares", desc.size),
+                                format!(
+                                    "the registry sent more than the {} bytes the manifest declares",
+                                    desc.size
+                                ),
                             ));
                         }
                     }
@@ -356,13 +363,19 @@ impl Repo {
         let path = src.blob_path(&desc.digest);
         let file = std::fs::File::open(&path).map_err(|e| RegistryError::Store {
             context: self.display(),
-            source: kiln_oci::StoreError::Io { path: path.clone(), source: e },
+            source: kiln_oci::StoreError::Io {
+                path: path.clone(),
+                source: e,
+            },
         })?;
         let read_at = |offset: u64, len: u64| -> Result<Bytes> {
             let mut buf = vec![0u8; len as usize];
             file.read_exact_at(&mut buf, offset).map_err(|e| RegistryError::Store {
                 context: self.display(),
-                source: kiln_oci::StoreError::Io { path: path.clone(), source: e },
+                source: kiln_oci::StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
             })?;
             Ok(Bytes::from(buf))
         };
@@ -374,12 +387,20 @@ impl Repo {
             let body = read_at(0, desc.size)?;
             let resp = self
                 .registry
-                .send_url(&self.path, &what, scope, Idempotent::No, Method::PUT, &location, &|rb| {
-                    rb.query(&[("digest", digest_q.as_str())])
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, desc.size.to_string())
-                        .body(body.clone())
-                })
+                .send_url(
+                    &self.path,
+                    &what,
+                    scope,
+                    Idempotent::No,
+                    Method::PUT,
+                    &location,
+                    &|rb| {
+                        rb.query(&[("digest", digest_q.as_str())])
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_LENGTH, desc.size.to_string())
+                            .body(body.clone())
+                    },
+                )
                 .await;
             return match resp {
                 Ok(r) if r.status() == StatusCode::CREATED => Ok(Some(())),
@@ -398,12 +419,20 @@ impl Repo {
             let range = format!("{}-{}", offset, offset + len - 1);
             let resp = self
                 .registry
-                .send_url(&self.path, &what, scope, Idempotent::No, Method::PATCH, &location, &|rb| {
-                    rb.header(CONTENT_TYPE, "application/octet-stream")
-                        .header("Content-Range", range.as_str())
-                        .header(CONTENT_LENGTH, len.to_string())
-                        .body(body.clone())
-                })
+                .send_url(
+                    &self.path,
+                    &what,
+                    scope,
+                    Idempotent::No,
+                    Method::PATCH,
+                    &location,
+                    &|rb| {
+                        rb.header(CONTENT_TYPE, "application/octet-stream")
+                            .header("Content-Range", range.as_str())
+                            .header(CONTENT_LENGTH, len.to_string())
+                            .body(body.clone())
+                    },
+                )
                 .await;
             match resp {
                 Ok(r) if r.status() == StatusCode::ACCEPTED || r.status() == StatusCode::NO_CONTENT => {
@@ -428,7 +457,13 @@ impl Repo {
             // A broken or refused chunk: ask the registry where it is and go on from there.
             failures += 1;
             if failures >= retry.attempts {
-                return Err(self.registry.unreachable(&self.path, &what, "chunk upload kept failing".into(), failures, start));
+                return Err(self.registry.unreachable(
+                    &self.path,
+                    &what,
+                    "chunk upload kept failing".into(),
+                    failures,
+                    start,
+                ));
             }
             tokio::time::sleep(retry.backoff(failures - 1)).await;
             match self.upload_status(&location, scope, &what).await? {
@@ -441,13 +476,23 @@ impl Repo {
         }
         let resp = self
             .registry
-            .send_url(&self.path, &what, scope, Idempotent::No, Method::PUT, &location, &|rb| {
-                rb.query(&[("digest", digest_q.as_str())]).header(CONTENT_LENGTH, "0")
-            })
+            .send_url(
+                &self.path,
+                &what,
+                scope,
+                Idempotent::No,
+                Method::PUT,
+                &location,
+                &|rb| rb.query(&[("digest", digest_q.as_str())]).header(CONTENT_LENGTH, "0"),
+            )
             .await;
         match resp {
             Ok(r) if r.status() == StatusCode::CREATED => Ok(Some(())),
-            Ok(r) if r.status().is_client_error() && r.status() != StatusCode::NOT_FOUND && r.status() != StatusCode::BAD_REQUEST => {
+            Ok(r)
+                if r.status().is_client_error()
+                    && r.status() != StatusCode::NOT_FOUND
+                    && r.status() != StatusCode::BAD_REQUEST =>
+            {
                 Err(self.registry.status_error(&self.path, &what, r).await)
             }
             Ok(_) | Err(RegistryError::Unreachable { .. }) => {
@@ -467,7 +512,9 @@ impl Repo {
     async fn upload_status(&self, location: &str, scope: &str, what: &str) -> Result<Option<(String, u64)>> {
         let resp = self
             .registry
-            .send_url(&self.path, what, scope, Idempotent::Yes, Method::GET, location, &|rb| rb)
+            .send_url(&self.path, what, scope, Idempotent::Yes, Method::GET, location, &|rb| {
+                rb
+            })
             .await?;
         if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
             return Ok(None);

@@ -27,6 +27,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Prune(a) => commands::images::prune(&store, a),
         Commands::Load(a) => commands::archive::load(&store, a),
         Commands::Save(a) => commands::archive::save(&store, a),
+        Commands::Pull(a) => commands::registry::pull(&store, a),
+        Commands::Push(a) => commands::registry::push(&store, a),
+        Commands::Copy(a) => commands::registry::copy(&store, a),
+        Commands::Login(a) => commands::registry::login(a),
+        Commands::Logout(a) => commands::registry::logout(a),
+        Commands::Referrers(a) => commands::registry::referrers(a),
+        Commands::Attach(a) => commands::registry::attach(&store, a),
     }
 }
 

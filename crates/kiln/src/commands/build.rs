@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_build::build::{BuildRequest, prepare, run};
+use kiln_build::build::{BuildRequest, prepare_with, run};
 use kiln_build::error::BuildError;
 use kiln_build::run::exec::SecretSource;
 use kiln_build::solver::RunSettings;
@@ -196,7 +196,8 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
     } else {
         args.progress
     });
-    let prepared = prepare(store, &req).map_err(|e| match &e {
+    let pins = crate::commands::registry::BasePins::new(store, args)?;
+    let prepared = prepare_with(&req, &|n, p| pins.resolve(n, p)).map_err(|e| match &e {
         BuildError::Frontend(f) => CliError::input(render_frontend(f)),
         _ => CliError::from(e),
     })?;
@@ -210,6 +211,7 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
     for w in &prepared.warnings {
         kiln_build::solver::Progress::warn(&reporter, w);
     }
+    pins.write_lock()?;
     let solved = run(store, &prepared, &req, &args.tags, &reporter)?;
     let digest = solved.manifest.digest.to_string();
     if let Some(f) = &args.iidfile {
@@ -228,6 +230,7 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
                 "mediaType": l.descriptor.media_type,
             })).collect::<Vec<_>>(),
             "cache": { "hits": solved.cache_hits, "misses": solved.cache_misses },
+            "kiln.base-images": pins.json(),
         });
         std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
             .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
@@ -248,6 +251,9 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
             },
         };
         kiln_oci::transport::export(store, &solved.manifest, &dest, &args.tags)?;
+    }
+    if args.push {
+        pins.push(&solved.manifest, &args.tags)?;
     }
     reporter.info(&format!(
         "built {digest}{} ({} steps cached, {} run)",

@@ -3,3 +3,4 @@
 pub mod archive;
 pub mod build;
 pub mod images;
+pub mod registry;
