@@ -11,5 +11,6 @@ pub mod plan;
 pub mod platform;
 pub mod run;
 pub mod solver;
+pub mod spec;
 pub mod statcache;
 pub mod tree;

@@ -185,7 +185,13 @@ pub fn layer_order<'a>(pkgs: &[&'a LockedPackage]) -> Vec<&'a LockedPackage> {
     let pkgs = &sorted;
     let mut keyed: Vec<(usize, &str, &LockedPackage)> = pkgs
         .iter()
-        .map(|p| (depth(p.name.as_str(), &by_name, &mut memo, &mut Vec::new()), p.name.as_str(), *p))
+        .map(|p| {
+            (
+                depth(p.name.as_str(), &by_name, &mut memo, &mut Vec::new()),
+                p.name.as_str(),
+                *p,
+            )
+        })
         .collect();
     keyed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     keyed.into_iter().map(|(_, _, p)| p).collect()
@@ -304,6 +310,9 @@ fn add_parents(entries: &mut BTreeMap<String, LayerEntry>, path: &str, mtime: i6
 }
 
 fn add_package(entries: &mut BTreeMap<String, LayerEntry>, p: &LockedPackage, d: &deb::Deb, sde: i64) {
+    // Generated entries take the package's own newest mtime (clamped to SOURCE_DATE_EPOCH on
+    // write), so a package layer does not change with every commit of the spec's repository.
+    let sde = d.entries.iter().map(|e| e.mtime).max().unwrap_or(0).min(sde);
     let files: HashMap<&str, &[u8]> = d
         .entries
         .iter()
@@ -375,7 +384,9 @@ pub fn derived_files(name: &str, d: &deb::Deb, sde: i64) -> Vec<LayerEntry> {
                 .entries
                 .iter()
                 .filter_map(|e| match &e.kind {
-                    DebKind::File(b) if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") => {
+                    DebKind::File(b)
+                        if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") =>
+                    {
                         Some((e.path.as_str(), b.as_slice()))
                     }
                     _ => None,
@@ -440,10 +451,19 @@ fn config_layer(store: &Store, spec: &Spec, opts: &BuildOptions) -> Result<Layer
     let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
     let (passwd, group) = passwd_group(spec);
     entries.insert("etc".into(), entry("etc", EntryKind::Dir, 0o755, 0, 0, sde));
-    entries.insert("etc/passwd".into(), bytes_entry("etc/passwd", passwd.into_bytes(), 0o644, sde));
-    entries.insert("etc/group".into(), bytes_entry("etc/group", group.into_bytes(), 0o644, sde));
+    entries.insert(
+        "etc/passwd".into(),
+        bytes_entry("etc/passwd", passwd.into_bytes(), 0o644, sde),
+    );
+    entries.insert(
+        "etc/group".into(),
+        bytes_entry("etc/group", group.into_bytes(), 0o644, sde),
+    );
     let nss = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
-    entries.insert("etc/nsswitch.conf".into(), bytes_entry("etc/nsswitch.conf", nss.as_bytes().to_vec(), 0o644, sde));
+    entries.insert(
+        "etc/nsswitch.conf".into(),
+        bytes_entry("etc/nsswitch.conf", nss.as_bytes().to_vec(), 0o644, sde),
+    );
     entries.insert("tmp".into(), entry("tmp", EntryKind::Dir, 0o1777, 0, 0, sde));
     entries.insert("root".into(), entry("root", EntryKind::Dir, 0o700, 0, 0, sde));
     for u in spec.users() {
@@ -454,7 +474,10 @@ fn config_layer(store: &Store, spec: &Spec, opts: &BuildOptions) -> Result<Layer
         }
         add_parents(&mut entries, &rel, sde);
         let gid = u.gid.unwrap_or(u.uid);
-        entries.insert(rel.clone(), entry(&rel, EntryKind::Dir, 0o700, u.uid.into(), gid.into(), sde));
+        entries.insert(
+            rel.clone(),
+            entry(&rel, EntryKind::Dir, 0o700, u.uid.into(), gid.into(), sde),
+        );
     }
     for f in &spec.files {
         let rel = f.path.trim_start_matches('/').trim_end_matches('/').to_string();
@@ -502,7 +525,11 @@ fn write_arch_image(
     let user = match spec.run_as() {
         "root" => "0".to_string(),
         name => {
-            let u = spec.users().into_iter().find(|u| u.name == name).expect("checked by Spec::parse");
+            let u = spec
+                .users()
+                .into_iter()
+                .find(|u| u.name == name)
+                .expect("checked by Spec::parse");
             format!("{}:{}", u.uid, u.gid.unwrap_or(u.uid))
         }
     };
@@ -587,7 +614,13 @@ mod tests {
     fn accounts() {
         let spec = Spec::parse("k", "architectures = [\"amd64\"]\npackages = [\"a\"]\n[[source]]\nsuites = [\"s\"]\n[[accounts.groups]]\nname = \"app\"\ngid = 1000\nmembers = [\"nonroot\"]\n").unwrap();
         let (p, g) = passwd_group(&spec);
-        assert!(p.contains("nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"), "{p}");
-        assert!(g.contains("app:x:1000:nonroot\n") && g.contains("nonroot:x:65532:\n"), "{g}");
+        assert!(
+            p.contains("nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
+            "{p}"
+        );
+        assert!(
+            g.contains("app:x:1000:nonroot\n") && g.contains("nonroot:x:65532:\n"),
+            "{g}"
+        );
     }
 }

@@ -212,7 +212,9 @@ fn parse_dep(s: &str) -> Result<Dep, String> {
     if let Some(i) = rest.find('<').filter(|&i| !rest[..i].contains('(')) {
         rest = rest[..i].trim_end();
     }
-    let name_end = rest.find(|c: char| c.is_whitespace() || c == '(' || c == '[').unwrap_or(rest.len());
+    let name_end = rest
+        .find(|c: char| c.is_whitespace() || c == '(' || c == '[')
+        .unwrap_or(rest.len());
     let (name_q, mut tail) = rest.split_at(name_end);
     if name_q.is_empty() {
         return Err("empty package name".into());
@@ -268,7 +270,10 @@ mod tests {
 
     #[test]
     fn relations() {
-        let r = parse_relation("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any, foo [amd64 arm64], bar (<<1:2~)").unwrap();
+        let r = parse_relation(
+            "libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any, foo [amd64 arm64], bar (<<1:2~)",
+        )
+        .unwrap();
         assert_eq!(r.len(), 5);
         assert_eq!(r[0][0].constraint, Some((Op::Ge, "2.34".into())));
         assert_eq!(r[1].len(), 2);

@@ -79,14 +79,19 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<Deb, DebError> {
             let mut ar = tar::Archive::new(decompressor(ext, data).map_err(err)?);
             for e in ar.entries().map_err(|e| err(format!("{member}: {e}")))? {
                 let mut e = e.map_err(|e| err(format!("{member}: {e}")))?;
-                let path = e.path().map_err(|e| err(format!("{member}: {e}")))?.to_string_lossy().to_string();
+                let path = e
+                    .path()
+                    .map_err(|e| err(format!("{member}: {e}")))?
+                    .to_string_lossy()
+                    .to_string();
                 let slot = match path.trim_start_matches("./") {
                     "control" => &mut deb.control,
                     "md5sums" => deb.md5sums.get_or_insert_with(String::new),
                     "conffiles" => deb.conffiles.get_or_insert_with(String::new),
                     _ => continue,
                 };
-                e.read_to_string(slot).map_err(|e| err(format!("{member}: {path}: {e}")))?;
+                e.read_to_string(slot)
+                    .map_err(|e| err(format!("{member}: {path}: {e}")))?;
             }
         } else if let Some(ext) = member.strip_prefix("data.tar") {
             have_data = true;
@@ -101,7 +106,9 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<Deb, DebError> {
 
 /// Splits an `ar` archive into (name, bytes) members.
 fn ar_members(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
-    let rest = bytes.strip_prefix(b"!<arch>\n").ok_or("not an ar archive (bad magic)")?;
+    let rest = bytes
+        .strip_prefix(b"!<arch>\n")
+        .ok_or("not an ar archive (bad magic)")?;
     let mut out = Vec::new();
     let mut off = 0;
     while off < rest.len() {
@@ -111,7 +118,10 @@ fn ar_members(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
         if &h[58..60] != b"`\n" {
             return Err(format!("bad ar header at byte {}", off + 8));
         }
-        let name = String::from_utf8_lossy(&h[..16]).trim_end().trim_end_matches('/').to_string();
+        let name = String::from_utf8_lossy(&h[..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
         let size: usize = std::str::from_utf8(&h[48..58])
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -134,7 +144,11 @@ fn decompressor<'a>(ext: &str, data: &'a [u8]) -> Result<Box<dyn Read + 'a>, Str
         ".xz" => Box::new(xz2::read::XzDecoder::new(data)),
         ".zst" => Box::new(zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?),
         "" => Box::new(data),
-        other => return Err(format!("unsupported compression tar{other} (kiln reads gz, xz and zst)")),
+        other => {
+            return Err(format!(
+                "unsupported compression tar{other} (kiln reads gz, xz and zst)"
+            ));
+        }
     })
 }
 
@@ -163,7 +177,8 @@ fn data_entries(name: &str, r: Box<dyn Read + '_>) -> Result<Vec<DebEntry>, DebE
     for e in ar.entries().map_err(|e| bad(e.to_string(), corrupt))? {
         let mut e = e.map_err(|e| bad(e.to_string(), corrupt))?;
         let raw = String::from_utf8_lossy(&e.path_bytes()).to_string();
-        let path = clean_path(&raw).map_err(|m| bad(m, "a package must never write outside its root; do not use this .deb"))?;
+        let path = clean_path(&raw)
+            .map_err(|m| bad(m, "a package must never write outside its root; do not use this .deb"))?;
         let h = e.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let uid = h.uid().unwrap_or(0);
@@ -173,16 +188,22 @@ fn data_entries(name: &str, r: Box<dyn Read + '_>) -> Result<Vec<DebEntry>, DebE
             tar::EntryType::Directory => DebKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut data = Vec::with_capacity(e.size() as usize);
-                e.read_to_end(&mut data).map_err(|e| bad(format!("{raw}: {e}"), corrupt))?;
+                e.read_to_end(&mut data)
+                    .map_err(|e| bad(format!("{raw}: {e}"), corrupt))?;
                 DebKind::File(data)
             }
             tar::EntryType::Symlink => {
-                let t = e.link_name_bytes().ok_or_else(|| bad(format!("{raw}: symlink without target"), corrupt))?;
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(format!("{raw}: symlink without target"), corrupt))?;
                 DebKind::Symlink(String::from_utf8_lossy(&t).to_string())
             }
             tar::EntryType::Link => {
-                let t = e.link_name_bytes().ok_or_else(|| bad(format!("{raw}: hard link without target"), corrupt))?;
-                let t = clean_path(&String::from_utf8_lossy(&t)).map_err(|m| bad(m, "a package must never link outside its root; do not use this .deb"))?;
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(format!("{raw}: hard link without target"), corrupt))?;
+                let t = clean_path(&String::from_utf8_lossy(&t))
+                    .map_err(|m| bad(m, "a package must never link outside its root; do not use this .deb"))?;
                 DebKind::Hardlink(t)
             }
             // Debian packages carry no devices or fifos; pax headers are handled by tar.
@@ -240,12 +261,26 @@ pub fn build_test_deb(control: &str, files: &[(&str, &[u8])], ext: &str) -> Vec<
     }
     let members: Vec<(String, Vec<u8>)> = vec![
         ("debian-binary".into(), b"2.0\n".to_vec()),
-        ("control.tar.gz".into(), compress(".gz", tar_of(&[("./control", control.as_bytes())]))),
+        (
+            "control.tar.gz".into(),
+            compress(".gz", tar_of(&[("./control", control.as_bytes())])),
+        ),
         (format!("data.tar{ext}"), compress(ext, tar_of(files))),
     ];
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in members {
-        out.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, "100644", data.len()).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            )
+            .as_bytes(),
+        );
         out.extend_from_slice(&data);
         if data.len() % 2 == 1 {
             out.push(b'\n');

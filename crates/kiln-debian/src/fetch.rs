@@ -71,7 +71,9 @@ pub fn prefetch(cache: &Path, packages: &[&LockedPackage], progress: &(dyn Fn(&s
                     if first_error.lock().expect("lock").is_some() {
                         return;
                     }
-                    let Some(p) = queue.lock().expect("lock").next() else { return };
+                    let Some(p) = queue.lock().expect("lock").next() else {
+                        return;
+                    };
                     {
                         let _g = progress_lock.lock().expect("lock");
                         progress(&format!("fetching {} {} ({})", p.name, p.version, p.arch));

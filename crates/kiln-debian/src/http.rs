@@ -14,7 +14,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// A URL kiln cannot fetch.
-    #[error("{url}: unsupported URL (hint: Debian mirrors are used over http://; integrity comes from the signed InRelease)")]
+    #[error(
+        "{url}: unsupported URL (hint: Debian mirrors are used over http://; integrity comes from the signed InRelease)"
+    )]
     BadUrl {
         /// The URL.
         url: String,

@@ -86,7 +86,9 @@ impl Lock {
             hint: "run `kiln lock` next to kiln.toml to create it".into(),
         })?;
         let lock: Lock = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             Error::Lock {
                 path: format!("{}:{line}", path.display()),
                 message: e.message().trim().replace('\n', " "),
@@ -96,7 +98,10 @@ impl Lock {
         if lock.version != LOCK_VERSION {
             return Err(Error::Lock {
                 path: path.display().to_string(),
-                message: format!("lock version {} is not supported (this kiln reads {LOCK_VERSION})", lock.version),
+                message: format!(
+                    "lock version {} is not supported (this kiln reads {LOCK_VERSION})",
+                    lock.version
+                ),
                 hint: "recreate it with `kiln lock --update`".into(),
             });
         }
@@ -111,7 +116,10 @@ impl Lock {
 
     /// Writes the lock atomically (a reader never sees half a lock).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         kiln_oci::store::atomic_write(dir, path, self.to_text().as_bytes()).map_err(|e| Error::Io {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -121,7 +129,9 @@ impl Lock {
     /// Why this lock cannot build `spec`, if it cannot.
     pub fn disagreement(&self, spec: &Spec) -> Option<String> {
         if self.spec_hash != spec.resolution_hash() {
-            return Some("kiln.toml's sources, architectures, packages or exclude changed since the lock was made".into());
+            return Some(
+                "kiln.toml's sources, architectures, packages or exclude changed since the lock was made".into(),
+            );
         }
         for arch in &spec.architectures {
             for p in &spec.packages {
@@ -166,7 +176,10 @@ pub fn lock(spec: &Spec, cache: &Path, progress: &dyn Fn(&str)) -> Result<Lock, 
             let s = &p.candidate.stanza;
             if s.sha256.len() != 64 || s.filename.is_empty() {
                 return Err(Error::Input {
-                    message: format!("{}: package {} {} has no SHA256 or Filename in the index", releases[p.candidate.origin].0.url, s.package, s.version),
+                    message: format!(
+                        "{}: package {} {} has no SHA256 or Filename in the index",
+                        releases[p.candidate.origin].0.url, s.package, s.version
+                    ),
                     hint: "kiln only installs packages the archive pins by sha256".into(),
                 });
             }
@@ -222,7 +235,11 @@ mod tests {
 
     #[test]
     fn roundtrip_and_disagreement() {
-        let spec = Spec::parse("k", "architectures = [\"amd64\"]\npackages = [\"a\"]\n[[source]]\nsuites = [\"bookworm\"]\n").unwrap();
+        let spec = Spec::parse(
+            "k",
+            "architectures = [\"amd64\"]\npackages = [\"a\"]\n[[source]]\nsuites = [\"bookworm\"]\n",
+        )
+        .unwrap();
         let lock = Lock {
             version: 1,
             spec_hash: spec.resolution_hash(),
@@ -246,7 +263,11 @@ mod tests {
         lock.save(&p).unwrap();
         assert_eq!(Lock::load(&p).unwrap(), lock);
         assert!(lock.disagreement(&spec).is_none());
-        let spec2 = Spec::parse("k", "architectures = [\"amd64\"]\npackages = [\"a\", \"b\"]\n[[source]]\nsuites = [\"bookworm\"]\n").unwrap();
+        let spec2 = Spec::parse(
+            "k",
+            "architectures = [\"amd64\"]\npackages = [\"a\", \"b\"]\n[[source]]\nsuites = [\"bookworm\"]\n",
+        )
+        .unwrap();
         assert!(lock.disagreement(&spec2).unwrap().contains("changed"));
         std::fs::write(&p, "version = 1\nspec-hash = 3\n").unwrap();
         let e = Lock::load(&p).unwrap_err().to_string();

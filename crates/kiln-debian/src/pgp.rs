@@ -12,19 +12,25 @@ use sha2::{Digest as _, Sha224, Sha256, Sha384, Sha512};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PgpError {
     /// Not a cleartext-signed message at all.
-    #[error("not signed: no `-----BEGIN PGP SIGNED MESSAGE-----` block (hint: the mirror must serve a signed InRelease; an unsigned Release is never accepted)")]
+    #[error(
+        "not signed: no `-----BEGIN PGP SIGNED MESSAGE-----` block (hint: the mirror must serve a signed InRelease; an unsigned Release is never accepted)"
+    )]
     NotSigned,
     /// The armor or packets cannot be parsed.
     #[error("malformed OpenPGP data: {0}")]
     Malformed(String),
     /// A key of the keyring made a signature that does not match the text.
-    #[error("BAD signature by key {key}: the signed text was modified or the signature is corrupt (hint: this mirror or the path to it cannot be trusted)")]
+    #[error(
+        "BAD signature by key {key}: the signed text was modified or the signature is corrupt (hint: this mirror or the path to it cannot be trusted)"
+    )]
     BadSignature {
         /// Fingerprint (or key ID) of the key.
         key: String,
     },
     /// No signature was made by a key in the keyring.
-    #[error("no valid signature by a key in the keyring (signed by {signers}) (hint: check `keyring` in kiln.toml names this archive's key, e.g. /usr/share/keyrings/debian-archive-keyring.gpg)")]
+    #[error(
+        "no valid signature by a key in the keyring (signed by {signers}) (hint: check `keyring` in kiln.toml names this archive's key, e.g. /usr/share/keyrings/debian-archive-keyring.gpg)"
+    )]
     UnknownSigner {
         /// The key IDs that signed.
         signers: String,
@@ -152,7 +158,12 @@ pub fn verify_cleartext(message: &[u8], keyring: &Keyring) -> Result<String, Pgp
             continue;
         }
         let sig = parse_signature(pkt)?;
-        signers.push(sig.issuer.as_ref().map(Issuer::show).unwrap_or_else(|| "an unnamed key".into()));
+        signers.push(
+            sig.issuer
+                .as_ref()
+                .map(Issuer::show)
+                .unwrap_or_else(|| "an unnamed key".into()),
+        );
         let Some(issuer) = &sig.issuer else { continue };
         let Some(key) = keyring.find(issuer) else { continue };
         if sig.sig_type != 0x01 && sig.sig_type != 0x00 {
@@ -244,10 +255,18 @@ fn hash<D: sha2::Digest>(data: &[u8], trailer: &[u8]) -> Vec<u8> {
 }
 
 /// DER DigestInfo prefixes (RFC 8017 §9.2 note 1).
-const DI_SHA224: [u8; 19] = [0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c];
-const DI_SHA256: [u8; 19] = [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
-const DI_SHA384: [u8; 19] = [0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30];
-const DI_SHA512: [u8; 19] = [0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40];
+const DI_SHA224: [u8; 19] = [
+    0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c,
+];
+const DI_SHA256: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+];
+const DI_SHA384: [u8; 19] = [
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30,
+];
+const DI_SHA512: [u8; 19] = [
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40,
+];
 
 fn malformed(what: &str) -> PgpError {
     PgpError::Malformed(what.to_string())
@@ -264,7 +283,11 @@ fn packets(mut data: &[u8]) -> Result<Vec<(u8, &[u8])>, PgpError> {
         let (tag, len, hlen) = if h & 0x40 == 0 {
             let tag = (h >> 2) & 0x0f;
             match h & 3 {
-                0 => (tag, *data.get(1).ok_or_else(|| malformed("truncated header"))? as usize, 2),
+                0 => (
+                    tag,
+                    *data.get(1).ok_or_else(|| malformed("truncated header"))? as usize,
+                    2,
+                ),
                 1 => (tag, be(data.get(1..3).ok_or_else(|| malformed("truncated header"))?), 3),
                 2 => (tag, be(data.get(1..5).ok_or_else(|| malformed("truncated header"))?), 5),
                 _ => (tag, data.len() - 1, 1),
@@ -338,12 +361,20 @@ fn parse_signature(body: &[u8]) -> Result<Signature<'_>, PgpError> {
     let pk_algo = *body.get(2).ok_or_else(|| t("truncated signature"))?;
     let hash_algo = *body.get(3).ok_or_else(|| t("truncated signature"))?;
     let hashed_len = be(body.get(4..6).ok_or_else(|| t("truncated signature"))?);
-    let hashed = body.get(6..6 + hashed_len).ok_or_else(|| t("truncated hashed subpackets"))?;
+    let hashed = body
+        .get(6..6 + hashed_len)
+        .ok_or_else(|| t("truncated hashed subpackets"))?;
     let p = 6 + hashed_len;
     let unhashed_len = be(body.get(p..p + 2).ok_or_else(|| t("truncated signature"))?);
-    let unhashed = body.get(p + 2..p + 2 + unhashed_len).ok_or_else(|| t("truncated unhashed subpackets"))?;
+    let unhashed = body
+        .get(p + 2..p + 2 + unhashed_len)
+        .ok_or_else(|| t("truncated unhashed subpackets"))?;
     let q = p + 2 + unhashed_len;
-    let left16: [u8; 2] = body.get(q..q + 2).ok_or_else(|| t("truncated signature"))?.try_into().expect("2");
+    let left16: [u8; 2] = body
+        .get(q..q + 2)
+        .ok_or_else(|| t("truncated signature"))?
+        .try_into()
+        .expect("2");
     let mut rest = &body[q + 2..];
     let s = if pk_algo == 1 || pk_algo == 3 {
         mpi(&mut rest)?.to_vec()
@@ -381,10 +412,15 @@ fn subpackets(mut data: &[u8]) -> Result<Vec<(u8, &[u8])>, PgpError> {
         let o1 = data[0] as usize;
         let (len, hlen) = match o1 {
             0..=191 => (o1, 1),
-            192..=254 => (((o1 - 192) << 8) + *data.get(1).ok_or_else(|| malformed("truncated subpacket"))? as usize + 192, 2),
+            192..=254 => (
+                ((o1 - 192) << 8) + *data.get(1).ok_or_else(|| malformed("truncated subpacket"))? as usize + 192,
+                2,
+            ),
             _ => (be(data.get(1..5).ok_or_else(|| malformed("truncated subpacket"))?), 5),
         };
-        let sp = data.get(hlen..hlen + len).ok_or_else(|| malformed("subpacket longer than its area"))?;
+        let sp = data
+            .get(hlen..hlen + len)
+            .ok_or_else(|| malformed("subpacket longer than its area"))?;
         if let Some((&kind, rest)) = sp.split_first() {
             out.push((kind, rest));
         }
@@ -471,10 +507,22 @@ mod tests {
                 .args(args)
                 .output()
                 .expect("gpg (GnuPG) must be installed: scripts/setup installs it");
-            assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "gpg {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             out.stdout
         };
-        gpg(&["--passphrase", "", "--quick-gen-key", &format!("{name} <{name}@example.org>"), "rsa2048", "sign", "never"]);
+        gpg(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.org>"),
+            "rsa2048",
+            "sign",
+            "never",
+        ]);
         let exported = gpg(&["--export"]);
         (home, exported)
     }
@@ -509,11 +557,17 @@ mod tests {
             assert_eq!(got, text, "dash-escaping undone");
             // One changed byte in the signed text.
             let modified = String::from_utf8(signed.clone()).unwrap().replace("0123 10", "0123 11");
-            assert!(matches!(verify_cleartext(modified.as_bytes(), &keyring), Err(PgpError::BadSignature { .. })));
+            assert!(matches!(
+                verify_cleartext(modified.as_bytes(), &keyring),
+                Err(PgpError::BadSignature { .. })
+            ));
         }
         // Signed by a key that is not in the keyring.
         let other = clearsign(&home_b, text, "SHA256");
-        assert!(matches!(verify_cleartext(&other, &keyring), Err(PgpError::UnknownSigner { .. })));
+        assert!(matches!(
+            verify_cleartext(&other, &keyring),
+            Err(PgpError::UnknownSigner { .. })
+        ));
         // With both keys known, B's signature verifies.
         let mut both = Keyring::parse(&ring_a).unwrap();
         both.keys.extend(Keyring::parse(&ring_b).unwrap().keys);

@@ -98,7 +98,9 @@ pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Pa
     let mut last = None;
     for ext in [".xz", ".gz", ""] {
         let rel = format!("{base}{ext}");
-        let Some((size, sha)) = release.files.get(&rel) else { continue };
+        let Some((size, sha)) = release.files.get(&rel) else {
+            continue;
+        };
         let cached = cache.join("indexes").join(format!("{sha}{ext}"));
         let data = match std::fs::read(&cached) {
             Ok(d) if hex::encode(Sha256::digest(&d)) == *sha => d,
@@ -119,7 +121,10 @@ pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Pa
                 let got = hex::encode(Sha256::digest(&d));
                 if got != *sha || d.len() as u64 != *size {
                     return Err(Error::Input {
-                        message: format!("{location}: sha256 {got} ({} bytes) does not match the signed InRelease ({sha}, {size} bytes)", d.len()),
+                        message: format!(
+                            "{location}: sha256 {got} ({} bytes) does not match the signed InRelease ({sha}, {size} bytes)",
+                            d.len()
+                        ),
                         hint: "the mirror is inconsistent or being updated; run `kiln lock` again".into(),
                     });
                 }
@@ -183,6 +188,8 @@ pub struct Stanza {
     pub multi_arch: String,
     /// `Essential: yes`.
     pub essential: bool,
+    /// `Priority` (required, important, standard, optional, extra).
+    pub priority: String,
     /// Path of the .deb under the mirror.
     pub filename: String,
     /// Size of the .deb.
@@ -203,9 +210,19 @@ pub fn parse_packages(text: &str) -> Vec<Stanza> {
     let mut flush = |cur: &mut Stanza, depends: &mut String, pre: &mut String, breaks: &mut String| {
         if !cur.package.is_empty() {
             let mut s = std::mem::take(cur);
-            s.depends = [pre.as_str(), depends.as_str()].iter().filter(|x| !x.is_empty()).cloned().collect::<Vec<_>>().join(", ");
+            s.depends = [pre.as_str(), depends.as_str()]
+                .iter()
+                .filter(|x| !x.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if !breaks.is_empty() {
-                s.conflicts = [s.conflicts.as_str(), breaks.as_str()].iter().filter(|x| !x.is_empty()).cloned().collect::<Vec<_>>().join(", ");
+                s.conflicts = [s.conflicts.as_str(), breaks.as_str()]
+                    .iter()
+                    .filter(|x| !x.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
             }
             if s.source.is_empty() {
                 s.source = s.package.clone();
@@ -261,6 +278,7 @@ pub fn parse_packages(text: &str) -> Vec<Stanza> {
             "Breaks" => breaks.push_str(v),
             "Multi-Arch" => cur.multi_arch = v.to_string(),
             "Essential" => cur.essential = v == "yes",
+            "Priority" => cur.priority = v.to_string(),
             "Filename" => cur.filename = v.to_string(),
             "Size" => cur.size = v.parse().unwrap_or(0),
             "SHA256" => cur.sha256 = v.to_string(),

@@ -3,7 +3,8 @@
 //! satisfiable wins, as apt does), virtual packages (`Provides`), architecture `all` and
 //! arch qualifiers. `Essential` packages are never added implicitly, only when requested or
 //! depended on. Among candidates the highest version wins; among providers of a virtual
-//! package, one already chosen wins, then the first by name.
+//! package, one already chosen wins, then the one of highest Priority (required before
+//! important, standard, optional), then the first by name: `awk` gives mawk, as in Debian.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -46,7 +47,9 @@ pub enum ResolveError {
         hint: String,
     },
     /// Two installed packages conflict.
-    #[error("{arch}: {a} conflicts with {b} ({relation}) (hint: drop one of them from packages, or exclude the one that is not needed)")]
+    #[error(
+        "{arch}: {a} conflicts with {b} ({relation}) (hint: drop one of them from packages, or exclude the one that is not needed)"
+    )]
     Conflict {
         /// Architecture.
         arch: String,
@@ -109,7 +112,10 @@ impl Universe {
                     continue;
                 }
                 for (name, ver) in &provides {
-                    u.providers.entry(name.clone()).or_default().push((s.package.clone(), ver.clone()));
+                    u.providers
+                        .entry(name.clone())
+                        .or_default()
+                        .push((s.package.clone(), ver.clone()));
                 }
                 list.push(Candidate {
                     stanza: s,
@@ -123,8 +129,21 @@ impl Universe {
         for list in u.by_name.values_mut() {
             list.sort_by(|a, b| crate::version::compare(&b.stanza.version, &a.stanza.version));
         }
+        let rank = |name: &str| {
+            let p = u.by_name.get(name).and_then(|l| l.first()).map_or("", |c| c.stanza.priority.as_str());
+            ["required", "important", "standard", "optional", "extra"]
+                .iter()
+                .position(|x| *x == p)
+                .unwrap_or(5)
+        };
+        let ranks: HashMap<String, usize> = u
+            .providers
+            .values()
+            .flatten()
+            .map(|(n, _)| (n.clone(), rank(n)))
+            .collect();
         for list in u.providers.values_mut() {
-            list.sort();
+            list.sort_by(|a, b| (ranks[&a.0], a).cmp(&(ranks[&b.0], b)));
             list.dedup();
         }
         Ok(u)
@@ -210,7 +229,11 @@ impl Universe {
                     ));
                     continue;
                 }
-                if let Some(c) = self.by_name.get(&dep.name).and_then(|l| l.iter().find(|c| dep.version_ok(&c.stanza.version))) {
+                if let Some(c) = self
+                    .by_name
+                    .get(&dep.name)
+                    .and_then(|l| l.iter().find(|c| dep.version_ok(&c.stanza.version)))
+                {
                     picked = Some(c);
                     break;
                 }
@@ -238,9 +261,14 @@ impl Universe {
                                 Some(l) => format!(
                                     "{} has only {}",
                                     d.name,
-                                    l.iter().map(|c| c.stanza.version.as_str()).collect::<Vec<_>>().join(", ")
+                                    l.iter()
+                                        .map(|c| c.stanza.version.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ),
-                                None if self.providers.contains_key(&d.name) => format!("no provider of {} matches", d.name),
+                                None if self.providers.contains_key(&d.name) => {
+                                    format!("no provider of {} matches", d.name)
+                                }
                                 None => format!("no package {} for {arch}", d.name),
                             })
                             .collect();
@@ -268,7 +296,11 @@ impl Universe {
             for g in &c.depends {
                 queue.push_back((g.clone(), next_chain.clone(), Some(name.clone())));
             }
-            let why = if chain.is_empty() { "the spec".to_string() } else { chain.join(" → ") };
+            let why = if chain.is_empty() {
+                "the spec".to_string()
+            } else {
+                chain.join(" → ")
+            };
             chosen.insert(name, (c.clone(), why));
         }
         // Conflicts and Breaks among the chosen set.
@@ -348,6 +380,13 @@ SHA256: 00
 Package: mawk
 Version: 1.3.4
 Architecture: amd64
+Priority: required
+Provides: awk
+
+Package: gawk
+Version: 5.2
+Architecture: amd64
+Priority: optional
 Provides: awk
 Filename: pool/m/mawk.deb
 Size: 1
@@ -421,16 +460,28 @@ SHA256: 00
     }
 
     fn names(r: &[Resolved]) -> Vec<String> {
-        r.iter().map(|p| format!("{}={}", p.candidate.stanza.package, p.candidate.stanza.version)).collect()
+        r.iter()
+            .map(|p| format!("{}={}", p.candidate.stanza.package, p.candidate.stanza.version))
+            .collect()
     }
 
     #[test]
     fn closure_with_alternatives_virtuals_and_constraints() {
         let r = universe().resolve(&["app".into()], &[]).unwrap();
         // libc6: the highest version meeting >= 2.30; mail-transport-agent: first provider by
-        // name (exim4); awk | gawk: mawk provides awk; libssl3 missing, libssl1.1 taken;
+        // name (exim4); awk | gawk: mawk (required) before gawk (optional); libssl3 missing, libssl1.1 taken;
         // no Essential package (bash) pulled in.
-        assert_eq!(names(&r), ["app=1.0", "exim4=4.96", "helper=1", "libc6=2.36-9", "libssl1.1=1.1.1", "mawk=1.3.4"]);
+        assert_eq!(
+            names(&r),
+            [
+                "app=1.0",
+                "exim4=4.96",
+                "helper=1",
+                "libc6=2.36-9",
+                "libssl1.1=1.1.1",
+                "mawk=1.3.4"
+            ]
+        );
         let app = r.iter().find(|p| p.candidate.stanza.package == "app").unwrap();
         assert_eq!(app.depends, ["exim4", "helper", "libc6", "libssl1.1", "mawk"]);
     }
@@ -450,7 +501,10 @@ SHA256: 00
 
     #[test]
     fn conflicting_constraints_name_both_sides() {
-        let e = universe().resolve(&["app".into(), "old-needer".into()], &[]).unwrap_err().to_string();
+        let e = universe()
+            .resolve(&["app".into(), "old-needer".into()], &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("old-needer 1 → libc6 (<< 2.30)"), "{e}");
         assert!(e.contains("libc6 2.36-9 was chosen (for app 1.0)"), "{e}");
     }

@@ -166,7 +166,9 @@ pub struct SpecError {
     pub hint: String,
 }
 
-const KNOWN_ARCHES: &[&str] = &["amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x"];
+const KNOWN_ARCHES: &[&str] = &[
+    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x",
+];
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -247,11 +249,19 @@ impl Spec {
             }
         };
         if spec.source.is_empty() {
-            return Err(at("", "no [[source]]".into(), "add [[source]] with suites = [\"bookworm\"]"));
+            return Err(at(
+                "",
+                "no [[source]]".into(),
+                "add [[source]] with suites = [\"bookworm\"]",
+            ));
         }
         for s in &spec.source {
             if s.suites.is_empty() {
-                return Err(at("suites", "a [[source]] has no suites".into(), "suites = [\"bookworm\", \"bookworm-updates\"]"));
+                return Err(at(
+                    "suites",
+                    "a [[source]] has no suites".into(),
+                    "suites = [\"bookworm\", \"bookworm-updates\"]",
+                ));
             }
             if !s.url.starts_with("http://") {
                 return Err(at(
@@ -262,7 +272,11 @@ impl Spec {
             }
         }
         if spec.architectures.is_empty() {
-            return Err(at("architectures", "architectures is empty".into(), "architectures = [\"amd64\", \"arm64\"]"));
+            return Err(at(
+                "architectures",
+                "architectures is empty".into(),
+                "architectures = [\"amd64\", \"arm64\"]",
+            ));
         }
         for a in &spec.architectures {
             if !KNOWN_ARCHES.contains(&a.as_str()) {
@@ -274,7 +288,11 @@ impl Spec {
             }
         }
         if spec.packages.is_empty() {
-            return Err(at("packages", "packages is empty".into(), "packages = [\"base-files\"]"));
+            return Err(at(
+                "packages",
+                "packages is empty".into(),
+                "packages = [\"base-files\"]",
+            ));
         }
         for f in &spec.files {
             if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
@@ -285,7 +303,11 @@ impl Spec {
                 ));
             }
             if f.src.is_some() && f.symlink.is_some() {
-                return Err(at(&f.path, format!("files: {:?} has both src and symlink", f.path), "keep one of them"));
+                return Err(at(
+                    &f.path,
+                    format!("files: {:?} has both src and symlink", f.path),
+                    "keep one of them",
+                ));
             }
             if let Some(src) = &f.src
                 && (src.starts_with('/') || src.split('/').any(|c| c == ".."))
@@ -299,7 +321,11 @@ impl Spec {
         }
         let run_as = spec.run_as();
         if run_as != "root" && !spec.users().iter().any(|u| u.name == run_as) {
-            return Err(at("run-as", format!("run-as {run_as:?} is not a user"), "add it to [[accounts.users]] or use \"nonroot\" or \"root\""));
+            return Err(at(
+                "run-as",
+                format!("run-as {run_as:?} is not a user"),
+                "add it to [[accounts.users]] or use \"nonroot\" or \"root\"",
+            ));
         }
         Ok(spec)
     }

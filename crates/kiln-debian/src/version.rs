@@ -168,7 +168,10 @@ mod tests {
 
     /// A random version built from the pieces that make dpkg's order tricky.
     fn gen_version(r: &mut Rng) -> String {
-        let pieces = ["0", "1", "2", "9", "10", "01", "00", "a", "b", "z", "A", "~", "~~", ".", "+", ":", "rc", "~rc1", "+deb12u1", "2023", "g"];
+        let pieces = [
+            "0", "1", "2", "9", "10", "01", "00", "a", "b", "z", "A", "~", "~~", ".", "+", ":", "rc", "~rc1",
+            "+deb12u1", "2023", "g",
+        ];
         let mut s = String::new();
         if r.next() % 5 == 0 {
             s.push_str(r.pick(&["0:", "1:", "2:", "10:"]));
@@ -193,7 +196,11 @@ mod tests {
         let mut pairs = Vec::new();
         while pairs.len() < 11_500 {
             let a = gen_version(&mut r);
-            let b = if r.next() % 10 == 0 { a.clone() } else { gen_version(&mut r) };
+            let b = if r.next() % 10 == 0 {
+                a.clone()
+            } else {
+                gen_version(&mut r)
+            };
             pairs.push((a, b));
         }
         let rel = |o: Ordering| match o {

@@ -36,6 +36,8 @@ pub enum Commands {
     Load(LoadArgs),
     /// Write an image to an oci-archive or docker-archive tar.
     Save(SaveArgs),
+    /// Resolve a kiln.toml's Debian packages and write kiln.lock beside it.
+    Lock(LockArgs),
     /// Download an image from a registry into the store.
     Pull(PullArgs),
     /// Upload an image from the store to a registry.
@@ -127,6 +129,9 @@ pub struct BuildArgs {
     /// Print the resolved build plan as JSON and exit without building.
     #[arg(long)]
     pub print_plan: bool,
+    /// Fail if a lock (kiln.lock beside a kiln.toml) is missing or disagrees with the inputs.
+    #[arg(long)]
+    pub locked: bool,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR. Never stored.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
@@ -283,6 +288,23 @@ pub struct PullArgs {
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
+}
+
+/// `kiln lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Directory holding kiln.toml.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The spec file (default: DIR/kiln.toml).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Re-resolve every package against the archives now, even if the lock is current.
+    #[arg(long)]
+    pub update: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 /// `kiln push`.

@@ -154,6 +154,9 @@ fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
 
 /// Runs `kiln build`.
 pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
+    if let Some(spec) = kiln_build::spec::find_spec(&args.context, args.file.as_deref()) {
+        return crate::commands::lock::build_spec(store, args, &spec);
+    }
     let compression = Compression::parse(&args.compression)
         .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
     let platform = match &args.platform {

@@ -3,4 +3,5 @@
 pub mod archive;
 pub mod build;
 pub mod images;
+pub mod lock;
 pub mod registry;
