@@ -119,19 +119,16 @@ pub struct BuildArgs {
     /// When to pull FROM images that name a registry: always, missing (default) or never.
     #[arg(long, value_enum, default_value = "missing", num_args = 0..=1, default_missing_value = "always")]
     pub pull: PullPolicy,
+    /// Registry connection settings (for --pull and --push).
+    #[command(flatten)]
+    pub registry: RegistryFlags,
     /// Fail if a base image resolves to a digest other than the one in Dockerfile.lock
     /// (and, for kiln.toml builds, if kiln.lock disagrees with kiln.toml).
     #[arg(long)]
     pub locked: bool,
-    /// Registry connection settings (for --pull and --push).
-    #[command(flatten)]
-    pub registry: RegistryFlags,
     /// Print the resolved build plan as JSON and exit without building.
     #[arg(long)]
     pub print_plan: bool,
-    /// Fail if a lock (kiln.lock beside a kiln.toml) is missing or disagrees with the inputs.
-    #[arg(long)]
-    pub locked: bool,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR. Never stored.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
@@ -290,23 +287,6 @@ pub struct PullArgs {
     pub registry: RegistryFlags,
 }
 
-/// `kiln lock`.
-#[derive(Debug, Args)]
-pub struct LockArgs {
-    /// Directory holding kiln.toml.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// The spec file (default: DIR/kiln.toml).
-    #[arg(short = 'f', long = "file", value_name = "PATH")]
-    pub file: Option<PathBuf>,
-    /// Re-resolve every package against the archives now, even if the lock is current.
-    #[arg(long)]
-    pub update: bool,
-    /// Progress output.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub progress: ProgressMode,
-}
-
 /// `kiln push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -405,4 +385,21 @@ pub struct AttachArgs {
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
+}
+
+/// `kiln lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Directory holding kiln.toml.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The spec file (default: DIR/kiln.toml).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Re-resolve every package against the archives now, even if the lock is current.
+    #[arg(long)]
+    pub update: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
 }
