@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod error;
 mod progress;
+mod rootless;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Commands::Build(b) = &cli.command {
+        let root = cli.root.clone().unwrap_or_else(Store::default_root);
+        rootless::reexec_if_needed(&root, b.quiet || b.progress == cli::ProgressMode::Quiet);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -5,3 +5,4 @@ pub mod exec;
 pub mod mounts;
 pub mod overlay;
 pub mod spec;
+pub mod userns;

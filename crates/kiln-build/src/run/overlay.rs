@@ -34,12 +34,17 @@ impl OverlayMount {
                 return Err(io::Error::other(format!("overlay lower dir {p:?} contains ':' or ','")));
             }
         }
-        let data = format!(
+        let mut data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
             upper.display(),
             work.display()
         );
+        // In a user namespace overlay keeps its whiteout and opaque marks in user.* xattrs,
+        // which is also where unpacking put them there.
+        if super::userns::in_user_namespace() {
+            data.push_str(",userxattr");
+        }
         if data.len() >= 4000 {
             return Err(io::Error::other(format!(
                 "{} layers are too many for one overlay mount (hint: squash the base image's layers)",

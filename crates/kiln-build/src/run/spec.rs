@@ -189,7 +189,13 @@ pub fn base_mounts() -> Vec<Mount> {
             &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         ),
         Mount::fs("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        Mount::fs("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        // sysfs can only be mounted by the owner of the network namespace; in a user
+        // namespace the host's /sys is bound read-only instead, as rootless runtimes do.
+        if super::userns::in_user_namespace() {
+            Mount::bind("/sys", "/sys", false)
+        } else {
+            Mount::fs("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])
+        },
     ]
 }
 
