@@ -1,0 +1,384 @@
+//! kiln.toml → kiln.lock → image, end to end against a local Debian-style mirror (a loopback
+//! HTTP server over a temp dir, its InRelease signed at test time by a GnuPG key made here).
+//! No network: every bad-input case of the issue (modified or foreign-signed InRelease,
+//! sha256 mismatch, truncated .deb, `..` in a .deb, unknown package, unsatisfiable
+//! constraint, stale lock with --locked) fails with a clear one-line error, exit 2, and leaves
+//! no tag, no lock and no cached .deb behind.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use kiln_debian::deb::build_test_deb;
+use kiln_tests::{KilnStore, require_tool, run_ok, sha256_hex};
+
+/// Two GnuPG homes with one RSA key each: the archive's and a stranger's.
+struct Keys {
+    _dir: tempfile::TempDir,
+    archive: PathBuf,
+    stranger: PathBuf,
+    /// The archive key exported as a binary keyring.
+    keyring: PathBuf,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        require_tool("gpg");
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |name: &str| {
+            let home = dir.path().join(name);
+            std::fs::create_dir_all(&home).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+            run_ok(Command::new("gpg").arg("--batch").arg("--homedir").arg(&home).args([
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                &format!("{name} <{name}@example.org>"),
+                "rsa2048",
+                "sign",
+                "never",
+            ]));
+            home
+        };
+        let archive = mk("archive");
+        let stranger = mk("stranger");
+        let out = run_ok(Command::new("gpg").arg("--batch").arg("--homedir").arg(&archive).arg("--export"));
+        let keyring = dir.path().join("archive.gpg");
+        std::fs::write(&keyring, out.stdout).unwrap();
+        Keys {
+            _dir: dir,
+            archive,
+            stranger,
+            keyring,
+        }
+    })
+}
+
+fn clearsign(home: &Path, text: &str) -> Vec<u8> {
+    let mut child = Command::new("gpg")
+        .arg("--batch")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--digest-algo", "SHA256", "--clearsign"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A package of the test mirror.
+struct Pkg {
+    name: &'static str,
+    version: &'static str,
+    depends: &'static str,
+    /// Files in data.tar (path as written in the tar).
+    files: Vec<(&'static str, Vec<u8>)>,
+    /// Replace the .deb bytes after building (to corrupt it).
+    mangle: Option<fn(Vec<u8>) -> Vec<u8>>,
+}
+
+impl Pkg {
+    fn new(name: &'static str, version: &'static str, depends: &'static str) -> Pkg {
+        Pkg {
+            name,
+            version,
+            depends,
+            files: vec![],
+            mangle: None,
+        }
+    }
+}
+
+/// A mirror directory served over HTTP on a loopback port.
+struct Mirror {
+    root: tempfile::TempDir,
+    url: String,
+}
+
+fn serve(root: PathBuf) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/debian", l.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let rel = path.trim_start_matches("/debian/");
+                match std::fs::read(root.join(rel)) {
+                    Ok(body) if !rel.contains("..") => {
+                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = s.write_all(&body);
+                    }
+                    _ => {
+                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+impl Mirror {
+    /// Builds the pool, Packages and a signed InRelease (`signer`: None means unsigned).
+    fn new(pkgs: &[Pkg], signer: Option<&Path>) -> Mirror {
+        let root = tempfile::tempdir().unwrap();
+        let mut packages = String::new();
+        for p in pkgs {
+            let control = format!(
+                "Package: {}\nVersion: {}\nArchitecture: amd64\nMaintainer: kiln tests <t@example.org>\n{}Description: test package\n",
+                p.name,
+                p.version,
+                if p.depends.is_empty() { String::new() } else { format!("Depends: {}\n", p.depends) }
+            );
+            let files: Vec<(&str, &[u8])> = p.files.iter().map(|(a, b)| (*a, b.as_slice())).collect();
+            let mut deb = build_test_deb(&control, &files, ".xz");
+            if let Some(m) = p.mangle {
+                deb = m(deb);
+            }
+            let rel = format!("pool/main/{}_{}_amd64.deb", p.name, p.version);
+            std::fs::create_dir_all(root.path().join("pool/main")).unwrap();
+            std::fs::write(root.path().join(&rel), &deb).unwrap();
+            packages.push_str(&format!(
+                "{control}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+                deb.len(),
+                sha256_hex(&deb)
+            ));
+        }
+        let dist = root.path().join("dists/test/main/binary-amd64");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("Packages"), &packages).unwrap();
+        let release = format!(
+            "Origin: kiln-test\nSuite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            sha256_hex(packages.as_bytes()),
+            packages.len()
+        );
+        let inrelease = match signer {
+            Some(home) => clearsign(home, &release),
+            None => release.into_bytes(),
+        };
+        std::fs::write(root.path().join("dists/test/InRelease"), inrelease).unwrap();
+        let url = serve(root.path().to_path_buf());
+        Mirror { root, url }
+    }
+
+    fn spec(&self, dir: &Path, packages: &str) -> PathBuf {
+        let text = format!(
+            "architectures = [\"amd64\"]\npackages = [{packages}]\n\n[[source]]\nurl = \"{}\"\nsuites = [\"test\"]\nkeyring = \"{}\"\n\n[image]\ncmd = [\"/usr/bin/hello\"]\n",
+            self.url,
+            keys().keyring.display()
+        );
+        let p = dir.join("kiln.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+fn good_packages() -> Vec<Pkg> {
+    let mut hello = Pkg::new("hello", "1.0-1", "libgreet (>= 1.2)");
+    hello.files = vec![("./usr/", vec![]), ("./usr/bin/hello", b"#!hello\n".to_vec())];
+    hello.files.retain(|(p, _)| !p.ends_with('/'));
+    let mut lib = Pkg::new("libgreet", "1.3-2", "");
+    lib.files = vec![("./usr/lib/libgreet.so.1", vec![7u8; 3000])];
+    let old = Pkg::new("libgreet-old", "0.9", "");
+    vec![hello, lib, old]
+}
+
+fn kiln(store: &KilnStore, dir: &Path, args: &[&str]) -> Output {
+    store
+        .cmd(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Fails with exit 2 and one located `error:` line carrying a hint.
+fn assert_input_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains(needle), "expected {needle:?} in {line}");
+    assert!(line.contains("hint"), "no hint in {line}");
+}
+
+fn no_tags(store: &KilnStore) {
+    let idx = store.index();
+    assert!(
+        idx["manifests"].as_array().is_none_or(|m| m.is_empty()),
+        "the failed build left a tag: {idx}"
+    );
+}
+
+fn cached_debs(store: &KilnStore) -> usize {
+    std::fs::read_dir(store.path().join("kiln/debian/debs")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn lock_build_rebuild_and_offline_rebuild() {
+    let mirror = Mirror::new(&good_packages(), Some(&keys().archive));
+    let dir = tempfile::tempdir().unwrap();
+    mirror.spec(dir.path(), "\"hello\"");
+    let store = KilnStore::new();
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lock = std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap();
+    assert!(lock.contains("name = \"libgreet\"") && lock.contains("version = \"1.3-2\""), "{lock}");
+    assert!(!lock.contains("libgreet-old"), "{lock}");
+    let o = kiln(&store, dir.path(), &["build", "--locked", "-t", "hello:1", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // Another store, same lock: same index digest.
+    let other = KilnStore::new();
+    let o = kiln(&other, dir.path(), &["build", "--locked", "-f", "kiln.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    // A warm cache needs no network: the mirror's files are gone and the proxy is a dead end.
+    std::fs::remove_dir_all(mirror.root.path().join("pool")).unwrap();
+    let o = kiln(&store, dir.path(), &["build", "--locked", "--no-cache", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    // The image: dpkg records, accounts, /tmp, the files of both packages.
+    let layout = tempfile::tempdir().unwrap();
+    run_ok(Command::new(require_tool("skopeo")).args([
+        "copy",
+        "-q",
+        &format!("oci:{}:hello:1", store.path().display()),
+        &format!("oci:{}:hello", layout.path().display()),
+    ]));
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = kiln_tests::umoci_unpack(layout.path(), "hello", &bundle.path().join("b")).unwrap();
+    let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/libgreet")).unwrap();
+    assert!(status.starts_with("Package: libgreet\nStatus: install ok installed\nVersion: 1.3-2\n"), "{status}");
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(std::fs::read(rootfs.join("usr/bin/hello")).unwrap(), b"#!hello\n");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.path().join("b/config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["user"]["uid"], 65532);
+}
+
+#[test]
+fn signatures_are_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    // Signed by a key that is not in the keyring.
+    let m = Mirror::new(&good_packages(), Some(&keys().stranger));
+    m.spec(dir.path(), "\"hello\"");
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert_input_error(&o, "no valid signature by a key in the keyring");
+    // Unsigned.
+    let m = Mirror::new(&good_packages(), None);
+    m.spec(dir.path(), "\"hello\"");
+    assert_input_error(&kiln(&store, dir.path(), &["lock"]), "not signed");
+    // Signed, then one byte of the signed text changed.
+    let m = Mirror::new(&good_packages(), Some(&keys().archive));
+    let p = m.root.path().join("dists/test/InRelease");
+    let text = std::fs::read_to_string(&p).unwrap().replace("Origin: kiln-test", "Origin: kiln-tesT");
+    std::fs::write(&p, text).unwrap();
+    m.spec(dir.path(), "\"hello\"");
+    assert_input_error(&kiln(&store, dir.path(), &["lock"]), "BAD signature");
+    assert!(!dir.path().join("kiln.lock").exists());
+}
+
+#[test]
+fn unknown_and_unsatisfiable_packages_name_the_chain() {
+    let mut pkgs = good_packages();
+    pkgs.push(Pkg::new("needs-new", "1", "libgreet (>= 2)"));
+    pkgs.push(Pkg::new("top", "1", "needs-new"));
+    let m = Mirror::new(&pkgs, Some(&keys().archive));
+    let dir = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    m.spec(dir.path(), "\"hello\", \"nosuch\"");
+    assert_input_error(&kiln(&store, dir.path(), &["lock"]), "cannot install nosuch: no package nosuch for amd64");
+    m.spec(dir.path(), "\"top\"");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock"]),
+        "cannot install top 1 → needs-new 1 → libgreet (>= 2): libgreet has only 1.3-2",
+    );
+    m.spec(dir.path(), "\"hello\", \"libgreet=1.0\"");
+    assert_input_error(&kiln(&store, dir.path(), &["build", "."]), "libgreet");
+    assert!(!dir.path().join("kiln.lock").exists());
+    no_tags(&store);
+}
+
+#[test]
+fn bad_debs_fail_cleanly() {
+    let mut pkgs = good_packages();
+    let mut evil = Pkg::new("evil", "1", "");
+    evil.files = vec![("./../../etc/evil", b"x".to_vec())];
+    pkgs.push(evil);
+    let mut cut = Pkg::new("cut", "1", "");
+    cut.files = vec![("./usr/share/cut", vec![1u8; 20_000])];
+    cut.mangle = Some(|d| d[..d.len() - 100].to_vec());
+    pkgs.push(cut);
+    let m = Mirror::new(&pkgs, Some(&keys().archive));
+    let store = KilnStore::new();
+    for (pkg, needle) in [("evil", "contains `..`"), ("cut", "truncated")] {
+        let dir = tempfile::tempdir().unwrap();
+        m.spec(dir.path(), &format!("\"{pkg}\""));
+        assert!(kiln(&store, dir.path(), &["lock"]).status.success());
+        assert_input_error(&kiln(&store, dir.path(), &["build", "--locked", "-t", "bad:1", "."]), needle);
+        no_tags(&store);
+    }
+    // The mirror serves a .deb that is not the one locked: hard error, nothing cached.
+    let dir = tempfile::tempdir().unwrap();
+    m.spec(dir.path(), "\"hello\"");
+    assert!(kiln(&store, dir.path(), &["lock"]).status.success());
+    let fresh = KilnStore::new();
+    let deb = m.root.path().join("pool/main/libgreet_1.3-2_amd64.deb");
+    let mut bytes = std::fs::read(&deb).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0xff;
+    std::fs::write(&deb, bytes).unwrap();
+    assert_input_error(&kiln(&fresh, dir.path(), &["build", "--locked", "-t", "bad:1", "."]), "does not match kiln.lock");
+    no_tags(&fresh);
+    assert_eq!(cached_debs(&fresh), 1, "only hello's .deb (which matched) is cached");
+}
+
+#[test]
+fn stale_lock_and_bad_spec() {
+    let m = Mirror::new(&good_packages(), Some(&keys().archive));
+    let dir = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    m.spec(dir.path(), "\"hello\"");
+    assert!(kiln(&store, dir.path(), &["lock"]).status.success());
+    let before = std::fs::read(dir.path().join("kiln.lock")).unwrap();
+    m.spec(dir.path(), "\"hello\", \"libgreet-old\"");
+    assert_input_error(&kiln(&store, dir.path(), &["build", "--locked", "."]), "--locked: the lock disagrees with kiln.toml");
+    assert_eq!(std::fs::read(dir.path().join("kiln.lock")).unwrap(), before);
+    // Without --locked the build re-locks first.
+    let o = kiln(&store, dir.path(), &["build", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap().contains("libgreet-old"));
+    // A misspelt key: file:line:col and a suggestion.
+    let spec = dir.path().join("kiln.toml");
+    let text = std::fs::read_to_string(&spec).unwrap().replace("suites", "suite");
+    std::fs::write(&spec, text).unwrap();
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert_input_error(&o, "kiln.toml:6:1: unknown field `suite`");
+    assert!(stderr(&o).contains("did you mean `suites`"), "{}", stderr(&o));
+}
