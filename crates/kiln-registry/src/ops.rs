@@ -226,7 +226,11 @@ impl Session {
         let repo = self.repo(name)?;
         let reference = reference_of(name);
         let origins = read_origins(src);
-        self.rt.block_on(push_async(&repo, src, image, &reference, &origins))
+        let pushed = self.rt.block_on(push_async(&repo, src, image, &reference, &origins))?;
+        if src.meta_dir().is_dir() {
+            record_origins(src, &repo, image);
+        }
+        Ok(pushed)
     }
 
     /// Copies `name` to `dest` in a registry. On the same registry, blobs are mounted and
@@ -450,7 +454,12 @@ async fn pull_async(repo: &Repo, reference: &str, store: &Store, select: &Select
 }
 
 /// Every descriptor under `image` in `src`: blobs, then manifests children-first.
-fn plan_push(src: &Store, image: &Descriptor, ctx: &str) -> Result<(Vec<Descriptor>, Vec<Descriptor>)> {
+fn plan_push(
+    src: &Store,
+    image: &Descriptor,
+    ctx: &str,
+    origins: &Origins,
+) -> Result<(Vec<Descriptor>, Vec<Descriptor>)> {
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
     let mut seen = BTreeSet::new();
@@ -461,6 +470,7 @@ fn plan_push(src: &Store, image: &Descriptor, ctx: &str) -> Result<(Vec<Descript
         manifests: &mut Vec<Descriptor>,
         seen: &mut BTreeSet<Digest>,
         ctx: &str,
+        origins: &Origins,
     ) -> Result<()> {
         if !seen.insert(d.digest.clone()) {
             return Ok(());
@@ -468,14 +478,14 @@ fn plan_push(src: &Store, image: &Descriptor, ctx: &str) -> Result<(Vec<Descript
         if media::is_index(&d.media_type) {
             let i: Index = src.read_json(&d.digest).map_err(store_err(ctx))?;
             for m in &i.manifests {
-                walk(src, m, blobs, manifests, seen, ctx)?;
+                walk(src, m, blobs, manifests, seen, ctx, origins)?;
             }
             manifests.push(d.clone());
         } else if media::is_manifest(&d.media_type) {
             let m: Manifest = src.read_json(&d.digest).map_err(store_err(ctx))?;
             for b in std::iter::once(&m.config).chain(m.layers.iter()) {
                 if seen.insert(b.digest.clone()) {
-                    if !src.has_blob(&b.digest) {
+                    if !src.has_blob(&b.digest) && !origins.contains_key(&b.digest) {
                         return Err(store_err(ctx)(kiln_oci::StoreError::MissingBlob {
                             layout: src.root().to_path_buf(),
                             digest: b.digest.clone(),
@@ -490,7 +500,7 @@ fn plan_push(src: &Store, image: &Descriptor, ctx: &str) -> Result<(Vec<Descript
         }
         Ok(())
     }
-    walk(src, image, &mut blobs, &mut manifests, &mut seen, ctx)?;
+    walk(src, image, &mut blobs, &mut manifests, &mut seen, ctx, origins)?;
     Ok((blobs, manifests))
 }
 
@@ -504,7 +514,7 @@ async fn push_async(
     origins: &Origins,
 ) -> Result<Pushed> {
     let ctx = repo.display();
-    let (blobs, manifests) = plan_push(src, image, &ctx)?;
+    let (blobs, manifests) = plan_push(src, image, &ctx, origins)?;
     let mut out = Pushed::default();
     let jobs = repo.registry.options().jobs.max(1);
     let mut set: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
@@ -659,11 +669,25 @@ async fn list_referrers(repo: &Repo, digest: &Digest, artifact_type: Option<&str
     } else {
         return Err(repo.registry.status_error(&repo.path, &what, resp).await);
     };
-    Ok(index
-        .manifests
-        .into_iter()
-        .filter(|m| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))
-        .collect())
+    let mut out = Vec::new();
+    for mut m in index.manifests {
+        if m.artifact_type.is_none() {
+            // Older tools drop artifactType from index entries; the manifest still has it
+            // (or, per the spec, its config media type stands in for it).
+            if let Ok(raw) = repo.get_manifest(&m.digest.to_string()).await
+                && let Ok(parsed) = serde_json::from_slice::<Manifest>(&raw.bytes)
+            {
+                m.artifact_type = parsed.artifact_type.or(Some(parsed.config.media_type));
+                if m.annotations.is_empty() {
+                    m.annotations = parsed.annotations;
+                }
+            }
+        }
+        if artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)) {
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// Remembers which registry repository each blob of a pulled image came from, so a later

@@ -308,6 +308,13 @@ impl Repo {
                 Started::Mounted => return Ok(BlobOutcome::Mounted),
                 Started::Session(l) => l,
             };
+            if !src.has_blob(&desc.digest)
+                && let Some(from) = mount_from
+            {
+                // Copying within a registry: the mount was refused, so the bytes must come
+                // through here after all.
+                Repo::new(self.registry.clone(), from).fetch_blob(desc, src).await?;
+            }
             mount = None;
             match self.upload(desc, src, location, &scope_all).await? {
                 Some(()) => return Ok(BlobOutcome::Uploaded),
