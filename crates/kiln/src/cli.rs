@@ -36,20 +36,6 @@ pub enum Commands {
     Load(LoadArgs),
     /// Write an image to an oci-archive or docker-archive tar.
     Save(SaveArgs),
-    /// Download an image from a registry into the store.
-    Pull(PullArgs),
-    /// Upload an image from the store to a registry.
-    Push(PushArgs),
-    /// Copy an image between registries, the store, oci:, oci-archive: and docker-archive:.
-    Copy(CopyArgs),
-    /// Save registry credentials in config.json (checked against the registry first).
-    Login(LoginArgs),
-    /// Remove registry credentials from config.json.
-    Logout(LogoutArgs),
-    /// List the artifacts (signatures, SBOMs…) that refer to an image in a registry.
-    Referrers(ReferrersArgs),
-    /// Push an artifact that refers to an image in a registry (its `subject`).
-    Attach(AttachArgs),
     /// Resolve a kiln.toml's Debian packages and write kiln.lock beside it.
     Lock(LockArgs),
     /// Download an image from a registry into the store.
@@ -130,8 +116,8 @@ pub struct BuildArgs {
     /// Push every -t name that names a registry after the build.
     #[arg(long)]
     pub push: bool,
-    /// When to pull FROM images that name a registry: always, missing (default) or never.
-    #[arg(long, value_enum, default_value = "missing", num_args = 0..=1, default_missing_value = "always")]
+    /// When to pull FROM images that name a registry: --pull (always), --pull=missing (default), --pull=never.
+    #[arg(long, value_enum, default_value = "missing", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
     pub pull: PullPolicy,
     /// Registry connection settings (for --pull and --push).
     #[command(flatten)]
@@ -140,15 +126,6 @@ pub struct BuildArgs {
     /// (and, for kiln.toml builds, if kiln.lock disagrees with kiln.toml).
     #[arg(long)]
     pub locked: bool,
-    /// Push every -t name that names a registry after the build.
-    #[arg(long)]
-    pub push: bool,
-    /// When to pull FROM images that name a registry: --pull (always), --pull=missing (default), --pull=never.
-    #[arg(long, value_enum, default_value = "missing", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
-    pub pull: PullPolicy,
-    /// Registry connection settings (for --pull and --push).
-    #[command(flatten)]
-    pub registry: RegistryFlags,
     /// Print the resolved build plan as JSON and exit without building.
     #[arg(long)]
     pub print_plan: bool,
@@ -425,160 +402,4 @@ pub struct LockArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
-}
-
-/// When `kiln build` pulls base images that name a registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PullPolicy {
-    /// Always ask the registry (a moved tag is followed).
-    Always,
-    /// Pull only images not in the store.
-    Missing,
-    /// Never pull: the store must have it.
-    Never,
-}
-
-/// Flags shared by every command that talks to a registry.
-#[derive(Debug, Clone, Args)]
-pub struct RegistryFlags {
-    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json).
-    #[arg(long, value_name = "FILE", global = false)]
-    pub authfile: Option<PathBuf>,
-    /// Credentials to use instead of the file.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub creds: Option<String>,
-    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-    /// A CA certificate bundle (PEM) to trust for the registry.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// Allow plain HTTP to this registry (HOST[:PORT]); loopback registries always may.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-    /// Attempts per request before giving up on a failing registry.
-    #[arg(long, value_name = "N", default_value = "6")]
-    pub retry_times: u32,
-    /// Blobs transferred at once.
-    #[arg(long, value_name = "N", default_value = "6")]
-    pub jobs: usize,
-}
-
-/// `kiln pull`.
-#[derive(Debug, Args)]
-pub struct PullArgs {
-    /// Image: HOST/REPO:TAG, HOST/REPO@sha256:…, or docker://NAME.
-    pub image: String,
-    /// Platform to take from a multi-arch image (os/arch[/variant]); default: this machine's.
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Take every platform of a multi-arch image.
-    #[arg(long)]
-    pub all: bool,
-    /// Print only the digest.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-    /// Registry settings.
-    #[command(flatten)]
-    pub registry: RegistryFlags,
-}
-
-/// `kiln push`.
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// Image to push: a store name (HOST/REPO:TAG goes to HOST), sha256:DIGEST, or any transport.
-    pub image: String,
-    /// Where to push it (default: IMAGE's own name): HOST/REPO:TAG or docker://NAME.
-    pub destination: Option<String>,
-    /// Write the pushed manifest digest to this file.
-    #[arg(long, value_name = "FILE")]
-    pub digestfile: Option<PathBuf>,
-    /// Print only the digest.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-    /// Registry settings.
-    #[command(flatten)]
-    pub registry: RegistryFlags,
-}
-
-/// `kiln copy`.
-#[derive(Debug, Args)]
-pub struct CopyArgs {
-    /// Source: docker://NAME, HOST/REPO:TAG, a store name, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE.
-    pub source: String,
-    /// Destination, in the same forms.
-    pub destination: String,
-    /// Copy every platform of a multi-arch image (default: this machine's, or --platform).
-    #[arg(long)]
-    pub all: bool,
-    /// Platform to take from a multi-arch source.
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Registry settings.
-    #[command(flatten)]
-    pub registry: RegistryFlags,
-}
-
-/// `kiln login`.
-#[derive(Debug, Args)]
-pub struct LoginArgs {
-    /// Registry host (HOST[:PORT]).
-    pub registry: String,
-    /// User name.
-    #[arg(short = 'u', long)]
-    pub username: String,
-    /// Password (prefer --password-stdin: arguments are visible to other users).
-    #[arg(short = 'p', long)]
-    pub password: Option<String>,
-    /// Read the password from standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
-    /// Registry settings.
-    #[command(flatten)]
-    pub flags: RegistryFlags,
-}
-
-/// `kiln logout`.
-#[derive(Debug, Args)]
-pub struct LogoutArgs {
-    /// Registry host (HOST[:PORT]).
-    pub registry: String,
-    /// Credentials file (default as for login).
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-}
-
-/// `kiln referrers`.
-#[derive(Debug, Args)]
-pub struct ReferrersArgs {
-    /// Image in a registry: HOST/REPO:TAG, HOST/REPO@sha256:…, or docker://NAME.
-    pub image: String,
-    /// Only artifacts of this type.
-    #[arg(long, value_name = "TYPE")]
-    pub artifact_type: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
-    /// Registry settings.
-    #[command(flatten)]
-    pub registry: RegistryFlags,
-}
-
-/// `kiln attach`.
-#[derive(Debug, Args)]
-pub struct AttachArgs {
-    /// The image the artifact refers to (its subject), in a registry.
-    pub image: String,
-    /// The artifact's type (a media type, e.g. application/spdx+json).
-    #[arg(long, value_name = "TYPE")]
-    pub artifact_type: String,
-    /// Files to attach as the artifact's blobs: PATH or PATH:MEDIA_TYPE (repeatable).
-    #[arg(long = "file", value_name = "PATH[:MEDIA_TYPE]", required = true)]
-    pub files: Vec<String>,
-    /// Annotation KEY=VALUE for the artifact manifest (repeatable).
-    #[arg(long = "annotation", value_name = "KEY=VALUE")]
-    pub annotations: Vec<String>,
-    /// Registry settings.
-    #[command(flatten)]
-    pub registry: RegistryFlags,
 }
