@@ -46,7 +46,13 @@ fn keys() -> &'static Keys {
         };
         let archive = mk("archive");
         let stranger = mk("stranger");
-        let out = run_ok(Command::new("gpg").arg("--batch").arg("--homedir").arg(&archive).arg("--export"));
+        let out = run_ok(
+            Command::new("gpg")
+                .arg("--batch")
+                .arg("--homedir")
+                .arg(&archive)
+                .arg("--export"),
+        );
         let keyring = dir.path().join("archive.gpg");
         std::fs::write(&keyring, out.stdout).unwrap();
         Keys {
@@ -124,11 +130,16 @@ fn serve(root: PathBuf) -> String {
                 let rel = path.trim_start_matches("/debian/");
                 match std::fs::read(root.join(rel)) {
                     Ok(body) if !rel.contains("..") => {
-                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
                         let _ = s.write_all(&body);
                     }
                     _ => {
-                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ =
+                            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     }
                 }
             });
@@ -147,7 +158,11 @@ impl Mirror {
                 "Package: {}\nVersion: {}\nArchitecture: amd64\nMaintainer: kiln tests <t@example.org>\n{}Description: test package\n",
                 p.name,
                 p.version,
-                if p.depends.is_empty() { String::new() } else { format!("Depends: {}\n", p.depends) }
+                if p.depends.is_empty() {
+                    String::new()
+                } else {
+                    format!("Depends: {}\n", p.depends)
+                }
             );
             let files: Vec<(&str, &[u8])> = p.files.iter().map(|(a, b)| (*a, b.as_slice())).collect();
             let mut deb = build_test_deb(&control, &files, ".xz");
@@ -219,7 +234,10 @@ fn stderr(o: &Output) -> String {
 fn assert_input_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {err}"));
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
     assert!(line.contains(needle), "expected {needle:?} in {line}");
     assert!(line.contains("hint"), "no hint in {line}");
 }
@@ -245,7 +263,10 @@ fn lock_build_rebuild_and_offline_rebuild() {
     let o = kiln(&store, dir.path(), &["lock"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lock = std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap();
-    assert!(lock.contains("name = \"libgreet\"") && lock.contains("version = \"1.3-2\""), "{lock}");
+    assert!(
+        lock.contains("name = \"libgreet\"") && lock.contains("version = \"1.3-2\""),
+        "{lock}"
+    );
     assert!(!lock.contains("libgreet-old"), "{lock}");
     let o = kiln(&store, dir.path(), &["build", "--locked", "-t", "hello:1", "."]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -271,13 +292,20 @@ fn lock_build_rebuild_and_offline_rebuild() {
     let bundle = tempfile::tempdir().unwrap();
     let rootfs = kiln_tests::umoci_unpack(layout.path(), "hello", &bundle.path().join("b")).unwrap();
     let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/libgreet")).unwrap();
-    assert!(status.starts_with("Package: libgreet\nStatus: install ok installed\nVersion: 1.3-2\n"), "{status}");
+    assert!(
+        status.starts_with("Package: libgreet\nStatus: install ok installed\nVersion: 1.3-2\n"),
+        "{status}"
+    );
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
     assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(
+        std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777,
+        0o1777
+    );
     assert_eq!(std::fs::read(rootfs.join("usr/bin/hello")).unwrap(), b"#!hello\n");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.path().join("b/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.path().join("b/config.json")).unwrap()).unwrap();
     assert_eq!(config["process"]["user"]["uid"], 65532);
 }
 
@@ -297,7 +325,9 @@ fn signatures_are_required() {
     // Signed, then one byte of the signed text changed.
     let m = Mirror::new(&good_packages(), Some(&keys().archive));
     let p = m.root.path().join("dists/test/InRelease");
-    let text = std::fs::read_to_string(&p).unwrap().replace("Origin: kiln-test", "Origin: kiln-tesT");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("Origin: kiln-test", "Origin: kiln-tesT");
     std::fs::write(&p, text).unwrap();
     m.spec(dir.path(), "\"hello\"");
     assert_input_error(&kiln(&store, dir.path(), &["lock"]), "BAD signature");
@@ -313,7 +343,10 @@ fn unknown_and_unsatisfiable_packages_name_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let store = KilnStore::new();
     m.spec(dir.path(), "\"hello\", \"nosuch\"");
-    assert_input_error(&kiln(&store, dir.path(), &["lock"]), "cannot install nosuch: no package nosuch for amd64");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock"]),
+        "cannot install nosuch: no package nosuch for amd64",
+    );
     m.spec(dir.path(), "\"top\"");
     assert_input_error(
         &kiln(&store, dir.path(), &["lock"]),
@@ -341,7 +374,10 @@ fn bad_debs_fail_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         m.spec(dir.path(), &format!("\"{pkg}\""));
         assert!(kiln(&store, dir.path(), &["lock"]).status.success());
-        assert_input_error(&kiln(&store, dir.path(), &["build", "--locked", "-t", "bad:1", "."]), needle);
+        assert_input_error(
+            &kiln(&store, dir.path(), &["build", "--locked", "-t", "bad:1", "."]),
+            needle,
+        );
         no_tags(&store);
     }
     // The mirror serves a .deb that is not the one locked: hard error, nothing cached.
@@ -354,7 +390,10 @@ fn bad_debs_fail_cleanly() {
     let n = bytes.len();
     bytes[n - 10] ^= 0xff;
     std::fs::write(&deb, bytes).unwrap();
-    assert_input_error(&kiln(&fresh, dir.path(), &["build", "--locked", "-t", "bad:1", "."]), "does not match kiln.lock");
+    assert_input_error(
+        &kiln(&fresh, dir.path(), &["build", "--locked", "-t", "bad:1", "."]),
+        "does not match kiln.lock",
+    );
     no_tags(&fresh);
     assert_eq!(cached_debs(&fresh), 1, "only hello's .deb (which matched) is cached");
 }
@@ -368,12 +407,19 @@ fn stale_lock_and_bad_spec() {
     assert!(kiln(&store, dir.path(), &["lock"]).status.success());
     let before = std::fs::read(dir.path().join("kiln.lock")).unwrap();
     m.spec(dir.path(), "\"hello\", \"libgreet-old\"");
-    assert_input_error(&kiln(&store, dir.path(), &["build", "--locked", "."]), "--locked: the lock disagrees with kiln.toml");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["build", "--locked", "."]),
+        "--locked: the lock disagrees with kiln.toml",
+    );
     assert_eq!(std::fs::read(dir.path().join("kiln.lock")).unwrap(), before);
     // Without --locked the build re-locks first.
     let o = kiln(&store, dir.path(), &["build", "."]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap().contains("libgreet-old"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("kiln.lock"))
+            .unwrap()
+            .contains("libgreet-old")
+    );
     // A misspelt key: file:line:col and a suggestion.
     let spec = dir.path().join("kiln.toml");
     let text = std::fs::read_to_string(&spec).unwrap().replace("suites", "suite");

@@ -129,7 +129,10 @@ pub fn build(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let sde = req.source_date_epoch.or_else(|| git_commit_time(&spec_dir)).unwrap_or(0);
+    let sde = req
+        .source_date_epoch
+        .or_else(|| git_commit_time(&spec_dir))
+        .unwrap_or(0);
     let opts = BuildOptions {
         spec_dir,
         compression: req.compression,
@@ -173,7 +176,10 @@ mod tests {
         assert_eq!(find_spec(d.path(), None), Some(d.path().join("kiln.toml")));
         std::fs::write(d.path().join("Dockerfile"), "").unwrap();
         assert_eq!(find_spec(d.path(), None), None);
-        assert_eq!(find_spec(d.path(), Some(Path::new("x/kiln.toml"))), Some(PathBuf::from("x/kiln.toml")));
+        assert_eq!(
+            find_spec(d.path(), Some(Path::new("x/kiln.toml"))),
+            Some(PathBuf::from("x/kiln.toml"))
+        );
         assert_eq!(find_spec(d.path(), Some(Path::new("Dockerfile"))), None);
         assert_eq!(lock_path(Path::new("a/kiln.toml")), PathBuf::from("a/kiln.lock"));
     }

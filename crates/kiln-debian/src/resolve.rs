@@ -130,7 +130,11 @@ impl Universe {
             list.sort_by(|a, b| crate::version::compare(&b.stanza.version, &a.stanza.version));
         }
         let rank = |name: &str| {
-            let p = u.by_name.get(name).and_then(|l| l.first()).map_or("", |c| c.stanza.priority.as_str());
+            let p = u
+                .by_name
+                .get(name)
+                .and_then(|l| l.first())
+                .map_or("", |c| c.stanza.priority.as_str());
             ["required", "important", "standard", "optional", "extra"]
                 .iter()
                 .position(|x| *x == p)

@@ -173,14 +173,14 @@ mod tests {
             "+deb12u1", "2023", "g",
         ];
         let mut s = String::new();
-        if r.next() % 5 == 0 {
+        if r.next().is_multiple_of(5) {
             s.push_str(r.pick(&["0:", "1:", "2:", "10:"]));
         }
         s.push_str(r.pick(&["0", "1", "2", "3", "10", "1.0", "1.2"]));
         for _ in 0..(r.next() % 5) {
             s.push_str(r.pick(&pieces));
         }
-        if r.next() % 2 == 0 {
+        if r.next().is_multiple_of(2) {
             s.push('-');
             s.push_str(r.pick(&["1", "2", "0", "1~bpo1", "1+b1", "10", "1ubuntu1", "3.1"]));
         }
@@ -196,7 +196,7 @@ mod tests {
         let mut pairs = Vec::new();
         while pairs.len() < 11_500 {
             let a = gen_version(&mut r);
-            let b = if r.next() % 10 == 0 {
+            let b = if r.next().is_multiple_of(10) {
                 a.clone()
             } else {
                 gen_version(&mut r)
