@@ -25,20 +25,21 @@ pub fn lock(store: &Store, args: &LockArgs) -> Result<(), CliError> {
     let l = kiln_build::spec::lock(store, &spec, args.update, &progress).map_err(debian_err)?;
     let mut arches: Vec<&str> = l.lock.package.iter().map(|p| p.arch.as_str()).collect();
     arches.dedup();
+    // The summary is the command's result: stdout, like `kiln build`'s digest.
     if l.written {
         let (a, r, c) = l.changes;
-        reporter.info(&format!(
+        println!(
             "locked {} packages for {} in {} ({a} added, {r} removed, {c} changed)",
             l.lock.package.len(),
             arches.join(", "),
             l.path.display()
-        ));
+        );
     } else {
-        reporter.info(&format!(
+        println!(
             "{} is up to date ({} packages; `kiln lock --update` re-resolves)",
             l.path.display(),
             l.lock.package.len()
-        ));
+        );
     }
     Ok(())
 }
