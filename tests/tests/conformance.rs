@@ -9,7 +9,12 @@
 //!   cannot store: hard links, empty directories, special modes, owners, tarballs;
 //! - `args`: one option per line: `build-arg K=V`, `target NAME`, `file PATH` (the
 //!   Dockerfile, relative to the context), `prebuild NAME FILE` (build FILE first with both
-//!   tools and tag it `localhost/NAME:test`, e.g. an ONBUILD base), `#` comments;
+//!   tools and tag it `localhost/NAME:test`, e.g. an ONBUILD base), `secret SPEC` (passed as
+//!   `--secret SPEC` to both tools, relative paths from the case's context), `ssh ID` (the
+//!   harness listens on a fresh unix socket, a stand-in for an SSH agent, and passes
+//!   `--ssh ID=SOCKET`), `fail LINE CODE TEXT` (both tools must fail; kiln with exit 1, a
+//!   first error line naming `Dockerfile:LINE` and `exit code CODE`, TEXT among the step's
+//!   output lines it shows, and no tag written), `#` comments;
 //! - `expected.json`: a hand-written expectation where buildah 1.28 lacks a feature or
 //!   differs from the Dockerfile reference / BuildKit. It must say why (`reason`). With
 //!   `"buildah": "skip"` the oracle is the base tree (or scratch, `"start": "scratch"`) plus
@@ -84,6 +89,10 @@ struct CaseArgs {
     target: Option<String>,
     file: Option<String>,
     prebuilds: Vec<(String, String)>,
+    secrets: Vec<String>,
+    ssh: Vec<String>,
+    /// `fail LINE CODE TEXT`.
+    fail: Option<(usize, i32, String)>,
 }
 
 fn read_args(dir: &Path) -> CaseArgs {
@@ -105,6 +114,14 @@ fn read_args(dir: &Path) -> CaseArgs {
             "prebuild" => {
                 let (n, f) = rest.split_once(' ').expect("prebuild NAME FILE");
                 a.prebuilds.push((n.to_string(), f.trim().to_string()));
+            }
+            "secret" => a.secrets.push(rest),
+            "ssh" => a.ssh.push(rest),
+            "fail" => {
+                let mut it = rest.splitn(3, ' ');
+                let line = it.next().and_then(|l| l.parse().ok()).expect("fail LINE CODE TEXT");
+                let code = it.next().and_then(|c| c.parse().ok()).expect("fail LINE CODE TEXT");
+                a.fail = Some((line, code, it.next().unwrap_or_default().to_string()));
             }
             other => panic!("{}/args: unknown option {other:?}", dir.display()),
         }
@@ -228,6 +245,7 @@ fn kiln_build(
     for b in &a.build_args {
         c.arg("--build-arg").arg(b);
     }
+    run_flags(&mut c, a);
     if let Some(t) = &a.target {
         c.arg("--target").arg(t);
     }
@@ -257,11 +275,80 @@ fn buildah_build(env: &Env, ctx: &Path, tag: &str, a: &CaseArgs, file: &Path) ->
     for b in &a.build_args {
         c.arg("--build-arg").arg(b);
     }
+    run_flags(&mut c, a);
     if let Some(t) = &a.target {
         c.arg("--target").arg(t);
     }
     c.arg(ctx).current_dir(ctx);
     run_checked(&mut c).map(|_| ())
+}
+
+/// `--secret` and `--ssh` (the same spelling for kiln and buildah). `ssh` holds `ID=SOCKET`
+/// by the time a build runs.
+fn run_flags(c: &mut Command, a: &CaseArgs) {
+    for s in &a.secrets {
+        c.arg("--secret").arg(s);
+    }
+    for s in &a.ssh {
+        c.arg("--ssh").arg(s);
+    }
+}
+
+/// A case whose build must fail (`fail LINE CODE TEXT`): kiln exits 1 with a located first
+/// error line that gives the exit code, shows TEXT from the step's output, and tags nothing;
+/// buildah fails too.
+fn run_failing_case(env: &Env, ctx: &Path, name: &str, args: &CaseArgs, file: &Path) -> Result<String, String> {
+    let (line, code, text) = args.fail.clone().expect("a failing case");
+    let tag = format!("localhost/conf-{name}:kiln");
+    let mut c = env
+        .kiln
+        .cmd(["build", "--progress", "plain", "--platform", "linux/amd64", "-t", &tag]);
+    c.arg("-f").arg(file);
+    run_flags(&mut c, args);
+    c.arg(ctx).current_dir(ctx);
+    let out = c.output().map_err(|e| format!("cannot start kiln: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let mut problems = Vec::new();
+    if out.status.code() != Some(1) {
+        problems.push(format!("kiln exited with {:?}, expected 1", out.status.code()));
+    }
+    let first = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    let file_line = format!("Dockerfile:{line}");
+    let code_text = format!("exit code {code}");
+    if !first.contains(&file_line) || !first.contains(&code_text) {
+        problems.push(format!(
+            "the first error line {first:?} should name {file_line} and {code_text}"
+        ));
+    }
+    let after: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("error:"))
+        .skip(1)
+        .collect();
+    if !text.is_empty() && !after.iter().any(|l| l.contains(&text)) {
+        problems.push(format!("the error does not show the step's output line {text:?}"));
+    }
+    if layout_refs(env.kiln.path())
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.contains(&format!("conf-{name}")))
+    {
+        problems.push(format!("a failed build tagged {tag}"));
+    }
+    let buildah_tag = format!("localhost/conf-{name}:buildah");
+    if buildah_build(env, ctx, &buildah_tag, args, file).is_ok() {
+        problems.push("buildah built a case that must fail".into());
+    }
+    if problems.is_empty() {
+        Ok("ok (fails as expected)".into())
+    } else {
+        Err(format!(
+            "  {}
+  --- kiln stderr\n{}",
+            problems.join("\n  "),
+            indent(&stderr)
+        ))
+    }
 }
 
 /// An image's comparable parts.
@@ -372,6 +459,16 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
     let buildah_mode = expected.as_ref().and_then(|e| e.buildah.clone());
     let use_buildah = buildah_mode.as_deref() != Some("skip");
     let dockerfile = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
+    // A stand-in SSH agent: a unix socket that accepts nothing (the steps only see it).
+    let mut _agents = Vec::new();
+    for (i, id) in args.ssh.iter_mut().enumerate() {
+        let sock = work.join(format!("agent-{i}.sock"));
+        _agents.push(std::os::unix::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?);
+        *id = format!("{id}={}", sock.display());
+    }
+    if args.fail.is_some() {
+        return run_failing_case(env, &ctx, &name, &args, &ctx.join(&dockerfile));
+    }
 
     for (pname, pfile) in &args.prebuilds {
         let tag = format!("localhost/{pname}:test");
@@ -462,6 +559,9 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
             }
         }
     }
+    if use_buildah {
+        drop_buildah_stubs(&mut oracle.tree, &env.base_tree);
+    }
     let mut kiln = kiln;
     if env_unordered {
         for img in [&mut kiln, &mut oracle] {
@@ -488,6 +588,38 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
             diffs.join("\n"),
             indent(&log)
         ))
+    }
+}
+
+/// The mount points buildah 1.28 leaves in a RUN layer (empty directories and files it made
+/// to mount over). kiln leaves none, as BuildKit does, so they are dropped from buildah's tree
+/// when the base does not have them and they are still empty. Mount targets of `--mount`
+/// that buildah leaves are listed per case in `expected.json` (`null`).
+const BUILDAH_STUBS: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+];
+
+fn drop_buildah_stubs(tree: &mut Tree, base: &Tree) {
+    for stub in BUILDAH_STUBS {
+        if base.contains_key(*stub) {
+            continue;
+        }
+        let prefix = format!("{stub}/");
+        let has_children = tree.keys().any(|p| p.starts_with(&prefix));
+        let empty = match tree.get(*stub) {
+            Some(e) if e.kind == "d" => !has_children,
+            Some(e) if e.kind == "f" => e.sha256.as_deref() == Some(&sha256_hex(b"")),
+            _ => false,
+        };
+        if empty {
+            tree.remove(*stub);
+        }
     }
 }
 

@@ -239,25 +239,54 @@ fn passwd_home(view: &dyn Tree, uid: u32) -> Option<String> {
         .map(|f| f[5].to_string())
 }
 
-fn supplementary_groups(view: &dyn Tree, user: &str, gid: u32) -> Vec<u32> {
-    let name = user.split(':').next().unwrap_or(user);
-    let Some(p) = tree::resolve(view, "etc/group", true).ok() else {
-        return vec![];
-    };
-    let Some(n) = view.lstat(&p).ok().flatten() else {
-        return vec![];
-    };
-    let text = fs::read_to_string(n.real).unwrap_or_default();
-    let mut out: Vec<u32> = text
+fn passwd_line(view: &dyn Tree, user: &str, uid: u32) -> Option<Vec<String>> {
+    let p = tree::resolve(view, "etc/passwd", true).ok()?;
+    let n = view.lstat(&p).ok()??;
+    let text = fs::read_to_string(n.real).ok()?;
+    let by_name = text
         .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == name))
-        .filter_map(|f| f[2].parse().ok())
-        .filter(|g| *g != gid)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && f[0] == user);
+    by_name.or_else(|| {
+        text.lines()
+            .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+            .find(|f| f.len() >= 4 && f[2] == uid.to_string())
+    })
+}
+
+/// The step's identity for `USER spec`, as Docker and BuildKit set it: the group given, else
+/// the user's primary group from /etc/passwd (also for a numeric uid the image knows), else 0
+/// (`docker run --user 4242` runs with gid 0). Supplementary groups: the primary group (as
+/// containerd and moby do since CVE-2023-25173) and every /etc/group entry listing the user.
+fn identity(view: &dyn Tree, spec: &str) -> Result<(u32, u32, Vec<u32>), StepError> {
+    let (uid, explicit_gid) = crate::copy::resolve_owner(spec, view)?;
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = passwd_line(view, user, uid);
+    let gid = match group {
+        Some(_) => explicit_gid,
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    let name = entry.map(|f| f[0].clone()).unwrap_or_else(|| user.to_string());
+    let mut groups = vec![gid];
+    if let Some(p) = tree::resolve(view, "etc/group", true).ok()
+        && let Some(n) = view.lstat(&p).ok().flatten()
+    {
+        let text = fs::read_to_string(n.real).unwrap_or_default();
+        let mut member: Vec<u32> = text
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == name))
+            .filter_map(|f| f[2].parse().ok())
+            .filter(|g| *g != gid)
+            .collect();
+        member.sort();
+        member.dedup();
+        groups.extend(member);
+    }
+    Ok((uid, gid, groups))
 }
 
 /// Runs the step and returns its layer entries.
@@ -288,12 +317,9 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
         })?;
 
     // Identity.
-    let (uid, gid, user_spec) = match op.user.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => {
-            let (uid, gid) = crate::copy::resolve_owner(u, inp.view)?;
-            (uid, gid, u.to_string())
-        }
-        None => (0, 0, "root".to_string()),
+    let (uid, gid, additional_gids) = match op.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => identity(inp.view, u)?,
+        None => identity(inp.view, "root").unwrap_or((0, 0, vec![0])),
     };
     let mut env = op.env.clone();
     env.push(format!("SOURCE_DATE_EPOCH={}", inp.source_date_epoch));
@@ -455,7 +481,6 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
         }
     }
 
-    let additional_gids = supplementary_groups(inp.view, &user_spec, gid);
     let cwd = op.workdir.clone();
     let spec = spec::build_spec(
         &rootfs.display().to_string(),
@@ -696,6 +721,11 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError
         child.wait()
     })
     .map_err(|e| RunError::Setup(StepError::new(format!("waiting for the runtime: {e}"), "retry")))?;
+    if status.success() {
+        // `run` removes the container when its process exits; nothing to delete.
+        return Ok(Ok(()));
+    }
+    // After a failure the container may be left behind (e.g. it never started).
     let _ = Command::new(&inp.runtime.path)
         .arg("--root")
         .arg(&state)
@@ -703,9 +733,6 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    if status.success() {
-        return Ok(Ok(()));
-    }
     let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
     let joined = tail.join("\n");
     if joined.contains("cgroups in hybrid mode not supported") {
