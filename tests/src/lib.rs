@@ -414,3 +414,34 @@ pub fn copy_tree(src: &Path, dst: &Path, skip: &[&str]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Builds the conformance base image (`tests/conformance/base`: busybox with /bin/sh) into
+/// `store` as `localhost/busybox:test`, working in `scratch`; returns its manifest digest.
+/// RUN tests need a base with a shell.
+pub fn build_busybox_base(store: &KilnStore, scratch: &Path) -> String {
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "/bin/busybox is missing (hint: run scripts/setup, which installs busybox-static)"
+    );
+    let ctx = scratch.join("busybox-base");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/base");
+    copy_tree(&base, &ctx, &["setup.sh"]).expect("copying the base context");
+    run_ok(
+        Command::new("sh")
+            .arg("-eu")
+            .arg(base.join("setup.sh"))
+            .current_dir(&ctx),
+    );
+    let iid = scratch.join("busybox-base.iid");
+    let mut c = store.cmd([
+        "build",
+        "--progress",
+        "quiet",
+        "-t",
+        "localhost/busybox:test",
+        "--iidfile",
+    ]);
+    c.arg(&iid).arg(&ctx);
+    run_ok(&mut c);
+    std::fs::read_to_string(&iid).expect("iidfile").trim().to_string()
+}
