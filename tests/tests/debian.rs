@@ -14,47 +14,74 @@ use std::sync::OnceLock;
 use kiln_debian::deb::build_test_deb;
 use kiln_tests::{KilnStore, require_tool, run_ok, sha256_hex};
 
-/// Two GnuPG homes with one RSA key each: the archive's and a stranger's.
+/// Two RSA keys made by GnuPG once per test process: the archive's and a stranger's.
 struct Keys {
     _dir: tempfile::TempDir,
-    archive: PathBuf,
-    stranger: PathBuf,
-    /// The archive key exported as a binary keyring.
+    /// The archive's secret key (armored), for signing.
+    archive: Vec<u8>,
+    /// The stranger's secret key.
+    stranger: Vec<u8>,
+    /// The archive's public key as a binary keyring (what kiln.toml's `keyring` names).
     keyring: PathBuf,
+}
+
+/// Runs gpg in a fresh home, then stops the agent it started and removes the home.
+fn with_gpg_home<T>(f: impl FnOnce(&Path) -> T) -> T {
+    require_tool("gpg");
+    let home = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = f(home.path());
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .output();
+    out
+}
+
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    run_ok(Command::new("gpg").arg("--batch").arg("--homedir").arg(home).args(args)).stdout
 }
 
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        require_tool("gpg");
         let dir = tempfile::tempdir().unwrap();
-        let mk = |name: &str| {
-            let home = dir.path().join(name);
-            std::fs::create_dir_all(&home).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-            run_ok(Command::new("gpg").arg("--batch").arg("--homedir").arg(&home).args([
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                &format!("{name} <{name}@example.org>"),
-                "rsa2048",
-                "sign",
-                "never",
-            ]));
-            home
-        };
-        let archive = mk("archive");
-        let stranger = mk("stranger");
-        let out = run_ok(
-            Command::new("gpg")
-                .arg("--batch")
-                .arg("--homedir")
-                .arg(&archive)
-                .arg("--export"),
-        );
         let keyring = dir.path().join("archive.gpg");
-        std::fs::write(&keyring, out.stdout).unwrap();
+        let mut secrets = Vec::new();
+        for name in ["archive", "stranger"] {
+            secrets.push(with_gpg_home(|home| {
+                gpg(
+                    home,
+                    &[
+                        "--passphrase",
+                        "",
+                        "--quick-gen-key",
+                        &format!("{name} <{name}@example.org>"),
+                        "rsa2048",
+                        "sign",
+                        "never",
+                    ],
+                );
+                if name == "archive" {
+                    std::fs::write(&keyring, gpg(home, &["--export"])).unwrap();
+                }
+                gpg(
+                    home,
+                    &[
+                        "--pinentry-mode",
+                        "loopback",
+                        "--passphrase",
+                        "",
+                        "--armor",
+                        "--export-secret-keys",
+                    ],
+                )
+            }));
+        }
+        let stranger = secrets.pop().unwrap();
+        let archive = secrets.pop().unwrap();
         Keys {
             _dir: dir,
             archive,
@@ -64,20 +91,25 @@ fn keys() -> &'static Keys {
     })
 }
 
-fn clearsign(home: &Path, text: &str) -> Vec<u8> {
-    let mut child = Command::new("gpg")
-        .arg("--batch")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--digest-algo", "SHA256", "--clearsign"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
+fn clearsign(secret: &[u8], text: &str) -> Vec<u8> {
+    with_gpg_home(|home| {
+        let key = home.join("key.asc");
+        std::fs::write(&key, secret).unwrap();
+        gpg(home, &["--import", key.to_str().unwrap()]);
+        let mut child = Command::new("gpg")
+            .arg("--batch")
+            .arg("--homedir")
+            .arg(home)
+            .args(["--digest-algo", "SHA256", "--clearsign"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    })
 }
 
 /// A package of the test mirror.
@@ -150,7 +182,7 @@ fn serve(root: PathBuf) -> String {
 
 impl Mirror {
     /// Builds the pool, Packages and a signed InRelease (`signer`: None means unsigned).
-    fn new(pkgs: &[Pkg], signer: Option<&Path>) -> Mirror {
+    fn new(pkgs: &[Pkg], signer: Option<&[u8]>) -> Mirror {
         let root = tempfile::tempdir().unwrap();
         let mut packages = String::new();
         for p in pkgs {
@@ -187,7 +219,7 @@ impl Mirror {
             packages.len()
         );
         let inrelease = match signer {
-            Some(home) => clearsign(home, &release),
+            Some(secret) => clearsign(secret, &release),
             None => release.into_bytes(),
         };
         std::fs::write(root.path().join("dists/test/InRelease"), inrelease).unwrap();
@@ -256,7 +288,7 @@ fn cached_debs(store: &KilnStore) -> usize {
 
 #[test]
 fn lock_build_rebuild_and_offline_rebuild() {
-    let mirror = Mirror::new(&good_packages(), Some(&keys().archive));
+    let mirror = Mirror::new(&good_packages(), Some(&keys().archive[..]));
     let dir = tempfile::tempdir().unwrap();
     mirror.spec(dir.path(), "\"hello\"");
     let store = KilnStore::new();
@@ -314,7 +346,7 @@ fn signatures_are_required() {
     let dir = tempfile::tempdir().unwrap();
     let store = KilnStore::new();
     // Signed by a key that is not in the keyring.
-    let m = Mirror::new(&good_packages(), Some(&keys().stranger));
+    let m = Mirror::new(&good_packages(), Some(&keys().stranger[..]));
     m.spec(dir.path(), "\"hello\"");
     let o = kiln(&store, dir.path(), &["lock"]);
     assert_input_error(&o, "no valid signature by a key in the keyring");
@@ -323,7 +355,7 @@ fn signatures_are_required() {
     m.spec(dir.path(), "\"hello\"");
     assert_input_error(&kiln(&store, dir.path(), &["lock"]), "not signed");
     // Signed, then one byte of the signed text changed.
-    let m = Mirror::new(&good_packages(), Some(&keys().archive));
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
     let p = m.root.path().join("dists/test/InRelease");
     let text = std::fs::read_to_string(&p)
         .unwrap()
@@ -339,7 +371,7 @@ fn unknown_and_unsatisfiable_packages_name_the_chain() {
     let mut pkgs = good_packages();
     pkgs.push(Pkg::new("needs-new", "1", "libgreet (>= 2)"));
     pkgs.push(Pkg::new("top", "1", "needs-new"));
-    let m = Mirror::new(&pkgs, Some(&keys().archive));
+    let m = Mirror::new(&pkgs, Some(&keys().archive[..]));
     let dir = tempfile::tempdir().unwrap();
     let store = KilnStore::new();
     m.spec(dir.path(), "\"hello\", \"nosuch\"");
@@ -368,7 +400,7 @@ fn bad_debs_fail_cleanly() {
     cut.files = vec![("./usr/share/cut", vec![1u8; 20_000])];
     cut.mangle = Some(|d| d[..d.len() - 100].to_vec());
     pkgs.push(cut);
-    let m = Mirror::new(&pkgs, Some(&keys().archive));
+    let m = Mirror::new(&pkgs, Some(&keys().archive[..]));
     let store = KilnStore::new();
     for (pkg, needle) in [("evil", "contains `..`"), ("cut", "truncated")] {
         let dir = tempfile::tempdir().unwrap();
@@ -400,7 +432,7 @@ fn bad_debs_fail_cleanly() {
 
 #[test]
 fn stale_lock_and_bad_spec() {
-    let m = Mirror::new(&good_packages(), Some(&keys().archive));
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
     let dir = tempfile::tempdir().unwrap();
     let store = KilnStore::new();
     m.spec(dir.path(), "\"hello\"");
@@ -427,4 +459,109 @@ fn stale_lock_and_bad_spec() {
     let o = kiln(&store, dir.path(), &["lock"]);
     assert_input_error(&o, "kiln.toml:6:1: unknown field `suite`");
     assert!(stderr(&o).contains("did you mean `suites`"), "{}", stderr(&o));
+}
+
+#[test]
+fn files_accounts_and_shared_layers() {
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
+    let store = KilnStore::new();
+    // Two images that both install libgreet: its layer is one blob shared by both.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    m.spec(a.path(), "\"hello\"");
+    m.spec(b.path(), "\"libgreet\"");
+    std::fs::create_dir_all(b.path().join("conf")).unwrap();
+    std::fs::write(b.path().join("conf/app.toml"), "x = 1\n").unwrap();
+    let extra = r#"
+[accounts]
+run-as = "app"
+
+[[accounts.users]]
+name = "app"
+uid = 1000
+home = "/srv/app"
+
+[[accounts.groups]]
+name = "staff"
+gid = 50
+members = ["app"]
+
+[[files]]
+path = "/etc/app/app.toml"
+src = "conf/app.toml"
+mode = 0o640
+gid = 1000
+
+[[files]]
+path = "/var/lib/app"
+uid = 1000
+gid = 1000
+
+[[files]]
+path = "/usr/bin/app"
+symlink = "/usr/bin/hello"
+"#;
+    let spec = b.path().join("kiln.toml");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("[image]\n", &format!("{extra}\n[image]\n"));
+    std::fs::write(&spec, text).unwrap();
+    for (dir, tag) in [(a.path(), "a:1"), (b.path(), "b:1")] {
+        let o = kiln(&store, dir, &["build", "-t", tag, "."]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let layers = |tag: &str| -> Vec<String> {
+        let layout = tempfile::tempdir().unwrap();
+        run_ok(Command::new(require_tool("skopeo")).args([
+            "copy",
+            "-q",
+            &format!("oci:{}:{tag}", store.path().display()),
+            &format!("oci:{}:x", layout.path().display()),
+        ]));
+        let (m, _) = kiln_tests::layout_image(layout.path(), Some("x")).unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (la, lb) = (layers("a:1"), layers("b:1"));
+    assert_eq!(la.len(), 3, "libgreet, hello, accounts");
+    assert_eq!(lb.len(), 2, "libgreet, accounts");
+    assert_eq!(la[0], lb[0], "libgreet's layer is shared");
+    // The second image: accounts, files, user.
+    let layout = tempfile::tempdir().unwrap();
+    run_ok(Command::new(require_tool("skopeo")).args([
+        "copy",
+        "-q",
+        &format!("oci:{}:b:1", store.path().display()),
+        &format!("oci:{}:b", layout.path().display()),
+    ]));
+    let (_, cfg) = kiln_tests::layout_image(layout.path(), Some("b")).unwrap();
+    assert_eq!(cfg["config"]["User"], "1000:1000");
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = kiln_tests::umoci_unpack(layout.path(), "b", &bundle.path().join("b")).unwrap();
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("app:x:1000:1000:app:/srv/app:/sbin/nologin\n"),
+        "{passwd}"
+    );
+    assert!(passwd.contains("nonroot:x:65532:"), "{passwd}");
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
+    assert!(
+        group.contains("staff:x:50:app\n") && group.contains("app:x:1000:\n"),
+        "{group}"
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let conf = std::fs::metadata(rootfs.join("etc/app/app.toml")).unwrap();
+    assert_eq!((conf.permissions().mode() & 0o7777, conf.gid()), (0o640, 1000));
+    assert_eq!(std::fs::read(rootfs.join("etc/app/app.toml")).unwrap(), b"x = 1\n");
+    let home = std::fs::metadata(rootfs.join("srv/app")).unwrap();
+    assert_eq!((home.permissions().mode() & 0o7777, home.uid()), (0o700, 1000));
+    assert_eq!(std::fs::metadata(rootfs.join("var/lib/app")).unwrap().uid(), 1000);
+    assert_eq!(
+        std::fs::read_link(rootfs.join("usr/bin/app")).unwrap(),
+        Path::new("/usr/bin/hello")
+    );
 }

@@ -137,6 +137,20 @@ fn network_static_and_python_images() {
         assert_eq!(cfg["config"]["User"], "65532:65532");
     }
 
+    // Layers are per package: the static image's architecture-`all` packages (netbase,
+    // tzdata, ca-certificates) are the same blobs in the amd64 and arm64 manifests.
+    let index = blob(store.path(), st_digest.trim());
+    let layer_set = |i: usize| -> BTreeSet<String> {
+        let m = blob(store.path(), index["manifests"][i]["digest"].as_str().unwrap());
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(layer_set(0).intersection(&layer_set(1)).count() >= 3);
+
     // Size: the amd64 static image, compressed, at most 2.5 MiB.
     let index = blob(store.path(), st_digest.trim());
     let m = blob(store.path(), index["manifests"][0]["digest"].as_str().unwrap());

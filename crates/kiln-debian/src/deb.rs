@@ -320,6 +320,34 @@ mod tests {
         assert!(read("x", b"not a deb").unwrap_err().message.contains("magic"));
     }
 
+    /// Mutated and truncated packages never panic, and never yield an unsafe path.
+    #[test]
+    fn mutations_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for ext in [".gz", ".xz", ".zst", ""] {
+            let deb = build_test_deb(CONTROL, &[("./usr/bin/a", &[1u8; 700]), ("./etc/b", b"bb")], ext);
+            for _ in 0..300 {
+                let mut m = deb.clone();
+                for _ in 0..(next() % 4 + 1) {
+                    let i = (next() as usize) % m.len();
+                    m[i] = next() as u8;
+                }
+                if next() % 3 == 0 {
+                    m.truncate((next() as usize) % m.len());
+                }
+                if let Ok(d) = read("m", &m) {
+                    assert!(d.entries.iter().all(|e| !e.path.starts_with('/') && !e.path.split('/').any(|c| c == "..")));
+                }
+            }
+        }
+    }
+
     #[test]
     fn clean_paths() {
         assert_eq!(clean_path("./usr//bin/").unwrap(), "usr/bin");

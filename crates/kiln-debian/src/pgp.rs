@@ -580,6 +580,13 @@ mod tests {
         assert!(verify_cleartext(&other, &both).is_ok());
         // Unsigned.
         assert_eq!(verify_cleartext(text.as_bytes(), &keyring), Err(PgpError::NotSigned));
+        for home in [&home_a, &home_b] {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(home)
+                .args(["--kill", "gpg-agent"])
+                .output();
+        }
     }
 
     #[test]
