@@ -292,6 +292,12 @@ fn identity(view: &dyn Tree, spec: &str) -> Result<(u32, u32, Vec<u32>), StepErr
 /// Runs the step and returns its layer entries.
 pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
     let op = inp.op;
+    if op.args.first().is_none_or(|a| a.is_empty()) {
+        return Err(RunError::Setup(StepError::new(
+            "RUN has an empty command",
+            "give a command, e.g. RUN [\"make\"] or RUN make",
+        )));
+    }
     let run_root = inp.meta_dir.join("run");
     fs::create_dir_all(&run_root).map_err(io("creating the run dir"))?;
     let dir = tempfile::Builder::new()
@@ -745,12 +751,17 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError
         )));
     }
     if joined.contains("unable to start container process") || joined.contains("runc run failed") {
-        let reason = tail
+        let line = tail
             .iter()
             .rev()
             .find(|l| l.contains("unable to start") || l.contains("failed"))
             .cloned()
             .unwrap_or_default();
+        // runc logs `time="…" level=error msg="…"`: show the message alone.
+        let reason = match line.split_once("msg=\"") {
+            Some((_, m)) => m.strip_suffix('"').unwrap_or(m).replace("\\\"", "\""),
+            None => line,
+        };
         let hint = if reason.contains("executable file not found") || reason.contains("no such file or directory") {
             "the command (or the SHELL) does not exist in the image"
         } else {

@@ -258,13 +258,13 @@ pub fn parse(spec: &str) -> Result<RunMount, MountError> {
         }
         other => {
             return Err(err(format!(
-                "unknown mount type {other:?} (hint: use bind, cache, tmpfs, secret or ssh)"
+                "unknown mount type {other:?}: use bind, cache, tmpfs, secret or ssh"
             )));
         }
     };
     if let Some(k) = kv.keys().next() {
         return Err(err(format!(
-            "unknown option {k:?} for type={kind} (hint: see docs/build.md, RUN --mount)"
+            "unknown option {k:?} for type={kind}"
         )));
     }
     Ok(mount)
