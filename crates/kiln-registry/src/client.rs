@@ -493,7 +493,15 @@ impl Registry {
         idempotent: Idempotent,
         make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
     ) -> Result<Response> {
-        let base = self.base().await?;
+        let base = self.base().await.map_err(|mut e| {
+            // The ping knows no repository; the error should still name the one asked for.
+            if let RegistryError::Unreachable { repository: r, .. } = &mut e
+                && r.is_empty()
+            {
+                *r = repository.to_string();
+            }
+            e
+        })?;
         let retry = &self.inner.opts.retry;
         let start = Instant::now();
         let mut authed_once = false;
@@ -630,8 +638,7 @@ impl Registry {
         what: &str,
         scope: &str,
         idempotent: Idempotent,
-        method: Method,
-        url: &str,
+        (method, url): (Method, &str),
         decorate: &(dyn Fn(RequestBuilder) -> RequestBuilder + Sync),
     ) -> Result<Response> {
         self.send(repository, what, scope, idempotent, &|c, _| {

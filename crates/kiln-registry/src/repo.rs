@@ -375,23 +375,12 @@ impl Repo {
                 source: e,
             },
         })?;
-        let read_at = |offset: u64, len: u64| -> Result<Bytes> {
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset).map_err(|e| RegistryError::Store {
-                context: self.display(),
-                source: kiln_oci::StoreError::Io {
-                    path: path.clone(),
-                    source: e,
-                },
-            })?;
-            Ok(Bytes::from(buf))
-        };
+        let file = std::sync::Arc::new(file);
         let chunk = self.registry.options().chunk_size.max(1 << 20);
         let retry = self.registry.options().retry.clone();
         let start = Instant::now();
         let digest_q = desc.digest.to_string();
         if desc.size <= chunk {
-            let body = read_at(0, desc.size)?;
             let resp = self
                 .registry
                 .send_url(
@@ -399,13 +388,12 @@ impl Repo {
                     &what,
                     scope,
                     Idempotent::No,
-                    Method::PUT,
-                    &location,
+                    (Method::PUT, &location),
                     &|rb| {
                         rb.query(&[("digest", digest_q.as_str())])
                             .header(CONTENT_TYPE, "application/octet-stream")
                             .header(CONTENT_LENGTH, desc.size.to_string())
-                            .body(body.clone())
+                            .body(file_body(file.clone(), 0, desc.size))
                     },
                 )
                 .await;
@@ -422,7 +410,6 @@ impl Repo {
         let mut failures = 0u32;
         while offset < desc.size {
             let len = chunk.min(desc.size - offset);
-            let body = read_at(offset, len)?;
             let range = format!("{}-{}", offset, offset + len - 1);
             let resp = self
                 .registry
@@ -431,13 +418,12 @@ impl Repo {
                     &what,
                     scope,
                     Idempotent::No,
-                    Method::PATCH,
-                    &location,
+                    (Method::PATCH, &location),
                     &|rb| {
                         rb.header(CONTENT_TYPE, "application/octet-stream")
                             .header("Content-Range", range.as_str())
                             .header(CONTENT_LENGTH, len.to_string())
-                            .body(body.clone())
+                            .body(file_body(file.clone(), offset, len))
                     },
                 )
                 .await;
@@ -488,8 +474,7 @@ impl Repo {
                 &what,
                 scope,
                 Idempotent::No,
-                Method::PUT,
-                &location,
+                (Method::PUT, &location),
                 &|rb| rb.query(&[("digest", digest_q.as_str())]).header(CONTENT_LENGTH, "0"),
             )
             .await;
@@ -519,9 +504,14 @@ impl Repo {
     async fn upload_status(&self, location: &str, scope: &str, what: &str) -> Result<Option<(String, u64)>> {
         let resp = self
             .registry
-            .send_url(&self.path, what, scope, Idempotent::Yes, Method::GET, location, &|rb| {
-                rb
-            })
+            .send_url(
+                &self.path,
+                what,
+                scope,
+                Idempotent::Yes,
+                (Method::GET, location),
+                &|rb| rb,
+            )
             .await?;
         if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
             return Ok(None);
@@ -558,6 +548,31 @@ impl Repo {
             .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
             .unwrap_or_default())
     }
+}
+
+/// A request body that streams `len` bytes of `file` from `offset`, 1 MiB at a time: an
+/// upload never holds a whole chunk in memory, and a retry simply makes a new body.
+fn file_body(file: std::sync::Arc<std::fs::File>, offset: u64, len: u64) -> reqwest::Body {
+    const PIECE: u64 = 1 << 20;
+    if len <= PIECE {
+        let mut buf = vec![0u8; len as usize];
+        return match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => reqwest::Body::from(Bytes::from(buf)),
+            Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move { Err::<Bytes, _>(e) })),
+        };
+    }
+    let stream = futures_util::stream::unfold((file, offset, offset + len), |(f, pos, end)| async move {
+        if pos >= end {
+            return None;
+        }
+        let n = (end - pos).min(PIECE) as usize;
+        let mut buf = vec![0u8; n];
+        match f.read_exact_at(&mut buf, pos) {
+            Ok(()) => Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (f, pos + n as u64, end))),
+            Err(e) => Some((Err(e), (f, end, end))),
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
 }
 
 enum Started {
