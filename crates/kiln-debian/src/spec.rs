@@ -151,8 +151,7 @@ pub struct ImageSpec {
 }
 
 /// A kiln.toml that cannot be used, located at file:line:col with a hint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{col}: {message} (hint: {hint})")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
     /// The spec file.
     pub file: String,
@@ -165,6 +164,23 @@ pub struct SpecError {
     /// What to do.
     pub hint: String,
 }
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Line 0: the file itself could not be read.
+        if self.line == 0 {
+            write!(f, "{}: {} (hint: {})", self.file, self.message, self.hint)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {} (hint: {})",
+                self.file, self.line, self.col, self.message, self.hint
+            )
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
 
 const KNOWN_ARCHES: &[&str] = &[
     "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x",
