@@ -340,6 +340,7 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
 
     // Mounts.
     let mut extra: Vec<Mount> = Vec::new();
+    let mut redact: Vec<String> = Vec::new();
     let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
     if network != Network::None {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
@@ -390,6 +391,7 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
                     }
                     continue;
                 };
+                redact.extend(secret_needles(&value));
                 if let Some(target) = target {
                     let file = tmp.path.join(format!("secret-{n}"));
                     fs::write(&file, &value).map_err(io("writing a secret to tmpfs"))?;
@@ -521,7 +523,7 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
     )
     .map_err(io("writing config.json"))?;
 
-    let status = run_runtime(inp, &bundle)?;
+    let status = run_runtime(inp, &bundle, &redact)?;
     drop(guards);
     status?;
     drop(_overlay);
@@ -674,7 +676,32 @@ fn bind_source(
     }
 }
 
-fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError>, RunError> {
+/// The strings to mask in a step's output for one secret value: the whole value and each of
+/// its lines, when long enough that masking them cannot hide ordinary output.
+fn secret_needles(value: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut out: Vec<String> = std::iter::once(text.trim().to_string())
+        .chain(text.lines().map(|l| l.trim().to_string()))
+        .filter(|s| s.chars().count() >= 4)
+        .collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// Masks every secret value in a line of output, so a step that prints a secret does not
+/// put it into kiln's logs or error messages.
+fn redact_line(line: &str, needles: &[String]) -> String {
+    let mut line = line.to_string();
+    for n in needles {
+        if line.contains(n.as_str()) {
+            line = line.replace(n.as_str(), "****");
+        }
+    }
+    line
+}
+
+fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<Result<(), RunError>, RunError> {
     let state = inp.meta_dir.join("runtime-state");
     fs::create_dir_all(&state).map_err(io("creating the runtime state dir"))?;
     let id = format!(
@@ -710,6 +737,7 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError
         move || {
             for line in BufReader::new(r).lines() {
                 let Ok(line) = line else { break };
+                let line = redact_line(&line, redact);
                 out(&line);
                 let mut t = tail.lock().unwrap();
                 t.push_back(line);
@@ -776,4 +804,20 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path) -> Result<Result<(), RunError
         code: status.code().unwrap_or(128 + 9),
         tail,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_output() {
+        let needles = secret_needles(b"s3cr3t-value\nline-two\nab\n");
+        assert_eq!(redact_line("token=s3cr3t-value ok", &needles), "token=**** ok");
+        assert_eq!(redact_line("got line-two", &needles), "got ****");
+        assert_eq!(
+            redact_line("ab stays (too short to mask safely)", &needles),
+            "ab stays (too short to mask safely)"
+        );
+    }
 }
