@@ -23,6 +23,8 @@ pub struct RegistryConfig {
     pub htpasswd: Option<(String, String)>,
     /// Serve HTTPS with a certificate from a fresh CA.
     pub tls: bool,
+    /// Bearer-token auth: (realm URL, certificate the tokens are signed with).
+    pub token: Option<(String, PathBuf)>,
 }
 
 /// A running `docker-registry`; killed on drop.
@@ -78,6 +80,12 @@ impl TestRegistry {
             yaml.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 file.display()
+            ));
+        }
+        if let Some((realm, cert)) = &cfg.token {
+            yaml.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: kiln-test-registry\n    issuer: kiln-test-issuer\n    rootcertbundle: {}\n",
+                cert.display()
             ));
         }
         let config = dir.path().join("config.yml");
@@ -621,4 +629,238 @@ pub fn last_digest(out: &std::process::Output) -> Digest {
     let line = s.lines().last().unwrap_or_default().trim().to_string();
     line.parse()
         .unwrap_or_else(|e| panic!("not a digest: {line:?}: {e}\n{s}"))
+}
+
+/// Standard base64 (with padding) or, with `url`, unpadded base64url.
+pub fn base64(data: &[u8], url: bool) -> String {
+    let table: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..=c.len() {
+            out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            for _ in c.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Docker token server (the `auth: token` protocol) for [`TestRegistry`]: it answers
+/// `GET /token?service=…&scope=…` with a JWT signed by a throwaway RSA key (via the openssl
+/// CLI) whose certificate the registry trusts. Anonymous callers get `pull` on
+/// repositories under `public/`; `user:password` gets what it asks for; a wrong password
+/// gets 401. Every scope asked for is recorded.
+pub struct TokenServer {
+    /// `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    /// The certificate the registry must trust (`rootcertbundle`).
+    pub cert: PathBuf,
+    /// Every `scope` parameter received, in order, with the user (or `-`).
+    pub requests: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<AtomicBool>,
+    addr: String,
+}
+
+impl TokenServer {
+    /// Starts it for one user.
+    pub fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        let openssl = require_tool("openssl");
+        run_ok(Command::new(&openssl).current_dir(dir).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kiln token",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+        ]));
+        let der = run_ok(
+            Command::new(&openssl)
+                .current_dir(dir)
+                .args(["x509", "-in", "token.crt", "-outform", "DER"]),
+        )
+        .stdout;
+        let x5c = base64(&der, false);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dir, user, password) = (dir.to_path_buf(), user.to_string(), password.to_string());
+        let cert = dir.join("token.crt");
+        {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let counter = AtomicU64::new(0);
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let _ = serve_token(&mut conn, &dir, &openssl, &x5c, &user, &password, &requests, n);
+                }
+            });
+        }
+        TokenServer {
+            realm: format!("http://{addr}/token"),
+            cert,
+            requests,
+            stop,
+            addr,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_token(
+    conn: &mut TcpStream,
+    dir: &Path,
+    openssl: &Path,
+    x5c: &str,
+    user: &str,
+    password: &str,
+    requests: &Mutex<Vec<(String, String)>>,
+    n: u64,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let target = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let decode = |s: &str| -> String {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' if i + 2 < b.len() => {
+                    let h = std::str::from_utf8(&b[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    out.push(h.unwrap_or(b'?'));
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).to_string()
+    };
+    let mut service = String::new();
+    let mut scopes = Vec::new();
+    for kv in query.split('&') {
+        match kv.split_once('=') {
+            Some(("service", v)) => service = decode(v),
+            Some(("scope", v)) => scopes.push(decode(v)),
+            _ => {}
+        }
+    }
+    let given = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization: basic "))
+        .map(|l| l[21..].trim().to_string());
+    let who = match given {
+        None => None,
+        Some(b) if b == base64(format!("{user}:{password}").as_bytes(), false) => Some(user.to_string()),
+        Some(_) => {
+            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+            write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+    };
+    let mut access = Vec::new();
+    for scope in &scopes {
+        requests
+            .lock()
+            .unwrap()
+            .push((scope.clone(), who.clone().unwrap_or_else(|| "-".into())));
+        let parts: Vec<&str> = scope.split(':').collect();
+        if parts.len() != 3 {
+            continue;
+        }
+        let wanted: Vec<&str> = parts[2].split(',').collect();
+        let granted: Vec<&str> = if who.is_some() {
+            wanted
+        } else if parts[1].starts_with("public/") {
+            wanted.into_iter().filter(|a| *a == "pull").collect()
+        } else {
+            vec![]
+        };
+        access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": granted}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": "kiln-test-issuer", "sub": who.clone().unwrap_or_default(), "aud": service,
+        "exp": now + 600, "nbf": now - 60, "iat": now, "jti": format!("kiln-{n}"), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64(header.to_string().as_bytes(), true),
+        base64(claims.to_string().as_bytes(), true)
+    );
+    let input_file = dir.join(format!("jwt-{n}"));
+    std::fs::write(&input_file, &signing_input)?;
+    let sig = Command::new(openssl)
+        .current_dir(dir)
+        .args(["dgst", "-sha256", "-sign", "token.key", "-binary"])
+        .arg(&input_file)
+        .output()?;
+    let jwt = format!("{signing_input}.{}", base64(&sig.stdout, true));
+    let body = serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 600}).to_string();
+    write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    Ok(())
 }

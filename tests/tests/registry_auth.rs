@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use kiln_oci::Platform;
-use kiln_tests::registry::{RegistryConfig, TestRegistry, last_digest, skopeo, write_image};
+use kiln_tests::registry::{RegistryConfig, TestRegistry, TokenServer, last_digest, skopeo, write_image};
 use kiln_tests::{KilnStore, run_ok};
 
 fn kiln(store: &KilnStore, docker_config: &std::path::Path, args: &[&str]) -> Command {
@@ -29,6 +29,7 @@ fn htpasswd_basic_auth_with_login_config_json_and_helper() {
     let reg = TestRegistry::start_with(RegistryConfig {
         htpasswd: Some(("alice".into(), "s3cret-pw".into())),
         tls: false,
+        token: None,
     });
     let dc = tempfile::tempdir().unwrap();
     let store = KilnStore::new();
@@ -159,6 +160,7 @@ fn tls_with_a_self_signed_ca() {
     let reg = TestRegistry::start_with(RegistryConfig {
         htpasswd: None,
         tls: true,
+        token: None,
     });
     let ca = reg.ca_cert.clone().unwrap();
     let dc = tempfile::tempdir().unwrap();
@@ -198,4 +200,72 @@ fn tls_with_a_self_signed_ca() {
     let out = skopeo(&["inspect", "--cert-dir", &cd, &format!("docker://{dest}")]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Digest"], img.digest.to_string());
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_credentials() {
+    let tdir = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(tdir.path(), "bob", "hunter2");
+    let reg = TestRegistry::start_with(RegistryConfig {
+        token: Some((tokens.realm.clone(), tokens.cert.clone())),
+        ..RegistryConfig::default()
+    });
+    let dc = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    let layout = tempfile::tempdir().unwrap();
+    let img = image(layout.path());
+    let src = format!("oci:{}:app", layout.path().display());
+    let public = format!("{}/public/app:1", reg.addr);
+
+    // Anonymous push is refused by the token server's grant: a clear 401.
+    let out = kiln(&store, dc.path(), &["copy", &src, &public]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"), "{out:?}");
+
+    // A wrong password is refused by the token server itself.
+    let out = kiln(&store, dc.path(), &["copy", "--creds", "bob:nope", &src, &public])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 401") && err.contains("token"), "{err}");
+
+    // With credentials (from login) push works, and scopes are what the spec says.
+    run_ok(&mut kiln(
+        &store,
+        dc.path(),
+        &["login", &reg.addr, "-u", "bob", "-p", "hunter2"],
+    ));
+    assert_eq!(
+        last_digest(&run_ok(&mut kiln(&store, dc.path(), &["copy", &src, &public]))),
+        img.digest
+    );
+    // A copy to another repository asks for push there and pull on the source, and mounts.
+    let out = run_ok(&mut kiln(
+        &store,
+        dc.path(),
+        &["copy", &public, &format!("{}/team/app:1", reg.addr)],
+    ));
+    assert_eq!(last_digest(&out), img.digest);
+    let asked = tokens.requests.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|(s, u)| s == "repository:team/app:pull,push" && u == "bob")
+            && asked.iter().any(|(s, _)| s == "repository:public/app:pull"),
+        "{asked:?}"
+    );
+
+    // Anonymous pull of a public repository gets a pull-only token.
+    let anon = tempfile::tempdir().unwrap();
+    let out = run_ok(&mut kiln(&KilnStore::new(), anon.path(), &["pull", &public]));
+    assert_eq!(last_digest(&out), img.digest);
+    assert!(
+        tokens
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(s, u)| s == "repository:public/app:pull" && u == "-")
+    );
 }
