@@ -36,6 +36,8 @@ pub enum Commands {
     Load(LoadArgs),
     /// Write an image to an oci-archive or docker-archive tar.
     Save(SaveArgs),
+    /// List or remove the directories behind RUN --mount=type=cache.
+    Cache(CacheArgs),
     /// Resolve a kiln.toml's Debian packages and write kiln.lock beside it.
     Lock(LockArgs),
     /// Download an image from a registry into the store.
@@ -402,4 +404,31 @@ pub struct LockArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+}
+
+/// `kiln cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// `kiln cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cache mounts with their sizes.
+    Ls {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Remove cache mounts by id.
+    Rm {
+        /// Cache ids (the id= of the mount, or its target when it had none).
+        ids: Vec<String>,
+        /// Remove every cache mount.
+        #[arg(long)]
+        all: bool,
+    },
 }

@@ -28,6 +28,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Prune(a) => commands::images::prune(&store, a),
         Commands::Load(a) => commands::archive::load(&store, a),
         Commands::Save(a) => commands::archive::save(&store, a),
+        Commands::Cache(a) => commands::cache::cache(&store, a),
         Commands::Lock(a) => commands::lock::lock(&store, a),
         Commands::Pull(a) => commands::registry::pull(&store, a),
         Commands::Push(a) => commands::registry::push(&store, a),

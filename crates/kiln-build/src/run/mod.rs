@@ -1,6 +1,7 @@
 //! RUN steps: an OCI runtime (runc or crun) over an overlay of the parent layers; the step's
 //! layer is the overlay's upper directory.
 
+pub mod cache_mounts;
 pub mod exec;
 pub mod mounts;
 pub mod overlay;

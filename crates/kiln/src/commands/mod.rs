@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cache;
 pub mod images;
 pub mod lock;
 pub mod registry;
