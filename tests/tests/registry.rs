@@ -108,6 +108,20 @@ fn round_trip_build_push_pull_and_skopeo_reads_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0 blobs uploaded"), "{err}");
 
+    // --push to a name without a registry is refused before anything is built.
+    let out = kiln(&store, dc.path(), &["build", "--push", "-t", "plain/app:1"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("names no registry"),
+        "{out:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&kiln_tests::KilnStore::index(&store).to_string().into_bytes()).contains("plain/app")
+    );
+
     // A push to another repository of the same registry mounts the blobs it knows there.
     let out = run_ok(&mut kiln(
         &store,

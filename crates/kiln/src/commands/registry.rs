@@ -363,6 +363,15 @@ pub struct BasePins<'a> {
 impl<'a> BasePins<'a> {
     /// Reads the lock file (it must exist under `--locked`).
     pub fn new(store: &'a Store, args: &BuildArgs) -> Result<BasePins<'a>, CliError> {
+        // Refuse a --push that cannot happen before spending time on the build.
+        if args.push {
+            if args.tags.is_empty() {
+                return Err(CliError::input("--push needs a -t HOST/REPO:TAG to push to"));
+            }
+            for t in &args.tags {
+                registry_name(t)?;
+            }
+        }
         let dockerfile = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
         let lock_file = lock_path(&dockerfile);
         let lock = match std::fs::read(&lock_file) {
