@@ -183,6 +183,11 @@ fn serve(root: PathBuf) -> String {
 impl Mirror {
     /// Builds the pool, Packages and a signed InRelease (`signer`: None means unsigned).
     fn new(pkgs: &[Pkg], signer: Option<&[u8]>) -> Mirror {
+        Mirror::with_release_fields(pkgs, signer, "")
+    }
+
+    /// Like `new`, with extra Release fields (e.g. `Valid-Until: …\n`).
+    fn with_release_fields(pkgs: &[Pkg], signer: Option<&[u8]>, extra: &str) -> Mirror {
         let root = tempfile::tempdir().unwrap();
         let mut packages = String::new();
         for p in pkgs {
@@ -214,7 +219,7 @@ impl Mirror {
         std::fs::create_dir_all(&dist).unwrap();
         std::fs::write(dist.join("Packages"), &packages).unwrap();
         let release = format!(
-            "Origin: kiln-test\nSuite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            "Origin: kiln-test\nSuite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n{extra}Architectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
             sha256_hex(packages.as_bytes()),
             packages.len()
         );
@@ -363,6 +368,17 @@ fn signatures_are_required() {
     std::fs::write(&p, text).unwrap();
     m.spec(dir.path(), "\"hello\"");
     assert_input_error(&kiln(&store, dir.path(), &["lock"]), "BAD signature");
+    // Validly signed, but past its Valid-Until (a replayed old Release).
+    let m = Mirror::with_release_fields(
+        &good_packages(),
+        Some(&keys().archive[..]),
+        "Valid-Until: Fri, 02 Jan 2026 00:00:00 UTC\n",
+    );
+    m.spec(dir.path(), "\"hello\"");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock"]),
+        "the signed Release expired at 2026-01-02T00:00:00Z",
+    );
     assert!(!dir.path().join("kiln.lock").exists());
 }
 

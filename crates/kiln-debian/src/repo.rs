@@ -30,6 +30,42 @@ pub struct Release {
     pub by_hash: bool,
     /// Path (relative to dists/SUITE/) → (size, sha256) from the `SHA256` field.
     pub files: BTreeMap<String, (u64, String)>,
+    /// `Valid-Until` in seconds since the epoch (security suites set it, so an old signed
+    /// InRelease cannot be replayed forever).
+    pub valid_until: Option<i64>,
+}
+
+/// Parses an RFC 2822 date as Release files write it (`Sat, 29 Nov 2026 00:12:41 UTC`).
+pub fn parse_release_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let rest = if parts.first()?.ends_with(',') {
+        &parts[1..]
+    } else {
+        &parts[..]
+    };
+    let [day, month, year, time, zone, ..] = rest else {
+        return None;
+    };
+    if !matches!(*zone, "UTC" | "GMT" | "+0000" | "Z") {
+        return None;
+    }
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let (d, y): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [h, mi, sec] = hms[..] else { return None };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if month <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 
 /// Downloads `dists/SUITE/InRelease` and checks its signature against the keyring.
@@ -53,10 +89,28 @@ pub fn fetch_release(url: &str, suite: &str, keyring_path: &Path) -> Result<Rele
             Error::Http(e)
         }
     })?;
-    parse_release(url, suite, &raw, &keyring).map_err(|e| match e {
-        Error::Signature { source, .. } => Error::Signature { url: location, source },
+    let release = parse_release(url, suite, &raw, &keyring).map_err(|e| match e {
+        Error::Signature { source, .. } => Error::Signature {
+            url: location.clone(),
+            source,
+        },
         other => other,
-    })
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some(until) = release.valid_until
+        && until < now
+    {
+        return Err(Error::Input {
+            message: format!(
+                "{location}: the signed Release expired at {} (Valid-Until)",
+                kiln_oci::image::rfc3339(until)
+            ),
+            hint: "the mirror is stale or replaying an old Release; use another mirror or try again later".into(),
+        });
+    }
+    Ok(release)
 }
 
 /// Verifies and parses InRelease bytes.
@@ -88,6 +142,7 @@ pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Keyring) -> R
         inrelease_sha256: hex::encode(Sha256::digest(raw)),
         by_hash: p.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         files,
+        valid_until: p.get("Valid-Until").and_then(parse_release_date),
     })
 }
 
@@ -297,6 +352,14 @@ pub fn cache_dir(store_meta: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_dates() {
+        assert_eq!(parse_release_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(parse_release_date("Tue, 14 Nov 2023 22:13:20 UTC"), Some(1_700_000_000));
+        assert_eq!(parse_release_date("Tue, 29 Feb 2000 00:00:00 UTC"), Some(951_782_400));
+        assert_eq!(parse_release_date("garbage"), None);
+    }
 
     #[test]
     fn packages_stanzas() {
