@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -472,7 +473,7 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
     // Mount targets that do not exist in the rootfs are stubs the runtime creates; they are
     // not part of the step's result unless the step writes something there.
     let mut stubs = BTreeSet::new();
-    for m in spec::base_mounts().iter().chain(extra.iter()) {
+    for m in spec::base_mounts(network == Network::None).iter().chain(extra.iter()) {
         let rel = tree::clean_rel(&m.destination);
         let mut prefix = String::new();
         for c in rel.split('/').filter(|c| !c.is_empty()) {
@@ -529,7 +530,10 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
     drop(_overlay);
     let keep_volatile = inp.keep_volatile;
     let mut entries = overlay::upper_entries(&upper, &|path, meta| {
-        if !keep_volatile && overlay::is_volatile(path) {
+        // A volatile file the step wrote is left out (the layers below show through); its
+        // deletion (a whiteout) is kept, so `rm`/`apt-get clean` still take effect.
+        let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+        if !keep_volatile && !whiteout && overlay::is_volatile(path) {
             return true;
         }
         stubs.contains(path)

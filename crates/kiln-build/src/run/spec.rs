@@ -167,7 +167,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
 ];
 
 /// The fixed mounts every step gets: a minimal /proc, /dev, /sys.
-pub fn base_mounts() -> Vec<Mount> {
+pub fn base_mounts(new_network_namespace: bool) -> Vec<Mount> {
     vec![
         Mount::fs("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         Mount::fs(
@@ -190,8 +190,9 @@ pub fn base_mounts() -> Vec<Mount> {
         ),
         Mount::fs("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         // sysfs can only be mounted by the owner of the network namespace; in a user
-        // namespace the host's /sys is bound read-only instead, as rootless runtimes do.
-        if super::userns::in_user_namespace() {
+        // namespace sharing the host's network, the host's /sys is bound read-only instead,
+        // as rootless runtimes do.
+        if super::userns::in_user_namespace() && !new_network_namespace {
             Mount::bind("/sys", "/sys", false)
         } else {
             Mount::fs("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])
@@ -211,7 +212,7 @@ pub fn build_spec(
     new_network_namespace: bool,
 ) -> Spec {
     let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    let mut mounts = base_mounts();
+    let mut mounts = base_mounts(new_network_namespace);
     mounts.extend(extra_mounts);
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
         .iter()
