@@ -13,6 +13,7 @@
 // Errors carry registry, repository, status and hint strings; they are rare and every path
 // returning them is I/O-bound, so boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+#![deny(missing_docs)]
 
 pub mod auth;
 pub mod client;

@@ -582,11 +582,52 @@ enum Started {
 
 /// The next offset from a `Range: 0-N` header (N + 1), if the header is there and sane.
 fn range_end(resp: &reqwest::Response) -> Option<u64> {
-    let r = resp.headers().get(RANGE)?.to_str().ok()?;
+    range_end_of(resp.headers())
+}
+
+fn range_end_of(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let r = headers.get(RANGE)?.to_str().ok()?;
     let r = r.strip_prefix("bytes=").unwrap_or(r);
     let (_, end) = r.split_once('-')?;
     if end.starts_with('-') {
         return Some(0);
     }
     end.parse::<u64>().ok().map(|e| e + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn upload_offsets_from_range_headers() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RANGE, HeaderValue::from_str(v).unwrap());
+            range_end_of(&h)
+        };
+        assert_eq!(with("0-1023"), Some(1024));
+        assert_eq!(with("bytes=0-9"), Some(10));
+        assert_eq!(with("0--1"), Some(0));
+        assert_eq!(with("garbage"), None);
+        assert_eq!(range_end_of(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn media_types_from_bodies() {
+        assert_eq!(
+            sniff_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).as_deref(),
+            Some(media::OCI_INDEX)
+        );
+        assert_eq!(
+            sniff_media_type(br#"{"schemaVersion":2,"config":{},"layers":[]}"#).as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
+        assert_eq!(
+            sniff_media_type(br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#).as_deref(),
+            Some(media::DOCKER_MANIFEST)
+        );
+        assert_eq!(sniff_media_type(b"not json"), None);
+    }
 }
