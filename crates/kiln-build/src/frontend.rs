@@ -918,17 +918,7 @@ pub fn join_path(base: &str, path: &str) -> String {
 /// trailing slash if there was one.
 pub fn clean_abs(path: &str) -> String {
     let trailing = path.ends_with('/') || path.ends_with("/.");
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut out = format!("/{}", parts.join("/"));
+    let mut out = format!("/{}", crate::tree::clean_rel(path));
     if trailing && out != "/" {
         out.push('/');
     }

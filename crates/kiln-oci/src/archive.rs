@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::{Algorithm, Digest, HashingWriter};
 use crate::image::{self, RootFs};
 use crate::layer;
 use crate::media;
@@ -220,40 +220,6 @@ fn decoder<'a, R: BufRead + 'a>(packing: Packing, r: R) -> io::Result<Box<dyn Re
     })
 }
 
-/// A writer that hashes (with any algorithm) and counts what passes through to `inner`.
-struct DigestWriter<W> {
-    inner: W,
-    hasher: Hasher,
-    written: u64,
-}
-
-impl<W: Write> DigestWriter<W> {
-    fn new(inner: W, algorithm: Algorithm) -> Self {
-        DigestWriter {
-            inner,
-            hasher: Hasher::new(algorithm),
-            written: 0,
-        }
-    }
-
-    fn finish(self) -> (W, Digest, u64) {
-        (self.inner, self.hasher.finish(), self.written)
-    }
-}
-
-impl<W: Write> Write for DigestWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Copies every byte read from `inner` into `out`, so a compressed layer can be stored as-is
 /// while it is decompressed for its diff_id.
 struct Tee<R, W> {
@@ -309,47 +275,6 @@ impl<R: BufRead, W: Write> BufRead for Tee<R, W> {
             }
         };
         self.inner.consume(amt);
-    }
-}
-
-/// Forwards writes in fixed-size chunks. zlib-rs's output depends on how its input is split
-/// across writes, so re-chunking makes a re-compressed layer a function of its bytes alone,
-/// whatever sizes the reads upstream happened to return.
-struct Rechunk<W: Write> {
-    inner: W,
-    buf: Vec<u8>,
-}
-
-const RECHUNK: usize = 64 * 1024;
-
-impl<W: Write> Rechunk<W> {
-    fn new(inner: W) -> Self {
-        Rechunk {
-            inner,
-            buf: Vec::with_capacity(RECHUNK),
-        }
-    }
-
-    fn finish(mut self) -> io::Result<W> {
-        self.inner.write_all(&self.buf)?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for Rechunk<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(RECHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == RECHUNK {
-            self.inner.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        // Flushing a gzip encoder would end a deflate block early; chunks go out when full.
-        Ok(())
     }
 }
 
@@ -674,7 +599,8 @@ pub fn save_docker_archive(
                     continue;
                 }
                 let scratch = tempfile::tempfile_in(&scratch_dir).map_err(layer_err("creating scratch space for"))?;
-                let mut w = DigestWriter::new(BufWriter::with_capacity(IO_BUFFER, scratch), expected.algorithm());
+                let mut w =
+                    HashingWriter::with_algorithm(BufWriter::with_capacity(IO_BUFFER, scratch), expected.algorithm());
                 let mut dec = crate::decompress::open_layer_stream(blob).map_err(layer_err("decompressing"))?;
                 io::copy(&mut dec, &mut w).map_err(layer_err("decompressing"))?;
                 let (buf, got, size) = w.finish();
@@ -1172,13 +1098,13 @@ fn stage_docker_layer(
                 layer::Compression::Gzip(l) => l,
                 _ => 6,
             };
-            let gz = flate2::GzBuilder::new()
-                .operating_system(255)
-                .write(blob, flate2::Compression::new(level));
-            let mut w = DigestWriter::new(Rechunk::new(gz), diff_id.algorithm());
+            // The same deterministic parallel gzip as builds use, so a layer loaded from a
+            // docker archive compresses to the bytes a build of the same tree would write.
+            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let gz = crate::pgzip::ParallelGzip::new(blob, level, workers);
+            let mut w = HashingWriter::with_algorithm(gz, diff_id.algorithm());
             io::copy(&mut r, &mut w).map_err(read_err)?;
-            let (chunks, got, n) = w.finish();
-            let gz = chunks.finish().map_err(io_at(archive, format!("compressing {path}")))?;
+            let (gz, got, n) = w.finish();
             if n != size {
                 return Err(read_err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -1190,7 +1116,7 @@ fn stage_docker_layer(
         }
         Packing::Gzip | Packing::Zstd => {
             let mut tee = Tee::new(r, blob);
-            let mut w = DigestWriter::new(io::sink(), diff_id.algorithm());
+            let mut w = HashingWriter::with_algorithm(io::sink(), diff_id.algorithm());
             {
                 let mut dec = decoder(packing, &mut tee).map_err(read_err)?;
                 io::copy(&mut dec, &mut w).map_err(read_err)?;

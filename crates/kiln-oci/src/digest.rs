@@ -175,9 +175,14 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`, hashing with sha256.
     pub fn new(inner: W) -> Self {
+        Self::with_algorithm(inner, Algorithm::Sha256)
+    }
+
+    /// Wraps `inner`, hashing with `algorithm` (foreign content may name sha512).
+    pub fn with_algorithm(inner: W, algorithm: Algorithm) -> Self {
         HashingWriter {
             inner,
-            hasher: Hasher::new(Algorithm::Sha256),
+            hasher: Hasher::new(algorithm),
             written: 0,
         }
     }
