@@ -92,18 +92,9 @@ pub struct SpecRequest {
     pub no_cache: bool,
 }
 
-/// Builds a kiln.toml from its lock (re-locking first unless `locked`), then tags the index.
-pub fn build(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync)) -> Result<Built, Error> {
-    let names: Vec<Name> = req
-        .tags
-        .iter()
-        .map(|t| {
-            Name::parse(t).map_err(|e| Error::Input {
-                message: format!("-t {t:?}: {e}"),
-                hint: "use NAME[:TAG], e.g. -t static:latest".into(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+/// The spec and the lock a build will use: the lock is made or refreshed first unless
+/// `locked`, in which case a missing or disagreeing lock is an error.
+fn spec_and_lock(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync)) -> Result<(Spec, Lock), Error> {
     let spec = Spec::load(&req.spec)?;
     let lock_file = lock_path(&req.spec);
     let lock = if req.locked {
@@ -123,6 +114,46 @@ pub fn build(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync))
         }
         l.lock
     };
+    Ok((spec, lock))
+}
+
+/// The build plan of a kiln.toml as JSON: per architecture, the layers in order with the
+/// exact packages (version, sha256) each holds. No .deb is fetched.
+pub fn plan(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, Error> {
+    let (spec, lock) = spec_and_lock(store, req, progress)?;
+    let mut arches = serde_json::Map::new();
+    for arch in &spec.architectures {
+        let pkgs: Vec<_> = lock.for_arch(arch).collect();
+        let mut layers: Vec<serde_json::Value> = assemble::layer_order(&pkgs)
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "packages": [{ "name": p.name, "version": p.version, "sha256": p.sha256, "url": format!("{}/{}", p.url, p.path) }],
+                })
+            })
+            .collect();
+        layers.push(serde_json::json!({ "accounts_and_files": spec.files.len() }));
+        arches.insert(
+            arch.clone(),
+            serde_json::json!({ "platform": assemble::platform(arch), "layers": layers }),
+        );
+    }
+    Ok(serde_json::json!({ "spec": req.spec, "spec_hash": lock.spec_hash, "architectures": arches }))
+}
+
+/// Builds a kiln.toml from its lock (re-locking first unless `locked`), then tags the index.
+pub fn build(store: &Store, req: &SpecRequest, progress: &(dyn Fn(&str) + Sync)) -> Result<Built, Error> {
+    let names: Vec<Name> = req
+        .tags
+        .iter()
+        .map(|t| {
+            Name::parse(t).map_err(|e| Error::Input {
+                message: format!("-t {t:?}: {e}"),
+                hint: "use NAME[:TAG], e.g. -t static:latest".into(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let (spec, lock) = spec_and_lock(store, req, progress)?;
     let spec_dir = req
         .spec
         .parent()

@@ -48,9 +48,9 @@ pub fn lock(store: &Store, args: &LockArgs) -> Result<(), CliError> {
 pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), CliError> {
     let compression = Compression::parse(&args.compression)
         .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
-    if args.platform.is_some() || args.target.is_some() || !args.build_args.is_empty() || args.print_plan {
+    if args.platform.is_some() || args.target.is_some() || !args.build_args.is_empty() {
         return Err(CliError::input(format!(
-            "{}: --platform, --target, --build-arg and --print-plan apply to Dockerfiles (hint: a kiln.toml lists its `architectures`)",
+            "{}: --platform, --target and --build-arg apply to Dockerfiles (hint: a kiln.toml lists its `architectures`)",
             spec.display()
         )));
     }
@@ -64,6 +64,11 @@ pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), Cl
         locked: args.locked,
         no_cache: args.no_cache,
     };
+    if args.print_plan {
+        let plan = kiln_build::spec::plan(store, &req, &progress).map_err(debian_err)?;
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
+        return Ok(());
+    }
     let built = kiln_build::spec::build(store, &req, &progress).map_err(debian_err)?;
     let digest = built.index.digest.to_string();
     if let Some(f) = &args.iidfile {
