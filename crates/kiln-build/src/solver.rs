@@ -243,6 +243,11 @@ impl Solver<'_> {
                     for m in &r.mounts {
                         parts.push(self.mount_key(step, m, outs)?.to_vec());
                     }
+                    // --keep-volatile changes the layer, so it is part of the key (only
+                    // when set, so the usual keys stay as they are).
+                    if self.opts.run.keep_volatile {
+                        parts.push(b"keep-volatile".to_vec());
+                    }
                     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
                     let k = hash(&refs);
                     let layers_now = layers.clone();

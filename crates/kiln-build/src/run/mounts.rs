@@ -263,9 +263,7 @@ pub fn parse(spec: &str) -> Result<RunMount, MountError> {
         }
     };
     if let Some(k) = kv.keys().next() {
-        return Err(err(format!(
-            "unknown option {k:?} for type={kind}"
-        )));
+        return Err(err(format!("unknown option {k:?} for type={kind}")));
     }
     Ok(mount)
 }
