@@ -342,7 +342,11 @@ mod tests {
                     m.truncate((next() as usize) % m.len());
                 }
                 if let Ok(d) = read("m", &m) {
-                    assert!(d.entries.iter().all(|e| !e.path.starts_with('/') && !e.path.split('/').any(|c| c == "..")));
+                    assert!(
+                        d.entries
+                            .iter()
+                            .all(|e| !e.path.starts_with('/') && !e.path.split('/').any(|c| c == ".."))
+                    );
                 }
             }
         }

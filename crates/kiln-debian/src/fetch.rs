@@ -28,8 +28,7 @@ pub fn get(cache: &Path, p: &LockedPackage) -> Result<Vec<u8>, Error> {
         let _ = std::fs::remove_file(&path);
     }
     let url = format!("{}/{}", p.url.trim_end_matches('/'), p.path);
-    let mut data = Vec::with_capacity(p.size as usize);
-    http::get(&url, &mut data)?;
+    let data = http::get_bytes(&url)?;
     let got = hex::encode(Sha256::digest(&data));
     if got != p.sha256 {
         return Err(Error::Input {

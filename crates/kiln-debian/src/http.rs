@@ -94,11 +94,21 @@ pub fn get(url: &str, out: &mut dyn Write) -> Result<u64, HttpError> {
     })
 }
 
-/// Downloads `url` into memory.
+/// Downloads `url` into memory. A transfer cut off midway (a reset, a short body) is tried
+/// again from the start, twice; an HTTP error status is not.
 pub fn get_bytes(url: &str) -> Result<Vec<u8>, HttpError> {
-    let mut v = Vec::new();
-    get(url, &mut v)?;
-    Ok(v)
+    let mut attempt = 0;
+    loop {
+        let mut v = Vec::new();
+        match get(url, &mut v) {
+            Ok(_) => return Ok(v),
+            Err(HttpError::Io { .. }) if attempt < 2 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500 * attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 enum Outcome {
@@ -268,7 +278,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let t = std::thread::spawn(move || {
-            for (i, s) in l.incoming().take(3).enumerate() {
+            for (i, s) in l.incoming().take(5).enumerate() {
                 let mut s = s.unwrap();
                 // Read the whole request, so closing never resets the connection.
                 let mut req = Vec::new();
@@ -289,6 +299,7 @@ mod tests {
             }
         });
         assert_eq!(get_bytes(&format!("http://127.0.0.1:{port}/a")).unwrap(), b"abcde");
+        // A short body is an error after the first try and two retries (3 connections).
         assert!(get_bytes(&format!("http://127.0.0.1:{port}/c")).is_err());
         t.join().unwrap();
     }
