@@ -1,0 +1,215 @@
+//! Dockerfile linting for kiln: rules for immutable builds (pinned bases and
+//! packages, verified downloads), secrets (credentials in ENV/ARG, URLs and
+//! copied files), least privilege (root, sudo, world-writable files, ports)
+//! and hygiene (caches, WORKDIR, exec form, shell mistakes).
+//!
+//! * [`lint`] checks one Dockerfile's text and returns located [`Finding`]s;
+//!   it does no I/O, so it is as fast as the parser.
+//! * [`Config`] is `.kiln-lint.toml`: disable rules, change severities.
+//! * [`output`] renders findings for people, as JSON, or as SARIF 2.1.0.
+//! * [`rules::RULES`] is the catalogue; every rule has a docs page,
+//!   `docs/lint/KL###.md`, rendered from the same bad/good examples the
+//!   tests run.
+
+#![warn(missing_docs)]
+
+mod checks;
+pub mod config;
+pub mod output;
+pub mod rules;
+pub mod shell;
+
+use std::fmt;
+
+pub use config::{Config, ConfigError};
+
+/// How bad a finding is. Ordered: `Info < Warning < Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Advice; shown with `--severity info`.
+    Info,
+    /// Should be fixed; fails `kiln lint` by default.
+    Warning,
+    /// Almost certainly wrong or dangerous.
+    Error,
+}
+
+impl Severity {
+    /// The lowercase name used in output and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    /// Parses `error`, `warning` or `info` (any case; `note` and `style`
+    /// are accepted as `info` for hadolint and SARIF users).
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Some(Severity::Error),
+            "warning" | "warn" => Some(Severity::Warning),
+            "info" | "note" | "style" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem found in a Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Rule id, `KL###`.
+    pub rule: &'static str,
+    /// Severity after configuration.
+    pub severity: Severity,
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line of the offending word.
+    pub line: usize,
+    /// 1-based column (characters) of the offending word.
+    pub col: usize,
+    /// 1-based line of the instruction's keyword: tools that report per
+    /// instruction (hadolint, editors' gutter marks) use this one.
+    pub instruction_line: usize,
+    /// What is wrong and how to fix it, one line.
+    pub message: String,
+    /// The rule's documentation page, relative to the repository root.
+    pub doc: String,
+}
+
+/// Why a file could not be linted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LintError {
+    /// The Dockerfile does not parse; the build would refuse it too.
+    #[error("{file}:{line}:{col}: {message}{}", hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default())]
+    Parse {
+        /// The file as named.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// The parser's message.
+        message: String,
+        /// How to fix it, when known.
+        hint: Option<String>,
+    },
+}
+
+/// Lints one Dockerfile. `file` is only used to label findings.
+///
+/// Inline `# kiln:ignore=KL001,KL002` comments on the line(s) right before an
+/// instruction silence those rules for it; `# kiln:ignore` alone silences all.
+/// Findings are sorted by position; severities and disabled rules follow
+/// `config`. The caller filters by threshold.
+pub fn lint(file: &str, source: &str, config: &Config) -> Result<Vec<Finding>, LintError> {
+    let df = kiln_dockerfile::parse(source).map_err(|e| LintError::Parse {
+        file: file.to_string(),
+        line: e.line,
+        col: e.col,
+        message: e.message.clone(),
+        hint: e.hint.clone(),
+    })?;
+    let src = checks::Source::new(source);
+    let mut raw = Vec::new();
+    checks::run(&df, &src, &mut raw);
+    let mut out: Vec<Finding> = Vec::with_capacity(raw.len());
+    for r in raw {
+        if src.ignored(r.instruction_line, r.rule) {
+            continue;
+        }
+        let Some(rule) = rules::rule(r.rule) else { continue };
+        let Some(severity) = config.severity_of(rule) else {
+            continue;
+        };
+        out.push(Finding {
+            rule: rule.id,
+            severity,
+            file: file.to_string(),
+            line: r.line,
+            col: r.col,
+            instruction_line: r.instruction_line,
+            message: r.message,
+            doc: rule.doc(),
+        });
+    }
+    out.sort_by(|a, b| (a.line, a.col, a.rule).cmp(&(b.line, b.col, b.rule)));
+    out.dedup_by(|a, b| a.rule == b.rule && a.line == b.line && a.col == b.col);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(src: &str) -> Vec<&'static str> {
+        lint("Dockerfile", src, &Config::default())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.rule)
+            .collect()
+    }
+
+    /// Every rule's bad example triggers it and its good example does not:
+    /// the same examples are the docs pages, so docs and code agree.
+    #[test]
+    fn every_rule_bad_and_good() {
+        for r in rules::RULES {
+            let bad = ids(r.bad);
+            assert!(
+                bad.contains(&r.id),
+                "{}: bad example not flagged; got {bad:?}\n{}",
+                r.id,
+                r.bad
+            );
+            let good = ids(r.good);
+            assert!(!good.contains(&r.id), "{}: good example flagged\n{}", r.id, r.good);
+        }
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_sorted() {
+        let ids: Vec<_> = rules::RULES.iter().map(|r| r.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn inline_ignore() {
+        let src = "# kiln:ignore=KL001,KL003\nFROM debian\nUSER 1\n";
+        assert!(!ids(src).contains(&"KL001"));
+        let src = "# a comment\n# kiln:ignore=KL003\nFROM debian\nUSER 1\n";
+        let got = ids(src);
+        assert!(got.contains(&"KL001") && !got.contains(&"KL003"), "{got:?}");
+        let src = "# kiln:ignore\nFROM debian\nUSER 1\n";
+        assert!(ids(src).is_empty());
+    }
+
+    #[test]
+    fn parse_error_is_located() {
+        let e = lint("Dockerfile", "FROM debian\nCOPY --form=x a b\n", &Config::default()).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("Dockerfile:2:"), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn columns_point_at_the_word() {
+        let src = "FROM debian:12@sha256:10901ccd8d249047f9761845b4594f121edbf0d9a2fb47ee3cf4f6caec6a2be8\nRUN apt-get update && \\\n    sudo apt-get install -y curl\nUSER 1\n";
+        let f = lint("D", src, &Config::default()).unwrap();
+        let sudo = f.iter().find(|f| f.rule == "KL202").unwrap();
+        assert_eq!((sudo.line, sudo.col, sudo.instruction_line), (3, 5, 2));
+        let pin = f.iter().find(|f| f.rule == "KL005").unwrap();
+        assert_eq!((pin.line, pin.col), (3, 29));
+    }
+}
