@@ -54,6 +54,8 @@ pub enum Commands {
     Referrers(ReferrersArgs),
     /// Push an artifact that refers to an image in a registry (its `subject`).
     Attach(AttachArgs),
+    /// Check Dockerfiles for unpinned inputs, secrets, root and other mistakes.
+    Lint(LintArgs),
 }
 
 /// How progress is shown.
@@ -431,4 +433,32 @@ pub enum CacheCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// `kiln lint` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    /// One `file:line:col: severity[KL###] message` line per finding.
+    Human,
+    /// A JSON document with every finding.
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning and other SARIF viewers).
+    Sarif,
+}
+
+/// `kiln lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Dockerfiles to check (default: ./Dockerfile).
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: LintFormat,
+    /// Report findings at or above this severity, and exit 1 if there are any
+    /// (default: warning, or `severity` in .kiln-lint.toml).
+    #[arg(long, value_name = "error|warning|info")]
+    pub severity: Option<String>,
+    /// Configuration file (default: .kiln-lint.toml next to the Dockerfile or in a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

@@ -16,6 +16,10 @@ use crate::cli::{Cli, Commands};
 use crate::error::CliError;
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    if let Commands::Lint(a) = &cli.command {
+        // Linting reads only the named files: no store.
+        return commands::lint::lint(a);
+    }
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
     let store =
         Store::open(&root).map_err(|e| CliError::env(format!("opening the store at {}: {e}", root.display())))?;
@@ -37,6 +41,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Logout(a) => commands::registry::logout(a),
         Commands::Referrers(a) => commands::registry::referrers(a),
         Commands::Attach(a) => commands::registry::attach(&store, a),
+        Commands::Lint(_) => unreachable!("handled before the store is opened"),
     }
 }
 

@@ -4,5 +4,6 @@ pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod images;
+pub mod lint;
 pub mod lock;
 pub mod registry;
