@@ -275,35 +275,25 @@ impl Session {
         let _lease = store.lease().map_err(store_err(&ctx))?;
         self.rt.block_on(async {
             let subj = repo.get_manifest(&reference).await?.descriptor;
-            let cfg_digest = store.put_blob(EMPTY_JSON).map_err(store_err(&ctx))?;
-            let config = Descriptor::new(EMPTY_MEDIA_TYPE, cfg_digest, EMPTY_JSON.len() as u64);
-            let mut descs = Vec::new();
-            for (mt, data) in layers {
-                let d = store.put_blob(data).map_err(store_err(&ctx))?;
-                descs.push(Descriptor::new(mt.clone(), d, data.len() as u64));
-            }
-            for d in std::iter::once(&config).chain(descs.iter()) {
-                repo.push_blob(d, store, None).await?;
-            }
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(media::OCI_MANIFEST.into()),
-                artifact_type: Some(artifact_type.to_string()),
-                config,
-                layers: descs,
-                subject: Some(Descriptor::new(subj.media_type.clone(), subj.digest.clone(), subj.size)),
-                annotations: annotations.clone(),
-            };
-            let bytes = Bytes::from(canonical_json(&manifest));
-            let digest = Digest::sha256_of(&bytes);
-            let put = put_manifest_with_subject(&repo, &digest.to_string(), &bytes).await?;
-            let mut desc = Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64);
-            desc.artifact_type = Some(artifact_type.to_string());
-            desc.annotations = annotations;
-            if !put {
-                add_to_fallback_index(&repo, &subj.digest, &desc).await?;
-            }
+            let (desc, _) = artifact_manifest(store, &subj, artifact_type, layers, annotations).map_err(store_err(&ctx))?;
+            push_artifact(&repo, store, &desc, &subj.digest).await?;
             Ok(desc)
+        })
+    }
+
+    /// Pushes an artifact manifest that is already in `store` (made by
+    /// [`artifact_manifest`], e.g. a signature kept beside a local image) and its blobs,
+    /// indexed as [`Session::attach`] does. The image `subject` names must be in the
+    /// registry already.
+    pub fn push_referrer(&self, store: &Store, artifact: &Descriptor, subject: &Name) -> Result<()> {
+        let repo = self.repo(subject)?;
+        let reference = reference_of(subject);
+        self.rt.block_on(async {
+            let digest = match &subject.digest {
+                Some(d) => d.clone(),
+                None => repo.get_manifest(&reference).await?.descriptor.digest,
+            };
+            push_artifact(&repo, store, artifact, &digest).await
         })
     }
 
@@ -320,6 +310,58 @@ impl Session {
             list_referrers(&repo, &digest, artifact_type).await
         })
     }
+}
+
+/// Writes an artifact manifest (empty config, `layers` as (media type, bytes) blobs,
+/// `annotations`, `subject`) and its blobs into `store`; returns its descriptor, which
+/// carries the artifact type and annotations as referrers indexes list them, and its bytes.
+pub fn artifact_manifest(
+    store: &Store,
+    subject: &Descriptor,
+    artifact_type: &str,
+    layers: &[(String, Vec<u8>)],
+    annotations: BTreeMap<String, String>,
+) -> std::result::Result<(Descriptor, Vec<u8>), kiln_oci::StoreError> {
+    let cfg_digest = store.put_blob(EMPTY_JSON)?;
+    let config = Descriptor::new(EMPTY_MEDIA_TYPE, cfg_digest, EMPTY_JSON.len() as u64);
+    let mut descs = Vec::new();
+    for (mt, data) in layers {
+        let d = store.put_blob(data)?;
+        descs.push(Descriptor::new(mt.clone(), d, data.len() as u64));
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        artifact_type: Some(artifact_type.to_string()),
+        config,
+        layers: descs,
+        subject: Some(Descriptor::new(subject.media_type.clone(), subject.digest.clone(), subject.size)),
+        annotations: annotations.clone(),
+    };
+    let bytes = canonical_json(&manifest);
+    let digest = store.put_blob(&bytes)?;
+    let mut desc = Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64);
+    desc.artifact_type = Some(artifact_type.to_string());
+    desc.annotations = annotations;
+    Ok((desc, bytes))
+}
+
+/// Pushes the artifact manifest `desc` of `store` and its blobs, then makes it findable
+/// from `subject` (the referrers API, else the tag schema).
+async fn push_artifact(repo: &Repo, store: &Store, desc: &Descriptor, subject: &Digest) -> Result<()> {
+    let ctx = repo.display();
+    let manifest: Manifest = store.read_json(&desc.digest).map_err(store_err(&ctx))?;
+    for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+        repo.push_blob(d, store, None).await?;
+    }
+    let bytes = Bytes::from(store.read_blob(&desc.digest).map_err(store_err(&ctx))?);
+    let put = put_manifest_with_subject(repo, &desc.digest.to_string(), &bytes).await?;
+    if !put {
+        let mut entry = desc.clone();
+        entry.annotations.remove(kiln_oci::store::REF_NAME);
+        add_to_fallback_index(repo, subject, &entry).await?;
+    }
+    Ok(())
 }
 
 /// Fetches the manifests (not the blobs) `reference` needs into `store`; returns the pull

@@ -1,0 +1,324 @@
+//! Signing and attesting an image, and verifying what is attached to it.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use kiln_oci::Descriptor;
+use serde::Serialize;
+
+use crate::envelope::{
+    BUNDLE_MEDIA_TYPE, DSSE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE, PREDICATE_TYPE_ANNOTATION, SIGN_PREDICATE_TYPE,
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_TYPE, SimpleSigning, Statement, bundle,
+    envelope_of_bundle,
+};
+use crate::error::Result;
+use crate::keys::{PrivateKey, PublicKey};
+use crate::place::{Located, TagKind};
+
+/// Layer annotation with the signing key's id (hex SHA-256 of its public key DER). It only
+/// lets verification tell "another key" from "altered"; it is never trusted.
+pub const KEY_ID_ANNOTATION: &str = "dev.kiln.signature.keyid";
+/// Bundle manifest annotation: what the bundle holds (cosign's BUNDLE_SPEC).
+pub const BUNDLE_CONTENT_ANNOTATION: &str = "dev.sigstore.bundle.content";
+/// Bundle manifest annotation: the in-toto predicate type inside.
+pub const BUNDLE_PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+
+/// What signing wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The cosign-tag manifest (`.sig` or `.att`) after the append.
+    pub tagged: Descriptor,
+    /// The bundle referrer.
+    pub bundle: Descriptor,
+}
+
+/// Signs the image's digest in both forms: a simple-signing layer under `sha256-<hex>.sig`
+/// and a bundle referrer holding a DSSE in-toto statement (cosign's sign predicate).
+pub fn sign(loc: &Located, key: &PrivateKey, annotations: &BTreeMap<String, String>) -> Result<Written> {
+    let payload = SimpleSigning::new(&loc.repository, &loc.image.digest, annotations).to_bytes();
+    let sig = key.sign(&payload);
+    let keyid = key.public().key_id();
+    let layer_ann = BTreeMap::from([
+        (SIGNATURE_ANNOTATION.to_string(), B64.encode(&sig)),
+        (KEY_ID_ANNOTATION.to_string(), keyid),
+    ]);
+    let tagged = loc.append_to_tag(TagKind::Sig, SIMPLE_SIGNING_MEDIA_TYPE, &payload, layer_ann)?;
+    let predicate = serde_json::to_value(annotations).expect("strings serialise");
+    let bundle = attach_statement(loc, key, SIGN_PREDICATE_TYPE, predicate)?.1;
+    Ok(Written { tagged, bundle })
+}
+
+fn attach_statement(loc: &Located, key: &PrivateKey, predicate_type: &str, predicate: serde_json::Value) -> Result<(Envelope, Descriptor)> {
+    let statement = Statement::new(&loc.repository, &loc.image.digest, predicate_type, predicate);
+    let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement.to_bytes(), key);
+    let b = kiln_oci::canonical_json(&bundle(&env, &key.public()));
+    let ann = BTreeMap::from([
+        (BUNDLE_CONTENT_ANNOTATION.to_string(), "dsse-envelope".to_string()),
+        (BUNDLE_PREDICATE_ANNOTATION.to_string(), predicate_type.to_string()),
+    ]);
+    let d = loc.attach(BUNDLE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE, b, ann)?;
+    Ok((env, d))
+}
+
+/// Wraps `predicate` in an in-toto statement about the image, signs it as DSSE, and
+/// attaches it both as a `.att` layer and as a bundle referrer.
+pub fn attest(loc: &Located, key: &PrivateKey, predicate_type: &str, predicate: serde_json::Value) -> Result<Written> {
+    let (env, bundle) = attach_statement(loc, key, predicate_type, predicate)?;
+    let ann = BTreeMap::from([
+        (PREDICATE_TYPE_ANNOTATION.to_string(), predicate_type.to_string()),
+        (KEY_ID_ANNOTATION.to_string(), key.public().key_id()),
+    ]);
+    let tagged = loc.append_to_tag(TagKind::Att, DSSE_MEDIA_TYPE, &kiln_oci::canonical_json(&env), ann)?;
+    Ok(Written { tagged, bundle })
+}
+
+/// Why one signature found on the image did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Reason {
+    /// Made with another key (its key id says so).
+    WrongKey {
+        /// The key id the signature names.
+        signed_by: String,
+    },
+    /// The signature does not match the signed bytes: the payload or the signature was
+    /// altered (or it was made by another key that left no key id).
+    BadSignature,
+    /// The signature is valid but for another image.
+    DigestMismatch {
+        /// What the signature covers.
+        signed: String,
+        /// The image's digest.
+        image: String,
+    },
+    /// The signature object cannot be read.
+    Malformed {
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::WrongKey { signed_by } => write!(f, "wrong key: signed by key {signed_by}, not the given key"),
+            Reason::BadSignature => write!(f, "invalid signature: the payload or the signature was altered, or another key made it"),
+            Reason::DigestMismatch { signed, image } => {
+                write!(f, "digest mismatch: the signature covers {signed}, but the image is {image}")
+            }
+            Reason::Malformed { detail } => write!(f, "malformed: {detail}"),
+        }
+    }
+}
+
+/// One signature that verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// Where it was found: `bundle sha256:…` or `sha256-….sig layer N`.
+    pub source: String,
+    /// The verified payload (simple-signing JSON or in-toto statement).
+    pub payload: serde_json::Value,
+}
+
+/// One signature that did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    /// Where it was found.
+    pub source: String,
+    /// Why it failed.
+    #[serde(flatten)]
+    pub reason: Reason,
+}
+
+/// The outcome of a verification: passing needs at least one verified signature.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Signatures that verified.
+    pub verified: Vec<Verified>,
+    /// Signatures that did not, with reasons.
+    pub rejected: Vec<Rejected>,
+}
+
+/// What to look for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Image signatures (`kiln verify`).
+    Signature,
+    /// Attestations of this predicate type (`kiln verify-attestation`).
+    Attestation(String),
+}
+
+fn hint_says_other_key(hint: Option<&str>, key: &PublicKey) -> Option<Reason> {
+    match hint {
+        Some(h) if !h.is_empty() && h != key.key_id() => Some(Reason::WrongKey {
+            signed_by: h.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// Checks a verified-signature DSSE statement against the image; `None` if its type is
+/// not wanted.
+fn check_statement(env: &Envelope, loc: &Located, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+    let payload = env.payload_bytes().ok_or(Reason::Malformed {
+        detail: "DSSE payload is not base64".into(),
+    })?;
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Reason::Malformed {
+            detail: format!("DSSE payloadType {:?} is not in-toto", env.payload_type),
+        });
+    }
+    let st: Statement = serde_json::from_slice(&payload).map_err(|e| Reason::Malformed {
+        detail: format!("payload is not an in-toto statement: {e}"),
+    })?;
+    let wanted = match want {
+        Want::Signature => st.predicate_type == SIGN_PREDICATE_TYPE,
+        Want::Attestation(t) => &st.predicate_type == t,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    if !st.names(&loc.image.digest) {
+        let signed = st
+            .subject
+            .iter()
+            .flat_map(|s| s.digest.iter().map(|(a, h)| format!("{a}:{h}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Reason::DigestMismatch {
+            signed,
+            image: loc.image.digest.to_string(),
+        });
+    }
+    Ok(Some(serde_json::from_slice(&payload).expect("parsed above")))
+}
+
+/// Finds and checks every signature (or attestation) of the image: bundle referrers
+/// first, then the cosign tag. Anything that cannot be read or checked is rejected with a
+/// reason; nothing passes unless a signature verifies with `key` and covers the image's
+/// digest.
+pub fn verify(loc: &Located, key: &PublicKey, want: &Want) -> Result<Report> {
+    let mut report = Report::default();
+    for r in loc.referrers(BUNDLE_MEDIA_TYPE)? {
+        let ann_type = r.annotations.get(BUNDLE_PREDICATE_ANNOTATION).map(String::as_str);
+        let relevant = match (want, ann_type) {
+            (_, None) => true,
+            (Want::Signature, Some(t)) => t == SIGN_PREDICATE_TYPE,
+            (Want::Attestation(w), Some(t)) => t == w,
+        };
+        if !relevant {
+            continue;
+        }
+        let source = format!("bundle {}", r.digest);
+        match check_bundle(loc, &r, key, want) {
+            Ok(Some(payload)) => report.verified.push(Verified { source, payload }),
+            Ok(None) => {}
+            Err(reason) => report.rejected.push(Rejected { source, reason }),
+        }
+    }
+    let kind = match want {
+        Want::Signature => TagKind::Sig,
+        Want::Attestation(_) => TagKind::Att,
+    };
+    let tag = kind.tag(&loc.image.digest);
+    if let Some(m) = loc.read_tag(kind)? {
+        for (i, layer) in m.layers.iter().enumerate() {
+            if let Want::Attestation(w) = want
+                && layer.annotations.get(PREDICATE_TYPE_ANNOTATION).is_some_and(|t| t != w)
+            {
+                continue;
+            }
+            let source = format!("{tag} layer {i}");
+            let data = match loc.blob(layer) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.rejected.push(Rejected {
+                        source,
+                        reason: Reason::Malformed { detail: e.to_string() },
+                    });
+                    continue;
+                }
+            };
+            let checked = match want {
+                Want::Signature => check_simple(loc, layer, &data, key).map(Some),
+                Want::Attestation(_) => check_att(loc, layer, &data, key, want),
+            };
+            match checked {
+                Ok(Some(payload)) => report.verified.push(Verified { source, payload }),
+                Ok(None) => {}
+                Err(reason) => report.rejected.push(Rejected { source, reason }),
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn check_bundle(loc: &Located, r: &Descriptor, key: &PublicKey, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+    let malformed = |detail: String| Reason::Malformed { detail };
+    let m = loc.manifest(r).map_err(|e| malformed(e.to_string()))?;
+    if m.subject.as_ref().is_some_and(|s| s.digest != loc.image.digest) {
+        return Err(Reason::DigestMismatch {
+            signed: m.subject.map(|s| s.digest.to_string()).unwrap_or_default(),
+            image: loc.image.digest.to_string(),
+        });
+    }
+    let layer = m
+        .layers
+        .first()
+        .ok_or_else(|| malformed("bundle manifest has no layer".into()))?;
+    let data = loc.blob(layer).map_err(|e| malformed(e.to_string()))?;
+    let b: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| malformed(format!("bundle is not JSON: {e}")))?;
+    let env = envelope_of_bundle(&b).ok_or_else(|| malformed("not a Sigstore bundle with a DSSE envelope".into()))?;
+    if !env.verify(key) {
+        let hint = b
+            .pointer("/verificationMaterial/publicKey/hint")
+            .and_then(|h| h.as_str());
+        return Err(hint_says_other_key(hint, key).unwrap_or(Reason::BadSignature));
+    }
+    check_statement(&env, loc, want)
+}
+
+fn check_simple(loc: &Located, layer: &Descriptor, payload: &[u8], key: &PublicKey) -> std::result::Result<serde_json::Value, Reason> {
+    let sig_b64 = layer.annotations.get(SIGNATURE_ANNOTATION).ok_or(Reason::Malformed {
+        detail: format!("layer has no {SIGNATURE_ANNOTATION} annotation"),
+    })?;
+    let sig = B64.decode(sig_b64).map_err(|_| Reason::Malformed {
+        detail: "signature annotation is not base64".into(),
+    })?;
+    if !key.verify(payload, &sig) {
+        return Err(
+            hint_says_other_key(layer.annotations.get(KEY_ID_ANNOTATION).map(String::as_str), key)
+                .unwrap_or(Reason::BadSignature),
+        );
+    }
+    let ss: SimpleSigning = serde_json::from_slice(payload).map_err(|e| Reason::Malformed {
+        detail: format!("payload is not simple-signing JSON: {e}"),
+    })?;
+    if ss.critical.kind != SIMPLE_SIGNING_TYPE {
+        return Err(Reason::Malformed {
+            detail: format!("critical.type is {:?}", ss.critical.kind),
+        });
+    }
+    if ss.critical.image.docker_manifest_digest != loc.image.digest.to_string() {
+        return Err(Reason::DigestMismatch {
+            signed: ss.critical.image.docker_manifest_digest,
+            image: loc.image.digest.to_string(),
+        });
+    }
+    Ok(serde_json::from_slice(payload).expect("parsed above"))
+}
+
+fn check_att(loc: &Located, layer: &Descriptor, data: &[u8], key: &PublicKey, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+    let env: Envelope = serde_json::from_slice(data).map_err(|e| Reason::Malformed {
+        detail: format!("not a DSSE envelope: {e}"),
+    })?;
+    if !env.verify(key) {
+        return Err(
+            hint_says_other_key(layer.annotations.get(KEY_ID_ANNOTATION).map(String::as_str), key)
+                .unwrap_or(Reason::BadSignature),
+        );
+    }
+    check_statement(&env, loc, want)
+}
