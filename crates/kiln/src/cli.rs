@@ -54,6 +54,8 @@ pub enum Commands {
     Referrers(ReferrersArgs),
     /// Push an artifact that refers to an image in a registry (its `subject`).
     Attach(AttachArgs),
+    /// List every package in an image (SPDX 2.3, CycloneDX 1.6, a table or JSON).
+    Sbom(SbomArgs),
     /// Check Dockerfiles for unpinned inputs, secrets, root and other mistakes.
     Lint(LintArgs),
 }
@@ -148,6 +150,12 @@ pub struct BuildArgs {
     /// Keep files that package managers rewrite on every run (see docs/build.md).
     #[arg(long)]
     pub keep_volatile: bool,
+    /// Catalogue the image and attach SPDX and CycloneDX SBOMs to it (--sbom=false skips).
+    #[arg(long, default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sbom: bool,
+    /// Also catalogue builder stages; their packages are marked build-time only.
+    #[arg(long)]
+    pub sbom_stages: bool,
 }
 
 /// Output format for listings.
@@ -461,4 +469,36 @@ pub struct LintArgs {
     /// Configuration file (default: .kiln-lint.toml next to the Dockerfile or in a parent).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// SBOM output formats (syft's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    SpdxJson,
+    /// CycloneDX 1.6 JSON.
+    CyclonedxJson,
+    /// Aligned columns.
+    Table,
+    /// kiln's own JSON model.
+    Json,
+}
+
+/// `kiln sbom`.
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// Image: a store name, sha256:DIGEST, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, HOST/REPO:TAG or docker://NAME.
+    pub image: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: SbomFormat,
+    /// Write the SBOM to this file instead of standard output.
+    #[arg(long, value_name = "OUT")]
+    pub file: Option<PathBuf>,
+    /// Platform to pick from a multi-arch image (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry settings (for images read from a registry).
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }

@@ -41,6 +41,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Logout(a) => commands::registry::logout(a),
         Commands::Referrers(a) => commands::registry::referrers(a),
         Commands::Attach(a) => commands::registry::attach(&store, a),
+        Commands::Sbom(a) => commands::sbom::sbom(&store, a),
         Commands::Lint(_) => unreachable!("handled before the store is opened"),
     }
 }

@@ -217,6 +217,9 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
     pins.write_lock()?;
     let solved = run(store, &prepared, &req, &args.tags, &reporter)?;
     let digest = solved.manifest.digest.to_string();
+    if args.sbom {
+        sbom_for_build(store, args, &prepared, &req, &solved.manifest, &reporter)?;
+    }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
@@ -269,6 +272,43 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         solved.cache_misses
     ));
     println!("{digest}");
+    Ok(())
+}
+
+/// The SBOM of a built image (and, with `--sbom-stages`, of its builder stages, which
+/// are solved again from the cache to learn their layers), attached in the store.
+fn sbom_for_build(
+    store: &Store,
+    args: &BuildArgs,
+    prepared: &kiln_build::build::Prepared,
+    req: &BuildRequest,
+    image: &kiln_oci::Descriptor,
+    reporter: &Reporter,
+) -> Result<(), CliError> {
+    let mut stages = vec![];
+    if args.sbom_stages {
+        for plan in crate::commands::sbom::stage_plans(&prepared.plan) {
+            let opts = kiln_build::solver::SolveOptions {
+                file_name: prepared.file_name.clone(),
+                context: &prepared.context,
+                compression: req.compression,
+                no_cache: false,
+                progress: &kiln_build::solver::Quiet,
+                run: req.run.clone(),
+            };
+            let solved = kiln_build::solver::solve(store, &plan, &opts)?;
+            stages.push(solved.layers.iter().map(|l| l.descriptor.clone()).collect());
+        }
+    }
+    let b = crate::commands::sbom::BuildSbom {
+        image,
+        stages,
+        source_date_epoch: Some(prepared.plan.source_date_epoch),
+    };
+    let n = crate::commands::sbom::attach_to_build(store, &b, &|w| {
+        kiln_build::solver::Progress::warn(reporter, w)
+    })?;
+    reporter.info(&format!("sbom: {n} packages (SPDX and CycloneDX attached)"));
     Ok(())
 }
 

@@ -14,6 +14,10 @@ pub fn images(store: &Store, args: &ImagesArgs) -> Result<(), CliError> {
     let index = store.index()?;
     let mut rows = Vec::new();
     for m in &index.manifests {
+        // Artifacts that refer to an image (its SBOMs) are not images.
+        if m.artifact_type.is_some() && m.ref_name().is_none() {
+            continue;
+        }
         let mut reachable = BTreeSet::new();
         let size: u64 = match store.reachable(m, &mut reachable) {
             Ok(()) => reachable

@@ -7,3 +7,4 @@ pub mod images;
 pub mod lint;
 pub mod lock;
 pub mod registry;
+pub mod sbom;

@@ -119,6 +119,8 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
     let opened = kiln_oci::transport::open_image(store, &src, None)?;
     let s = session(&args.registry)?;
     let pushed = s.push(&opened.layout, &opened.descriptor, &dest)?;
+    // The image's SBOMs (local referrers, attached by `kiln build`) follow it.
+    crate::commands::sbom::push_referrers(&opened.layout, &s, &opened.descriptor.digest, &dest)?;
     let digest = pushed
         .descriptor
         .as_ref()
@@ -519,6 +521,7 @@ impl<'a> BasePins<'a> {
         for t in tags {
             let n = registry_name(t)?;
             let pushed = s.push(self.store, image, &n)?;
+            crate::commands::sbom::push_referrers(self.store, &s, &image.digest, &n)?;
             eprintln!(
                 "pushed {n}: {} blobs uploaded ({}), {} mounted, {} already there",
                 pushed.uploaded,
