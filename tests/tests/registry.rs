@@ -293,6 +293,15 @@ fn copy_between_transports() {
         &["copy", "local/app:1", &format!("oci:{}:x", out.path().display())],
     )));
     assert_eq!(d, img.digest);
+    // Between two registries: blobs pass through a staging layout, the digest stays.
+    let reg2 = TestRegistry::start();
+    let d = last_digest(&run_ok(&mut kiln(
+        &store,
+        dc.path(),
+        &["copy", &r("c:1"), &format!("{}/mirror/c:1", reg2.addr)],
+    )));
+    assert_eq!(d, img.digest);
+    assert_eq!(registry_digest(&format!("{}/mirror/c:1", reg2.addr)), img.digest);
     // A name with no registry cannot be pushed without a destination.
     let o = kiln(&store, dc.path(), &["push", "local/app:1"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
