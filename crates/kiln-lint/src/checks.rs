@@ -242,6 +242,25 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                     }
                 }
                 Command::Label(_) => check_secret_text(&mut cx, ins, &ins.original),
+                Command::Onbuild(trigger) => {
+                    // Triggers run in child images: check what they would do there.
+                    if let Command::Run {
+                        cmd: CommandLine::Shell(text),
+                        ..
+                    } = &trigger.command
+                    {
+                        let script = shell::parse(text);
+                        let r = RunCx {
+                            ins,
+                            script: &script,
+                            text,
+                            pipefail_shell: true,
+                            pip_no_cache_env,
+                        };
+                        check_run(&mut cx, &r, &mut Vec::new());
+                    }
+                    check_secret_text(&mut cx, ins, &ins.original);
+                }
                 Command::User(u) => st.user = Some((u.clone(), ins.line)),
                 Command::Workdir(w) => {
                     st.workdir = true;
@@ -289,16 +308,12 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
             }
         }
         for (name, list) in [("CMD", &cmds), ("ENTRYPOINT", &entrypoints)] {
-            for ins in list.iter().take(list.len().saturating_sub(1)) {
-                cx.whole("KL308", ins, format!("{name} is given again later in this stage, so this one has no effect: keep only the last {name}"));
+            for ins in list.iter().skip(1) {
+                cx.whole("KL308", ins, format!("{name} is given more than once in this stage (first at line {}): only the last takes effect, so remove the others", list[0].line));
             }
         }
-        for ins in healthchecks.iter().take(healthchecks.len().saturating_sub(1)) {
-            cx.whole(
-                "KL320",
-                ins,
-                "HEALTHCHECK is given again later in this stage, so this one has no effect: keep one".into(),
-            );
+        for ins in healthchecks.iter().skip(1) {
+            cx.whole("KL320", ins, format!("HEALTHCHECK is given more than once in this stage (first at line {}): only the last applies, so keep one", healthchecks[0].line));
         }
         if let Some(n) = stage.name {
             facts.insert(n.to_string(), st.clone());
@@ -1315,6 +1330,22 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &mut Vec<(String, 
                 p,
                 format!("`{p}` runs an unverified download: save it, check its sha256, then run it"),
             );
+        }
+    }
+    for (i, c) in s.commands.iter().enumerate() {
+        let argv = c.without_sudo();
+        if c.pipes_out
+            && argv.first().is_some_and(|w| basename(&w.text) == "find")
+            && !argv.iter().any(|w| w.text == "-print0")
+            && let Some(next) = s.commands.get(i + 1)
+            && next.pipes_in
+            && next
+                .without_sudo()
+                .first()
+                .is_some_and(|w| basename(&w.text) == "xargs")
+            && !has_flag(next.without_sudo(), &["--null", "-0"], '0')
+        {
+            cx.word("KL404", ins, "xargs", "`find | xargs` breaks file names with spaces or quotes: use find … -print0 | xargs -0 …, or find … -exec … +".into());
         }
     }
     if r.text.contains("<(curl") || r.text.contains("<(wget") {

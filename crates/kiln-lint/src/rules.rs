@@ -348,7 +348,7 @@ pub static RULES: &[Rule] = &[
             "RUN --mount=type=secret,id=npmrc,target=/root/.npmrc true",
             "USER 65532"
         ),
-        hadolint: &[],
+        hadolint: &["DL3064"],
     },
     Rule {
         id: "KL102",
@@ -367,7 +367,7 @@ pub static RULES: &[Rule] = &[
             "RUN --mount=type=secret,id=github_auth,env=GITHUB_AUTH true",
             "USER 65532"
         ),
-        hadolint: &[],
+        hadolint: &["DL3064"],
     },
     Rule {
         id: "KL103",
@@ -890,5 +890,16 @@ pub static RULES: &[Rule] = &[
         bad: df!(base!(), "RUN mkdir -p $(dirname /opt/app/bin/tool)", "USER 65532"),
         good: df!(base!(), "RUN mkdir -p \"$(dirname /opt/app/bin/tool)\"", "USER 65532"),
         hadolint: &["SC2046"],
+    },
+    Rule {
+        id: "KL404",
+        name: "find-xargs",
+        severity: Warning,
+        category: Shell,
+        summary: "`find | xargs` without `-print0` / `-0`",
+        why: "xargs splits on spaces and quotes, so file names with them are broken up or skipped. Use `find … -print0 | xargs -0 …` or `find … -exec … +`.",
+        bad: df!(base!(), "RUN find /opt -name '*.sh' | xargs chmod +x", "USER 65532"),
+        good: df!(base!(), "RUN find /opt -name '*.sh' -exec chmod +x {} +", "USER 65532"),
+        hadolint: &["SC2038"],
     },
 ];
