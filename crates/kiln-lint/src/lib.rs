@@ -175,6 +175,36 @@ mod tests {
         }
     }
 
+    /// docs/lint/KL###.md are rendered from the catalogue; run with
+    /// KILN_UPDATE_DOCS=1 to rewrite them after changing a rule.
+    #[test]
+    fn docs_pages_are_current() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lint");
+        let update = std::env::var_os("KILN_UPDATE_DOCS").is_some();
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        for r in rules::RULES {
+            let path = dir.join(format!("{}.md", r.id));
+            let want = r.doc_page();
+            if update {
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                have,
+                want,
+                "{} is stale (hint: KILN_UPDATE_DOCS=1 cargo test -p kiln-lint)",
+                path.display()
+            );
+        }
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            let id = name.trim_end_matches(".md");
+            assert!(rules::rule(id).is_some(), "docs/lint/{name} documents no rule");
+        }
+    }
+
     #[test]
     fn rule_ids_are_unique_and_sorted() {
         let ids: Vec<_> = rules::RULES.iter().map(|r| r.id).collect();

@@ -62,6 +62,41 @@ impl Rule {
     pub fn doc(&self) -> String {
         format!("docs/lint/{}.md", self.id)
     }
+
+    /// The Markdown of the rule's documentation page. The pages under
+    /// docs/lint/ are this text (a unit test keeps them in sync).
+    pub fn doc_page(&self) -> String {
+        let hadolint = if self.hadolint.is_empty() {
+            "none (kiln only)".to_string()
+        } else {
+            self.hadolint.join(", ")
+        };
+        format!(
+            "# {id}: {summary}\n\n\
+             Severity: **{sev}** · category: {cat} · name: `{name}` · hadolint equivalent: {hadolint}\n\n\
+             {why}\n\n\
+             ## Bad\n\n```dockerfile\n{bad}```\n\n\
+             ## Good\n\n```dockerfile\n{good}```\n\n\
+             {note}\
+             ## Silencing it\n\n\
+             For one instruction, put `# kiln:ignore={id}` on the line before it. For a project, \
+             add `disable = [\"{id}\"]` or `[rules] {id} = \"info\"` to `.kiln-lint.toml` \
+             (see [kiln lint](../lint.md)).\n",
+            id = self.id,
+            summary = self.summary,
+            sev = self.severity,
+            cat = self.category.as_str(),
+            name = self.name,
+            why = self.why,
+            bad = self.bad,
+            good = self.good,
+            note = if self.bad.contains("@sha256:") || self.good.contains("@sha256:") {
+                "The digests in these examples are placeholders: pin the digest your registry (or `kiln build`) reports.\n\n"
+            } else {
+                ""
+            },
+        )
+    }
 }
 
 /// Looks a rule up by id.
