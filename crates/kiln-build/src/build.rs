@@ -57,7 +57,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 
 /// Reads git facts about the context: (commit time, commit, remote URL). Missing git or a
 /// context outside a repository gives `None`s.
-fn git_info(context: &Path) -> (Option<i64>, Option<String>, Option<String>) {
+pub fn git_info(context: &Path) -> (Option<i64>, Option<String>, Option<String>) {
     let git = |args: &[&str]| -> Option<String> {
         let out = Command::new("git").arg("-C").arg(context).args(args).output().ok()?;
         out.status

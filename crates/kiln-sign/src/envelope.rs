@@ -201,9 +201,11 @@ impl Statement {
 
     /// True if a subject names exactly `digest`.
     pub fn names(&self, digest: &Digest) -> bool {
-        self.subject
-            .iter()
-            .any(|s| s.digest.get(digest.algorithm().as_str()).is_some_and(|h| h == digest.hex()))
+        self.subject.iter().any(|s| {
+            s.digest
+                .get(digest.algorithm().as_str())
+                .is_some_and(|h| h == digest.hex())
+        })
     }
 }
 
@@ -258,7 +260,10 @@ mod tests {
     #[test]
     fn pae_matches_the_dsse_spec_example() {
         // DSSE protocol.md's worked example.
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
     }
 
     #[test]
@@ -284,7 +289,9 @@ mod tests {
         let s = String::from_utf8(p.to_bytes()).unwrap();
         assert_eq!(
             s,
-            format!("{{\"critical\":{{\"identity\":{{\"docker-reference\":\"127.0.0.1:5000/app\"}},\"image\":{{\"docker-manifest-digest\":\"{d}\"}},\"type\":\"cosign container image signature\"}},\"optional\":null}}")
+            format!(
+                "{{\"critical\":{{\"identity\":{{\"docker-reference\":\"127.0.0.1:5000/app\"}},\"image\":{{\"docker-manifest-digest\":\"{d}\"}},\"type\":\"cosign container image signature\"}},\"optional\":null}}"
+            )
         );
         assert_eq!(predicate_type("spdxjson").unwrap(), "https://spdx.dev/Document");
         assert!(predicate_type("bogus").is_none());

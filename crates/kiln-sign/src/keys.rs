@@ -117,10 +117,7 @@ impl PrivateKey {
     /// `openssl dgst -sha256 -sign` produce.
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
         let digest = sha2::Sha256::digest(data);
-        let sig: Signature = self
-            .key
-            .sign_prehash(&digest)
-            .expect("a 32-byte prehash always signs");
+        let sig: Signature = self.key.sign_prehash(&digest).expect("a 32-byte prehash always signs");
         sig.to_der().as_bytes().to_vec()
     }
 
@@ -182,7 +179,11 @@ impl PrivateKey {
             "PRIVATE KEY" => PrivateKey::from_pkcs8(path, &body),
             "EC PRIVATE KEY" => {
                 let sk = p256::SecretKey::from_sec1_der(&body).map_err(|_| {
-                    key_err(path, "the SEC1 key is not an ECDSA P-256 key", "kiln signs with P-256 keys only")
+                    key_err(
+                        path,
+                        "the SEC1 key is not an ECDSA P-256 key",
+                        "kiln signs with P-256 keys only",
+                    )
                 })?;
                 Ok(PrivateKey { key: sk.into() })
             }
@@ -234,7 +235,12 @@ fn open_encrypted(path: &Path, body: &[u8], password: &[u8]) -> Result<Vec<u8>> 
         return Err(malformed(&format!("unknown cipher {:?}", doc.cipher.name)));
     }
     let n = doc.kdf.params.n;
-    if !n.is_power_of_two() || n < 2 || n.trailing_zeros() > MAX_LOG_N as u32 || doc.kdf.params.r > 32 || doc.kdf.params.p > 16 {
+    if !n.is_power_of_two()
+        || n < 2
+        || n.trailing_zeros() > MAX_LOG_N as u32
+        || doc.kdf.params.r > 32
+        || doc.kdf.params.p > 16
+    {
         return Err(malformed("scrypt parameters out of range"));
     }
     let salt = B64.decode(&doc.kdf.salt).map_err(|_| malformed("salt is not base64"))?;
@@ -243,9 +249,17 @@ fn open_encrypted(path: &Path, body: &[u8], password: &[u8]) -> Result<Vec<u8>> 
         .ok()
         .and_then(|n| n.try_into().ok())
         .ok_or_else(|| malformed("nonce is not 24 bytes of base64"))?;
-    let sealed = B64.decode(&doc.ciphertext).map_err(|_| malformed("ciphertext is not base64"))?;
-    let box_key = derive(password, &salt, n.trailing_zeros() as u8, doc.kdf.params.r, doc.kdf.params.p)
-        .ok_or_else(|| malformed("scrypt parameters rejected"))?;
+    let sealed = B64
+        .decode(&doc.ciphertext)
+        .map_err(|_| malformed("ciphertext is not base64"))?;
+    let box_key = derive(
+        password,
+        &salt,
+        n.trailing_zeros() as u8,
+        doc.kdf.params.r,
+        doc.kdf.params.p,
+    )
+    .ok_or_else(|| malformed("scrypt parameters rejected"))?;
     XSalsa20Poly1305::new((&box_key).into())
         .decrypt((&nonce).into(), sealed.as_slice())
         .map_err(|_| SignError::WrongPassword {
@@ -372,9 +386,13 @@ pub fn password(confirm: bool) -> Result<Vec<u8>> {
 
 /// Reads one line from /dev/tty with echo off; None without a terminal.
 fn prompt(message: &str) -> Option<Vec<u8>> {
-    use std::io::{BufRead, Write};
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
-    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
     let saved = tcgetattr(&tty).ok()?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);

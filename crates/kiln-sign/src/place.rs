@@ -79,11 +79,7 @@ fn not_found(input: &str, store: &Store) -> SignError {
 
 /// Finds `input`: a name in the local store first; else, for a host-qualified name or
 /// `docker://NAME`, the registry (`session` is made only then).
-pub fn locate<'a>(
-    store: &'a Store,
-    input: &str,
-    session: &'a dyn Fn() -> Result<&'a Session>,
-) -> Result<Located<'a>> {
+pub fn locate<'a>(store: &'a Store, input: &str, session: &'a dyn Fn() -> Result<&'a Session>) -> Result<Located<'a>> {
     let r = ImageRef::parse(input).map_err(|e| SignError::Input {
         what: input.to_string(),
         reason: e.to_string(),
@@ -116,7 +112,11 @@ pub fn locate<'a>(
         }
         ImageRef::StoreDigest(d) => {
             let index = store.index().map_err(SignError::store(input))?;
-            let entry = index.manifests.iter().find(|m| &m.digest == d).ok_or_else(|| not_found(input, store))?;
+            let entry = index
+                .manifests
+                .iter()
+                .find(|m| &m.digest == d)
+                .ok_or_else(|| not_found(input, store))?;
             let repository = index
                 .manifests
                 .iter()
@@ -217,7 +217,9 @@ impl Located<'_> {
                 };
                 Ok(Some(store.read_json(&d.digest).map_err(SignError::store(&key))?))
             }
-            Place::Remote { session, name, work, .. } => {
+            Place::Remote {
+                session, name, work, ..
+            } => {
                 let repo = session.repo(name)?;
                 let raw = match session.block_on(repo.get_manifest(&tag)) {
                     Ok(m) => m,
@@ -242,19 +244,29 @@ impl Located<'_> {
 
     /// A blob of a signature object read by [`Located::read_tag`] or [`Located::referrers`].
     pub fn blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
-        if let Place::Remote { session, name, work, .. } = &self.place
+        if let Place::Remote {
+            session, name, work, ..
+        } = &self.place
             && !work.has_blob(&d.digest)
         {
             let repo = session.repo(name)?;
             session.block_on(repo.fetch_blob(d, work))?;
         }
-        self.blobs().read_blob(&d.digest).map_err(SignError::store(self.display()))
+        self.blobs()
+            .read_blob(&d.digest)
+            .map_err(SignError::store(self.display()))
     }
 
     /// Appends a layer (payload bytes, media type, annotations) to the manifest under a
     /// cosign tag, creating it if needed. A layer already there (same digest and
     /// annotations) is not added twice.
-    pub fn append_to_tag(&self, kind: TagKind, media_type: &str, payload: &[u8], annotations: BTreeMap<String, String>) -> Result<Descriptor> {
+    pub fn append_to_tag(
+        &self,
+        kind: TagKind,
+        media_type: &str,
+        payload: &[u8],
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
         let existing = self.read_tag(kind)?;
         let store = self.blobs();
         let ctx = self.display();
@@ -271,7 +283,9 @@ impl Located<'_> {
             Place::Local(s) => s
                 .tag(&format!("{}:{tag}", self.repository), &desc)
                 .map_err(SignError::store(&ctx))?,
-            Place::Remote { session, name, work, .. } => {
+            Place::Remote {
+                session, name, work, ..
+            } => {
                 let dest = Name {
                     repository: name.repository.clone(),
                     tag: Some(tag),
@@ -284,13 +298,19 @@ impl Located<'_> {
     }
 
     /// Attaches an artifact (one blob) whose subject is the image: a referrer.
-    pub fn attach(&self, artifact_type: &str, media_type: &str, data: Vec<u8>, annotations: BTreeMap<String, String>) -> Result<Descriptor> {
+    pub fn attach(
+        &self,
+        artifact_type: &str,
+        media_type: &str,
+        data: Vec<u8>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
         let layers = [(media_type.to_string(), data)];
         match &self.place {
             Place::Local(store) => attach_local(store, &self.image, artifact_type, &layers, annotations),
-            Place::Remote { session, name, work, .. } => {
-                Ok(session.attach(work, name, artifact_type, &layers, annotations)?)
-            }
+            Place::Remote {
+                session, name, work, ..
+            } => Ok(session.attach(work, name, artifact_type, &layers, annotations)?),
         }
     }
 
@@ -305,7 +325,9 @@ impl Located<'_> {
     /// A referrer's manifest.
     pub fn manifest(&self, d: &Descriptor) -> Result<Manifest> {
         let ctx = format!("{} referrer {}", self.display(), d.digest);
-        if let Place::Remote { session, name, work, .. } = &self.place
+        if let Place::Remote {
+            session, name, work, ..
+        } = &self.place
             && !work.has_blob(&d.digest)
         {
             let repo = session.repo(name)?;
@@ -318,7 +340,10 @@ impl Located<'_> {
 
 /// Writes a cosign signature manifest for `layers`: an OCI image manifest whose config
 /// lists the layers' digests as diff_ids, as cosign's signature images have.
-fn write_cosign_manifest(store: &Store, layers: Vec<Descriptor>) -> std::result::Result<Descriptor, kiln_oci::StoreError> {
+fn write_cosign_manifest(
+    store: &Store,
+    layers: Vec<Descriptor>,
+) -> std::result::Result<Descriptor, kiln_oci::StoreError> {
     let config = serde_json::json!({
         "architecture": "",
         "config": {},
@@ -355,7 +380,8 @@ pub fn attach_local(
 ) -> Result<Descriptor> {
     let ctx = format!("attach to {}", image.digest);
     let _lease = store.lease().map_err(SignError::store(&ctx))?;
-    let (desc, _) = artifact_manifest(store, image, artifact_type, layers, annotations).map_err(SignError::store(&ctx))?;
+    let (desc, _) =
+        artifact_manifest(store, image, artifact_type, layers, annotations).map_err(SignError::store(&ctx))?;
     store.add_untagged(&desc).map_err(SignError::store(&ctx))?;
     Ok(desc)
 }
@@ -369,7 +395,9 @@ pub fn local_referrers(store: &Store, digest: &Digest, artifact_type: Option<&st
         if m.ref_name().is_some() || artifact_type.is_some_and(|t| t != at) {
             continue;
         }
-        let Ok(parsed) = store.read_json::<Manifest>(&m.digest) else { continue };
+        let Ok(parsed) = store.read_json::<Manifest>(&m.digest) else {
+            continue;
+        };
         if parsed.subject.as_ref().is_some_and(|s| &s.digest == digest) {
             out.push(m);
         }
@@ -387,17 +415,19 @@ pub fn push_along(session: &Session, store: &Store, image: &Descriptor, dest: &N
         tag: None,
         digest: Some(image.digest.clone()),
     };
-    let mut sent = 0;
-    for r in local_referrers(store, &image.digest, None)? {
-        session.push_referrer(store, &r, &subject)?;
-        sent += 1;
+    let referrers = local_referrers(store, &image.digest, None)?;
+    let mut sent = referrers.len();
+    if !referrers.is_empty() {
+        session.push_referrers(store, &referrers, &subject)?;
     }
     let index = store.index().map_err(SignError::store("index.json"))?;
     for kind in [TagKind::Sig, TagKind::Att] {
         let tag = kind.tag(&image.digest);
         let mut layers: Vec<Descriptor> = Vec::new();
         for m in &index.manifests {
-            let Some(n) = m.ref_name().and_then(|r| Name::parse(r).ok()) else { continue };
+            let Some(n) = m.ref_name().and_then(|r| Name::parse(r).ok()) else {
+                continue;
+            };
             if n.tag.as_deref() != Some(tag.as_str()) {
                 continue;
             }
@@ -431,7 +461,9 @@ pub fn push_along(session: &Session, store: &Store, image: &Descriptor, dest: &N
                 }
             }
         }
-        let Place::Remote { work, .. } = &remote.place else { unreachable!() };
+        let Place::Remote { work, .. } = &remote.place else {
+            unreachable!()
+        };
         for l in &layers {
             if !work.has_blob(&l.digest) {
                 let data = store.read_blob(&l.digest).map_err(SignError::store(&tag))?;

@@ -49,7 +49,12 @@ pub fn sign(loc: &Located, key: &PrivateKey, annotations: &BTreeMap<String, Stri
     Ok(Written { tagged, bundle })
 }
 
-fn attach_statement(loc: &Located, key: &PrivateKey, predicate_type: &str, predicate: serde_json::Value) -> Result<(Envelope, Descriptor)> {
+fn attach_statement(
+    loc: &Located,
+    key: &PrivateKey,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+) -> Result<(Envelope, Descriptor)> {
     let statement = Statement::new(&loc.repository, &loc.image.digest, predicate_type, predicate);
     let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement.to_bytes(), key);
     let b = kiln_oci::canonical_json(&bundle(&env, &key.public()));
@@ -103,9 +108,15 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::WrongKey { signed_by } => write!(f, "wrong key: signed by key {signed_by}, not the given key"),
-            Reason::BadSignature => write!(f, "invalid signature: the payload or the signature was altered, or another key made it"),
+            Reason::BadSignature => write!(
+                f,
+                "invalid signature: the payload or the signature was altered, or another key made it"
+            ),
             Reason::DigestMismatch { signed, image } => {
-                write!(f, "digest mismatch: the signature covers {signed}, but the image is {image}")
+                write!(
+                    f,
+                    "digest mismatch: the signature covers {signed}, but the image is {image}"
+                )
             }
             Reason::Malformed { detail } => write!(f, "malformed: {detail}"),
         }
@@ -160,7 +171,11 @@ fn hint_says_other_key(hint: Option<&str>, key: &PublicKey) -> Option<Reason> {
 
 /// Checks a verified-signature DSSE statement against the image; `None` if its type is
 /// not wanted.
-fn check_statement(env: &Envelope, loc: &Located, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+fn check_statement(
+    env: &Envelope,
+    loc: &Located,
+    want: &Want,
+) -> std::result::Result<Option<serde_json::Value>, Reason> {
     let payload = env.payload_bytes().ok_or(Reason::Malformed {
         detail: "DSSE payload is not base64".into(),
     })?;
@@ -254,7 +269,12 @@ pub fn verify(loc: &Located, key: &PublicKey, want: &Want) -> Result<Report> {
     Ok(report)
 }
 
-fn check_bundle(loc: &Located, r: &Descriptor, key: &PublicKey, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+fn check_bundle(
+    loc: &Located,
+    r: &Descriptor,
+    key: &PublicKey,
+    want: &Want,
+) -> std::result::Result<Option<serde_json::Value>, Reason> {
     let malformed = |detail: String| Reason::Malformed { detail };
     let m = loc.manifest(r).map_err(|e| malformed(e.to_string()))?;
     if m.subject.as_ref().is_some_and(|s| s.digest != loc.image.digest) {
@@ -280,7 +300,12 @@ fn check_bundle(loc: &Located, r: &Descriptor, key: &PublicKey, want: &Want) -> 
     check_statement(&env, loc, want)
 }
 
-fn check_simple(loc: &Located, layer: &Descriptor, payload: &[u8], key: &PublicKey) -> std::result::Result<serde_json::Value, Reason> {
+fn check_simple(
+    loc: &Located,
+    layer: &Descriptor,
+    payload: &[u8],
+    key: &PublicKey,
+) -> std::result::Result<serde_json::Value, Reason> {
     let sig_b64 = layer.annotations.get(SIGNATURE_ANNOTATION).ok_or(Reason::Malformed {
         detail: format!("layer has no {SIGNATURE_ANNOTATION} annotation"),
     })?;
@@ -310,7 +335,13 @@ fn check_simple(loc: &Located, layer: &Descriptor, payload: &[u8], key: &PublicK
     Ok(serde_json::from_slice(payload).expect("parsed above"))
 }
 
-fn check_att(loc: &Located, layer: &Descriptor, data: &[u8], key: &PublicKey, want: &Want) -> std::result::Result<Option<serde_json::Value>, Reason> {
+fn check_att(
+    loc: &Located,
+    layer: &Descriptor,
+    data: &[u8],
+    key: &PublicKey,
+    want: &Want,
+) -> std::result::Result<Option<serde_json::Value>, Reason> {
     let env: Envelope = serde_json::from_slice(data).map_err(|e| Reason::Malformed {
         detail: format!("not a DSSE envelope: {e}"),
     })?;

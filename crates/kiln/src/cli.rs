@@ -22,6 +22,16 @@ pub struct Cli {
 pub enum Commands {
     /// Build an image from a Dockerfile and a context directory.
     Build(Box<BuildArgs>),
+    /// Write a cosign-format key pair (cosign.key encrypted with COSIGN_PASSWORD or a prompt, cosign.pub).
+    GenerateKeyPair(crate::commands::sign::GenerateKeyPairArgs),
+    /// Sign an image's digest: cosign's sha256-<hex>.sig and a Sigstore bundle referrer.
+    Sign(crate::commands::sign::SignArgs),
+    /// Sign an in-toto attestation (DSSE) about an image: the sha256-<hex>.att tag and a bundle referrer.
+    Attest(crate::commands::sign::AttestArgs),
+    /// Verify an image's signatures with a public key (key-based only; no keyless).
+    Verify(crate::commands::sign::VerifyArgs),
+    /// Verify an image's attestations of one predicate type with a public key.
+    VerifyAttestation(crate::commands::sign::VerifyAttestationArgs),
     /// List images in the store.
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON.
@@ -147,6 +157,9 @@ pub struct BuildArgs {
     /// OCI runtime for RUN steps: runc, crun or a path (default: runc if installed).
     #[arg(long, value_name = "RUNTIME")]
     pub runtime: Option<String>,
+    /// Signing and digest tags (--sign, --key, --tag-digest).
+    #[command(flatten)]
+    pub trust: crate::commands::sign::BuildTrustFlags,
     /// Keep files that package managers rewrite on every run (see docs/build.md).
     #[arg(long)]
     pub keep_volatile: bool,

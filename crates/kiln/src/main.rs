@@ -25,6 +25,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Store::open(&root).map_err(|e| CliError::env(format!("opening the store at {}: {e}", root.display())))?;
     match &cli.command {
         Commands::Build(a) => commands::build::build(&store, a),
+        Commands::GenerateKeyPair(a) => commands::sign::generate_key_pair(a),
+        Commands::Sign(a) => commands::sign::sign(&store, a),
+        Commands::Attest(a) => commands::sign::attest(&store, a),
+        Commands::Verify(a) => commands::sign::verify(&store, a),
+        Commands::VerifyAttestation(a) => commands::sign::verify_attestation(&store, a),
         Commands::Images(a) => commands::images::images(&store, a),
         Commands::Inspect(a) => commands::images::inspect(&store, a),
         Commands::Tag(a) => commands::images::tag(&store, a),

@@ -200,6 +200,7 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         args.progress
     });
     let pins = crate::commands::registry::BasePins::new(store, args)?;
+    let timing = kiln_sign::provenance::Timing::start();
     let prepared = prepare_with(&req, &|n, p| pins.resolve(n, p)).map_err(|e| match &e {
         BuildError::Frontend(f) => CliError::input(render_frontend(f)),
         _ => CliError::from(e),
@@ -241,6 +242,8 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
             .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
+    let provenance = kiln_sign::provenance::dockerfile(&prepared, &req, &timing)?;
+    crate::commands::sign::after_build(store, &args.trust, &args.tags, &solved.manifest, provenance)?;
     for o in &outputs {
         let dest = match o {
             Output::Oci { dest, tar: false } => ImageRef::OciDir {

@@ -56,6 +56,7 @@ pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), Cl
     }
     let reporter = Reporter::new(if args.quiet { ProgressMode::Quiet } else { args.progress });
     let progress = |m: &str| reporter.info(m);
+    let timing = kiln_sign::provenance::Timing::start();
     let req = SpecRequest {
         spec: spec.to_path_buf(),
         tags: args.tags.clone(),
@@ -86,6 +87,13 @@ pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), Cl
         std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
             .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
+    let lock = kiln_debian::Lock::load(&kiln_build::spec::lock_path(spec)).map_err(debian_err)?;
+    let sde = args
+        .source_date_epoch
+        .or_else(|| kiln_build::build::git_info(spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))).0)
+        .unwrap_or(0);
+    let provenance = kiln_sign::provenance::spec(spec, &lock, sde, &timing)?;
+    crate::commands::sign::after_build(store, &args.trust, &args.tags, &built.index, provenance)?;
     if !args.outputs.is_empty() {
         return Err(CliError::input(
             "--output is not supported for kiln.toml builds yet (hint: the image is in the store; use `kiln save`)",

@@ -7,4 +7,5 @@ pub mod images;
 pub mod lint;
 pub mod lock;
 pub mod registry;
+pub mod sign;
 pub mod sbom;

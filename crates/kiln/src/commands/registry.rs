@@ -129,6 +129,8 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
     if let Some(f) = &args.digestfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
+    // Signatures, attestations and other referrers kept beside the image follow it.
+    crate::commands::sign::push_along(&s, &opened.layout, &opened.descriptor, &dest)?;
     if !args.quiet {
         eprintln!(
             "pushed {dest}: {} blobs uploaded ({}), {} mounted, {} already there",
@@ -529,6 +531,7 @@ impl<'a> BasePins<'a> {
                 pushed.mounted,
                 pushed.present
             );
+            crate::commands::sign::push_along(&s, self.store, image, &n)?;
         }
         Ok(())
     }
