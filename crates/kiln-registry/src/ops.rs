@@ -297,6 +297,38 @@ impl Session {
         })
     }
 
+    /// [`Session::push_referrer`] for many artifacts of one image, with a single update of
+    /// the referrers tag (each update waits to confirm it, so batching is what keeps a
+    /// push of several signatures fast on registries without the referrers API).
+    pub fn push_referrers(&self, store: &Store, artifacts: &[Descriptor], subject: &Name) -> Result<()> {
+        let repo = self.repo(subject)?;
+        let reference = reference_of(subject);
+        let ctx = repo.display();
+        self.rt.block_on(async {
+            let digest = match &subject.digest {
+                Some(d) => d.clone(),
+                None => repo.get_manifest(&reference).await?.descriptor.digest,
+            };
+            let mut unindexed = Vec::new();
+            for a in artifacts {
+                let manifest: Manifest = store.read_json(&a.digest).map_err(store_err(&ctx))?;
+                for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+                    repo.push_blob(d, store, None).await?;
+                }
+                let bytes = Bytes::from(store.read_blob(&a.digest).map_err(store_err(&ctx))?);
+                if !put_manifest_with_subject(&repo, &a.digest.to_string(), &bytes).await? {
+                    let mut entry = a.clone();
+                    entry.annotations.remove(kiln_oci::store::REF_NAME);
+                    unindexed.push(entry);
+                }
+            }
+            if !unindexed.is_empty() {
+                add_to_fallback_index(&repo, &digest, &unindexed).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Lists the referrers of the image `subject` names, optionally only those of one
     /// artifact type: the referrers API where the registry has it, else the tag schema.
     pub fn referrers(&self, subject: &Name, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
@@ -359,7 +391,7 @@ async fn push_artifact(repo: &Repo, store: &Store, desc: &Descriptor, subject: &
     if !put {
         let mut entry = desc.clone();
         entry.annotations.remove(kiln_oci::store::REF_NAME);
-        add_to_fallback_index(repo, subject, &entry).await?;
+        add_to_fallback_index(repo, subject, &[entry]).await?;
     }
     Ok(())
 }
@@ -626,23 +658,28 @@ async fn put_manifest_with_subject(repo: &Repo, reference: &str, bytes: &Bytes) 
     Ok(resp.headers().contains_key("oci-subject"))
 }
 
-/// Adds `desc` to the `sha256-<hex>` index. The registry has no compare-and-swap, so two
-/// clients can overwrite each other: after writing, kiln waits a random moment and reads
-/// back, re-merging until its entry has been seen twice in a row.
-async fn add_to_fallback_index(repo: &Repo, subject: &Digest, desc: &Descriptor) -> Result<()> {
+/// Adds `descs` to the `sha256-<hex>` index (one update for all of them). The registry has
+/// no compare-and-swap, so two clients can overwrite each other: after writing, kiln waits
+/// a random moment and reads back, re-merging until its entries have been seen twice in a
+/// row. Nothing is written (and nobody waits) when every entry is there already.
+async fn add_to_fallback_index(repo: &Repo, subject: &Digest, descs: &[Descriptor]) -> Result<()> {
     let tag = fallback_tag(subject);
     let mut confirmations = 0;
     for round in 0..12u32 {
         let current = read_fallback(repo, &tag).await?;
-        if current.manifests.iter().any(|m| m.digest == desc.digest) {
+        let missing: Vec<&Descriptor> = descs
+            .iter()
+            .filter(|d| !current.manifests.iter().any(|m| m.digest == d.digest))
+            .collect();
+        if missing.is_empty() {
             confirmations += 1;
-            if confirmations >= 2 {
+            if confirmations >= 2 || round == 0 {
                 return Ok(());
             }
         } else {
             confirmations = 0;
             let mut merged = current;
-            merged.manifests.push(desc.clone());
+            merged.manifests.extend(missing.into_iter().cloned());
             let bytes = Bytes::from(canonical_json(&merged));
             repo.put_manifest(&tag, &bytes, media::OCI_INDEX).await?;
         }
