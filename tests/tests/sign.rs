@@ -1,0 +1,541 @@
+//! The trust chain against tools kiln did not write: openssl verifies the classic cosign
+//! signature, sigstore-js (@sigstore/bundle + @sigstore/verify) verifies the bundles and
+//! DSSE attestations, the `in-toto-attestation` Python package validates the provenance,
+//! and cosign-made keys (sigstore policy-controller's public test pair) are read. Tamper
+//! cases each fail with their reason. Registry work runs against Debian's docker-registry
+//! on loopback; the registry is read and tampered with over plain HTTP here, not through
+//! kiln.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_tests::registry::TestRegistry;
+use kiln_tests::{KilnStore, require_tool, run_ok};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// kiln with a private docker config (no credentials) and COSIGN_PASSWORD set.
+fn kiln(store: &KilnStore, docker: &Path, args: &[&str]) -> Command {
+    let mut c = store.cmd(args);
+    c.env("DOCKER_CONFIG", docker)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("COSIGN_PASSWORD", PASSWORD);
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", String::from_utf8_lossy(&o.stdout)))
+}
+
+struct Env {
+    store: KilnStore,
+    docker: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env {
+            store: KilnStore::new(),
+            docker: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        run_ok(&mut e.kiln(&["generate-key-pair", "--output-key-prefix"]).arg(e.dir.path().join("cosign")));
+        e
+    }
+    fn kiln(&self, args: &[&str]) -> Command {
+        kiln(&self.store, self.docker.path(), args)
+    }
+    fn key(&self) -> String {
+        self.dir.path().join("cosign.key").display().to_string()
+    }
+    fn public(&self) -> String {
+        self.dir.path().join("cosign.pub").display().to_string()
+    }
+    /// Builds a one-file image (content `text`) tagged `tag`; returns its digest.
+    fn build(&self, tag: &str, text: &str, extra: &[&str]) -> String {
+        let ctx = tempfile::tempdir_in(self.dir.path()).unwrap();
+        std::fs::write(ctx.path().join("f.txt"), text).unwrap();
+        std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f.txt /f.txt\n").unwrap();
+        let mut args = vec!["build", "-q", "-t", tag];
+        args.extend_from_slice(extra);
+        let out = run_ok(self.kiln(&args).arg(ctx.path()));
+        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap().to_string()
+    }
+    /// Runs kiln expecting failure with `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.kiln(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "kiln {args:?}:\n{}", stderr(&out));
+        stderr(&out)
+    }
+}
+
+/// Minimal distribution-API client over HTTP/1.0 on loopback, independent of kiln.
+struct Http<'a> {
+    addr: &'a str,
+}
+
+impl Http<'_> {
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let hdrs = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (status, hdrs, resp[split + 4..].to_vec())
+    }
+    fn manifest(&self, repo: &str, reference: &str) -> Option<Value> {
+        let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+        let (st, _, body) = self.request("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", accept)], b"");
+        (st == 200).then(|| serde_json::from_slice(&body).unwrap())
+    }
+    fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        let (st, _, body) = self.request("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], b"");
+        assert_eq!(st, 200, "GET blob {digest}");
+        body
+    }
+    fn put_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = format!("sha256:{}", kiln_tests::sha256_hex(data));
+        let (st, hdrs, _) = self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+        assert_eq!(st, 202);
+        let loc = &hdrs.iter().find(|(k, _)| k == "location").unwrap().1;
+        let path = loc.split_once("://").map(|(_, r)| &r[r.find('/').unwrap()..]).unwrap_or(loc);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (st, _, body) = self.request(
+            "PUT",
+            &format!("{path}{sep}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(st, 201, "PUT blob: {}", String::from_utf8_lossy(&body));
+        digest
+    }
+    fn put_manifest(&self, repo: &str, reference: &str, m: &Value) -> String {
+        let data = serde_json::to_vec(m).unwrap();
+        let mt = m["mediaType"].as_str().unwrap();
+        let (st, _, body) = self.request("PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", mt)], &data);
+        assert_eq!(st, 201, "PUT manifest {reference}: {}", String::from_utf8_lossy(&body));
+        format!("sha256:{}", kiln_tests::sha256_hex(&data))
+    }
+    /// Replaces the referrers tag-schema index of `digest` (docker-registry has no
+    /// referrers API) with `manifests`.
+    fn set_referrers(&self, repo: &str, digest: &str, manifests: Value) {
+        let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        self.put_manifest(repo, &digest.replace(':', "-"), &idx);
+    }
+    fn referrers(&self, repo: &str, digest: &str) -> Vec<Value> {
+        self.manifest(repo, &digest.replace(':', "-"))
+            .map(|i| i["manifests"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
+    /// Replaces the `.sig` (or `.att`) manifest of `digest` with one holding `layers`.
+    fn set_tag_layers(&self, repo: &str, digest: &str, suffix: &str, layers: Value) {
+        let cfg = self.put_blob(repo, b"{}");
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 2},
+            "layers": layers,
+        });
+        self.put_manifest(repo, &format!("{}.{suffix}", digest.replace(':', "-")), &m);
+    }
+}
+
+fn openssl_b64_decode(dir: &Path, b64: &str) -> Vec<u8> {
+    let f = dir.join("b64.txt");
+    std::fs::write(&f, b64).unwrap();
+    run_ok(Command::new(require_tool("openssl")).args(["base64", "-d", "-A", "-in"]).arg(&f)).stdout
+}
+
+fn sigstore_js(file: &Path, key: &str) -> Result<Value, String> {
+    require_tool("node");
+    let script = repo_root().join("tests/node/verify-bundle.js");
+    assert!(
+        repo_root().join("tests/node/node_modules/@sigstore/verify").is_dir(),
+        "@sigstore/verify is not installed in tests/node (hint: run scripts/setup, which runs npm ci there)"
+    );
+    let out = Command::new("node").arg(&script).arg(file).arg(key).output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+#[test]
+fn key_pair_made_by_kiln_is_read_back_and_a_wrong_password_is_clear() {
+    let e = Env::new();
+    let key = std::fs::read_to_string(e.key()).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"), "{key}");
+    assert!(!key.contains(PASSWORD));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(e.key()).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(e.public()).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    // Never overwritten.
+    let err = e.fails(&["generate-key-pair", "--output-key-prefix", &e.dir.path().join("cosign").display().to_string()], 2);
+    assert!(err.contains("already exists"), "{err}");
+
+    let digest = e.build("app:1", "one", &[]);
+    let err = {
+        let out = e.kiln(&["sign", "--key", &e.key(), "app:1"]).env("COSIGN_PASSWORD", "not it").output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        stderr(&out)
+    };
+    assert!(err.contains("wrong password") && err.contains("cosign.key"), "{err}");
+    assert!(!err.contains("not it") && !err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    run_ok(&mut e.kiln(&["sign", "--key", &e.key(), "app:1"]));
+    let out = run_ok(&mut e.kiln(&["verify", "--key", &e.public(), "app:1"]));
+    let payloads = stdout_json(&out);
+    let simple = payloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p.get("critical").is_some())
+        .expect("the simple-signing payload");
+    assert_eq!(simple["critical"]["image"]["docker-manifest-digest"], digest.as_str());
+    assert_eq!(simple["critical"]["type"], "cosign container image signature");
+    let bundle = payloads.as_array().unwrap().iter().find(|p| p.get("_type").is_some()).expect("the bundle statement");
+    assert_eq!(bundle["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+
+    // Plain PEM keys sign too (PKCS#8 from openssl).
+    let pem = e.dir.path().join("plain.pem");
+    run_ok(Command::new(require_tool("openssl")).args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(&pem));
+    let pub_pem = e.dir.path().join("plain.pub");
+    run_ok(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&pem).arg("-out").arg(&pub_pem));
+    run_ok(&mut e.kiln(&["sign", "--key", &pem.display().to_string(), "app:1"]));
+    run_ok(&mut e.kiln(&["verify", "--key", &pub_pem.display().to_string(), "app:1"]));
+}
+
+#[test]
+fn cosign_made_policy_controller_test_keys_are_read() {
+    let e = Env::new();
+    let data = repo_root().join("crates/kiln-sign/testdata/policy-controller");
+    e.build("app:pc", "pc", &[]);
+    let out = e
+        .kiln(&["sign", "--key", &data.join("cosign.key").display().to_string(), "app:pc"])
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&mut e.kiln(&["verify", "--key", &data.join("cosign.pub").display().to_string(), "app:pc"]));
+    // Our own key does not verify the policy-controller signature: wrong key.
+    let err = e.fails(&["verify", "--key", &e.public(), "app:pc"], 1);
+    assert!(err.contains("wrong key"), "{err}");
+}
+
+#[test]
+fn registry_signatures_verify_with_openssl_and_sigstore_js() {
+    let reg = TestRegistry::start();
+    let e = Env::new();
+    let name = format!("{}/app:1", reg.addr);
+    let digest = e.build(&name, "registry", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let remote = format!("docker://{name}");
+    run_ok(&mut e.kiln(&["sign", "--key", &e.key(), &remote]));
+    let http = Http { addr: &reg.addr };
+
+    // Classic form: openssl verifies the payload with cosign.pub.
+    let sig = http.manifest("app", &format!("{}.sig", digest.replace(':', "-"))).expect(".sig tag");
+    let layer = &sig["layers"][0];
+    assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+    let payload = http.blob("app", layer["digest"].as_str().unwrap());
+    let p: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(p["critical"]["image"]["docker-manifest-digest"], digest.as_str());
+    assert_eq!(p["critical"]["identity"]["docker-reference"], format!("{}/app", reg.addr));
+    let der = openssl_b64_decode(e.dir.path(), layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap());
+    std::fs::write(e.dir.path().join("sig.der"), der).unwrap();
+    std::fs::write(e.dir.path().join("payload"), &payload).unwrap();
+    let out = run_ok(
+        Command::new(require_tool("openssl"))
+            .args(["dgst", "-sha256", "-verify", &e.public(), "-signature", "sig.der", "payload"])
+            .current_dir(e.dir.path()),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
+
+    // Bundle form: a referrer (tag schema on this registry), verified by sigstore-js.
+    let refs = http.referrers("app", &digest);
+    let b = refs
+        .iter()
+        .find(|r| r["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .expect("bundle referrer");
+    let bm = http.manifest("app", b["digest"].as_str().unwrap()).unwrap();
+    assert_eq!(bm["subject"]["digest"], digest.as_str());
+    let bundle = http.blob("app", bm["layers"][0]["digest"].as_str().unwrap());
+    let bf = e.dir.path().join("bundle.json");
+    std::fs::write(&bf, &bundle).unwrap();
+    let v = sigstore_js(&bf, &e.public()).expect("sigstore-js verifies kiln's bundle");
+    assert_eq!(v["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    let other = Env::new();
+    assert!(sigstore_js(&bf, &other.public()).unwrap_err().contains("signature verification failed"));
+
+    // Attestation: the .att DSSE envelope and its bundle verify with sigstore-js too.
+    let pred = e.dir.path().join("pred.json");
+    std::fs::write(&pred, r#"{"scanner": "test", "result": "clean"}"#).unwrap();
+    run_ok(&mut e.kiln(&["attest", "--key", &e.key(), "--predicate", &pred.display().to_string(), "--type", "vuln", &remote]));
+    let att = http.manifest("app", &format!("{}.att", digest.replace(':', "-"))).expect(".att tag");
+    let env_layer = &att["layers"][0];
+    assert_eq!(env_layer["mediaType"], "application/vnd.dsse.envelope.v1+json");
+    assert_eq!(env_layer["annotations"]["predicateType"], "https://cosign.sigstore.dev/attestation/vuln/v1");
+    let ef = e.dir.path().join("envelope.json");
+    std::fs::write(&ef, http.blob("app", env_layer["digest"].as_str().unwrap())).unwrap();
+    let v = sigstore_js(&ef, &e.public()).expect("sigstore-js verifies kiln's DSSE envelope");
+    assert_eq!(v["predicateType"], "https://cosign.sigstore.dev/attestation/vuln/v1");
+    let refs = http.referrers("app", &digest);
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    let ab = refs
+        .iter()
+        .find(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://cosign.sigstore.dev/attestation/vuln/v1")
+        .expect("attestation bundle referrer");
+    let abm = http.manifest("app", ab["digest"].as_str().unwrap()).unwrap();
+    std::fs::write(&bf, http.blob("app", abm["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    sigstore_js(&bf, &e.public()).expect("sigstore-js verifies the attestation bundle");
+
+    // And kiln itself, from a store that has never seen the image.
+    let fresh = KilnStore::new();
+    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify", "--key", &e.public(), &remote]));
+    assert_eq!(stdout_json(&out).as_array().unwrap().len(), 2);
+    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "vuln", &remote]));
+    let st = stdout_json(&out);
+    assert_eq!(st[0]["predicate"]["result"], "clean");
+}
+
+#[test]
+fn signatures_made_in_the_store_are_pushed_with_the_image() {
+    let reg = TestRegistry::start();
+    let e = Env::new();
+    let name = format!("{}/team/app:2", reg.addr);
+    let digest = e.build(&name, "local", &["--sign", "--key", &e.key()]);
+    // Kept beside the image in the store, under cosign's tag names.
+    let index = e.store.index();
+    let refs: Vec<&str> = index["manifests"].as_array().unwrap().iter().filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str()).collect();
+    let sig_tag = format!("{}/team/app:{}.sig", reg.addr, digest.replace(':', "-"));
+    assert!(refs.contains(&sig_tag.as_str()), "{refs:?}");
+    run_ok(&mut e.kiln(&["verify", "--key", &e.public(), &name]));
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let http = Http { addr: &reg.addr };
+    assert!(http.manifest("team/app", &format!("{}.sig", digest.replace(':', "-"))).is_some());
+    assert!(http.manifest("team/app", &format!("{}.att", digest.replace(':', "-"))).is_some());
+    let fresh = KilnStore::new();
+    let remote = format!("docker://{name}");
+    run_ok(&mut kiln(&fresh, e.docker.path(), &["verify", "--key", &e.public(), &remote]));
+    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "slsaprovenance", &remote]));
+    assert_eq!(stdout_json(&out)[0]["predicateType"], "https://slsa.dev/provenance/v1");
+    // Pushing again adds nothing twice.
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let sig = http.manifest("team/app", &format!("{}.sig", digest.replace(':', "-"))).unwrap();
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+}
+
+/// Signs `repo:tag` in the registry; returns its digest.
+fn signed_remote(e: &Env, reg: &TestRegistry, repo: &str, text: &str) -> String {
+    let name = format!("{}/{repo}:1", reg.addr);
+    let d = e.build(&name, text, &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    run_ok(&mut e.kiln(&["sign", "--key", &e.key(), &format!("docker://{name}")]));
+    d
+}
+
+fn flip_last_byte_b64(dir: &Path, b64: &str) -> String {
+    let mut raw = openssl_b64_decode(dir, b64);
+    *raw.last_mut().unwrap() ^= 0x01;
+    kiln_tests::registry::base64(&raw, false)
+}
+
+#[test]
+fn tampering_fails_verification_with_the_reason() {
+    let reg = TestRegistry::start();
+    let e = Env::new();
+    let http = Http { addr: &reg.addr };
+    let verify = |repo: &str| e.fails(&["verify", "--key", &e.public(), &format!("docker://{}/{repo}:1", reg.addr)], 1);
+
+    // One byte of the payload (classic form; the bundle is taken away so only it counts).
+    let d = signed_remote(&e, &reg, "payload", "p");
+    let sig = http.manifest("payload", &format!("{}.sig", d.replace(':', "-"))).unwrap();
+    let mut layer = sig["layers"][0].clone();
+    let mut payload = http.blob("payload", layer["digest"].as_str().unwrap());
+    let i = payload.len() / 2;
+    payload[i] ^= 0x01;
+    layer["digest"] = json!(http.put_blob("payload", &payload));
+    layer["size"] = json!(payload.len());
+    http.set_tag_layers("payload", &d, "sig", json!([layer]));
+    http.set_referrers("payload", &d, json!([]));
+    let err = verify("payload");
+    assert!(err.contains("invalid signature"), "{err}");
+
+    // One byte of the signature, in both forms.
+    let d = signed_remote(&e, &reg, "signature", "s");
+    let sig = http.manifest("signature", &format!("{}.sig", d.replace(':', "-"))).unwrap();
+    let mut layer = sig["layers"][0].clone();
+    let s = layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap().to_string();
+    layer["annotations"]["dev.cosignproject.cosign/signature"] = json!(flip_last_byte_b64(e.dir.path(), &s));
+    http.set_tag_layers("signature", &d, "sig", json!([layer]));
+    let refs = http.referrers("signature", &d);
+    let bm = http.manifest("signature", refs[0]["digest"].as_str().unwrap()).unwrap();
+    let mut bundle: Value = serde_json::from_slice(&http.blob("signature", bm["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let s = bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap().to_string();
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = json!(flip_last_byte_b64(e.dir.path(), &s));
+    let data = serde_json::to_vec(&bundle).unwrap();
+    let mut bm2 = bm.clone();
+    bm2["layers"][0]["digest"] = json!(http.put_blob("signature", &data));
+    bm2["layers"][0]["size"] = json!(data.len());
+    let bd = http.put_manifest("signature", "tampered-bundle", &bm2);
+    let mut entry = refs[0].clone();
+    entry["digest"] = json!(bd);
+    entry["size"] = json!(serde_json::to_vec(&bm2).unwrap().len());
+    http.set_referrers("signature", &d, json!([entry]));
+    let err = verify("signature");
+    assert_eq!(err.matches("invalid signature").count(), 2, "{err}");
+
+    // One byte of the image manifest, re-tagged: the old signatures do not name it. Moved
+    // along to the new digest, they are valid signatures of another digest.
+    let d = signed_remote(&e, &reg, "retag", "r");
+    let mut m = http.manifest("retag", &d).unwrap();
+    m["annotations"] = json!({"x": "y"});
+    let d2 = http.put_manifest("retag", "1", &m);
+    let err = verify("retag");
+    assert!(err.contains("no signature found"), "{err}");
+    let sig = http.manifest("retag", &format!("{}.sig", d.replace(':', "-"))).unwrap();
+    http.set_tag_layers("retag", &d2, "sig", sig["layers"].clone());
+    http.set_referrers("retag", &d2, json!(http.referrers("retag", &d)));
+    let err = verify("retag");
+    assert_eq!(err.matches("digest mismatch").count(), 2, "{err}");
+
+    // A valid signature of another image attached to this one.
+    let other = signed_remote(&e, &reg, "theft", "other image");
+    let name = format!("{}/theft:2", reg.addr);
+    let victim = e.build(&name, "victim", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let sig = http.manifest("theft", &format!("{}.sig", other.replace(':', "-"))).unwrap();
+    http.set_tag_layers("theft", &victim, "sig", sig["layers"].clone());
+    http.set_referrers("theft", &victim, json!(http.referrers("theft", &other)));
+    let err = e.fails(&["verify", "--key", &e.public(), &format!("docker://{name}")], 1);
+    assert_eq!(err.matches("digest mismatch").count(), 2, "{err}");
+
+    // Another key.
+    signed_remote(&e, &reg, "otherkey", "k");
+    let stranger = Env::new();
+    let err = e.fails(&["verify", "--key", &stranger.public(), &format!("docker://{}/otherkey:1", reg.addr)], 1);
+    assert_eq!(err.matches("wrong key").count(), 2, "{err}");
+
+    // Malformed: a bundle that is not JSON.
+    let d = signed_remote(&e, &reg, "malformed", "m");
+    let refs = http.referrers("malformed", &d);
+    let mut bm = http.manifest("malformed", refs[0]["digest"].as_str().unwrap()).unwrap();
+    bm["layers"][0]["digest"] = json!(http.put_blob("malformed", b"not json"));
+    bm["layers"][0]["size"] = json!(8);
+    let bd = http.put_manifest("malformed", "broken-bundle", &bm);
+    let mut entry = refs[0].clone();
+    entry["digest"] = json!(bd);
+    entry["size"] = json!(serde_json::to_vec(&bm).unwrap().len());
+    http.set_referrers("malformed", &d, json!([entry]));
+    http.set_tag_layers("malformed", &d, "sig", json!([]));
+    let err = verify("malformed");
+    assert!(err.contains("malformed"), "{err}");
+}
+
+#[test]
+fn provenance_names_bases_commit_and_validates_with_in_toto_attestation() {
+    let reg = TestRegistry::start();
+    let e = Env::new();
+    let base = format!("{}/base:1", reg.addr);
+    let base_digest = e.build(&base, "base", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &base]));
+    let tools = format!("{}/tools:1", reg.addr);
+    let tools_digest = e.build(&tools, "tools", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &tools]));
+    // A fresh store pulls both by tag; the provenance must name the digests they resolved to.
+    let s2 = KilnStore::new();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("app.txt"), "app").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base} AS final\nARG VERSION\nARG API_TOKEN\nCOPY --from={tools} /f.txt /tools.txt\nCOPY app.txt /app.txt\n"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        run_ok(Command::new(require_tool("git")).args(["-c", "user.email=t@example.com", "-c", "user.name=t"]).args(args).current_dir(ctx.path()))
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "app"]);
+    git(&["remote", "add", "origin", "https://git.example.com/team/app.git"]);
+    let commit = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap().trim().to_string();
+    let app = format!("{}/app:1", reg.addr);
+    let out = run_ok(
+        kiln(&s2, e.docker.path(), &["build", "-q", "-t", &app, "--sign", "--key", &e.key(), "--tag-digest", "--build-arg", "VERSION=1.2", "--build-arg", "API_TOKEN=s3cr3t-value"])
+            .arg(ctx.path()),
+    );
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = run_ok(&mut kiln(&s2, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "slsaprovenance", &app]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("s3cr3t-value"), "a secret-looking build arg value leaked: {text}");
+    let statement = stdout_json(&out)[0].clone();
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    let p = &statement["predicate"];
+    assert_eq!(p["buildDefinition"]["buildType"], "https://kiln.dev/build-types/dockerfile/v1");
+    let ext = &p["buildDefinition"]["externalParameters"];
+    assert_eq!(ext["buildArgs"]["VERSION"], "1.2");
+    assert_eq!(ext["buildArgs"]["API_TOKEN"], "<redacted>");
+    assert_eq!(ext["target"], "final");
+    let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let dep = |name: &str| deps.iter().find(|d| d["name"] == name).unwrap_or_else(|| panic!("no {name} in {deps:?}"));
+    assert_eq!(dep(&base)["digest"]["sha256"], base_digest.trim_start_matches("sha256:"));
+    assert_eq!(dep(&tools)["digest"]["sha256"], tools_digest.trim_start_matches("sha256:"));
+    assert_eq!(dep("context")["digest"]["gitCommit"], commit.as_str());
+    assert_eq!(dep("context")["uri"], format!("git+https://git.example.com/team/app.git@{commit}"));
+    assert!(p["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"].as_i64().unwrap() > 0);
+    // --tag-digest: the content-addressed twin.
+    let twin = format!("{}/app:{}", reg.addr, digest.replace(':', "-"));
+    let idx = s2.index();
+    assert!(idx["manifests"].as_array().unwrap().iter().any(|m| m["annotations"]["org.opencontainers.image.ref.name"] == twin.as_str() && m["digest"] == digest.as_str()));
+
+    // The in-toto attestation framework's own Python bindings accept it.
+    let py = repo_root().join(".venv/bin/python");
+    assert!(py.is_file(), "{} is missing (hint: run scripts/setup, which installs in-toto-attestation into .venv)", py.display());
+    let sf = e.dir.path().join("statement.json");
+    std::fs::write(&sf, serde_json::to_vec(&statement).unwrap()).unwrap();
+    let check = r#"
+import json, sys
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2, statement, resource_descriptor
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+doc = json.load(open(sys.argv[1]))
+st = json_format.Parse(json.dumps(doc), statement_pb2.Statement())
+statement.Statement.copy_from_pb(st).validate()
+prov = json_format.ParseDict(doc["predicate"], provenance_pb2.Provenance())
+assert prov.build_definition.build_type, "buildType"
+assert prov.run_details.builder.id, "builder.id"
+for rd in prov.build_definition.resolved_dependencies:
+    resource_descriptor.ResourceDescriptor.copy_from_pb(rd).validate()
+print("valid", len(prov.build_definition.resolved_dependencies))
+"#;
+    let out = run_ok(Command::new(&py).arg("-c").arg(check).arg(&sf));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid"));
+}
