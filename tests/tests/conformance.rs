@@ -32,13 +32,19 @@
 //! - SHELL applies to shell-form CMD and ENTRYPOINT (15-shell);
 //! - setuid/setgid bits of context files are kept (22-chmod);
 //! - ADD --chown applies to an archive's extracted entries (27-add);
-//! - features buildah 1.28 lacks: newer variable modifiers (09), heredocs (29), the escape
-//!   directive in words (31), COPY --link/--parents/--exclude (32-34), HEALTHCHECK
-//!   --start-interval (37).
+//! - features buildah 1.28 lacks: newer variable modifiers (09), heredocs (29, and heredoc
+//!   RUN in 41), the escape directive in words (31), COPY --link/--parents/--exclude (32-34),
+//!   HEALTHCHECK --start-interval (37), tmpfs `size=` (49), RUN --network (55);
+//! - RUN (38-57): buildah leaves mount-point stubs in its layers, kiln (as BuildKit) leaves
+//!   none the step did not write. The fixed ones (/dev, /proc, /sys, /run, /etc/hostname,
+//!   /etc/hosts, /etc/resolv.conf; empty and absent from the base) are dropped from buildah's
+//!   tree by the harness, and `--mount` targets (45, 46, 47, 49, 50) in `expected.json`.
+//!   Also: a hard link to a base file keeps its group (40), rw bind-mount writes are
+//!   discarded (47), a tmpfs mount hides a base directory only during the step (49), and
+//!   volatile files are stripped (57).
 //!
 //! Checked and found equal (so not normalised): WORKDIR creation and ownership by the current
-//! USER, the default PATH added to an image without one, the root directory's metadata; no
-//! mount-point stubs appear since no case has RUN.
+//! USER, the default PATH added to an image without one, the root directory's metadata.
 //!
 //! Harness detail: buildah's config is read with `buildah inspect` (its Docker-format
 //! config), because `buildah push oci:` drops Healthcheck, OnBuild and Shell.

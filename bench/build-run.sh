@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Issue 3's benchmark: RUN steps on a Debian bookworm base, kiln against buildah (runc,
+# --layers, overlay storage, --timestamp 0) and, when a Docker engine with BuildKit can be
+# driven here, BuildKit. Same machine, same run.
+#   (b) RUN mkdir /app && echo hi > /app/x && useradd -r app
+#   (d) two stages, a RUN in each, and COPY --from
+# Cold build (the base image present, no build cache) and no-change rebuild, then kiln's
+# overhead per RUN step: (10 × `RUN true`) minus (no RUN), divided by 10, cold.
+# The Debian base is made once with debootstrap (needs the network the first time) and
+# cached in $BENCH_DEBIAN (default /var/tmp/kiln-bench-debian).
+# Usage: bench/build-run.sh [RUNS]   (as root; prints a markdown table; needs scripts/setup)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+runs=${1:-3}
+[ "$(id -u)" -eq 0 ] || { echo "error: run as root (RUN steps need root until rootless lands)" >&2; exit 2; }
+work=$(mktemp -d /var/tmp/kiln-bench-run.XXXXXX)
+cleanup() {
+  for r in "$work"/buildah-*; do
+    [ -d "$r" ] && buildah --root "$r/root" --runroot "$r/run" --storage-driver overlay rm -a >/dev/null 2>&1 || true
+    [ -d "$r" ] && buildah --root "$r/root" --runroot "$r/run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true
+    umount -R "$r/root/overlay" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The Debian base context: debootstrap minbase, FROM scratch + COPY rootfs/ /.
+deb=${BENCH_DEBIAN:-/var/tmp/kiln-bench-debian}
+if [ ! -x "$deb/rootfs/bin/bash" ]; then
+  echo "making the Debian base in $deb (debootstrap, needs the network once)" >&2
+  rm -rf "$deb.tmp" && mkdir -p "$deb.tmp"
+  debootstrap --variant=minbase bookworm "$deb.tmp/rootfs" http://deb.debian.org/debian >&2
+  rm -rf "$deb" && mv "$deb.tmp" "$deb"
+fi
+printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["bash"]\n' > "$deb/Dockerfile"
+printf 'rootfs/dev/*\nrootfs/proc/*\nrootfs/sys/*\n' > "$deb/.dockerignore"
+
+# KILN_BIN: a kiln binary to measure instead of building target/release/kiln.
+if [ -n "${KILN_BIN:-}" ]; then
+  kiln=$KILN_BIN
+  rev=${KILN_REV:-"(KILN_BIN)"}
+else
+  cargo build --release -q -p kiln
+  kiln=$(pwd)/target/release/kiln
+  rev=$(git rev-parse --short HEAD)
+fi
+export RESULTS=$work/results BENCH_LOG=$work/log
+: > "$RESULTS"
+
+# Build contexts.
+mkdir -p "$work/b" "$work/d" "$work/run0" "$work/run10" "$work/warm"
+cat > "$work/b/Dockerfile" <<'EOF'
+FROM localhost/debian:bookworm
+RUN mkdir /app && echo hi > /app/x && useradd -r app
+EOF
+cat > "$work/d/Dockerfile" <<'EOF'
+FROM localhost/debian:bookworm AS build
+RUN mkdir /out && echo built > /out/artifact && useradd -r builder && chown builder /out/artifact
+
+FROM localhost/debian:bookworm
+COPY --from=build /out/artifact /app/artifact
+RUN useradd -r app && chown app /app/artifact
+EOF
+printf 'FROM localhost/debian:bookworm\nLABEL bench=run0\n' > "$work/run0/Dockerfile"
+{ printf 'FROM localhost/debian:bookworm\nLABEL bench=run10\n'; for i in $(seq 10); do echo "RUN true # $i"; done; } > "$work/run10/Dockerfile"
+printf 'FROM localhost/debian:bookworm\nRUN echo warm > /warm\n' > "$work/warm/Dockerfile"
+
+# Seeds: a kiln store with the base imported and its snapshot unpacked (as a pulled image
+# is), and the same image copied into a buildah storage; each cold build starts from a copy.
+seed=$work/seed-kiln
+KILN_HOME=$seed "$kiln" build -q -t localhost/debian:bookworm "$deb" >/dev/null
+KILN_HOME=$seed "$kiln" build -q -t warm "$work/warm" >/dev/null
+KILN_HOME=$seed "$kiln" rmi warm >/dev/null 2>&1 || true
+fresh_kiln() { rm -rf "$work/kiln"; cp -a "$seed" "$work/kiln"; sync; }
+b_seed() {
+  local r=$work/buildah-$1
+  skopeo copy -q "oci:$seed:localhost/debian:bookworm" "containers-storage:[overlay@$r/root+$r/run]localhost/debian:bookworm" >&2
+  sync
+}
+mkdir -p "$work/bundle"
+runc spec --bundle "$work/bundle"
+jq --arg root "$deb/rootfs" '.process.terminal = false | .process.args = ["true"] | .root.path = $root | .root.readonly = true' \
+  "$work/bundle/config.json" > "$work/bundle/config.tmp" && mv "$work/bundle/config.tmp" "$work/bundle/config.json"
+sync
+
+for i in $(seq "$runs"); do
+  for c in b d; do
+    fresh_kiln
+    measure "kiln-$c-cold" env KILN_HOME="$work/kiln" "$kiln" build -q -t bench:1 "$work/$c"
+    measure "kiln-$c-rebuild" env KILN_HOME="$work/kiln" "$kiln" build -q -t bench:1 "$work/$c"
+
+    b_seed "$c-$i"
+    r=$work/buildah-$c-$i
+    bh=(buildah --root "$r/root" --runroot "$r/run" --storage-driver overlay)
+    measure "buildah-$c-cold" "${bh[@]}" bud --runtime runc --timestamp 0 --layers -q -t bench:1 "$work/$c"
+    measure "buildah-$c-rebuild" "${bh[@]}" bud --runtime runc --timestamp 0 --layers -q -t bench:1 "$work/$c"
+
+    if docker buildx version >/dev/null 2>&1; then
+      docker builder prune -af >/dev/null 2>&1 || true
+      measure "buildkit-$c-cold" env DOCKER_BUILDKIT=1 docker build -q -t kiln-bench:1 "$work/$c"
+      measure "buildkit-$c-rebuild" env DOCKER_BUILDKIT=1 docker build -q -t kiln-bench:1 "$work/$c"
+    fi
+  done
+  for c in run0 run10; do
+    fresh_kiln
+    measure "kiln-$c" env KILN_HOME="$work/kiln" "$kiln" build -q -t bench:1 "$work/$c"
+  done
+  # The floor: runc alone running `true` 10 times in a read-only bundle of the same rootfs.
+  measure runc-10 bash -c 'for i in $(seq 10); do runc --root "$1/runc-state" run --bundle "$1/bundle" "b$i" </dev/null || exit 1; done' _ "$work"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || a == 0) print "n/a"; else printf "%.1fx", b / a }'; }
+m() { median "$1" 2; }
+echo "### RUN on a Debian bookworm base ($(date -u +%F), $(machine), median of $runs)"
+echo
+echo "| build | tool | cold build | no-change rebuild | peak memory (cold) | kiln is faster by (cold / rebuild) |"
+echo "|---|---|---|---|---|---|"
+for c in b d; do
+  case $c in
+    b) what='(b) `RUN mkdir /app && echo hi > /app/x && useradd -r app`' ;;
+    d) what='(d) two stages, a RUN in each, `COPY --from`' ;;
+  esac
+  kc=$(m "kiln-$c-cold"); kr=$(m "kiln-$c-rebuild")
+  bc=$(m "buildah-$c-cold"); br=$(m "buildah-$c-rebuild")
+  echo "| $what | kiln ${rev} (runc) | ${kc} s | ${kr} s | $(( $(median "kiln-$c-cold" 3) / 1024 )) MiB | - |"
+  echo "| | buildah $(buildah --version | awk '{ print $3 }') (runc, overlay, --layers, --timestamp 0) | ${bc} s | ${br} s | $(( $(median "buildah-$c-cold" 3) / 1024 )) MiB | $(ratio "$kc" "$bc") / $(ratio "$kr" "$br") |"
+  if grep -q "buildkit-$c-cold" "$RESULTS"; then
+    echo "| | BuildKit (docker.io) | $(m "buildkit-$c-cold") s | $(m "buildkit-$c-rebuild") s | (daemon) | $(ratio "$kc" "$(m "buildkit-$c-cold")") / $(ratio "$kr" "$(m "buildkit-$c-rebuild")") |"
+  else
+    echo "| | BuildKit (docker.io) | not run: Debian 12's docker.io has no buildx, and its CLI refuses DOCKER_BUILDKIT=1 without it | | | |"
+  fi
+done
+r0=$(m kiln-run0); r10=$(m kiln-run10)
+echo
+echo "kiln's overhead per RUN step: (${r10} s for 10 × \`RUN true\` − ${r0} s for none) / 10 = $(awk -v a="$r10" -v b="$r0" 'BEGIN { printf "%.0f ms", (a - b) * 100 }'),"
+echo "of which runc itself takes $(awk -v a="$(m runc-10)" 'BEGIN { printf "%.0f ms", a * 100 }') (\`runc run\` of \`true\` alone, 10 times); load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
