@@ -307,8 +307,10 @@ fn registry_signatures_verify_with_openssl_and_sigstore_js() {
     std::fs::write(&ef, http.blob("app", env_layer["digest"].as_str().unwrap())).unwrap();
     let v = sigstore_js(&ef, &e.public()).expect("sigstore-js verifies kiln's DSSE envelope");
     assert_eq!(v["predicateType"], "https://cosign.sigstore.dev/attestation/vuln/v1");
+    // The push also carried the build's SBOMs and provenance; two of the referrers are bundles.
     let refs = http.referrers("app", &digest);
-    assert_eq!(refs.len(), 2, "{refs:?}");
+    let bundles = refs.iter().filter(|r| r["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json").count();
+    assert_eq!(bundles, 2, "{refs:?}");
     let ab = refs
         .iter()
         .find(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://cosign.sigstore.dev/attestation/vuln/v1")
@@ -362,6 +364,14 @@ fn signed_remote(e: &Env, reg: &TestRegistry, repo: &str, text: &str) -> String 
     d
 }
 
+/// The image signature's bundle entry among the referrers.
+fn sign_bundle(refs: &[Value]) -> Value {
+    refs.iter()
+        .find(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://sigstore.dev/cosign/sign/v1")
+        .unwrap_or_else(|| panic!("no signature bundle in {refs:?}"))
+        .clone()
+}
+
 fn flip_last_byte_b64(dir: &Path, b64: &str) -> String {
     let mut raw = openssl_b64_decode(dir, b64);
     *raw.last_mut().unwrap() ^= 0x01;
@@ -396,8 +406,8 @@ fn tampering_fails_verification_with_the_reason() {
     let s = layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap().to_string();
     layer["annotations"]["dev.cosignproject.cosign/signature"] = json!(flip_last_byte_b64(e.dir.path(), &s));
     http.set_tag_layers("signature", &d, "sig", json!([layer]));
-    let refs = http.referrers("signature", &d);
-    let bm = http.manifest("signature", refs[0]["digest"].as_str().unwrap()).unwrap();
+    let sb = sign_bundle(&http.referrers("signature", &d));
+    let bm = http.manifest("signature", sb["digest"].as_str().unwrap()).unwrap();
     let mut bundle: Value = serde_json::from_slice(&http.blob("signature", bm["layers"][0]["digest"].as_str().unwrap())).unwrap();
     let s = bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap().to_string();
     bundle["dsseEnvelope"]["signatures"][0]["sig"] = json!(flip_last_byte_b64(e.dir.path(), &s));
@@ -406,7 +416,7 @@ fn tampering_fails_verification_with_the_reason() {
     bm2["layers"][0]["digest"] = json!(http.put_blob("signature", &data));
     bm2["layers"][0]["size"] = json!(data.len());
     let bd = http.put_manifest("signature", "tampered-bundle", &bm2);
-    let mut entry = refs[0].clone();
+    let mut entry = sb.clone();
     entry["digest"] = json!(bd);
     entry["size"] = json!(serde_json::to_vec(&bm2).unwrap().len());
     http.set_referrers("signature", &d, json!([entry]));
@@ -446,12 +456,12 @@ fn tampering_fails_verification_with_the_reason() {
 
     // Malformed: a bundle that is not JSON.
     let d = signed_remote(&e, &reg, "malformed", "m");
-    let refs = http.referrers("malformed", &d);
-    let mut bm = http.manifest("malformed", refs[0]["digest"].as_str().unwrap()).unwrap();
+    let sb = sign_bundle(&http.referrers("malformed", &d));
+    let mut bm = http.manifest("malformed", sb["digest"].as_str().unwrap()).unwrap();
     bm["layers"][0]["digest"] = json!(http.put_blob("malformed", b"not json"));
     bm["layers"][0]["size"] = json!(8);
     let bd = http.put_manifest("malformed", "broken-bundle", &bm);
-    let mut entry = refs[0].clone();
+    let mut entry = sb.clone();
     entry["digest"] = json!(bd);
     entry["size"] = json!(serde_json::to_vec(&bm).unwrap().len());
     http.set_referrers("malformed", &d, json!([entry]));

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Issue 7's benchmark: sign + attest (SBOM and provenance) + push of the signatures for a
+# built image, and verification, against Debian's docker-registry on loopback (no referrers
+# API, so every referrer goes through the sha256-<hex> tag schema).
+#   sign+attest = `kiln build --sign --key cosign.key` minus the same fully cached build
+#                 without --sign (both catalogue the SBOM and write the provenance);
+#   push        = `kiln push` of the signed image whose blobs the registry already has, so
+#                 it is the signatures, attestations, bundles, SBOMs and provenance;
+#   verify      = `kiln verify` / `kiln verify-attestation --type slsaprovenance` of the
+#                 registry image (docker://), from an empty store.
+# Each run uses a new repository, so nothing is already there.
+# Usage: bench/sign.sh [RUNS]   (prints a markdown table; needs scripts/setup first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+runs=${1:-5}
+work=$(mktemp -d /var/tmp/kiln-bench-sign.XXXXXX)
+reg_pid=""
+trap '[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"' EXIT
+cargo build --release -q -p kiln
+kiln=$(pwd)/target/release/kiln
+export DOCKER_CONFIG=$work/docker KILN_HOME=$work/store COSIGN_PASSWORD=bench
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+mkdir -p "$work/registry"
+cat > "$work/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: $reg
+YML
+docker-registry serve "$work/registry.yml" 2>>"$work/log" &
+reg_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+# The image: this machine's dpkg database (a realistic SBOM: every installed package) and
+# a few files.
+mkdir -p "$work/ctx/var/lib/dpkg"
+cp /var/lib/dpkg/status "$work/ctx/var/lib/dpkg/status"
+head -c 4M /dev/urandom > "$work/ctx/data.bin"
+printf 'FROM scratch\nCOPY var /var\nCOPY data.bin /data.bin\n' > "$work/ctx/Dockerfile"
+"$kiln" generate-key-pair --output-key-prefix "$work/cosign" 2>/dev/null
+"$kiln" build -q -t bench:1 "$work/ctx" >/dev/null
+
+ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>>"$work/log"; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+: > "$work/results"
+for i in $(seq "$runs"); do
+  name=$reg/app$i:1
+  plain=$(ms "$kiln" build -q -t bench:1 -t "$name" "$work/ctx")
+  "$kiln" copy bench:1 "docker://$name" >/dev/null 2>>"$work/log"
+  signed=$(ms "$kiln" build -q -t "$name" --sign --key "$work/cosign.key" "$work/ctx")
+  push=$(ms "$kiln" push -q "$name")
+  verify=$(KILN_HOME=$work/empty$i ms "$kiln" verify --key "$work/cosign.pub" "docker://$name")
+  vatt=$(KILN_HOME=$work/empty$i ms "$kiln" verify-attestation --key "$work/cosign.pub" --type slsaprovenance "docker://$name")
+  echo "sign $((signed - plain))" >> "$work/results"
+  echo "push $push" >> "$work/results"
+  echo "total $((signed - plain + push))" >> "$work/results"
+  echo "verify $verify" >> "$work/results"
+  echo "vatt $vatt" >> "$work/results"
+done
+med() { awk -v l="$1" '$1 == l { print $2 }' "$work/results" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+refs=$(python3 -c "import json,sys; print(len(json.load(open('$work/store/index.json'))['manifests']))")
+echo "### sign + attest + push, loopback docker-registry $(dpkg-query -W -f='${Version}' docker-registry) ($(date -u +%F), $(machine), median of $runs)"
+echo
+echo "| step | median |"
+echo "|---|---|"
+echo "| sign + attest (build --sign minus build; image signature, provenance, SPDX and CycloneDX attestations; one scrypt key unlock) | $(med sign) ms |"
+echo "| push of the signature objects (image already in the registry) | $(med push) ms |"
+echo "| **sign + attest + push** | **$(med total) ms** |"
+echo "| verify (docker://, empty store) | $(med verify) ms |"
+echo "| verify-attestation --type slsaprovenance | $(med vatt) ms |"
