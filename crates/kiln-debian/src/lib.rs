@@ -7,6 +7,8 @@
 //! ([`fetch`]), reads it ([`deb`]) without running maintainer scripts, and writes one
 //! deterministic layer per package plus one for accounts and files ([`assemble`]).
 
+#![deny(missing_docs)]
+
 pub mod assemble;
 pub mod control;
 pub mod deb;
