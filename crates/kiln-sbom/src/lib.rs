@@ -175,12 +175,17 @@ impl OsInfo {
 pub struct Sbom {
     /// The image's manifest digest: the SBOM's identity.
     pub image: Digest,
-    /// How the user named the image (informational; never part of ids).
+    /// How the user named the image (informational: never written, so that every
+    /// transport and name of the same image gives the same bytes).
+    #[serde(skip)]
     pub name: String,
     /// RFC 3339 creation time (SOURCE_DATE_EPOCH, else the image's `created`).
     pub created: String,
     /// The image's platform (`linux/amd64`).
     pub platform: String,
+    /// Who supplies the image: its `org.opencontainers.image.vendor` label, else its author.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
     /// The operating system, when os-release says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<OsInfo>,
@@ -238,6 +243,14 @@ pub fn catalog_image(
             .or_else(|| image.config.created.clone())
             .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
         platform,
+        supplier: image
+            .config
+            .config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("org.opencontainers.image.vendor").cloned())
+            .or_else(|| image.config.author.clone())
+            .filter(|s| !s.trim().is_empty()),
         os,
         packages,
         warnings,

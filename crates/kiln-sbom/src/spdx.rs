@@ -61,6 +61,30 @@ fn supplier(s: &Option<String>) -> String {
     }
 }
 
+/// The supplier when the metadata names none. NTIA's minimum elements need one for every
+/// component, so kiln names the channel the package came through (the distribution, the
+/// package index, the Maven group, the Go module's host) rather than leave it out.
+fn fallback_supplier(p: &Package, sbom: &Sbom) -> String {
+    use crate::Ecosystem::*;
+    let org = match p.ecosystem {
+        Deb | Apk => sbom
+            .os
+            .as_ref()
+            .map(|o| o.pretty_name.clone().unwrap_or_else(|| o.id.clone()))
+            .unwrap_or_else(|| p.ecosystem.as_str().to_string()),
+        Python => "Python Package Index".into(),
+        Npm => "npm registry".into(),
+        Rust => match p.properties.get("source").map(String::as_str) {
+            Some("crates.io") | None => "crates.io".into(),
+            Some(other) => other.to_string(),
+        },
+        Go if p.name == "stdlib" => "The Go Authors".into(),
+        Go => p.name.split('/').next().unwrap_or(&p.name).to_string(),
+        Java => p.properties.get("group").cloned().unwrap_or_else(|| p.name.clone()),
+    };
+    format!("Organization: {org}")
+}
+
 /// For each package index, the indexes of the packages it depends on (same ecosystem; a
 /// name with several candidates resolves only to one in the same file, else not at all).
 pub fn resolve_depends(pkgs: &[Package]) -> Vec<Vec<usize>> {
@@ -112,7 +136,7 @@ pub fn document(sbom: &Sbom) -> Value {
         "SPDXID": "SPDXRef-Image",
         "name": sbom.image.to_string(),
         "versionInfo": sbom.image.to_string(),
-        "supplier": "NOASSERTION",
+        "supplier": format!("Organization: {}", sbom.supplier.as_deref().unwrap_or("unknown")),
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
         "licenseConcluded": "NOASSERTION",
@@ -127,7 +151,7 @@ pub fn document(sbom: &Sbom) -> Value {
             "SPDXID": "SPDXRef-OperatingSystem",
             "name": os.id,
             "versionInfo": os.version,
-            "supplier": "NOASSERTION",
+            "supplier": format!("Organization: {}", os.pretty_name.as_deref().unwrap_or(&os.id)),
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
             "licenseConcluded": "NOASSERTION",
@@ -165,7 +189,10 @@ pub fn document(sbom: &Sbom) -> Value {
             "SPDXID": id,
             "name": p.name,
             "versionInfo": p.version,
-            "supplier": supplier(&p.supplier),
+            "supplier": match &p.supplier {
+                Some(_) => supplier(&p.supplier),
+                None => fallback_supplier(p, sbom),
+            },
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
             "licenseConcluded": "NOASSERTION",

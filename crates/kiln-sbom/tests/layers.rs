@@ -1,0 +1,150 @@
+//! Catalogues of hand-made multi-layer images: whiteouts and opaque directories remove
+//! packages lower layers installed, replaced files win, each package names the layer its
+//! evidence came from, and bad metadata is a warning, not an error.
+
+use std::collections::BTreeMap;
+
+use kiln_oci::image::{Image, ImageConfig};
+use kiln_oci::{Descriptor, Manifest, Store, media};
+use kiln_sbom::{Options, Sbom, catalog_image};
+
+fn layer(store: &Store, files: &[(&str, &[u8], u32)]) -> Descriptor {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let bytes = b.into_inner().unwrap();
+    let d = store.put_blob(&bytes).unwrap();
+    Descriptor::new(media::OCI_LAYER_TAR, d, bytes.len() as u64)
+}
+
+fn image(store: &Store, layers: Vec<Descriptor>) -> Image {
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        created: Some("2024-01-01T00:00:00Z".into()),
+        ..Default::default()
+    };
+    let cfg = store.put_blob(b"{}").unwrap();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        artifact_type: None,
+        config: Descriptor::new(media::OCI_CONFIG, cfg, 2),
+        layers,
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let m = store.put_blob(&kiln_oci::canonical_json(&manifest)).unwrap();
+    Image {
+        descriptor: Descriptor::new(media::OCI_MANIFEST, m, 1),
+        manifest,
+        config,
+    }
+}
+
+fn names(s: &Sbom) -> Vec<String> {
+    let mut v: Vec<String> = s.packages.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
+    v.sort();
+    v
+}
+
+const STATUS: &[u8] = b"Package: base\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
+Package: gone\nStatus: deinstall ok config-files\nVersion: 2\n";
+
+#[test]
+fn whiteouts_opaque_dirs_and_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l0 = layer(
+        &store,
+        &[
+            ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644),
+            ("var/lib/dpkg/status", STATUS, 0o644),
+            (
+                "app/node_modules/a/package.json",
+                br#"{"name":"a","version":"1.0.0"}"#,
+                0o644,
+            ),
+            (
+                "app/node_modules/b/package.json",
+                br#"{"name":"b","version":"1.0.0"}"#,
+                0o644,
+            ),
+            ("srv/lib/x-1.dist-info/METADATA", b"Name: x\nVersion: 1\n", 0o644),
+        ],
+    );
+    let l1 = layer(
+        &store,
+        &[
+            // Removes package a, and everything under /srv/lib from lower layers.
+            ("app/node_modules/.wh.a", b"", 0o644),
+            ("srv/lib/.wh..wh..opq", b"", 0o644),
+            ("srv/lib/y-2.dist-info/METADATA", b"Name: y\nVersion: 2\n", 0o644),
+            // A newer status replaces the old one.
+            (
+                "var/lib/dpkg/status",
+                b"Package: base\nStatus: install ok installed\nVersion: 1.1\nArchitecture: all\n",
+                0o644,
+            ),
+        ],
+    );
+    let img = image(&store, vec![l0.clone(), l1.clone()]);
+    let s = catalog_image(&store, &img, "test", None, &Options::default()).unwrap();
+    assert_eq!(names(&s), ["b@1.0.0", "base@1.1", "y@2"], "{:?}", s.packages);
+    assert_eq!(s.os.as_ref().unwrap().distro(), "debian-12");
+    let layer_of = |n: &str| s.packages.iter().find(|p| p.name == n).unwrap().layer.clone().unwrap();
+    assert_eq!(layer_of("b"), l0.digest);
+    assert_eq!(layer_of("base"), l1.digest);
+    assert_eq!(layer_of("y"), l1.digest);
+    assert_eq!(s.created, "2024-01-01T00:00:00Z");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // Same image, same bytes.
+    let again = catalog_image(&store, &img, "other name", None, &Options::default()).unwrap();
+    assert_eq!(kiln_sbom::spdx::to_json(&s), kiln_sbom::spdx::to_json(&again));
+    assert_eq!(kiln_sbom::cyclonedx::to_json(&s), kiln_sbom::cyclonedx::to_json(&again));
+}
+
+#[test]
+fn bad_metadata_is_skipped_with_a_warning_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l0 = layer(
+        &store,
+        &[
+            (
+                "var/lib/dpkg/status",
+                b"Package: ok\nVersion: 1\n\nPackage: bad\nno colon here\n",
+                0o644,
+            ),
+            (
+                "usr/lib/python3/z-1.dist-info/METADATA",
+                b"Name: z\nVersion: \xff\n",
+                0o644,
+            ),
+            ("app/node_modules/c/package.json", b"{not json", 0o644),
+            ("app/lib/broken-1.0.jar", b"PK\x03\x04 and then nothing", 0o644),
+            ("usr/bin/tool", b"\x7fELF\x02\x01\x01 cut short", 0o755),
+        ],
+    );
+    let img = image(&store, vec![l0]);
+    let s = catalog_image(&store, &img, "test", None, &Options::default()).unwrap();
+    assert_eq!(names(&s), ["ok@1"]);
+    for f in [
+        "/var/lib/dpkg/status",
+        "/usr/lib/python3/z-1.dist-info/METADATA",
+        "/app/node_modules/c/package.json",
+        "/app/lib/broken-1.0.jar",
+    ] {
+        assert!(
+            s.warnings.iter().any(|w| w.starts_with(f)),
+            "no warning for {f}: {:?}",
+            s.warnings
+        );
+    }
+}
