@@ -85,6 +85,10 @@ fn run_details(timing: &Timing) -> Value {
 
 fn git_dependency(dir: &Path) -> Option<Value> {
     let (_, commit, remote) = git_info(dir);
+    git_value(dir, commit, remote)
+}
+
+fn git_value(dir: &Path, commit: Option<String>, remote: Option<String>) -> Option<Value> {
     let commit = commit?;
     let uri = match &remote {
         Some(r) => format!("git+{r}@{commit}"),
@@ -115,14 +119,16 @@ pub fn dockerfile(prepared: &Prepared, req: &BuildRequest, timing: &Timing) -> R
         .target
         .clone()
         .or_else(|| plan.stages.get(plan.target).and_then(|s| s.name.clone()));
-    let external = json!({
+    let mut external = json!({
         "source": { "path": prepared.file_name, "digest": digest_map(&df_digest) },
-        "target": target,
         "platforms": [kiln_build::platform::format(&plan.platform)],
         "buildArgs": build_args,
     });
+    if let Some(t) = target {
+        external["target"] = Value::String(t);
+    }
     let mut deps = Vec::new();
-    if let Some(g) = git_dependency(prepared.context.root()) {
+    if let Some(g) = git_value(prepared.context.root(), prepared.git.0.clone(), prepared.git.1.clone()) {
         deps.push(g);
     }
     deps.push(json!({ "name": "dockerfile", "uri": format!("file:{}", prepared.file_name), "digest": digest_map(&df_digest) }));
@@ -208,4 +214,50 @@ pub fn spec(spec_path: &Path, lock: &kiln_debian::Lock, source_date_epoch: i64, 
         },
         "runDetails": run_details(timing),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_provenance_lists_every_locked_deb() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("kiln.toml");
+        std::fs::write(&spec_path, "architectures = [\"amd64\"]\n").unwrap();
+        let pkg = |name: &str, sha: &str| kiln_debian::lock::LockedPackage {
+            name: name.into(),
+            version: "1.0-1".into(),
+            arch: "amd64".into(),
+            package_arch: "amd64".into(),
+            source: name.into(),
+            source_version: "1.0-1".into(),
+            url: "http://deb.example/debian/".into(),
+            path: format!("pool/main/{name}_1.0-1_amd64.deb"),
+            size: 10,
+            sha256: sha.into(),
+            depends: vec![],
+        };
+        let lock = kiln_debian::Lock {
+            version: kiln_debian::lock::LOCK_VERSION,
+            spec_hash: "abc".into(),
+            snapshot: vec![],
+            package: vec![pkg("libc6", &"a".repeat(64)), pkg("hello", &"b".repeat(64))],
+        };
+        let p = spec(&spec_path, &lock, 42, &Timing::start()).unwrap();
+        assert_eq!(p["buildDefinition"]["buildType"], SPEC_BUILD_TYPE);
+        assert_eq!(p["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"], 42);
+        let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+        let hello = deps.iter().find(|d| d["name"] == "hello").unwrap();
+        assert_eq!(hello["digest"]["sha256"], "b".repeat(64));
+        assert_eq!(hello["uri"], "pkg:deb/debian/hello@1.0-1?arch=amd64");
+        assert_eq!(
+            hello["downloadLocation"],
+            "http://deb.example/debian/pool/main/hello_1.0-1_amd64.deb"
+        );
+        assert!(
+            deps.iter()
+                .any(|d| d["name"] == "libc6" && d["digest"]["sha256"] == "a".repeat(64))
+        );
+    }
 }

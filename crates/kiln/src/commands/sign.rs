@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -231,7 +232,12 @@ fn report(loc: &Located, r: &Report, what: &str) -> Result<(), CliError> {
         r.verified.len()
     );
     let payloads: Vec<&serde_json::Value> = r.verified.iter().map(|v| &v.payload).collect();
-    println!("{}", serde_json::to_string_pretty(&payloads).expect("json"));
+    // A closed pipe (`| head`) is not an error of verification.
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&payloads).expect("json")
+    );
     Ok(())
 }
 
@@ -275,19 +281,33 @@ pub fn after_build(
         kiln_sign::provenance::SLSA_PROVENANCE_V1,
         provenance.clone(),
     );
-    kiln_sign::place::attach_local(
-        store,
-        image,
-        kiln_sign::provenance::IN_TOTO_MEDIA_TYPE,
-        &[(
-            kiln_sign::provenance::IN_TOTO_MEDIA_TYPE.to_string(),
-            statement.to_bytes(),
-        )],
-        BTreeMap::from([(
-            kiln_sign::provenance::PREDICATE_ANNOTATION.to_string(),
-            kiln_sign::provenance::SLSA_PROVENANCE_V1.to_string(),
-        )]),
-    )?;
+    // One provenance per image: the same digest means the same resolved inputs, so the
+    // record of the build that first produced it stays true for a rebuild that changed
+    // nothing, and is kept rather than piling up a new one per invocation.
+    let mut has_provenance = false;
+    for old in store.referrers(&image.digest, Some(kiln_sign::provenance::IN_TOTO_MEDIA_TYPE))? {
+        let m: kiln_oci::Manifest = store.read_json(&old.digest)?;
+        has_provenance |= m
+            .annotations
+            .get(kiln_sign::provenance::PREDICATE_ANNOTATION)
+            .map(String::as_str)
+            == Some(kiln_sign::provenance::SLSA_PROVENANCE_V1);
+    }
+    if !has_provenance {
+        kiln_sign::place::attach_local(
+            store,
+            image,
+            kiln_sign::provenance::IN_TOTO_MEDIA_TYPE,
+            &[(
+                kiln_sign::provenance::IN_TOTO_MEDIA_TYPE.to_string(),
+                statement.to_bytes(),
+            )],
+            BTreeMap::from([(
+                kiln_sign::provenance::PREDICATE_ANNOTATION.to_string(),
+                kiln_sign::provenance::SLSA_PROVENANCE_V1.to_string(),
+            )]),
+        )?;
+    }
     if flags.tag_digest {
         for t in tags {
             let n = Name::parse(t)?;
