@@ -46,6 +46,9 @@ pub struct Prepared {
     pub context: ContextTree,
     /// Warnings (unused build args, credentials in build args…).
     pub warnings: Vec<String>,
+    /// The context's git commit and remote (credentials stripped), read once per build
+    /// for labels and provenance.
+    pub git: (Option<String>, Option<String>),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -128,6 +131,7 @@ pub fn prepare_with(
     };
     let context_root = std::fs::canonicalize(&req.context).map_err(io_err(&req.context))?;
     let (git_time, revision, source_url) = git_info(&context_root);
+    let (git_revision, git_remote) = (revision.clone(), source_url.clone());
     let sde = req.source_date_epoch.or(git_time).unwrap_or(0);
     let host = crate::platform::host();
     let platform = req.platform.clone().unwrap_or_else(|| host.clone());
@@ -162,6 +166,7 @@ pub fn prepare_with(
         file_name,
         context: ContextTree::new(context_root, ignore),
         warnings,
+        git: (git_revision, git_remote),
     })
 }
 

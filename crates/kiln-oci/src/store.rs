@@ -504,6 +504,26 @@ impl Store {
         Ok(self.index()?.manifests.into_iter().find(|m| m.ref_name() == Some(name)))
     }
 
+    /// Artifacts kept beside an image: untagged index.json entries with an `artifactType`
+    /// whose manifest's `subject` is `subject` (optionally only of one artifact type). This
+    /// is how SBOMs, provenance and signatures of local images are found and pushed along.
+    pub fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>, StoreError> {
+        let mut out = Vec::new();
+        for m in self.index()?.manifests {
+            let Some(at) = &m.artifact_type else { continue };
+            if m.ref_name().is_some() || artifact_type.is_some_and(|t| t != at) {
+                continue;
+            }
+            let Ok(parsed) = self.read_json::<Manifest>(&m.digest) else {
+                continue;
+            };
+            if parsed.subject.as_ref().is_some_and(|s| &s.digest == subject) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every blob reachable from `desc` (itself, and for manifests and indexes their
     /// children), checking as it goes that each one is present.
     pub fn reachable(&self, desc: &Descriptor, out: &mut BTreeSet<Digest>) -> Result<(), StoreError> {

@@ -388,21 +388,9 @@ pub fn attach_local(
 
 /// Artifacts in the local store whose subject is `digest` (optionally of one type).
 pub fn local_referrers(store: &Store, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
-    let ctx = format!("referrers of {digest}");
-    let mut out = Vec::new();
-    for m in store.index().map_err(SignError::store(&ctx))?.manifests {
-        let Some(at) = &m.artifact_type else { continue };
-        if m.ref_name().is_some() || artifact_type.is_some_and(|t| t != at) {
-            continue;
-        }
-        let Ok(parsed) = store.read_json::<Manifest>(&m.digest) else {
-            continue;
-        };
-        if parsed.subject.as_ref().is_some_and(|s| &s.digest == digest) {
-            out.push(m);
-        }
-    }
-    Ok(out)
+    store
+        .referrers(digest, artifact_type)
+        .map_err(SignError::store(&format!("referrers of {digest}")))
 }
 
 /// After `image` was pushed from `store` to `dest`, sends what is kept beside it: every

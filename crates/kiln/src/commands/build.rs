@@ -308,10 +308,11 @@ fn sbom_for_build(
         stages,
         source_date_epoch: Some(prepared.plan.source_date_epoch),
     };
-    let n = crate::commands::sbom::attach_to_build(store, &b, &|w| {
-        kiln_build::solver::Progress::warn(reporter, w)
-    })?;
-    reporter.info(&format!("sbom: {n} packages (SPDX and CycloneDX attached)"));
+    let n = crate::commands::sbom::attach_to_build(store, &b, &|w| kiln_build::solver::Progress::warn(reporter, w))?;
+    match n {
+        Some(n) => reporter.info(&format!("sbom: {n} packages (SPDX and CycloneDX attached)")),
+        None => reporter.info("sbom: already attached to this image"),
+    }
     Ok(())
 }
 

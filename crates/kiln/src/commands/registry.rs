@@ -119,8 +119,6 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
     let opened = kiln_oci::transport::open_image(store, &src, None)?;
     let s = session(&args.registry)?;
     let pushed = s.push(&opened.layout, &opened.descriptor, &dest)?;
-    // The image's SBOMs (local referrers, attached by `kiln build`) follow it.
-    crate::commands::sbom::push_referrers(&opened.layout, &s, &opened.descriptor.digest, &dest)?;
     let digest = pushed
         .descriptor
         .as_ref()
@@ -129,7 +127,7 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
     if let Some(f) = &args.digestfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
-    // Signatures, attestations and other referrers kept beside the image follow it.
+    // SBOMs, provenance, signatures and attestations kept beside the image follow it.
     crate::commands::sign::push_along(&s, &opened.layout, &opened.descriptor, &dest)?;
     if !args.quiet {
         eprintln!(
@@ -523,7 +521,6 @@ impl<'a> BasePins<'a> {
         for t in tags {
             let n = registry_name(t)?;
             let pushed = s.push(self.store, image, &n)?;
-            crate::commands::sbom::push_referrers(self.store, &s, &image.digest, &n)?;
             eprintln!(
                 "pushed {n}: {} blobs uploaded ({}), {} mounted, {} already there",
                 pushed.uploaded,

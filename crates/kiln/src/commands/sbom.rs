@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use kiln_oci::image::{Image, read_image, rfc3339};
-use kiln_oci::reference::{ImageRef, Name};
-use kiln_oci::{Descriptor, Manifest, Platform, Store};
+use kiln_oci::reference::ImageRef;
+use kiln_oci::{Descriptor, Platform, Store};
 use kiln_registry::Session;
 use kiln_registry::ops::{Select, artifact_manifest};
 use kiln_sbom::{Options, Sbom};
@@ -152,7 +152,15 @@ pub struct BuildSbom<'a> {
 
 /// Catalogues a built image (and builder stages) and attaches SPDX and CycloneDX
 /// artifacts to it in the store. Returns how many packages were found.
-pub fn attach_to_build(store: &Store, b: &BuildSbom<'_>, warn: &dyn Fn(&str)) -> Result<usize, CliError> {
+pub fn attach_to_build(store: &Store, b: &BuildSbom<'_>, warn: &dyn Fn(&str)) -> Result<Option<usize>, CliError> {
+    // An image's SBOM depends only on its content, so an image that already has both
+    // documents (a rebuild that changed nothing) is not catalogued again.
+    if b.stages.is_empty()
+        && !store.referrers(&b.image.digest, Some(SPDX_MEDIA_TYPE))?.is_empty()
+        && !store.referrers(&b.image.digest, Some(CYCLONEDX_MEDIA_TYPE))?.is_empty()
+    {
+        return Ok(None);
+    }
     let image = read_image(store, b.image, None)?;
     let opts = Options::default();
     let created = b.source_date_epoch.map(rfc3339).or_else(source_date_epoch);
@@ -175,40 +183,7 @@ pub fn attach_to_build(store: &Store, b: &BuildSbom<'_>, warn: &dyn Fn(&str)) ->
         CYCLONEDX_MEDIA_TYPE,
         &kiln_sbom::cyclonedx::to_json(&sbom),
     )?;
-    Ok(sbom.packages.len())
-}
-
-/// The artifacts in `store` whose subject is `image` (untagged index.json entries with an
-/// artifactType whose manifest names it).
-pub fn local_referrers(store: &Store, image: &kiln_oci::Digest) -> Result<Vec<Descriptor>, CliError> {
-    let mut out = vec![];
-    for d in store.index()?.manifests {
-        if d.artifact_type.is_none() || d.ref_name().is_some() {
-            continue;
-        }
-        let Ok(m) = store.read_json::<Manifest>(&d.digest) else {
-            continue;
-        };
-        if m.subject.as_ref().is_some_and(|s| &s.digest == image) {
-            out.push(d);
-        }
-    }
-    Ok(out)
-}
-
-/// After a push of `image` to `dest`: pushes its local referrers (the build's SBOMs) with
-/// the registry session's `push_referrer` (referrers API, or the tag schema).
-pub fn push_referrers(store: &Store, s: &Session, image: &kiln_oci::Digest, dest: &Name) -> Result<usize, CliError> {
-    let subject = Name {
-        repository: dest.repository.clone(),
-        tag: None,
-        digest: Some(image.clone()),
-    };
-    let refs = local_referrers(store, image)?;
-    for r in &refs {
-        s.push_referrer(store, r, &subject)?;
-    }
-    Ok(refs.len())
+    Ok(Some(sbom.packages.len()))
 }
 
 /// The builder stages of a plan (needed, not the target), each as a plan targeting it.
