@@ -275,7 +275,8 @@ impl Session {
         let _lease = store.lease().map_err(store_err(&ctx))?;
         self.rt.block_on(async {
             let subj = repo.get_manifest(&reference).await?.descriptor;
-            let (desc, _) = artifact_manifest(store, &subj, artifact_type, layers, annotations).map_err(store_err(&ctx))?;
+            let (desc, _) =
+                artifact_manifest(store, &subj, artifact_type, layers, annotations).map_err(store_err(&ctx))?;
             push_artifact(&repo, store, &desc, &subj.digest).await?;
             Ok(desc)
         })
@@ -367,7 +368,11 @@ pub fn artifact_manifest(
         artifact_type: Some(artifact_type.to_string()),
         config,
         layers: descs,
-        subject: Some(Descriptor::new(subject.media_type.clone(), subject.digest.clone(), subject.size)),
+        subject: Some(Descriptor::new(
+            subject.media_type.clone(),
+            subject.digest.clone(),
+            subject.size,
+        )),
         annotations: annotations.clone(),
     };
     let bytes = canonical_json(&manifest);
