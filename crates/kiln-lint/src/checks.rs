@@ -46,20 +46,19 @@ impl<'a> Source<'a> {
     /// after the keyword; the keyword when it is not found (it was written
     /// with quotes or escapes).
     fn locate(&self, ins: &Instruction, needle: &str) -> (usize, usize) {
-        self.locate_from(ins, needle, ins.line)
+        let (line, col) = self.start(ins);
+        self.locate_at(ins, needle, (line, col + ins.keyword.chars().count()))
     }
 
-    fn locate_from(&self, ins: &Instruction, needle: &str, from_line: usize) -> (usize, usize) {
+    /// Like [`Self::locate`], searching from `from` (line, 1-based column) on.
+    fn locate_at(&self, ins: &Instruction, needle: &str, from: (usize, usize)) -> (usize, usize) {
         if needle.is_empty() {
             return self.start(ins);
         }
-        for n in from_line.max(ins.line)..=ins.end_line {
+        for n in from.0.max(ins.line)..=ins.end_line {
             let l = self.line(n);
-            let skip = if n == ins.line {
-                let (_, c) = self.start(ins);
-                l.char_indices()
-                    .nth(c - 1 + ins.keyword.chars().count())
-                    .map_or(l.len(), |(i, _)| i)
+            let skip = if n == from.0 {
+                l.char_indices().nth(from.1 - 1).map_or(l.len(), |(i, _)| i)
             } else {
                 0
             };
@@ -129,6 +128,16 @@ impl Ctx<'_> {
     }
     fn word(&mut self, rule: &'static str, ins: &Instruction, needle: &str, message: String) {
         let pos = self.src.locate(ins, needle);
+        self.at(rule, ins, pos, message);
+    }
+    /// `needle` as found after the first `anchor` (e.g. the path after `rm`).
+    fn word_after(&mut self, rule: &'static str, ins: &Instruction, anchor: &str, needle: &str, message: String) {
+        let a = self.src.locate(ins, anchor);
+        let pos = if a == self.src.start(ins) {
+            self.src.locate(ins, needle)
+        } else {
+            self.src.locate_at(ins, needle, a)
+        };
         self.at(rule, ins, pos, message);
     }
     fn whole(&mut self, rule: &'static str, ins: &Instruction, message: String) {
@@ -220,7 +229,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                         pipefail_shell: pipefail_shell || non_posix_shell,
                         pip_no_cache_env,
                     };
-                    check_run(&mut cx, &r, &mut copied_secrets);
+                    check_run(&mut cx, &r, &copied_secrets);
                     if script.find(&["curl"]).next().is_some() {
                         uses_curl.get_or_insert(ins);
                     }
@@ -257,7 +266,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                             pipefail_shell: true,
                             pip_no_cache_env,
                         };
-                        check_run(&mut cx, &r, &mut Vec::new());
+                        check_run(&mut cx, &r, &[]);
                     }
                     check_secret_text(&mut cx, ins, &ins.original);
                 }
@@ -296,13 +305,10 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                 Command::Shell(argv) => {
                     let exe = argv.first().map(|a| basename(a)).unwrap_or("");
                     non_posix_shell = !matches!(exe, "sh" | "bash" | "ash" | "dash" | "zsh" | "ksh");
-                    pipefail_shell = argv.windows(2).any(|w| w[0] == "-o" && w[1] == "pipefail")
-                        || argv.iter().any(|a| {
-                            a.starts_with('-')
-                                && !a.starts_with("--")
-                                && a.contains("o")
-                                && argv.iter().any(|b| b == "pipefail")
-                        });
+                    // `-o pipefail`, or combined short options such as `-euxo pipefail`.
+                    pipefail_shell = argv.windows(2).any(|w| {
+                        w[0].starts_with('-') && !w[0].starts_with("--") && w[0].contains('o') && w[1] == "pipefail"
+                    });
                 }
                 _ => {}
             }
@@ -383,9 +389,7 @@ fn check_from(cx: &mut Ctx<'_>, ins: &Instruction, raw: &str, image: &str, is_st
     let needle = raw;
     let (name, tag, digest) = split_ref(image);
     if digest.is_some() {
-        if tag == Some("latest") {
-            // A digest makes `latest` harmless for immutability.
-        }
+        // A digest pins the content, whatever the tag says.
         return;
     }
     match tag {
@@ -441,9 +445,8 @@ fn check_final(cx: &mut Ctx<'_>, from: &Instruction, st: &StageFacts, base: &str
         }
         Some(_) => {}
         None => {
-            let nonroot_base = base.contains("nonroot")
-                || base.contains("rootless")
-                || base.contains("distroless") && base.contains(":nonroot");
+            // Bases such as distroless `:nonroot` set a non-root USER themselves.
+            let nonroot_base = base.contains("nonroot") || base.contains("rootless");
             if !nonroot_base {
                 cx.whole("KL201", from, "the image runs as root (the final stage sets no USER): add USER with a non-root user, e.g. USER 65532".into());
             }
@@ -732,7 +735,7 @@ fn check_copy(
     }
     for s in &args.sources {
         let s = s.trim_matches('"');
-        if from.is_none() && secret_file(s) || from.is_some() && secret_file(s) {
+        if secret_file(s) {
             cx.word("KL103", ins, s, format!("{kw} of `{s}` puts a credential file into a layer: use RUN --mount=type=secret,id={},target=… for the step that needs it", basename(s).trim_start_matches('.')));
         }
     }
@@ -762,11 +765,8 @@ fn check_copy(
             format!("{kw} has {n} sources, so its destination `{dest}` must end with `/`: write `{dest}/`"),
         );
     }
-    if !st.workdir
-        && !dest.starts_with('/')
-        && !dest.starts_with('$')
-        && !(dest.len() >= 2 && dest.as_bytes()[1] == b':')
-    {
+    let windows_abs = dest.len() >= 2 && dest.as_bytes()[1] == b':';
+    if !(st.workdir || dest.starts_with('/') || dest.starts_with('$') || windows_abs) {
         cx.word(
             "KL321",
             ins,
@@ -922,7 +922,7 @@ fn mounts_cache(ins: &Instruction, path: &str) -> bool {
     })
 }
 
-fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &mut Vec<(String, usize)>) {
+fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]) {
     let ins = r.ins;
     let s = r.script;
     // Package managers.
@@ -1198,15 +1198,13 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &mut Vec<(String, 
                 }
             }
             "sudo" => {}
-            "cd" => {
-                if !c.in_subst {
-                    cx.word(
-                        "KL301",
-                        ins,
-                        "cd",
-                        "`cd` lasts for this RUN only: use WORKDIR to change directory".into(),
-                    );
-                }
+            "cd" if !c.in_subst => {
+                cx.word(
+                    "KL301",
+                    ins,
+                    "cd",
+                    "`cd` lasts for this RUN only: use WORKDIR to change directory".into(),
+                );
             }
             "chmod" => {
                 for w in rest {
@@ -1225,7 +1223,7 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &mut Vec<(String, 
                     for w in rest.iter().filter(|w| !w.text.starts_with('-')) {
                         let b = basename(&w.text);
                         if let Some((name, line)) = copied_secrets.iter().find(|(n, _)| n == b) {
-                            cx.word("KL105", ins, &w.text, format!("`{name}` was copied in at line {line} and is only hidden here: it stays in that layer; use RUN --mount=type=secret instead of COPY"));
+                            cx.word_after("KL105", ins, "rm", &w.text, format!("`{name}` was copied in at line {line} and is only hidden here: it stays in that layer; use RUN --mount=type=secret instead of COPY"));
                         }
                     }
                 }
@@ -1301,7 +1299,7 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &mut Vec<(String, 
         if matches!(p, "curl" | "wget") && c.pipes_out {
             let next = s.commands[i + 1..]
                 .iter()
-                .find(|n| n.pipes_in && !n.in_subst || c.in_subst && n.pipes_in);
+                .find(|n| n.pipes_in && (!n.in_subst || c.in_subst));
             if let Some(n) = next
                 && n.without_sudo()
                     .first()
@@ -1437,11 +1435,9 @@ fn check_pip(cx: &mut Ctx<'_>, r: &RunCx<'_>, args: &[Word], uv: bool) {
             "--no-binary",
         ],
     );
-    if !ops.first().is_some_and(|w| w.text == "install") {
+    if ops.first().is_none_or(|w| w.text != "install") {
         return;
     }
-    let from_file = has_flag(args, &["-r", "--requirement", "--require-hashes"], '\0');
-    let _ = from_file;
     if !uv
         && !has_flag(args, &["--no-cache-dir"], '\0')
         && !r.pip_no_cache_env

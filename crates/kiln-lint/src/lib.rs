@@ -214,6 +214,89 @@ mod tests {
         assert_eq!(ids, sorted);
     }
 
+    const D: &str = "@sha256:10901ccd8d249047f9761845b4594f121edbf0d9a2fb47ee3cf4f6caec6a2be8";
+
+    #[test]
+    fn base_images_expand_args_and_know_stages() {
+        let src = "ARG BASE=debian:12\nFROM ${BASE} AS build\nFROM build\nFROM scratch\nUSER 1\n";
+        let f = lint("D", src, &Config::default()).unwrap();
+        let base: Vec<_> = f
+            .iter()
+            .filter(|f| f.rule.starts_with("KL00"))
+            .map(|f| (f.rule, f.line))
+            .collect();
+        assert_eq!(base, [("KL003", 2)]);
+        assert!(f[0].message.contains("(= `debian:12`)"), "{}", f[0].message);
+        let src = format!("ARG BASE=debian:12{D}\nFROM $BASE\nUSER 1\n");
+        assert!(!ids(&src).iter().any(|r| r.starts_with("KL00")));
+        assert!(ids("FROM debian:latest\nUSER 1\n").contains(&"KL002"));
+        assert!(!ids(&format!("FROM debian:latest{D}\nUSER 1\n")).contains(&"KL002"));
+        assert!(ids("FROM localhost:5000/app\nUSER 1\n").contains(&"KL001"));
+    }
+
+    #[test]
+    fn locks_count_as_pins() {
+        let run = |r: &str| ids(&format!("FROM scratch\nRUN {r}\nUSER 1\n"));
+        assert!(!run("npm ci").contains(&"KL009"));
+        assert!(!run("npm install").contains(&"KL009"));
+        assert!(run("npm install left-pad").contains(&"KL009"));
+        assert!(!run("npm install @scope/pkg@1.2.3").contains(&"KL009"));
+        assert!(!run("pip install --no-cache-dir -r requirements.txt --require-hashes").contains(&"KL008"));
+        assert!(run("python3 -m pip install --no-cache-dir requests").contains(&"KL008"));
+        assert!(!run("pip install --no-cache-dir .").contains(&"KL008"));
+        assert!(run("sudo apt-get install -y --no-install-recommends curl").contains(&"KL005"));
+        assert!(!run("apt-get install -y ./pkg.deb").contains(&"KL005"));
+        assert!(run("go install example.com/x/cmd/tool").contains(&"KL011"));
+        assert!(!run("go install ./cmd/...").contains(&"KL011"));
+    }
+
+    #[test]
+    fn final_stage_user_and_root() {
+        // USER is inherited from the stage the final one is built on.
+        assert!(!ids("FROM scratch AS base\nUSER 1000\nFROM base\nHEALTHCHECK NONE\n").contains(&"KL201"));
+        // Only the final stage matters.
+        assert!(!ids("FROM scratch AS b\nUSER root\nFROM scratch\nUSER 1\n").contains(&"KL201"));
+        assert!(ids("FROM scratch\nUSER 0:0\n").contains(&"KL201"));
+        assert!(!ids("FROM gcr.io/distroless/static:nonroot\n").contains(&"KL201"));
+        let f = lint("D", "FROM scratch\n", &Config::default()).unwrap();
+        assert!(
+            f.iter()
+                .any(|f| f.rule == "KL201" && f.message.starts_with("the image runs as root"))
+        );
+    }
+
+    #[test]
+    fn shell_details() {
+        let run = |r: &str| ids(&format!("FROM scratch\nRUN {r}\nUSER 1\n"));
+        assert!(!run("set -euo pipefail; curl -fsSL x | tar -x").contains(&"KL401"));
+        assert!(
+            !ids("FROM scratch\nSHELL [\"/bin/bash\", \"-euxo\", \"pipefail\", \"-c\"]\nRUN a | b\nUSER 1\n")
+                .contains(&"KL401")
+        );
+        assert!(!run("echo 'a | b' > /x").contains(&"KL401"));
+        assert!(!run("true || false").contains(&"KL401"));
+        assert!(run("sh -c \"$(curl -fsSL https://x/install)\"").contains(&"KL013"));
+        assert!(!run("curl -fsSLo /x https://x && sha256sum -c /x.sha && sh /x").contains(&"KL013"));
+        assert!(!run("rm -rf \"$DIR\"").contains(&"KL402"));
+        assert!(!run("X=$(id -u) && echo \"$X\"").contains(&"KL403"));
+        assert!(run("chown -R app $(ls /srv)").contains(&"KL403"));
+        assert!(!run("chmod 1777 /tmp").contains(&"KL203"));
+        assert!(!run("echo cd /tmp").contains(&"KL301"));
+    }
+
+    #[test]
+    fn secrets_in_context() {
+        assert!(!ids("FROM scratch\nENV PASSWORD_FILE=/run/secrets/pw\nUSER 1\n").contains(&"KL101"));
+        assert!(!ids("FROM scratch\nCOPY .env.example /app/\nUSER 1\n").contains(&"KL103"));
+        assert!(ids("FROM scratch\nCOPY --from=keys /out/server.key /k\nUSER 1\n").contains(&"KL103"));
+        let src = "FROM scratch\nCOPY token.txt /tmp/\nRUN use /tmp/token.txt && rm -f /tmp/token.txt\nUSER 1\n";
+        let f = lint("D", src, &Config::default()).unwrap();
+        let k = f.iter().find(|f| f.rule == "KL105").unwrap();
+        assert_eq!((k.line, k.col), (3, 33));
+        assert!(k.message.contains("line 2"));
+        assert!(ids("FROM scratch\nLABEL k=\"ghp_0123456789abcdefghijABCDEFGHIJ012345\"\nUSER 1\n").contains(&"KL102"));
+    }
+
     #[test]
     fn inline_ignore() {
         let src = "# kiln:ignore=KL001,KL003\nFROM debian\nUSER 1\n";

@@ -210,9 +210,8 @@ impl Reader {
                 '|' => {
                     self.pos += 1;
                     let pipe = self.peek(0) != Some('|');
-                    if !pipe {
-                        self.pos += 1;
-                    } else if self.peek(0) == Some('&') {
+                    // `||` or `|&`: one more character.
+                    if !pipe || self.peek(0) == Some('&') {
                         self.pos += 1;
                     }
                     cur.pipes_out = pipe;
@@ -265,11 +264,11 @@ impl Reader {
         };
         let mut dq = false;
         while let Some(c) = self.peek(0) {
-            if !dq {
-                if Some(c) == close || matches!(c, ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '<' | '>' | ')' | '(') {
-                    // `(` inside a word such as `$(` is handled below.
-                    break;
-                }
+            // `(` inside a word such as `$(` is handled below.
+            if !dq
+                && (Some(c) == close || matches!(c, ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '<' | '>' | ')' | '('))
+            {
+                break;
             }
             match c {
                 '"' => {
