@@ -249,17 +249,18 @@ fn layer_events(layout: &Store, desc: &Descriptor, opts: &Options) -> Result<(Ve
     Ok((events, warnings))
 }
 
-/// Reads `layers` (base first) into the final filesystem.
+/// One layer's events and warnings.
+type LayerResult = Result<(Vec<Event>, Vec<String>), SbomError>;
+
+/// Reads `layers` (base first) into the final filesystem. Layers decode on up to
+/// `opts.jobs` threads; their events are applied in order afterwards, so the result does
+/// not depend on which thread finished first.
 pub fn read_layers(layout: &Store, layers: &[Descriptor], opts: &Options) -> Result<Fs, SbomError> {
-    let jobs = opts.jobs.max(1);
-    let mut results: Vec<Option<Result<(Vec<Event>, Vec<String>), SbomError>>> =
-        (0..layers.len()).map(|_| None).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    // Largest layers first would balance better, but order of start does not change output.
-    let slots: Vec<std::sync::Mutex<Option<Result<(Vec<Event>, Vec<String>), SbomError>>>> =
+    let slots: Vec<std::sync::Mutex<Option<LayerResult>>> =
         (0..layers.len()).map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for _ in 0..jobs.min(layers.len()) {
+        for _ in 0..opts.jobs.max(1).min(layers.len()) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -272,9 +273,7 @@ pub fn read_layers(layout: &Store, layers: &[Descriptor], opts: &Options) -> Res
             });
         }
     });
-    for (i, slot) in slots.into_iter().enumerate() {
-        results[i] = slot.into_inner().unwrap();
-    }
+    let results = slots.into_iter().map(|s| s.into_inner().unwrap());
     let mut fs = Fs::default();
     for (i, r) in results.into_iter().enumerate() {
         let (events, warnings) = r.expect("every layer was read")?;
