@@ -56,8 +56,7 @@ impl TestRegistry {
     pub fn start_with(cfg: RegistryConfig) -> TestRegistry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = "ADDR".to_string();
         let mut yaml = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: kiln-test-secret\n",
             dir.path().join("data").display()
@@ -89,7 +88,6 @@ impl TestRegistry {
             ));
         }
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).unwrap();
         let mut r = TestRegistry {
             child: None,
             addr,
@@ -97,11 +95,20 @@ impl TestRegistry {
             ca_cert,
             config,
         };
-        r.child = Some(r.spawn(&bin));
-        r
+        // Another test may grab the free port before the registry binds it: try again.
+        for _ in 0..5 {
+            r.addr = format!("127.0.0.1:{}", free_port());
+            std::fs::write(&r.config, yaml.replace("addr: ADDR", &format!("addr: {}", r.addr))).unwrap();
+            if let Some(child) = r.spawn(&bin) {
+                r.child = Some(child);
+                return r;
+            }
+        }
+        panic!("docker-registry could not bind a port; log:\n{}", r.log());
     }
 
-    fn spawn(&self, bin: &Path) -> Child {
+    /// Starts docker-registry; `None` if it exited (its port was taken).
+    fn spawn(&self, bin: &Path) -> Option<Child> {
         let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
         let child = Command::new(bin)
             .arg("serve")
@@ -110,8 +117,12 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"));
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&self.addr).is_err() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not start on {}; log:\n{}",
@@ -120,7 +131,12 @@ impl TestRegistry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        child
+        // Something answered; make sure it is ours and not another test's registry.
+        std::thread::sleep(Duration::from_millis(100));
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        Some(child)
     }
 
     /// Stops the registry (its data stays).
