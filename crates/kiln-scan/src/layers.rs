@@ -119,19 +119,10 @@ fn scan_entry(r: &mut impl Read, path: &str, buf: &mut Vec<u8>, out: &mut Vec<Fi
     let mut binary: Option<bool> = None;
     loop {
         let keep = buf.len();
-        buf.resize(keep + CHUNK, 0);
-        let mut filled = keep;
-        while filled < buf.len() {
-            let n = r.read(&mut buf[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        let new = filled - keep;
+        // Appends without zero-filling a chunk per file (most files are small).
+        let new = r.by_ref().take(CHUNK as u64).read_to_end(buf)?;
         total += new as u64;
-        let eof = filled < keep + CHUNK;
+        let eof = new < CHUNK;
         if binary.is_none() {
             binary = Some(memchr::memchr(0, &buf[..buf.len().min(8192)]).is_some());
         }

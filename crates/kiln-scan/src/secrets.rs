@@ -489,7 +489,8 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
     i += run(data, i, |c| c == b' ' || c == b'\t');
     match data.get(i..i + 2) {
         Some(b":=") | Some(b"=>") => i += 2,
-        Some(b"==") => return None,
+        // Comparisons and paths (`a == b`, `secret::Key`) are code.
+        Some(b"==") | Some(b"::") => return None,
         _ => match data.get(i) {
             Some(b'=') | Some(b':') => i += 1,
             _ => return None,
@@ -505,7 +506,8 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
     };
     let value_ok = |c: u8| match quote {
         Some(q) => c != q && c != b'\n' && c != b'\r' && c != b' ' && c != b'\\',
-        None => c > 0x20 && c < 0x7f && !b",;\"'`)]}".contains(&c),
+        // Unquoted values end at anything a token would not contain (code, markup).
+        None => c.is_ascii_alphanumeric() || b"+/=_-.~!@#%^*".contains(&c),
     };
     let n = data[i..].iter().take(257).take_while(|&&c| value_ok(c)).count();
     if !(16..=256).contains(&n) {
@@ -518,7 +520,12 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
     if value.windows(2).any(|w| w == b"${" || w == b"{{" || w == b"$(") {
         return None;
     }
-    if data.get(i + n) == Some(&b'(') {
+    // A value cut short by code syntax (`Key<T>`, `a::b`, `f(x)`, `&x`) is not a literal.
+    if quote.is_none() && matches!(data.get(i + n), Some(b'(' | b'<' | b':' | b'[' | b'{' | b'&')) {
+        return None;
+    }
+    if quote.is_none() && value.contains(&b'_') && value.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_') {
+        // An unquoted identifier (`TLS13_AES_128_GCM_SHA256`): a constant's name.
         return None;
     }
     let letters = value.iter().filter(|c| c.is_ascii_alphabetic()).count();

@@ -209,15 +209,9 @@ impl Pep440 {
         ];
         if let Some(&(word, k)) = kinds.iter().find(|(w, _)| p.rest().starts_with(w.as_bytes())) {
             p.i += word.len();
-            let save2 = p.i;
             p.sep();
-            let n = match p.num() {
-                Some(n) => n,
-                None => {
-                    p.i = save2;
-                    0
-                }
-            };
+            // packaging's `[-_.]?[0-9]*` keeps a separator with no number after it.
+            let n = p.num().unwrap_or_default();
             pre = Some((k, n));
         } else {
             p.i = save;
@@ -232,15 +226,8 @@ impl Pep440 {
             p.sep();
             if let Some(word) = ["post", "rev", "r"].iter().find(|w| p.rest().starts_with(w.as_bytes())) {
                 p.i += word.len();
-                let save2 = p.i;
                 p.sep();
-                post = Some(match p.num() {
-                    Some(n) => n,
-                    None => {
-                        p.i = save2;
-                        0
-                    }
-                });
+                post = Some(p.num().unwrap_or_default());
             } else {
                 p.i = save;
             }
@@ -251,15 +238,8 @@ impl Pep440 {
         p.sep();
         if p.rest().starts_with(b"dev") {
             p.i += 3;
-            let save2 = p.i;
             p.sep();
-            dev = Some(match p.num() {
-                Some(n) => n,
-                None => {
-                    p.i = save2;
-                    0
-                }
-            });
+            dev = Some(p.num().unwrap_or_default());
         } else {
             p.i = save;
         }

@@ -233,8 +233,7 @@ pub fn scan(layout: &Store, image: &Image, name: &str, opts: &Options, report: &
                         aliases,
                         severity: severity(v, a),
                         package: p.name.clone(),
-                        source_package: (l.name != p.name && p.ecosystem == Ecosystem::Deb
-                            || p.ecosystem == Ecosystem::Apk && l.name != p.name)
+                        source_package: (l.name != p.name && matches!(p.ecosystem, Ecosystem::Deb | Ecosystem::Apk))
                             .then(|| l.name.clone()),
                         ecosystem: eco.clone(),
                         installed: p.version.clone(),

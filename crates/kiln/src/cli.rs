@@ -68,6 +68,10 @@ pub enum Commands {
     Sbom(SbomArgs),
     /// Check Dockerfiles for unpinned inputs, secrets, root and other mistakes.
     Lint(LintArgs),
+    /// Scan an image for vulnerable packages, secrets (in every layer) and misconfiguration.
+    Scan(Box<crate::commands::scan::ScanArgs>),
+    /// Manage the offline OSV vulnerability database `kiln scan` uses.
+    Db(crate::commands::scan::DbArgs),
 }
 
 /// How progress is shown.

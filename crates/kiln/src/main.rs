@@ -47,6 +47,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Referrers(a) => commands::registry::referrers(a),
         Commands::Attach(a) => commands::registry::attach(&store, a),
         Commands::Sbom(a) => commands::sbom::sbom(&store, a),
+        Commands::Scan(a) => commands::scan::scan(&store, a),
+        Commands::Db(a) => commands::scan::db(&store, a),
         Commands::Lint(_) => unreachable!("handled before the store is opened"),
     }
 }

@@ -9,3 +9,4 @@ pub mod lock;
 pub mod registry;
 pub mod sign;
 pub mod sbom;
+pub mod scan;
