@@ -222,6 +222,26 @@ fn kiln_pulls_what_skopeo_pushed_single_and_multiarch() {
         "{err}"
     );
 
+    // A Docker manifest list (schema2) works the same way.
+    skopeo(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{lp}:multi"),
+        &format!("docker://{}/ml:1", reg.addr),
+    ]);
+    let ml = format!("{}/ml:1", reg.addr);
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{ml}")]);
+    assert!(String::from_utf8_lossy(&raw.stdout).contains("manifest.list.v2+json"));
+    let d = last_digest(&run_ok(&mut kiln(
+        &store,
+        dc.path(),
+        &["pull", "--platform", "linux/arm64", &ml],
+    )));
+    assert_eq!(d, platform_digest(&ml, "arm64"));
+
     // copy --all between repositories keeps the index digest; skopeo sees both platforms.
     let out = run_ok(&mut kiln(
         &all,

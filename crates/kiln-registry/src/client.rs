@@ -729,6 +729,21 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_for_loopback_or_insecure_hosts() {
+        let opts = Arc::new(Options {
+            insecure_registries: vec!["10.0.0.9:5000".into()],
+            ..Options::default()
+        });
+        let allowed = |h: &str| Registry::new(h, opts.clone()).unwrap().inner.allow_http;
+        assert!(allowed("127.0.0.1:5000") && allowed("localhost:5000") && allowed("10.0.0.9:5000"));
+        assert!(!allowed("10.0.0.9:5001") && !allowed("registry.example.com"));
+        assert_eq!(
+            Registry::new("docker.io", opts).unwrap().inner.endpoint,
+            "registry-1.docker.io"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let r = Retry {
             attempts: 5,
