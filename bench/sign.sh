@@ -17,8 +17,8 @@ runs=${1:-5}
 work=$(mktemp -d /var/tmp/kiln-bench-sign.XXXXXX)
 reg_pid=""
 trap '[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"' EXIT
-cargo build --release -q -p kiln
-kiln=$(pwd)/target/release/kiln
+# KILN_BIN: a release binary built elsewhere (e.g. from a clean checkout); default: build it.
+if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
 export DOCKER_CONFIG=$work/docker KILN_HOME=$work/store COSIGN_PASSWORD=bench
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 reg=127.0.0.1:$port

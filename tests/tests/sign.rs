@@ -35,7 +35,8 @@ fn stderr(o: &Output) -> String {
 }
 
 fn stdout_json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", String::from_utf8_lossy(&o.stdout)))
 }
 
 struct Env {
@@ -51,7 +52,11 @@ impl Env {
             docker: tempfile::tempdir().unwrap(),
             dir: tempfile::tempdir().unwrap(),
         };
-        run_ok(&mut e.kiln(&["generate-key-pair", "--output-key-prefix"]).arg(e.dir.path().join("cosign")));
+        run_ok(
+            &mut e
+                .kiln(&["generate-key-pair", "--output-key-prefix"])
+                .arg(e.dir.path().join("cosign")),
+        );
         e
     }
     fn kiln(&self, args: &[&str]) -> Command {
@@ -71,7 +76,12 @@ impl Env {
         let mut args = vec!["build", "-q", "-t", tag];
         args.extend_from_slice(extra);
         let out = run_ok(self.kiln(&args).arg(ctx.path()));
-        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
     }
     /// Runs kiln expecting failure with `code`; returns stderr.
     fn fails(&self, args: &[&str], code: i32) -> String {
@@ -87,9 +97,19 @@ struct Http<'a> {
 }
 
 impl Http<'_> {
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let mut s = TcpStream::connect(self.addr).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -111,7 +131,12 @@ impl Http<'_> {
     }
     fn manifest(&self, repo: &str, reference: &str) -> Option<Value> {
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
-        let (st, _, body) = self.request("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", accept)], b"");
+        let (st, _, body) = self.request(
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            b"",
+        );
         (st == 200).then(|| serde_json::from_slice(&body).unwrap())
     }
     fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
@@ -124,7 +149,10 @@ impl Http<'_> {
         let (st, hdrs, _) = self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
         assert_eq!(st, 202);
         let loc = &hdrs.iter().find(|(k, _)| k == "location").unwrap().1;
-        let path = loc.split_once("://").map(|(_, r)| &r[r.find('/').unwrap()..]).unwrap_or(loc);
+        let path = loc
+            .split_once("://")
+            .map(|(_, r)| &r[r.find('/').unwrap()..])
+            .unwrap_or(loc);
         let sep = if path.contains('?') { '&' } else { '?' };
         let (st, _, body) = self.request(
             "PUT",
@@ -138,14 +166,20 @@ impl Http<'_> {
     fn put_manifest(&self, repo: &str, reference: &str, m: &Value) -> String {
         let data = serde_json::to_vec(m).unwrap();
         let mt = m["mediaType"].as_str().unwrap();
-        let (st, _, body) = self.request("PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", mt)], &data);
+        let (st, _, body) = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", mt)],
+            &data,
+        );
         assert_eq!(st, 201, "PUT manifest {reference}: {}", String::from_utf8_lossy(&body));
         format!("sha256:{}", kiln_tests::sha256_hex(&data))
     }
     /// Replaces the referrers tag-schema index of `digest` (docker-registry has no
     /// referrers API) with `manifests`.
     fn set_referrers(&self, repo: &str, digest: &str, manifests: Value) {
-        let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        let idx =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
         self.put_manifest(repo, &digest.replace(':', "-"), &idx);
     }
     fn referrers(&self, repo: &str, digest: &str) -> Vec<Value> {
@@ -169,7 +203,12 @@ impl Http<'_> {
 fn openssl_b64_decode(dir: &Path, b64: &str) -> Vec<u8> {
     let f = dir.join("b64.txt");
     std::fs::write(&f, b64).unwrap();
-    run_ok(Command::new(require_tool("openssl")).args(["base64", "-d", "-A", "-in"]).arg(&f)).stdout
+    run_ok(
+        Command::new(require_tool("openssl"))
+            .args(["base64", "-d", "-A", "-in"])
+            .arg(&f),
+    )
+    .stdout
 }
 
 fn sigstore_js(file: &Path, key: &str) -> Result<Value, String> {
@@ -191,18 +230,36 @@ fn sigstore_js(file: &Path, key: &str) -> Result<Value, String> {
 fn key_pair_made_by_kiln_is_read_back_and_a_wrong_password_is_clear() {
     let e = Env::new();
     let key = std::fs::read_to_string(e.key()).unwrap();
-    assert!(key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"), "{key}");
+    assert!(
+        key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"),
+        "{key}"
+    );
     assert!(!key.contains(PASSWORD));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(e.key()).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(std::fs::read_to_string(e.public()).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        std::fs::read_to_string(e.public())
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
     // Never overwritten.
-    let err = e.fails(&["generate-key-pair", "--output-key-prefix", &e.dir.path().join("cosign").display().to_string()], 2);
+    let err = e.fails(
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            &e.dir.path().join("cosign").display().to_string(),
+        ],
+        2,
+    );
     assert!(err.contains("already exists"), "{err}");
 
     let digest = e.build("app:1", "one", &[]);
     let err = {
-        let out = e.kiln(&["sign", "--key", &e.key(), "app:1"]).env("COSIGN_PASSWORD", "not it").output().unwrap();
+        let out = e
+            .kiln(&["sign", "--key", &e.key(), "app:1"])
+            .env("COSIGN_PASSWORD", "not it")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2));
         stderr(&out)
     };
@@ -221,14 +278,39 @@ fn key_pair_made_by_kiln_is_read_back_and_a_wrong_password_is_clear() {
         .expect("the simple-signing payload");
     assert_eq!(simple["critical"]["image"]["docker-manifest-digest"], digest.as_str());
     assert_eq!(simple["critical"]["type"], "cosign container image signature");
-    let bundle = payloads.as_array().unwrap().iter().find(|p| p.get("_type").is_some()).expect("the bundle statement");
-    assert_eq!(bundle["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    let bundle = payloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p.get("_type").is_some())
+        .expect("the bundle statement");
+    assert_eq!(
+        bundle["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
 
     // Plain PEM keys sign too (PKCS#8 from openssl).
     let pem = e.dir.path().join("plain.pem");
-    run_ok(Command::new(require_tool("openssl")).args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(&pem));
+    run_ok(
+        Command::new(require_tool("openssl"))
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&pem),
+    );
     let pub_pem = e.dir.path().join("plain.pub");
-    run_ok(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&pem).arg("-out").arg(&pub_pem));
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&pem)
+            .arg("-out")
+            .arg(&pub_pem),
+    );
     run_ok(&mut e.kiln(&["sign", "--key", &pem.display().to_string(), "app:1"]));
     run_ok(&mut e.kiln(&["verify", "--key", &pub_pem.display().to_string(), "app:1"]));
 }
@@ -239,12 +321,22 @@ fn cosign_made_policy_controller_test_keys_are_read() {
     let data = repo_root().join("crates/kiln-sign/testdata/policy-controller");
     e.build("app:pc", "pc", &[]);
     let out = e
-        .kiln(&["sign", "--key", &data.join("cosign.key").display().to_string(), "app:pc"])
+        .kiln(&[
+            "sign",
+            "--key",
+            &data.join("cosign.key").display().to_string(),
+            "app:pc",
+        ])
         .env("COSIGN_PASSWORD", "")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    run_ok(&mut e.kiln(&["verify", "--key", &data.join("cosign.pub").display().to_string(), "app:pc"]));
+    run_ok(&mut e.kiln(&[
+        "verify",
+        "--key",
+        &data.join("cosign.pub").display().to_string(),
+        "app:pc",
+    ]));
     // Our own key does not verify the policy-controller signature: wrong key.
     let err = e.fails(&["verify", "--key", &e.public(), "app:pc"], 1);
     assert!(err.contains("wrong key"), "{err}");
@@ -262,19 +354,37 @@ fn registry_signatures_verify_with_openssl_and_sigstore_js() {
     let http = Http { addr: &reg.addr };
 
     // Classic form: openssl verifies the payload with cosign.pub.
-    let sig = http.manifest("app", &format!("{}.sig", digest.replace(':', "-"))).expect(".sig tag");
+    let sig = http
+        .manifest("app", &format!("{}.sig", digest.replace(':', "-")))
+        .expect(".sig tag");
     let layer = &sig["layers"][0];
     assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
     let payload = http.blob("app", layer["digest"].as_str().unwrap());
     let p: Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(p["critical"]["image"]["docker-manifest-digest"], digest.as_str());
-    assert_eq!(p["critical"]["identity"]["docker-reference"], format!("{}/app", reg.addr));
-    let der = openssl_b64_decode(e.dir.path(), layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap());
+    assert_eq!(
+        p["critical"]["identity"]["docker-reference"],
+        format!("{}/app", reg.addr)
+    );
+    let der = openssl_b64_decode(
+        e.dir.path(),
+        layer["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .unwrap(),
+    );
     std::fs::write(e.dir.path().join("sig.der"), der).unwrap();
     std::fs::write(e.dir.path().join("payload"), &payload).unwrap();
     let out = run_ok(
         Command::new(require_tool("openssl"))
-            .args(["dgst", "-sha256", "-verify", &e.public(), "-signature", "sig.der", "payload"])
+            .args([
+                "dgst",
+                "-sha256",
+                "-verify",
+                &e.public(),
+                "-signature",
+                "sig.der",
+                "payload",
+            ])
             .current_dir(e.dir.path()),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
@@ -291,29 +401,55 @@ fn registry_signatures_verify_with_openssl_and_sigstore_js() {
     let bf = e.dir.path().join("bundle.json");
     std::fs::write(&bf, &bundle).unwrap();
     let v = sigstore_js(&bf, &e.public()).expect("sigstore-js verifies kiln's bundle");
-    assert_eq!(v["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    assert_eq!(
+        v["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
     let other = Env::new();
-    assert!(sigstore_js(&bf, &other.public()).unwrap_err().contains("signature verification failed"));
+    assert!(
+        sigstore_js(&bf, &other.public())
+            .unwrap_err()
+            .contains("signature verification failed")
+    );
 
     // Attestation: the .att DSSE envelope and its bundle verify with sigstore-js too.
     let pred = e.dir.path().join("pred.json");
     std::fs::write(&pred, r#"{"scanner": "test", "result": "clean"}"#).unwrap();
-    run_ok(&mut e.kiln(&["attest", "--key", &e.key(), "--predicate", &pred.display().to_string(), "--type", "vuln", &remote]));
-    let att = http.manifest("app", &format!("{}.att", digest.replace(':', "-"))).expect(".att tag");
+    run_ok(&mut e.kiln(&[
+        "attest",
+        "--key",
+        &e.key(),
+        "--predicate",
+        &pred.display().to_string(),
+        "--type",
+        "vuln",
+        &remote,
+    ]));
+    let att = http
+        .manifest("app", &format!("{}.att", digest.replace(':', "-")))
+        .expect(".att tag");
     let env_layer = &att["layers"][0];
     assert_eq!(env_layer["mediaType"], "application/vnd.dsse.envelope.v1+json");
-    assert_eq!(env_layer["annotations"]["predicateType"], "https://cosign.sigstore.dev/attestation/vuln/v1");
+    assert_eq!(
+        env_layer["annotations"]["predicateType"],
+        "https://cosign.sigstore.dev/attestation/vuln/v1"
+    );
     let ef = e.dir.path().join("envelope.json");
     std::fs::write(&ef, http.blob("app", env_layer["digest"].as_str().unwrap())).unwrap();
     let v = sigstore_js(&ef, &e.public()).expect("sigstore-js verifies kiln's DSSE envelope");
     assert_eq!(v["predicateType"], "https://cosign.sigstore.dev/attestation/vuln/v1");
     // The push also carried the build's SBOMs and provenance; two of the referrers are bundles.
     let refs = http.referrers("app", &digest);
-    let bundles = refs.iter().filter(|r| r["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json").count();
+    let bundles = refs
+        .iter()
+        .filter(|r| r["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .count();
     assert_eq!(bundles, 2, "{refs:?}");
     let ab = refs
         .iter()
-        .find(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://cosign.sigstore.dev/attestation/vuln/v1")
+        .find(|r| {
+            r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://cosign.sigstore.dev/attestation/vuln/v1"
+        })
         .expect("attestation bundle referrer");
     let abm = http.manifest("app", ab["digest"].as_str().unwrap()).unwrap();
     std::fs::write(&bf, http.blob("app", abm["layers"][0]["digest"].as_str().unwrap())).unwrap();
@@ -321,9 +457,17 @@ fn registry_signatures_verify_with_openssl_and_sigstore_js() {
 
     // And kiln itself, from a store that has never seen the image.
     let fresh = KilnStore::new();
-    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify", "--key", &e.public(), &remote]));
+    let out = run_ok(&mut kiln(
+        &fresh,
+        e.docker.path(),
+        &["verify", "--key", &e.public(), &remote],
+    ));
     assert_eq!(stdout_json(&out).as_array().unwrap().len(), 2);
-    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "vuln", &remote]));
+    let out = run_ok(&mut kiln(
+        &fresh,
+        e.docker.path(),
+        &["verify-attestation", "--key", &e.public(), "--type", "vuln", &remote],
+    ));
     let st = stdout_json(&out);
     assert_eq!(st[0]["predicate"]["result"], "clean");
 }
@@ -336,22 +480,67 @@ fn signatures_made_in_the_store_are_pushed_with_the_image() {
     let digest = e.build(&name, "local", &["--sign", "--key", &e.key()]);
     // Kept beside the image in the store, under cosign's tag names.
     let index = e.store.index();
-    let refs: Vec<&str> = index["manifests"].as_array().unwrap().iter().filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str()).collect();
+    let refs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
     let sig_tag = format!("{}/team/app:{}.sig", reg.addr, digest.replace(':', "-"));
     assert!(refs.contains(&sig_tag.as_str()), "{refs:?}");
     run_ok(&mut e.kiln(&["verify", "--key", &e.public(), &name]));
     run_ok(&mut e.kiln(&["push", "-q", &name]));
     let http = Http { addr: &reg.addr };
-    assert!(http.manifest("team/app", &format!("{}.sig", digest.replace(':', "-"))).is_some());
-    assert!(http.manifest("team/app", &format!("{}.att", digest.replace(':', "-"))).is_some());
+    assert!(
+        http.manifest("team/app", &format!("{}.sig", digest.replace(':', "-")))
+            .is_some()
+    );
+    assert!(
+        http.manifest("team/app", &format!("{}.att", digest.replace(':', "-")))
+            .is_some()
+    );
     let fresh = KilnStore::new();
     let remote = format!("docker://{name}");
-    run_ok(&mut kiln(&fresh, e.docker.path(), &["verify", "--key", &e.public(), &remote]));
-    let out = run_ok(&mut kiln(&fresh, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "slsaprovenance", &remote]));
+    run_ok(&mut kiln(
+        &fresh,
+        e.docker.path(),
+        &["verify", "--key", &e.public(), &remote],
+    ));
+    let out = run_ok(&mut kiln(
+        &fresh,
+        e.docker.path(),
+        &[
+            "verify-attestation",
+            "--key",
+            &e.public(),
+            "--type",
+            "slsaprovenance",
+            &remote,
+        ],
+    ));
     assert_eq!(stdout_json(&out)[0]["predicateType"], "https://slsa.dev/provenance/v1");
+    // The build's SBOMs were attested too.
+    for (t, uri) in [
+        ("spdxjson", "https://spdx.dev/Document"),
+        ("cyclonedx", "https://cyclonedx.org/bom"),
+    ] {
+        let out = run_ok(&mut kiln(
+            &fresh,
+            e.docker.path(),
+            &["verify-attestation", "--key", &e.public(), "--type", t, &remote],
+        ));
+        assert_eq!(stdout_json(&out)[0]["predicateType"], uri);
+    }
+    let help = run_ok(&mut e.kiln(&["verify", "--help"]));
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("keyless"),
+        "--help says keyless is out of scope"
+    );
     // Pushing again adds nothing twice.
     run_ok(&mut e.kiln(&["push", "-q", &name]));
-    let sig = http.manifest("team/app", &format!("{}.sig", digest.replace(':', "-"))).unwrap();
+    let sig = http
+        .manifest("team/app", &format!("{}.sig", digest.replace(':', "-")))
+        .unwrap();
     assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
 }
 
@@ -383,11 +572,23 @@ fn tampering_fails_verification_with_the_reason() {
     let reg = TestRegistry::start();
     let e = Env::new();
     let http = Http { addr: &reg.addr };
-    let verify = |repo: &str| e.fails(&["verify", "--key", &e.public(), &format!("docker://{}/{repo}:1", reg.addr)], 1);
+    let verify = |repo: &str| {
+        e.fails(
+            &[
+                "verify",
+                "--key",
+                &e.public(),
+                &format!("docker://{}/{repo}:1", reg.addr),
+            ],
+            1,
+        )
+    };
 
     // One byte of the payload (classic form; the bundle is taken away so only it counts).
     let d = signed_remote(&e, &reg, "payload", "p");
-    let sig = http.manifest("payload", &format!("{}.sig", d.replace(':', "-"))).unwrap();
+    let sig = http
+        .manifest("payload", &format!("{}.sig", d.replace(':', "-")))
+        .unwrap();
     let mut layer = sig["layers"][0].clone();
     let mut payload = http.blob("payload", layer["digest"].as_str().unwrap());
     let i = payload.len() / 2;
@@ -401,15 +602,24 @@ fn tampering_fails_verification_with_the_reason() {
 
     // One byte of the signature, in both forms.
     let d = signed_remote(&e, &reg, "signature", "s");
-    let sig = http.manifest("signature", &format!("{}.sig", d.replace(':', "-"))).unwrap();
+    let sig = http
+        .manifest("signature", &format!("{}.sig", d.replace(':', "-")))
+        .unwrap();
     let mut layer = sig["layers"][0].clone();
-    let s = layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap().to_string();
+    let s = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
     layer["annotations"]["dev.cosignproject.cosign/signature"] = json!(flip_last_byte_b64(e.dir.path(), &s));
     http.set_tag_layers("signature", &d, "sig", json!([layer]));
     let sb = sign_bundle(&http.referrers("signature", &d));
     let bm = http.manifest("signature", sb["digest"].as_str().unwrap()).unwrap();
-    let mut bundle: Value = serde_json::from_slice(&http.blob("signature", bm["layers"][0]["digest"].as_str().unwrap())).unwrap();
-    let s = bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let mut bundle: Value =
+        serde_json::from_slice(&http.blob("signature", bm["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let s = bundle["dsseEnvelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
     bundle["dsseEnvelope"]["signatures"][0]["sig"] = json!(flip_last_byte_b64(e.dir.path(), &s));
     let data = serde_json::to_vec(&bundle).unwrap();
     let mut bm2 = bm.clone();
@@ -442,7 +652,9 @@ fn tampering_fails_verification_with_the_reason() {
     let name = format!("{}/theft:2", reg.addr);
     let victim = e.build(&name, "victim", &[]);
     run_ok(&mut e.kiln(&["push", "-q", &name]));
-    let sig = http.manifest("theft", &format!("{}.sig", other.replace(':', "-"))).unwrap();
+    let sig = http
+        .manifest("theft", &format!("{}.sig", other.replace(':', "-")))
+        .unwrap();
     http.set_tag_layers("theft", &victim, "sig", sig["layers"].clone());
     http.set_referrers("theft", &victim, json!(http.referrers("theft", &other)));
     let err = e.fails(&["verify", "--key", &e.public(), &format!("docker://{name}")], 1);
@@ -451,7 +663,15 @@ fn tampering_fails_verification_with_the_reason() {
     // Another key.
     signed_remote(&e, &reg, "otherkey", "k");
     let stranger = Env::new();
-    let err = e.fails(&["verify", "--key", &stranger.public(), &format!("docker://{}/otherkey:1", reg.addr)], 1);
+    let err = e.fails(
+        &[
+            "verify",
+            "--key",
+            &stranger.public(),
+            &format!("docker://{}/otherkey:1", reg.addr),
+        ],
+        1,
+    );
     assert_eq!(err.matches("wrong key").count(), 2, "{err}");
 
     // Malformed: a bundle that is not JSON.
@@ -490,45 +710,121 @@ fn provenance_names_bases_commit_and_validates_with_in_toto_attestation() {
     )
     .unwrap();
     let git = |args: &[&str]| {
-        run_ok(Command::new(require_tool("git")).args(["-c", "user.email=t@example.com", "-c", "user.name=t"]).args(args).current_dir(ctx.path()))
+        run_ok(
+            Command::new(require_tool("git"))
+                .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+                .args(args)
+                .current_dir(ctx.path()),
+        )
     };
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "app"]);
     git(&["remote", "add", "origin", "https://git.example.com/team/app.git"]);
-    let commit = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap().trim().to_string();
+    let commit = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     let app = format!("{}/app:1", reg.addr);
     let out = run_ok(
-        kiln(&s2, e.docker.path(), &["build", "-q", "-t", &app, "--sign", "--key", &e.key(), "--tag-digest", "--build-arg", "VERSION=1.2", "--build-arg", "API_TOKEN=s3cr3t-value"])
-            .arg(ctx.path()),
+        kiln(
+            &s2,
+            e.docker.path(),
+            &[
+                "build",
+                "-q",
+                "-t",
+                &app,
+                "--sign",
+                "--key",
+                &e.key(),
+                "--tag-digest",
+                "--build-arg",
+                "VERSION=1.2",
+                "--build-arg",
+                "API_TOKEN=s3cr3t-value",
+            ],
+        )
+        .arg(ctx.path()),
     );
     let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let out = run_ok(&mut kiln(&s2, e.docker.path(), &["verify-attestation", "--key", &e.public(), "--type", "slsaprovenance", &app]));
+    let out = run_ok(&mut kiln(
+        &s2,
+        e.docker.path(),
+        &[
+            "verify-attestation",
+            "--key",
+            &e.public(),
+            "--type",
+            "slsaprovenance",
+            &app,
+        ],
+    ));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!text.contains("s3cr3t-value"), "a secret-looking build arg value leaked: {text}");
+    assert!(
+        !text.contains("s3cr3t-value"),
+        "a secret-looking build arg value leaked: {text}"
+    );
     let statement = stdout_json(&out)[0].clone();
-    assert_eq!(statement["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
     let p = &statement["predicate"];
-    assert_eq!(p["buildDefinition"]["buildType"], "https://kiln.dev/build-types/dockerfile/v1");
+    assert_eq!(
+        p["buildDefinition"]["buildType"],
+        "https://kiln.dev/build-types/dockerfile/v1"
+    );
     let ext = &p["buildDefinition"]["externalParameters"];
     assert_eq!(ext["buildArgs"]["VERSION"], "1.2");
     assert_eq!(ext["buildArgs"]["API_TOKEN"], "<redacted>");
     assert_eq!(ext["target"], "final");
     let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
-    let dep = |name: &str| deps.iter().find(|d| d["name"] == name).unwrap_or_else(|| panic!("no {name} in {deps:?}"));
-    assert_eq!(dep(&base)["digest"]["sha256"], base_digest.trim_start_matches("sha256:"));
-    assert_eq!(dep(&tools)["digest"]["sha256"], tools_digest.trim_start_matches("sha256:"));
+    let dep = |name: &str| {
+        deps.iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {deps:?}"))
+    };
+    assert_eq!(
+        dep(&base)["digest"]["sha256"],
+        base_digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        dep(&tools)["digest"]["sha256"],
+        tools_digest.trim_start_matches("sha256:")
+    );
     assert_eq!(dep("context")["digest"]["gitCommit"], commit.as_str());
-    assert_eq!(dep("context")["uri"], format!("git+https://git.example.com/team/app.git@{commit}"));
-    assert!(p["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"].as_i64().unwrap() > 0);
+    assert_eq!(
+        dep("context")["uri"],
+        format!("git+https://git.example.com/team/app.git@{commit}")
+    );
+    assert!(
+        p["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     // --tag-digest: the content-addressed twin.
     let twin = format!("{}/app:{}", reg.addr, digest.replace(':', "-"));
     let idx = s2.index();
-    assert!(idx["manifests"].as_array().unwrap().iter().any(|m| m["annotations"]["org.opencontainers.image.ref.name"] == twin.as_str() && m["digest"] == digest.as_str()));
+    assert!(
+        idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |m| m["annotations"]["org.opencontainers.image.ref.name"] == twin.as_str()
+                    && m["digest"] == digest.as_str()
+            )
+    );
 
     // The in-toto attestation framework's own Python bindings accept it.
     let py = repo_root().join(".venv/bin/python");
-    assert!(py.is_file(), "{} is missing (hint: run scripts/setup, which installs in-toto-attestation into .venv)", py.display());
+    assert!(
+        py.is_file(),
+        "{} is missing (hint: run scripts/setup, which installs in-toto-attestation into .venv)",
+        py.display()
+    );
     let sf = e.dir.path().join("statement.json");
     std::fs::write(&sf, serde_json::to_vec(&statement).unwrap()).unwrap();
     let check = r#"

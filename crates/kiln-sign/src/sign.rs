@@ -353,3 +353,94 @@ fn check_att(
     }
     check_statement(&env, loc, want)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::place::locate;
+    use kiln_oci::{Manifest, Store, canonical_json, media};
+    use kiln_registry::Session;
+
+    fn image(store: &Store, name: &str, text: &[u8]) -> Descriptor {
+        let cfg = store.put_blob(b"{}").unwrap();
+        let layer = store.put_blob(text).unwrap();
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::new(media::OCI_CONFIG, cfg, 2),
+            layers: vec![Descriptor::new(media::OCI_LAYER_TAR, layer, text.len() as u64)],
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        let bytes = canonical_json(&m);
+        let d = Descriptor::new(media::OCI_MANIFEST, store.put_blob(&bytes).unwrap(), bytes.len() as u64);
+        store.tag(name, &d).unwrap();
+        d
+    }
+
+    fn no_registry<'a>() -> crate::Result<&'a Session> {
+        panic!("store images need no registry")
+    }
+
+    #[test]
+    fn store_images_sign_attest_verify_and_reject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = image(&store, "app:1", b"one");
+        image(&store, "other:1", b"two");
+        let key = PrivateKey::generate();
+        let loc = locate(&store, "app:1", &no_registry).unwrap();
+        assert_eq!(loc.image.digest, d.digest);
+        let none = verify(&loc, &key.public(), &Want::Signature).unwrap();
+        assert!(none.verified.is_empty() && none.rejected.is_empty());
+
+        sign(&loc, &key, &BTreeMap::new()).unwrap();
+        // Signing twice adds nothing (deterministic ECDSA, de-duplicated layers).
+        sign(&loc, &key, &BTreeMap::new()).unwrap();
+        let r = verify(&loc, &key.public(), &Want::Signature).unwrap();
+        assert_eq!(r.verified.len(), 2, "{r:?}");
+        assert!(r.rejected.is_empty(), "{r:?}");
+
+        let other_key = PrivateKey::generate();
+        let r = verify(&loc, &other_key.public(), &Want::Signature).unwrap();
+        assert!(r.verified.is_empty());
+        assert!(
+            r.rejected.iter().all(|x| matches!(x.reason, Reason::WrongKey { .. })),
+            "{r:?}"
+        );
+
+        attest(&loc, &key, "https://example.com/p/v1", serde_json::json!({"ok": true})).unwrap();
+        let r = verify(
+            &loc,
+            &key.public(),
+            &Want::Attestation("https://example.com/p/v1".into()),
+        )
+        .unwrap();
+        assert_eq!(r.verified.len(), 2, "{r:?}");
+        assert_eq!(r.verified[0].payload["predicate"]["ok"], true);
+        let r = verify(
+            &loc,
+            &key.public(),
+            &Want::Attestation("https://example.com/q/v1".into()),
+        )
+        .unwrap();
+        assert!(
+            r.verified.is_empty() && r.rejected.is_empty(),
+            "other types are not candidates: {r:?}"
+        );
+
+        // app's signatures moved onto `other` are valid but for another digest.
+        let sig = store
+            .resolve(&format!("app:{}", TagKind::Sig.tag(&d.digest)))
+            .unwrap()
+            .unwrap();
+        let other = locate(&store, "other:1", &no_registry).unwrap();
+        store
+            .tag(&format!("other:{}", TagKind::Sig.tag(&other.image.digest)), &sig)
+            .unwrap();
+        let r = verify(&other, &key.public(), &Want::Signature).unwrap();
+        assert!(r.verified.is_empty());
+        assert!(matches!(r.rejected[0].reason, Reason::DigestMismatch { .. }), "{r:?}");
+    }
+}
