@@ -158,10 +158,21 @@ fn scan_entry(r: &mut impl Read, path: &str, buf: &mut Vec<u8>, out: &mut Vec<Fi
 }
 
 fn layer(layout: &Store, index: usize, desc: &Descriptor, opts: &PassOptions) -> Result<LayerScan, ScanError> {
-    let err = |reason: String| ScanError::Layer {
-        index: index + 1,
-        digest: desc.digest.to_string(),
-        reason,
+    let err = |reason: String| {
+        // The verifying reader's size and digest checks surface through the decoder.
+        let reason = if reason.contains("digest mismatch")
+            || reason.contains("size mismatch")
+            || reason.contains("larger than the expected")
+        {
+            format!("the blob does not match its digest ({reason})")
+        } else {
+            reason
+        };
+        ScanError::Layer {
+            index: index + 1,
+            digest: desc.digest.to_string(),
+            reason,
+        }
     };
     let blob = layout.open_blob(&desc.digest).map_err(|e| err(e.to_string()))?;
     let verified = VerifyingReader::new(blob, desc.digest.clone(), Some(desc.size));

@@ -175,6 +175,8 @@ pub fn scan(data: &[u8]) -> Vec<Hit> {
             // A specific rule inside the assigned value names the secret better.
             Anchor::Name => name_assignment(data, m.start(), m.end()).map(|h| specific_in(data, &h).unwrap_or(h)),
             _ if !exact => None,
+            // A token used as a URL's password is reported as that token.
+            Anchor::Url => url_credentials(data, m.start(), m.end()).map(|h| specific_in(data, &h).unwrap_or(h)),
             a => fixed(data, a, m.start(), m.end()),
         };
         if let Some(h) = hit {
