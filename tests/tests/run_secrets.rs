@@ -191,8 +191,9 @@ RUN --mount=type=secret,id=e,target=/run/e.txt --mount=type=cache,target=/cache 
     assert!(left.is_empty(), "mounts left under the store:\n{}", left.join("\n"));
 }
 
-/// A failing step that used a secret: the error shows the step's output but kiln adds no
-/// secret value to it, and nothing is tagged.
+/// A failing step that prints its secret (from the environment and from the file): kiln's
+/// progress and the error's output tail show the step's other lines, but the value is masked;
+/// nothing is tagged.
 #[test]
 fn run_secret_in_a_failing_step_is_not_in_the_error() {
     require_tool("runc");
@@ -206,7 +207,7 @@ fn run_secret_in_a_failing_step_is_not_in_the_error() {
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM localhost/busybox:test\nRUN --mount=type=secret,id=s,env=S echo visible-line && exit 7\n",
+        "FROM localhost/busybox:test\nRUN --mount=type=secret,id=s,env=S --mount=type=secret,id=s echo visible-line && echo \"$S\" && cat /run/secrets/s && exit 7\n",
     )
     .unwrap();
     let mut c = store.cmd(["build", "--progress", "plain", "-t", "localhost/fails:test", "--secret"]);
