@@ -426,7 +426,8 @@ impl Registry {
         if let Some(s) = &service {
             query.push(("service", s));
         }
-        for s in scope.split(' ') {
+        // `kiln login` asks for no repository: no scope parameter then, as docker does.
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
         let retry = &self.inner.opts.retry;
