@@ -1,9 +1,9 @@
 //! Rendering findings: one line per finding for people, a JSON document for
 //! scripts, and SARIF 2.1.0 for code-scanning services (GitHub reads it).
 //!
-//! The SARIF model is our own small serde subset of the OASIS schema: only
-//! the objects kiln fills in, so the output stays valid against the official
-//! schema (the integration tests check it with `jsonschema`).
+//! SARIF uses kiln-sarif, the model shared with `kiln scan`, so both commands
+//! write logs valid against the official schema (the integration tests check
+//! lint's with `jsonschema`).
 
 use serde::Serialize;
 
@@ -70,183 +70,85 @@ pub fn json(findings: &[Finding], files: usize) -> String {
 
 // ── SARIF 2.1.0 ──────────────────────────────────────────────────────────
 
+use kiln_sarif::{
+    ArtifactLocation, Configuration, Driver, Level, Location, Log, Message, PhysicalLocation, Region, Run, SarifResult,
+    Tool,
+};
+
 /// The schema URI kiln declares.
-pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+pub const SARIF_SCHEMA: &str = kiln_sarif::SCHEMA;
 
-#[derive(Serialize)]
-struct Sarif {
-    #[serde(rename = "$schema")]
-    schema: &'static str,
-    version: &'static str,
-    runs: Vec<Run>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Run {
-    tool: Tool,
-    results: Vec<SarifResult>,
-    column_kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct Tool {
-    driver: Driver,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Driver {
-    name: &'static str,
-    version: &'static str,
-    rules: Vec<ReportingDescriptor>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReportingDescriptor {
-    id: &'static str,
-    name: &'static str,
-    short_description: Message,
-    full_description: Message,
-    help: Message,
-    default_configuration: Configuration,
-    properties: RuleProperties,
-}
-
-#[derive(Serialize)]
-struct RuleProperties {
-    tags: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Configuration {
-    level: &'static str,
-}
-
-#[derive(Serialize)]
-struct Message {
-    text: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SarifResult {
-    rule_id: &'static str,
-    rule_index: usize,
-    level: &'static str,
-    message: Message,
-    locations: Vec<Location>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Location {
-    physical_location: PhysicalLocation,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PhysicalLocation {
-    artifact_location: ArtifactLocation,
-    region: Region,
-}
-
-#[derive(Serialize)]
-struct ArtifactLocation {
-    uri: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Region {
-    start_line: usize,
-    start_column: usize,
-}
-
-fn level(s: Severity) -> &'static str {
+fn level(s: Severity) -> Level {
     match s {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-        Severity::Info => "note",
+        Severity::Error => Level::Error,
+        Severity::Warning => Level::Warning,
+        Severity::Info => Level::Note,
     }
 }
 
-/// Percent-encodes what may not appear raw in a relative URI reference.
+/// A relative path as a relative URI reference; an absolute one as a `file://` URI, so a
+/// viewer never resolves it against the wrong root.
 fn uri(path: &str) -> String {
-    let mut out = String::new();
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    if path.starts_with('/') {
+        format!("file:///{}", kiln_sarif::uri(path))
+    } else {
+        kiln_sarif::uri(path)
     }
-    out
 }
 
-fn descriptor(r: &Rule) -> ReportingDescriptor {
-    ReportingDescriptor {
-        id: r.id,
-        name: r.name,
-        short_description: Message {
-            text: r.summary.to_string(),
-        },
-        full_description: Message {
-            text: r.why.to_string(),
-        },
-        help: Message {
-            text: format!("{} See {}.", r.why, r.doc()),
-        },
+fn descriptor(r: &Rule) -> kiln_sarif::Rule {
+    let mut properties = serde_json::Map::new();
+    properties.insert("tags".into(), serde_json::json!([r.category.as_str()]));
+    kiln_sarif::Rule {
+        id: r.id.to_string(),
+        name: Some(r.name.to_string()),
+        short_description: Message::new(r.summary),
+        full_description: Some(Message::new(r.why)),
+        help: Some(Message::new(format!("{} See {}.", r.why, r.doc()))),
+        help_uri: None,
         default_configuration: Configuration {
             level: level(r.severity),
         },
-        properties: RuleProperties {
-            tags: vec![r.category.as_str()],
-        },
+        properties,
     }
 }
 
 /// A SARIF 2.1.0 log with one run: every rule in the driver (so code-scanning
 /// services can show rule help), and one result per finding.
 pub fn sarif(findings: &[Finding]) -> String {
-    let rules: Vec<ReportingDescriptor> = RULES.iter().map(descriptor).collect();
+    let rules: Vec<kiln_sarif::Rule> = RULES.iter().map(descriptor).collect();
     let results = findings
         .iter()
         .map(|f| SarifResult {
-            rule_id: f.rule,
+            rule_id: f.rule.to_string(),
             rule_index: RULES.iter().position(|r| r.id == f.rule).unwrap_or(0),
             level: level(f.severity),
-            message: Message {
-                text: format!("{} ({})", f.message, f.doc),
-            },
+            message: Message::new(format!("{} ({})", f.message, f.doc)),
             locations: vec![Location {
                 physical_location: PhysicalLocation {
                     artifact_location: ArtifactLocation { uri: uri(&f.file) },
-                    region: Region {
+                    region: Some(Region {
                         start_line: f.line,
-                        start_column: f.col,
-                    },
+                        start_column: Some(f.col),
+                    }),
                 },
             }],
+            partial_fingerprints: Default::default(),
         })
         .collect();
-    let log = Sarif {
-        schema: SARIF_SCHEMA,
-        version: "2.1.0",
-        runs: vec![Run {
-            tool: Tool {
-                driver: Driver {
-                    name: "kiln-lint",
-                    version: env!("CARGO_PKG_VERSION"),
-                    rules,
-                },
+    Log::new(Run {
+        tool: Tool {
+            driver: Driver {
+                name: "kiln-lint".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                information_uri: None,
+                rules,
             },
-            results,
-            column_kind: "unicodeCodePoints",
-        }],
-    };
-    serde_json::to_string_pretty(&log).expect("sarif serializes")
+        },
+        results,
+        column_kind: "unicodeCodePoints",
+    })
+    .to_json()
 }
 
 #[cfg(test)]

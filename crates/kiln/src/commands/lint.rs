@@ -60,7 +60,7 @@ pub fn lint(args: &LintArgs) -> Result<(), CliError> {
     let report = match args.format {
         LintFormat::Human => output::human(&all, files.len()),
         LintFormat::Json => output::json(&all, files.len()) + "\n",
-        LintFormat::Sarif => output::sarif(&all) + "\n",
+        LintFormat::Sarif => output::sarif(&all),
     };
     print!("{report}");
     if all.is_empty() {
