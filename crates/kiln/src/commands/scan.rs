@@ -249,8 +249,9 @@ pub fn db(store: &Store, args: &DbArgs) -> Result<(), CliError> {
         DbCommand::Import { paths } => {
             let r = db.import(paths)?;
             println!(
-                "imported {} OSV records ({} new or updated) for {} into {}",
+                "imported {} OSV record{} ({} new or updated) for {} into {}",
                 r.read,
+                if r.read == 1 { "" } else { "s" },
                 r.updated,
                 r.ecosystems.iter().cloned().collect::<Vec<_>>().join(", "),
                 db.dir().display()
