@@ -72,6 +72,17 @@ pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), Cl
     }
     let built = kiln_build::spec::build(store, &req, &progress).map_err(debian_err)?;
     let digest = built.index.digest.to_string();
+    if args.sbom {
+        // One SBOM per architecture's image (the index's children are the subjects).
+        for (_, image) in &built.manifests {
+            let b = crate::commands::sbom::BuildSbom {
+                image,
+                stages: vec![],
+                source_date_epoch: args.source_date_epoch,
+            };
+            crate::commands::sbom::attach_to_build(store, &b, &|w| reporter.info(&format!("warning: {w}")))?;
+        }
+    }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }

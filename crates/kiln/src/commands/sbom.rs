@@ -108,9 +108,11 @@ pub fn sbom(store: &Store, args: &SbomArgs) -> Result<(), CliError> {
                 f.display()
             ))
         })?,
-        None => std::io::stdout()
-            .write_all(&bytes)
-            .map_err(|e| CliError::env(format!("writing to stdout: {e}")))?,
+        None => match std::io::stdout().write_all(&bytes) {
+            // `kiln sbom IMAGE | head` is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.map_err(|e| CliError::env(format!("writing to stdout: {e}")))?,
+        },
     }
     Ok(())
 }
