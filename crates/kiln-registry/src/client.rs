@@ -63,8 +63,12 @@ fn jitter(max: u64) -> u64 {
     x % max
 }
 
+/// Receives one line per finished blob transfer ("pushed sha256:… (128.0 MiB)"), so a
+/// command can show progress on long pulls and pushes without the library printing.
+pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Settings shared by every registry a command talks to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Hosts (`host` or `host:port`) that may be reached over plain HTTP, as with docker's
     /// `--insecure-registry`. Loopback hosts always may.
@@ -85,6 +89,23 @@ pub struct Options {
     pub chunk_size: u64,
     /// Blobs transferred at once.
     pub jobs: usize,
+    /// Where to report finished blob transfers, if anywhere.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("insecure_registries", &self.insecure_registries)
+            .field("cert_dir", &self.cert_dir)
+            .field("ca_file", &self.ca_file)
+            .field("auth_file", &self.auth_file)
+            .field("credentials", &self.credentials)
+            .field("retry", &self.retry)
+            .field("chunk_size", &self.chunk_size)
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -98,6 +119,7 @@ impl Default for Options {
             retry: Retry::default(),
             chunk_size: 64 << 20,
             jobs: 6,
+            progress: None,
         }
     }
 }
@@ -297,6 +319,13 @@ impl Registry {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.inner.opts
+    }
+
+    /// Reports a finished transfer to the progress sink, if there is one.
+    pub fn report(&self, line: &str) {
+        if let Some(p) = &self.inner.opts.progress {
+            p(line);
+        }
     }
 
     /// The underlying HTTP client (for absolute URLs such as upload locations).

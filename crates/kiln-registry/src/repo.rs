@@ -286,6 +286,8 @@ impl Repo {
             }
         }
         w.commit(Some(&desc.digest)).map_err(store_err)?;
+        self.registry
+            .report(&format!("pulled {} ({})", desc.digest, human_size(desc.size)));
         Ok(true)
     }
 
@@ -305,7 +307,11 @@ impl Repo {
         let mut mount = mount_from.filter(|f| *f != self.path);
         loop {
             let location = match self.start_upload(desc, mount, &scope_all).await? {
-                Started::Mounted => return Ok(BlobOutcome::Mounted),
+                Started::Mounted => {
+                    self.registry
+                        .report(&format!("mounted {} from {}", desc.digest, mount.unwrap_or_default()));
+                    return Ok(BlobOutcome::Mounted);
+                }
                 Started::Session(l) => l,
             };
             if !src.has_blob(&desc.digest)
@@ -317,7 +323,11 @@ impl Repo {
             }
             mount = None;
             match self.upload(desc, src, location, &scope_all).await? {
-                Some(()) => return Ok(BlobOutcome::Uploaded),
+                Some(()) => {
+                    self.registry
+                        .report(&format!("pushed {} ({})", desc.digest, human_size(desc.size)));
+                    return Ok(BlobOutcome::Uploaded);
+                }
                 None => {
                     // The registry dropped the session (or refused to resume it): start over.
                     sessions += 1;
@@ -573,6 +583,15 @@ fn file_body(file: std::sync::Arc<std::fs::File>, offset: u64, len: u64) -> reqw
         }
     });
     reqwest::Body::wrap_stream(stream)
+}
+
+/// `12.3 MiB`, or bytes below 1 MiB.
+pub fn human_size(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 enum Started {

@@ -45,6 +45,16 @@ fn session(flags: &RegistryFlags) -> Result<Session, CliError> {
     Ok(Session::new(options(flags)?)?)
 }
 
+/// A session that prints a line per finished blob on stderr (not with -q).
+fn session_with_progress(flags: &RegistryFlags, quiet: bool) -> Result<Session, CliError> {
+    let mut opts = options(flags)?;
+    if !quiet {
+        let p: kiln_registry::client::ProgressFn = std::sync::Arc::new(|line: &str| eprintln!("{line}"));
+        opts.progress = Some(p);
+    }
+    Ok(Session::new(opts)?)
+}
+
 /// A name that says which registry holds it: `docker://NAME`, or a plain name whose first
 /// component is a host.
 pub fn registry_name(s: &str) -> Result<Name, CliError> {
@@ -76,7 +86,7 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<(), CliError> {
     } else {
         Select::Platform(parse_platform(&args.platform)?)
     };
-    let s = session(&args.registry)?;
+    let s = session_with_progress(&args.registry, args.quiet)?;
     let pulled = s.pull(store, &name, &select, Some(&name.store_key()))?;
     if !args.quiet {
         eprintln!(
@@ -90,11 +100,7 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<(), CliError> {
 }
 
 fn human(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{n} bytes")
-    }
+    kiln_registry::repo::human_size(n)
 }
 
 /// `kiln push`.
@@ -117,7 +123,7 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
         other => other,
     };
     let opened = kiln_oci::transport::open_image(store, &src, None)?;
-    let s = session(&args.registry)?;
+    let s = session_with_progress(&args.registry, args.quiet)?;
     let pushed = s.push(&opened.layout, &opened.descriptor, &dest)?;
     let digest = pushed
         .descriptor
@@ -157,7 +163,7 @@ pub fn copy(store: &Store, args: &CopyArgs) -> Result<(), CliError> {
         ImageRef::Store(n) if n.registry_host().is_some() => Some(n.clone()),
         _ => None,
     };
-    let s = session(&args.registry)?;
+    let s = session_with_progress(&args.registry, false)?;
     let _lease = store.lease()?;
     let staging_dir = tempfile::Builder::new()
         .prefix("copy-")
@@ -360,6 +366,7 @@ pub struct BasePins<'a> {
     lock: BTreeMap<String, String>,
     session: RefCell<Option<Session>>,
     pins: RefCell<BTreeMap<String, (String, bool)>>,
+    quiet: bool,
 }
 
 impl<'a> BasePins<'a> {
@@ -413,6 +420,7 @@ impl<'a> BasePins<'a> {
             lock,
             session: RefCell::new(None),
             pins: RefCell::new(BTreeMap::new()),
+            quiet: args.quiet || args.progress == crate::cli::ProgressMode::Quiet,
         })
     }
 
@@ -442,7 +450,7 @@ impl<'a> BasePins<'a> {
             if pull {
                 let mut guard = self.session.borrow_mut();
                 if guard.is_none() {
-                    *guard = Some(session(&self.flags).map_err(|e| e.message)?);
+                    *guard = Some(session_with_progress(&self.flags, self.quiet).map_err(|e| e.message)?);
                 }
                 let s = guard.as_ref().expect("just set");
                 s.pull(self.store, n, &Select::Platform(platform.clone()), Some(&n.store_key()))
@@ -517,7 +525,7 @@ impl<'a> BasePins<'a> {
         if tags.is_empty() {
             return Err(CliError::input("--push needs a -t HOST/REPO:TAG to push to"));
         }
-        let s = session(&self.flags)?;
+        let s = session_with_progress(&self.flags, self.quiet)?;
         for t in tags {
             let n = registry_name(t)?;
             let pushed = s.push(self.store, image, &n)?;
