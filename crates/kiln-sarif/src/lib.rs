@@ -5,6 +5,8 @@
 //! one place. Only the objects kiln writes are modelled, and optional members are skipped
 //! when empty, which keeps the output valid against the official schema.
 
+#![deny(missing_docs)]
+
 use serde::Serialize;
 
 /// The schema URI kiln declares (the same one `kiln lint` uses).

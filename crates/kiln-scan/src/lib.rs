@@ -9,6 +9,8 @@
 //! in the image). Misconfiguration checks ([`misconfig`]) read the config and the final
 //! filesystem's metadata from the same pass. Nothing is unpacked to disk.
 
+#![deny(missing_docs)]
+
 pub mod cvss;
 pub mod db;
 pub mod ignore;
