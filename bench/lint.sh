@@ -26,8 +26,9 @@ export files_list="${files[*]}"
 for i in $(seq "$runs"); do
   measure kiln-each bash -c 'files=($files_list); for f in "${files[@]}"; do "$kiln" lint --severity info "$f" >/dev/null || [ $? -eq 1 ]; done'
   measure hadolint-each bash -c 'files=($files_list); for f in "${files[@]}"; do "$hadolint" --no-fail "$f" >/dev/null; done'
-  measure kiln-all bash -c '"$kiln" lint --severity info $files_list >/dev/null || [ $? -eq 1 ]'
-  measure hadolint-all bash -c '"$hadolint" --no-fail $files_list >/dev/null'
+  # Ten whole-corpus runs per measurement: one kiln run is below the timer's 10 ms resolution.
+  measure kiln-all bash -c 'for r in 1 2 3 4 5 6 7 8 9 10; do "$kiln" lint --severity info $files_list >/dev/null || [ $? -eq 1 ]; done'
+  measure hadolint-all bash -c 'for r in 1 2 3 4 5 6 7 8 9 10; do "$hadolint" --no-fail $files_list >/dev/null; done'
 done
 
 ms() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.1f", t * 1000 / n }'; }
@@ -37,6 +38,8 @@ echo "### kiln lint vs hadolint on the lint corpus ($n Dockerfiles, $(date -u +%
 echo
 echo "| tool | per file, one process per file | whole corpus, one process | peak memory (whole corpus) |"
 echo "|---|---|---|---|"
-echo "| kiln $(git rev-parse --short HEAD) | $(ms "$ke" "$n") ms | $(ms "$ka" 1) ms | $(( $(median kiln-all 3) / 1024 )) MiB |"
-echo "| hadolint $("$hadolint" --version | awk '{ print $NF }') | $(ms "$he" "$n") ms | $(ms "$ha" 1) ms | $(( $(median hadolint-all 3) / 1024 )) MiB |"
+echo "| kiln $(git rev-parse --short HEAD) | $(ms "$ke" "$n") ms | $(ms "$ka" 10) ms | $(( $(median kiln-all 3) / 1024 )) MiB |"
+echo "| hadolint $("$hadolint" --version | awk '{ print $NF }') | $(ms "$he" "$n") ms | $(ms "$ha" 10) ms | $(( $(median hadolint-all 3) / 1024 )) MiB |"
 echo "| kiln is faster by | $(ratio "$ke" "$he") | $(ratio "$ka" "$ha") | |"
+echo
+echo "Per file: $(ms "$ke" "$n") ms against $(ms "$he" "$n") ms; target at least 5x faster than hadolint per file."
