@@ -153,3 +153,58 @@ fn run_cache_mounts_outlive_builds_and_are_listed() {
         "kiln cache rm left the cache"
     );
 }
+
+#[test]
+fn run_cache_key_covers_bind_mount_content_but_not_secret_values() {
+    require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    build_busybox_base(&store, tmp.path());
+    let ctx = tmp.path().join("ctx");
+    context(
+        &ctx,
+        "FROM localhost/busybox:test
+RUN --mount=type=bind,source=data,target=/d cat /d/in > /out
+RUN --mount=type=secret,id=s test -s /run/secrets/s && echo secret-step > /s
+",
+    );
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::write(ctx.join("data/in"), "one\n").unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "first-value").unwrap();
+    let src = format!("id=s,src={}", secret.display());
+    let flags = ["--secret", src.as_str()];
+    let summary = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with("built "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = build(&store, &ctx, "localhost/key:1", &flags);
+    assert!(
+        summary(&first).contains("(0 steps cached, 2 run)"),
+        "{}",
+        summary(&first)
+    );
+    // Nothing changed: both steps from the cache.
+    let same = build(&store, &ctx, "localhost/key:1", &flags);
+    assert!(summary(&same).contains("(2 steps cached, 0 run)"), "{}", summary(&same));
+    // A new secret value is not part of the key (as in BuildKit).
+    std::fs::write(&secret, "second-value").unwrap();
+    let new_secret = build(&store, &ctx, "localhost/key:1", &flags);
+    assert!(
+        summary(&new_secret).contains("(2 steps cached, 0 run)"),
+        "{}",
+        summary(&new_secret)
+    );
+    // The bind-mounted file's content is: both steps run again (the second sits on the first).
+    std::fs::write(ctx.join("data/in"), "two\n").unwrap();
+    let changed = build(&store, &ctx, "localhost/key:1", &flags);
+    assert!(
+        summary(&changed).contains("(0 steps cached, 2 run)"),
+        "{}",
+        summary(&changed)
+    );
+    assert_ne!(changed.stdout, first.stdout, "new bind content, same image");
+}
