@@ -242,6 +242,20 @@ fn exit_codes_threshold_and_default_file() {
     let o = kiln(&["lint", "--severity", "info"], d);
     assert_eq!(code(&o), 1);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("Dockerfile:1:1: info[KL306]"));
+    // A directory means its Dockerfile; `-` reads standard input.
+    assert_eq!(code(&kiln(&["lint", "."], d)), 0);
+    let mut child = Command::new(kiln_bin())
+        .args(["lint", "-"])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"FROM debian\nUSER 1\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("-:1:6: warning[KL001]"));
     // A warning fails by default; --severity error lets it pass.
     fs::write(
         d.join("root.Dockerfile"),

@@ -474,7 +474,7 @@ pub enum LintFormat {
 /// `kiln lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Dockerfiles to check (default: ./Dockerfile).
+    /// Dockerfiles to check (default: ./Dockerfile); a directory means its Dockerfile, `-` stdin.
     pub files: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]

@@ -11,10 +11,14 @@ use crate::error::CliError;
 /// Runs `kiln lint`. Exit 1 when a finding at or above the threshold exists,
 /// 2 when a file cannot be read or parsed, or the configuration is wrong.
 pub fn lint(args: &LintArgs) -> Result<(), CliError> {
+    // A directory means its Dockerfile, as for `kiln build`; `-` is standard input.
     let files: Vec<PathBuf> = if args.files.is_empty() {
         vec![PathBuf::from("Dockerfile")]
     } else {
-        args.files.clone()
+        args.files
+            .iter()
+            .map(|f| if f.is_dir() { f.join("Dockerfile") } else { f.clone() })
+            .collect()
     };
     let cli_threshold = match &args.severity {
         Some(s) => Some(Severity::parse(s).ok_or_else(|| {
@@ -32,9 +36,10 @@ pub fn lint(args: &LintArgs) -> Result<(), CliError> {
     let mut all: Vec<Finding> = Vec::new();
     let mut threshold = cli_threshold.unwrap_or(Severity::Warning);
     for file in &files {
+        let stdin = file.as_os_str() == "-";
         let config = match &explicit {
             Some(c) => c.clone(),
-            None => match Config::discover(file) {
+            None => match Config::discover(if stdin { Path::new("Dockerfile") } else { file }) {
                 Some(p) => match discovered.get(&p) {
                     Some(c) => c.clone(),
                     None => {
@@ -74,7 +79,15 @@ pub fn lint(args: &LintArgs) -> Result<(), CliError> {
 }
 
 fn read(file: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(file).map_err(|e| {
+    let bytes = if file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .map_err(|e| CliError::env(format!("reading standard input: {e}")))?;
+        Ok(b)
+    } else {
+        std::fs::read(file)
+    }
+    .map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             " (hint: name the Dockerfiles to check: kiln lint path/to/Dockerfile)"
         } else {
