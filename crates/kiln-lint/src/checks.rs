@@ -240,7 +240,12 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                 }
                 Command::Copy(args) | Command::Add(args) => {
                     let is_add = matches!(ins.command, Command::Add(_));
-                    check_copy(&mut cx, ins, args, is_add, &st, stage.name, &stage_names);
+                    let at = StageRef {
+                        name: stage.name,
+                        index: idx,
+                        earlier: &stage_names,
+                    };
+                    check_copy(&mut cx, ins, args, is_add, &st, &at);
                     track_secret_copies(ins, args, &mut copied_secrets);
                     check_secret_text(&mut cx, ins, &ins.original);
                 }
@@ -711,27 +716,38 @@ fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") || s.starts_with("git://")
 }
 
-fn check_copy(
-    cx: &mut Ctx<'_>,
-    ins: &Instruction,
-    args: &CopyArgs,
-    is_add: bool,
-    st: &StageFacts,
-    stage: Option<&str>,
-    earlier: &[String],
-) {
+/// Where a COPY/ADD sits: its stage's name and index, and the names of earlier stages.
+struct StageRef<'a> {
+    name: Option<&'a str>,
+    index: usize,
+    earlier: &'a [String],
+}
+
+fn check_copy(cx: &mut Ctx<'_>, ins: &Instruction, args: &CopyArgs, is_add: bool, st: &StageFacts, at: &StageRef<'_>) {
     let kw = if is_add { "ADD" } else { "COPY" };
     let from = ins.flag_value("from");
-    if let (Some(f), Some(s)) = (from, stage)
-        && f.eq_ignore_ascii_case(s)
-        && !earlier.contains(&s.to_string())
+    if let Some(f) = from
+        && !f.contains('$')
     {
-        cx.word(
-            "KL314",
-            ins,
-            f,
-            format!("COPY --from={f} names the stage it is in: copy from an earlier stage or an image"),
-        );
+        let lower = f.to_ascii_lowercase();
+        let earlier_stage = at.earlier.contains(&lower) || f.parse::<usize>().is_ok_and(|i| i < at.index);
+        if at.name == Some(lower.as_str()) && !earlier_stage {
+            cx.word(
+                "KL314",
+                ins,
+                f,
+                format!("{kw} --from={f} names the stage it is in: copy from an earlier stage or an image"),
+            );
+        } else if !earlier_stage && !f.contains('@') {
+            let message = if f.contains([':', '/', '.']) {
+                format!("{kw} --from={f} copies from an image that is not pinned by digest: use `{f}@sha256:<digest>`")
+            } else {
+                format!(
+                    "{kw} --from={f} names no earlier stage, so the image `{f}:latest` is pulled: fix the stage name, or pin the image by digest"
+                )
+            };
+            cx.word("KL015", ins, f, message);
+        }
     }
     for s in &args.sources {
         let s = s.trim_matches('"');

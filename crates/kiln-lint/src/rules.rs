@@ -364,6 +364,25 @@ pub static RULES: &[Rule] = &[
         good: df!(base!(), "COPY app.conf /etc/app/", "USER 65532"),
         hadolint: &["DL3020"],
     },
+    Rule {
+        id: "KL015",
+        name: "copy-from-unpinned-image",
+        severity: Warning,
+        category: Immutability,
+        summary: "`COPY --from` names an image that is not pinned by digest (or a stage that does not exist)",
+        why: "When `--from` is not an earlier stage, it is pulled as an image, so a typo in a stage name silently copies from `NAME:latest`, and a tag can change under the build. Name an earlier stage, or pin the image with `@sha256:…`.",
+        bad: df!(
+            base!(),
+            "COPY --from=busybox:1.36 /bin/busybox /bin/busybox",
+            "USER 65532"
+        ),
+        good: df!(
+            base!(),
+            "COPY --from=busybox:1.36@sha256:2919d0172f7524b2d8df9e50066a682669e6d170ac0f6a49676d54358fe970b5 /bin/busybox /bin/busybox",
+            "USER 65532"
+        ),
+        hadolint: &["DL3022"],
+    },
     // ── Secrets ──────────────────────────────────────────────────────────
     Rule {
         id: "KL101",
