@@ -350,7 +350,7 @@ fn hostile_layers_stay_inside_and_fail_clearly() {
         "{err}"
     );
     // Nothing half-unpacked is left to be reused by a later build.
-    let layers = store.path().join("kiln/layers");
+    let layers = store.path().join("kiln/snapshots");
     for e in fs::read_dir(&layers).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with(".unpack-"), "leftover temp dir {name}");

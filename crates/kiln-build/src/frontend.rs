@@ -580,7 +580,18 @@ fn dispatch(
             op = Op::Copy(plan_copy(ctx, earlier, state, instr, args, is_add, &env)?);
         }
         Command::Run { cmd, heredocs } => {
-            let mut run_env: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Proxy args reach RUN steps without an ARG, as in Docker (and, like other build
+            // args, never the image's config).
+            let mut run_env: Vec<String> = ctx
+                .input
+                .build_args
+                .iter()
+                .filter(|(k, _)| {
+                    is_predefined_arg(k) && k != "SOURCE_DATE_EPOCH" && !state.args.iter().any(|(a, _)| a == k)
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            run_env.extend(state.args.iter().map(|(k, v)| format!("{k}={v}")));
             run_env.extend(state.config.config.env.clone().unwrap_or_default());
             let (args, scripts) = run_args(cmd, heredocs, &state.shell);
             let mut mounts = Vec::new();
@@ -1119,6 +1130,32 @@ mod tests {
             })
             .collect();
         assert_eq!(contents, ["v=\"1\"\n", "v=$X\n"]);
+    }
+
+    #[test]
+    fn proxy_args_reach_run_without_arg() {
+        let out = plan_of(
+            "FROM scratch\nRUN true\n",
+            &[("http_proxy", "http://p:3128"), ("OTHER", "x")],
+        )
+        .unwrap();
+        let Op::Run(r) = &out.plan.stages[0].steps[0].op else {
+            panic!("not a RUN")
+        };
+        assert!(r.env.contains(&"http_proxy=http://p:3128".to_string()), "{:?}", r.env);
+        assert!(
+            !r.env.iter().any(|e| e.starts_with("OTHER=")),
+            "undeclared args stay out"
+        );
+        assert_eq!(
+            out.plan.stages[0]
+                .config
+                .config
+                .env
+                .as_ref()
+                .map(|e| e.iter().any(|e| e.contains("proxy"))),
+            Some(false)
+        );
     }
 
     #[test]

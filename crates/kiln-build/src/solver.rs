@@ -6,7 +6,7 @@
 //! outside the build), so a rebuild with nothing changed does no layer work.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -390,29 +390,46 @@ impl Solver<'_> {
         Ok((layers, img.config.history))
     }
 
-    /// Unpacks a layer once into `kiln/layers/<diff_id>` (overlay-style whiteouts), the
-    /// snapshot every later build reuses.
-    fn unpacked(&self, layer: &LayerRef, image: &str) -> Result<PathBuf, BuildError> {
-        let dir = self.store.meta_dir().join("layers").join(layer.diff_id.hex());
+    /// The snapshot of the rootfs after `layers` (the last one applied on top of the
+    /// others): `kiln/snapshots/<chain id>` holds what that layer changed, in overlayfs's
+    /// upper-dir form, so a stack of snapshots is what overlay mounts as lower dirs. Made
+    /// once and reused by every later build.
+    ///
+    /// The layer is applied through an overlay of the snapshots below it, as containerd's
+    /// snapshotter does: a parent directory the layer's tar does not list is copied up with
+    /// its real owner and mode, rather than invented as root's 0755, which would hide them.
+    fn unpacked(&self, layers: &[LayerRef], image: &str) -> Result<PathBuf, BuildError> {
+        let layer = layers.last().expect("at least one layer");
+        let chain = chain_id(layers);
+        let root = snapshots_dir(self.store);
+        let dir = root.join(chain.hex());
         if dir.is_dir() {
             return Ok(dir);
         }
+        let lowers = (1..layers.len())
+            .map(|n| self.unpacked(&layers[..n], image))
+            .collect::<Result<Vec<_>, _>>()?;
         let _g = self.unpack_lock.lock().unwrap();
         if dir.is_dir() {
             return Ok(dir);
         }
-        let parent = dir.parent().expect("has parent");
-        std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
-            path: parent.display().to_string(),
-            source,
-        })?;
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| BuildError::Io { path, source }
+        };
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
         let tmp = tempfile::Builder::new()
             .prefix(".unpack-")
-            .tempdir_in(parent)
-            .map_err(|source| BuildError::Io {
-                path: parent.display().to_string(),
-                source,
-            })?;
+            .tempdir_in(&root)
+            .map_err(io(&root))?;
+        let (upper, work, merged) = (
+            tmp.path().join("upper"),
+            tmp.path().join("work"),
+            tmp.path().join("merged"),
+        );
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
         let blob = self.store.open_blob(&layer.descriptor.digest)?;
         let hashing = kiln_oci::digest::VerifyingReader::unchecked(blob);
         let stream = kiln_oci::decompress::open_layer_stream_for_media_type(hashing, &layer.descriptor.media_type)
@@ -420,32 +437,42 @@ impl Solver<'_> {
                 path: layer.descriptor.digest.to_string(),
                 source,
             })?;
+        // Through an overlay when there is something below and we may mount (root, or the
+        // user namespace of a rootless build); otherwise straight into the snapshot, with
+        // whiteouts recorded the way overlay would.
+        let mount = if lowers.is_empty() {
+            None
+        } else {
+            crate::run::overlay::OverlayMount::mount(&lowers, &upper, &work, &merged, &tmp.path().join("empty")).ok()
+        };
+        let (target, whiteouts) = match &mount {
+            Some(_) => (&merged, kiln_oci::unpack::WhiteoutMode::Apply),
+            None => (&upper, kiln_oci::unpack::WhiteoutMode::Keep),
+        };
         let opts = kiln_oci::unpack::UnpackOptions {
-            whiteouts: kiln_oci::unpack::WhiteoutMode::Keep,
+            whiteouts,
             ..Default::default()
         };
-        kiln_oci::unpack::unpack_layer(stream, tmp.path(), &opts).map_err(|source| BuildError::Unpack {
+        kiln_oci::unpack::unpack_layer(stream, target, &opts).map_err(|source| BuildError::Unpack {
             image: image.to_string(),
             layer: layer.descriptor.digest.to_string(),
             source,
         })?;
-        let tmp_path = tmp.keep();
-        if let Err(e) = std::fs::rename(&tmp_path, &dir) {
-            let _ = std::fs::remove_dir_all(&tmp_path);
-            if !dir.is_dir() {
-                return Err(BuildError::Io {
-                    path: dir.display().to_string(),
-                    source: e,
-                });
-            }
+        drop(mount);
+        if let Err(e) = std::fs::rename(&upper, &dir)
+            && !dir.is_dir()
+        {
+            return Err(BuildError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            });
         }
         Ok(dir)
     }
 
     fn view(&self, layers: &[LayerRef], image: &str) -> Result<LayeredTree, BuildError> {
-        let dirs = layers
-            .iter()
-            .map(|l| self.unpacked(l, image))
+        let dirs = (1..=layers.len())
+            .map(|n| self.unpacked(&layers[..n], image))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LayeredTree::new(dirs))
     }
@@ -662,9 +689,19 @@ impl Solver<'_> {
     }
 }
 
-/// The directory where kiln keeps unpacked layers (for `kiln prune`).
-pub fn layers_dir(store: &Store) -> PathBuf {
-    store.meta_dir().join("layers")
+/// The directory of rootfs snapshots (one per chain of layers), which `kiln prune --cache` clears.
+pub fn snapshots_dir(store: &Store) -> PathBuf {
+    store.meta_dir().join("snapshots")
+}
+
+/// The OCI chain ID of a stack of layers: a snapshot's identity depends on everything below
+/// it, since applying a layer reads what is already there.
+pub fn chain_id(layers: &[LayerRef]) -> Digest {
+    let mut chain = layers[0].diff_id.clone();
+    for l in &layers[1..] {
+        chain = Digest::sha256_of(format!("{chain} {}", l.diff_id).as_bytes());
+    }
+    chain
 }
 
 /// Every blob a cache record references, so `prune` can keep them (unless asked to drop the
@@ -689,7 +726,8 @@ pub fn cache_roots(store: &Store) -> std::collections::BTreeSet<Digest> {
 pub fn clear_cache(store: &Store) -> std::io::Result<()> {
     for d in [
         store.meta_dir().join("cache"),
-        layers_dir(store),
+        snapshots_dir(store),
+        store.meta_dir().join("layers"),
         store.meta_dir().join("statcache"),
     ] {
         match std::fs::metadata(&d) {

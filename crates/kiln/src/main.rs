@@ -54,6 +54,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools (and Go's cosign and docker), stop quietly when the reader of
+    // our output goes away (`kiln inspect IMG | head`), instead of panicking in println!.
+    // SAFETY: resetting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Commands::Build(b) = &cli.command {
         let root = cli.root.clone().unwrap_or_else(Store::default_root);

@@ -126,7 +126,7 @@ fn parse_ssh(raw: &[String]) -> Result<BTreeMap<String, std::path::PathBuf>, Cli
         };
         if !sock.exists() {
             return Err(CliError::input(format!(
-                "--ssh {id}: socket {} does not exist",
+                "--ssh {id}: socket {} does not exist (hint: start ssh-agent, or give --ssh {id}=PATH of a running agent's socket)",
                 sock.display()
             )));
         }
@@ -192,7 +192,9 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
     if let Some(n) = &args.network
         && kiln_build::run::exec::Network::parse(n).is_none()
     {
-        return Err(CliError::input(format!("--network {n:?}: use default, none or host")));
+        return Err(CliError::input(format!(
+            "--network {n:?} is not a network mode (hint: use default, none or host)"
+        )));
     }
     let reporter = Reporter::new(if args.quiet {
         crate::cli::ProgressMode::Quiet
