@@ -70,8 +70,12 @@ impl<'a> Source<'a> {
     }
 
     /// Whether `# kiln:ignore[=IDS]` in the comment lines right above `line`
-    /// silences `rule`.
-    pub fn ignored(&self, line: usize, rule: &str) -> bool {
+    /// silences `rule`. `# hadolint ignore=DL…` comments count too, for the
+    /// kiln rules that cover those hadolint rules, so a project moving over
+    /// keeps its reviewed exceptions.
+    pub fn ignored(&self, line: usize, rule: &crate::rules::Rule) -> bool {
+        let listed =
+            |ids: &str, pred: &dyn Fn(&str) -> bool| ids.split(|c: char| c == ',' || c.is_whitespace()).any(pred);
         let mut n = line;
         while n > 1 {
             n -= 1;
@@ -84,12 +88,15 @@ impl<'a> Source<'a> {
                     return true;
                 }
                 if let Some(ids) = rest.strip_prefix('=')
-                    && ids
-                        .split(|c: char| c == ',' || c.is_whitespace())
-                        .any(|i| i.eq_ignore_ascii_case(rule))
+                    && listed(ids, &|i| i.eq_ignore_ascii_case(rule.id))
                 {
                     return true;
                 }
+            }
+            if let Some(ids) = c.strip_prefix("hadolint ignore=")
+                && listed(ids, &|i| rule.hadolint.iter().any(|h| h.eq_ignore_ascii_case(i)))
+            {
+                return true;
             }
         }
         false
