@@ -202,6 +202,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
         let mut st = parent.clone().unwrap_or_default();
         let mut pipefail_shell = false;
         let mut non_posix_shell = false;
+        let mut posix_sh = true;
         let mut pip_no_cache_env = false;
         let mut cmds: Vec<&Instruction> = Vec::new();
         let mut entrypoints: Vec<&Instruction> = Vec::new();
@@ -234,6 +235,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                         script: &script,
                         text: &text,
                         pipefail_shell: pipefail_shell || non_posix_shell,
+                        posix_sh: posix_sh && matches!(cmd, CommandLine::Shell(_)),
                         pip_no_cache_env,
                     };
                     check_run(&mut cx, &r, &copied_secrets);
@@ -276,6 +278,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                             script: &script,
                             text,
                             pipefail_shell: true,
+                            posix_sh: false,
                             pip_no_cache_env,
                         };
                         check_run(&mut cx, &r, &[]);
@@ -317,6 +320,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                 Command::Shell(argv) => {
                     let exe = argv.first().map(|a| basename(a)).unwrap_or("");
                     non_posix_shell = !matches!(exe, "sh" | "bash" | "ash" | "dash" | "zsh" | "ksh");
+                    posix_sh = matches!(exe, "sh" | "ash" | "dash");
                     // `-o pipefail`, or combined short options such as `-euxo pipefail`.
                     pipefail_shell = argv.windows(2).any(|w| {
                         w[0].starts_with('-') && !w[0].starts_with("--") && w[0].contains('o') && w[1] == "pipefail"
@@ -901,6 +905,8 @@ struct RunCx<'a> {
     script: &'a Script,
     text: &'a str,
     pipefail_shell: bool,
+    /// The stage's shell is a plain POSIX sh (the default `/bin/sh -c`).
+    posix_sh: bool,
     pip_no_cache_env: bool,
 }
 
@@ -1258,7 +1264,7 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]
                     .and_then(|i| rest.get(i + 1));
                 if p == "useradd"
                     && let Some(uid) = uid
-                    && uid.text.parse::<u64>().is_ok_and(|u| u > 99_999)
+                    && (uid.text.contains('$') || uid.text.parse::<u64>().is_ok_and(|u| u > 99_999))
                     && !has_flag(rest, &["--no-log-init"], 'l')
                 {
                     cx.word(
@@ -1266,7 +1272,7 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]
                         ins,
                         "useradd",
                         format!(
-                            "useradd -u {} without -l writes a huge sparse /var/log/lastlog into the layer: add -l",
+                            "useradd -u {} without -l writes a sparse /var/log/lastlog as large as the uid into the layer: add -l",
                             uid.text
                         ),
                     );
@@ -1288,7 +1294,7 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]
         for w in c.argv().iter().skip(1) {
             if w.unquoted_subst
                 && !is_assignment_word(&w.text)
-                && !matches!(p, "for" | "echo" | "export" | "local" | "[" | "test")
+                && !matches!(p, "for" | "echo" | "export" | "local" | "[" | "test" | "eval")
             {
                 cx.word(
                     "KL403",
@@ -1355,6 +1361,23 @@ fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]
     }
     for (i, c) in s.commands.iter().enumerate() {
         let argv = c.without_sudo();
+        if c.pipes_out
+            && argv.first().is_some_and(|w| w.text == "ls")
+            && s.commands.get(i + 1).is_some_and(|n| {
+                n.pipes_in
+                    && n.without_sudo()
+                        .first()
+                        .is_some_and(|w| matches!(basename(&w.text), "grep" | "egrep"))
+            })
+        {
+            cx.word_after("KL405", ins, "ls", "grep", "`ls | grep` breaks on file names with spaces or newlines: use a glob (`for f in /dir/*.conf`) or find -name".into());
+        }
+        if r.posix_sh
+            && argv.first().is_some_and(|w| w.text == "[" || w.text == "test")
+            && argv.iter().any(|w| w.text == "==" && !w.quoted)
+        {
+            cx.word("KL406", ins, "==", "`==` in [ ] is not POSIX: /bin/sh (dash on Debian) fails with `unexpected operator`; use `=`, or set SHELL to bash".into());
+        }
         if c.pipes_out
             && argv.first().is_some_and(|w| basename(&w.text) == "find")
             && !argv.iter().any(|w| w.text == "-print0")

@@ -554,7 +554,7 @@ pub static RULES: &[Rule] = &[
         why: "A `cd` lasts for one RUN only, which makes later steps easy to misread. Use `WORKDIR /path`.",
         bad: df!(base!(), "RUN cd /usr/src/app && make", "USER 65532"),
         good: df!(base!(), "WORKDIR /usr/src/app", "RUN make", "USER 65532"),
-        hadolint: &["DL3003"],
+        hadolint: &["DL3003", "SC2164"],
     },
     Rule {
         id: "KL302",
@@ -955,5 +955,37 @@ pub static RULES: &[Rule] = &[
         bad: df!(base!(), "RUN find /opt -name '*.sh' | xargs chmod +x", "USER 65532"),
         good: df!(base!(), "RUN find /opt -name '*.sh' -exec chmod +x {} +", "USER 65532"),
         hadolint: &["SC2038"],
+    },
+    Rule {
+        id: "KL405",
+        name: "ls-grep",
+        severity: Warning,
+        category: Shell,
+        summary: "`ls | grep` to select files",
+        why: "ls output is for people: names with spaces, newlines or odd characters are mangled. Use a glob (`for f in /etc/app/*.conf`) or `find -name`.",
+        bad: df!(base!(), "RUN ls /etc/app | grep conf > /tmp/confs", "USER 65532"),
+        good: df!(base!(), "RUN find /etc/app -name '*conf*' > /tmp/confs", "USER 65532"),
+        hadolint: &["SC2010"],
+    },
+    Rule {
+        id: "KL406",
+        name: "posix-test-equals",
+        severity: Warning,
+        category: Shell,
+        summary: "`==` inside `[ ]` under /bin/sh",
+        why: "`==` is a bash extension; Debian's /bin/sh (dash) stops with `[: unexpected operator`. Use `=`, or set `SHELL [\"/bin/bash\", \"-c\"]`.",
+        bad: df!(
+            base!(),
+            "ARG MODE=release",
+            "RUN if [ \"$MODE\" == release ]; then echo optimised; fi",
+            "USER 65532"
+        ),
+        good: df!(
+            base!(),
+            "ARG MODE=release",
+            "RUN if [ \"$MODE\" = release ]; then echo optimised; fi",
+            "USER 65532"
+        ),
+        hadolint: &["SC3014"],
     },
 ];
