@@ -310,19 +310,32 @@ impl Session {
                 Some(d) => d.clone(),
                 None => repo.get_manifest(&reference).await?.descriptor.digest,
             };
-            let mut unindexed = Vec::new();
+            // The artifacts are independent: pushed side by side, like an image's blobs.
+            let mut set: JoinSet<Result<Option<Descriptor>>> = JoinSet::new();
             for a in artifacts {
-                let manifest: Manifest = store.read_json(&a.digest).map_err(store_err(&ctx))?;
-                for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-                    repo.push_blob(d, store, None).await?;
-                }
-                let bytes = Bytes::from(store.read_blob(&a.digest).map_err(store_err(&ctx))?);
-                if !put_manifest_with_subject(&repo, &a.digest.to_string(), &bytes).await? {
-                    let mut entry = a.clone();
+                let (repo, store, ctx, a) = (repo.clone(), store.clone(), ctx.clone(), a.clone());
+                set.spawn(async move {
+                    let manifest: Manifest = store.read_json(&a.digest).map_err(store_err(&ctx))?;
+                    for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+                        repo.push_blob(d, &store, None).await?;
+                    }
+                    let bytes = Bytes::from(store.read_blob(&a.digest).map_err(store_err(&ctx))?);
+                    if put_manifest_with_subject(&repo, &a.digest.to_string(), &bytes).await? {
+                        return Ok(None);
+                    }
+                    let mut entry = a;
                     entry.annotations.remove(kiln_oci::store::REF_NAME);
+                    Ok(Some(entry))
+                });
+            }
+            let mut unindexed = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Some(entry) = r.expect("referrer tasks do not panic")? {
                     unindexed.push(entry);
                 }
             }
+            // Same order whatever finished first, so the index is the same bytes.
+            unindexed.sort_by(|a, b| a.digest.to_string().cmp(&b.digest.to_string()));
             if !unindexed.is_empty() {
                 add_to_fallback_index(&repo, &digest, &unindexed).await?;
             }
