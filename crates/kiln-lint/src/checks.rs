@@ -176,6 +176,7 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
             }
         }
         check_arg_env(&mut cx, ins);
+        check_secret_text(&mut cx, ins, &ins.original);
     }
     let stages = df.stages();
     let mut facts: HashMap<String, StageFacts> = HashMap::new();
@@ -209,6 +210,8 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
         let mut healthchecks: Vec<&Instruction> = Vec::new();
         let mut copied_secrets: Vec<(String, usize)> = Vec::new();
         for ins in stage.instructions {
+            // Literal credentials and URL credentials, in any instruction.
+            check_secret_text(&mut cx, ins, &ins.original);
             match &ins.command {
                 Command::Run { cmd, heredocs } => {
                     let text = match cmd {
@@ -245,7 +248,6 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                     if script.find(&["wget"]).next().is_some() {
                         uses_wget.get_or_insert(ins);
                     }
-                    check_secret_text(&mut cx, ins, &ins.original);
                 }
                 Command::Copy(args) | Command::Add(args) => {
                     let is_add = matches!(ins.command, Command::Add(_));
@@ -256,7 +258,6 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                     };
                     check_copy(&mut cx, ins, args, is_add, &st, &at);
                     track_secret_copies(ins, args, &mut copied_secrets);
-                    check_secret_text(&mut cx, ins, &ins.original);
                 }
                 Command::Env(_) | Command::Arg(_) => {
                     check_arg_env(&mut cx, ins);
@@ -264,7 +265,6 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                         pip_no_cache_env |= kvs.iter().any(|kv| kv.key == "PIP_NO_CACHE_DIR");
                     }
                 }
-                Command::Label(_) => check_secret_text(&mut cx, ins, &ins.original),
                 Command::Onbuild(trigger) => {
                     // Triggers run in child images: check what they would do there.
                     if let Command::Run {
@@ -283,7 +283,6 @@ pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
                         };
                         check_run(&mut cx, &r, &[]);
                     }
-                    check_secret_text(&mut cx, ins, &ins.original);
                 }
                 Command::User(u) => st.user = Some((u.clone(), ins.line)),
                 Command::Workdir(w) => {
@@ -550,7 +549,6 @@ fn check_arg_env(cx: &mut Ctx<'_>, ins: &Instruction) {
         }
         _ => {}
     }
-    check_secret_text(cx, ins, &ins.original);
 }
 
 /// `value` mentions `$k` or `${k…}`.

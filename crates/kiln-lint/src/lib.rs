@@ -319,6 +319,8 @@ mod tests {
         assert_eq!((k.line, k.col), (3, 33));
         assert!(k.message.contains("line 2"));
         assert!(ids("FROM scratch\nLABEL k=\"ghp_0123456789abcdefghijABCDEFGHIJ012345\"\nUSER 1\n").contains(&"KL102"));
+        let cmd = "FROM scratch\nUSER 1\nCMD [\"app\", \"--url\", \"https://u:p4ss@db.example.com\"]\n";
+        assert!(ids(cmd).contains(&"KL104"));
     }
 
     #[test]
