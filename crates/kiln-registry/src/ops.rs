@@ -335,7 +335,7 @@ impl Session {
                 }
             }
             // Same order whatever finished first, so the index is the same bytes.
-            unindexed.sort_by(|a, b| a.digest.to_string().cmp(&b.digest.to_string()));
+            unindexed.sort_by_key(|a| a.digest.to_string());
             if !unindexed.is_empty() {
                 add_to_fallback_index(&repo, &digest, &unindexed).await?;
             }
