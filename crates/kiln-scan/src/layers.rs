@@ -378,6 +378,49 @@ pub fn final_fs(scans: &[LayerScan]) -> std::collections::BTreeMap<String, Fact>
 mod tests {
     use super::*;
 
+    fn put(p: &str, kind: Kind) -> Event {
+        Event::Put(
+            p.into(),
+            Fact {
+                kind,
+                mode: 0o644,
+                link: None,
+            },
+        )
+    }
+
+    fn layer(events: Vec<Event>) -> LayerScan {
+        LayerScan {
+            events,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn deletions_overwrites_and_opaque_directories() {
+        let scans = vec![
+            layer(vec![
+                put("/app", Kind::Dir),
+                put("/app/a", Kind::File),
+                put("/app/b", Kind::File),
+                put("/etc/c", Kind::File),
+                put("/etc/d", Kind::File),
+            ]),
+            layer(vec![Event::Whiteout("/app/a".into()), put("/etc/c", Kind::File)]),
+            layer(vec![Event::Opaque("/app".into()), put("/app/new", Kind::File)]),
+            layer(vec![Event::Whiteout("/etc".into())]),
+        ];
+        let later = Later::new(&scans);
+        assert_eq!(later.gone("/app/a", 0), Some((1, Gone::Deleted)));
+        assert_eq!(later.gone("/etc/c", 0), Some((1, Gone::Overwritten)));
+        assert_eq!(later.gone("/app/b", 0), Some((2, Gone::Deleted)));
+        assert_eq!(later.gone("/app/new", 2), None);
+        assert_eq!(later.gone("/etc/d", 0), Some((3, Gone::Deleted)));
+        let fs = final_fs(&scans);
+        let paths: Vec<&str> = fs.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["/app", "/app/new"]);
+    }
+
     #[test]
     fn chunked_scan_finds_secret_across_edge_once() {
         let mut data = vec![b'a'; CHUNK - 10];
