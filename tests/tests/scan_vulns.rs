@@ -471,3 +471,76 @@ fn malformed_osv_files_are_refused_with_their_names() {
     let status = run_ok(&mut store.cmd(["db", "status"]));
     assert!(String::from_utf8_lossy(&status.stdout).contains("no vulnerability database"));
 }
+
+#[test]
+fn alpine_origins_and_crates_io_match() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx.join("rootfs/etc/os-release"),
+        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n",
+    );
+    write(
+        &ctx.join("rootfs/lib/apk/db/installed"),
+        "P:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\n\nP:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\no:musl\n",
+    );
+    write(
+        &ctx.join("rootfs/app/Cargo.lock"),
+        "version = 3\n\n[[package]]\nname = \"time\"\nversion = \"0.1.43\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.1\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+    );
+    write(&ctx.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\nUSER 1000\n");
+    run_ok(
+        store
+            .cmd(["build", "--progress", "quiet", "-t", "localhost/alpine-app:1"])
+            .arg(&ctx),
+    );
+    let osv = dir.path().join("osv");
+    let records = [
+        record(
+            "ALPINE-CVE-2024-0727",
+            "Alpine:v3.19",
+            "openssl",
+            vec![ev("introduced", "0"), ev("fixed", "3.1.4-r6")],
+        ),
+        // `_git` sorts after the plain version in apk's order: 1.2.4_git… is newer than 1.2.4.
+        record(
+            "ALPINE-CVE-musl-old",
+            "Alpine:v3.19",
+            "musl",
+            vec![ev("introduced", "0"), ev("fixed", "1.2.4")],
+        ),
+        record(
+            "ALPINE-CVE-busybox",
+            "Alpine:v3.18",
+            "busybox",
+            vec![ev("introduced", "0")],
+        ),
+        record(
+            "RUSTSEC-2020-0071",
+            "crates.io",
+            "time",
+            vec![ev("introduced", "0.1.0"), ev("fixed", "0.2.23")],
+        ),
+        record(
+            "RUSTSEC-2021-0003",
+            "crates.io",
+            "smallvec",
+            vec![ev("introduced", "1.6.0"), ev("fixed", "1.6.1")],
+        ),
+    ];
+    for r in &records {
+        write(&osv.join(format!("{}.json", r["id"].as_str().unwrap())), &r.to_string());
+    }
+    run_ok(store.cmd(["db", "import"]).arg(&osv));
+    let out = run_ok(&mut store.cmd(["scan", "-f", "json", "--scanners", "vuln", "localhost/alpine-app:1"]));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: BTreeSet<String> = [
+        "ALPINE-CVE-2024-0727 libcrypto3 3.1.4-r5 fixed=3.1.4-r6 UNKNOWN layer=1",
+        "RUSTSEC-2020-0071 time 0.1.43 fixed=0.2.23 UNKNOWN layer=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(finding_set(&report), expected);
+}
