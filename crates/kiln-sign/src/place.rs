@@ -404,10 +404,31 @@ pub fn push_along(session: &Session, store: &Store, image: &Descriptor, dest: &N
         digest: Some(image.digest.clone()),
     };
     let referrers = local_referrers(store, &image.digest, None)?;
-    let mut sent = referrers.len();
-    if !referrers.is_empty() {
-        session.push_referrers(store, &referrers, &subject)?;
-    }
+    // The referrers (with the tag-schema update's confirmation wait) and the cosign tags do
+    // not depend on each other: they go up side by side.
+    std::thread::scope(|scope| {
+        let refs = scope.spawn(|| -> Result<usize> {
+            if !referrers.is_empty() {
+                session.push_referrers(store, &referrers, &subject)?;
+            }
+            Ok(referrers.len())
+        });
+        let tags = push_cosign_tags(session, store, image, dest, &subject);
+        let refs = refs.join().expect("the referrer push does not panic");
+        Ok(refs? + tags?)
+    })
+}
+
+/// The `.sig`/`.att` half of [`push_along`]: merges the local manifests of every repository
+/// with what the registry has, and pushes the result under the cosign tags.
+fn push_cosign_tags(
+    session: &Session,
+    store: &Store,
+    image: &Descriptor,
+    dest: &Name,
+    subject: &Name,
+) -> Result<usize> {
+    let mut sent = 0;
     let index = store.index().map_err(SignError::store("index.json"))?;
     for kind in [TagKind::Sig, TagKind::Att] {
         let tag = kind.tag(&image.digest);
