@@ -53,8 +53,7 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
         };
         run_ok(
-            &mut e
-                .kiln(&["generate-key-pair", "--output-key-prefix"])
+            e.kiln(&["generate-key-pair", "--output-key-prefix"])
                 .arg(e.dir.path().join("cosign")),
         );
         e

@@ -51,9 +51,16 @@ pub enum SignError {
         /// The store's error.
         source: kiln_oci::StoreError,
     },
-    /// The registry failed.
+    /// The registry failed (boxed: registry errors carry much context, and every
+    /// `Result` of this crate would otherwise be as large).
     #[error("{0}")]
-    Registry(#[from] kiln_registry::RegistryError),
+    Registry(Box<kiln_registry::RegistryError>),
+}
+
+impl From<kiln_registry::RegistryError> for SignError {
+    fn from(e: kiln_registry::RegistryError) -> Self {
+        SignError::Registry(Box::new(e))
+    }
 }
 
 impl SignError {
