@@ -127,11 +127,11 @@ fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-fn varstr(b: &[u8], pos: &mut usize) -> Option<String> {
+fn varstr(b: &[u8], pos: &mut usize) -> Option<Vec<u8>> {
     let n = varint(b, pos)? as usize;
     let s = b.get(*pos..pos.checked_add(n)?)?;
     *pos += n;
-    Some(String::from_utf8_lossy(s).into_owned())
+    Some(s.to_vec())
 }
 
 /// Reads (Go version, modinfo) from build info starting at its magic.
@@ -161,17 +161,22 @@ fn go_buildinfo(info: &[u8], elf: Option<&Elf>, whole: &[u8]) -> Result<(String,
         let p2 = rd(info, 16 + ptr, ptr, big).ok_or("truncated Go build info")?;
         let _ = elf.big || elf.wide;
         (
-            read_str(p1).ok_or("Go version string outside the binary (truncated?)")?,
-            read_str(p2).unwrap_or_default(),
+            read_str(p1)
+                .ok_or("Go version string outside the binary (truncated?)")?
+                .into_bytes(),
+            read_str(p2).map(String::into_bytes).unwrap_or_default(),
         )
     };
-    // Module info is framed by 16-byte sentinels.
-    let modinfo = if modinfo.len() >= 33 && modinfo.as_bytes()[modinfo.len() - 17] == b'\n' {
-        String::from_utf8_lossy(&modinfo.as_bytes()[16..modinfo.len() - 16]).into_owned()
+    // Module info is framed by 16-byte sentinels (binary, so cut before decoding).
+    let modinfo = if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
+        &modinfo[16..modinfo.len() - 16]
     } else {
-        modinfo
+        &modinfo[..]
     };
-    Ok((version, modinfo))
+    Ok((
+        String::from_utf8_lossy(&version).into_owned(),
+        String::from_utf8_lossy(modinfo).into_owned(),
+    ))
 }
 
 fn go_purl(path: &str, version: &str) -> String {
@@ -190,6 +195,9 @@ fn go_packages(path: &str, version: &str, modinfo: &str) -> Vec<Package> {
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["mod", p, v, ..] => main = Some((p.to_string(), v.to_string())),
+            // Built outside module mode (Debian's Go packages, `go build file.go`): only
+            // the main package's path is known.
+            ["path", p] if main.is_none() => main = Some((p.to_string(), "(devel)".to_string())),
             ["dep", p, v, ..] => deps.push((p.to_string(), v.to_string())),
             ["dep", p] => deps.push((p.to_string(), String::new())),
             ["=>", p, v, ..] => {
@@ -347,6 +355,17 @@ mod tests {
             ]
         );
         assert_eq!(p[3].purl, "pkg:golang/stdlib@1.19.8");
+    }
+
+    #[test]
+    fn gopath_builds_name_the_main_package_by_path() {
+        let p = go_packages(
+            "/usr/bin/skopeo",
+            "go1.19.8",
+            "path\tgithub.com/containers/skopeo/cmd/skopeo\nbuild\t-compiler=gc\n",
+        );
+        assert_eq!(p[0].name, "github.com/containers/skopeo/cmd/skopeo");
+        assert_eq!(p[0].version, "(devel)");
     }
 
     #[test]

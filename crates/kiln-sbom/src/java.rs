@@ -184,50 +184,49 @@ fn catalog_archive(
         ])
         .unwrap_or_default()
     };
-    let mut main_pom = None;
-    for (i, p) in poms.iter().enumerate() {
-        if p.get("artifactId").map(String::as_str) == Some(name.as_str()) {
-            main_pom = Some(i);
-        }
-    }
-    let version = if !fversion.is_empty() {
-        fversion
-    } else if let Some(v) = main_pom.and_then(|i| poms[i].get("version")).cloned() {
-        v
-    } else {
-        pick(&[
-            "Implementation-Version",
-            "Specification-Version",
-            "Plugin-Version",
-            "Bundle-Version",
-        ])
-        .unwrap_or_default()
-    };
+    // The archive's own pom.properties: the one whose artifactId is the file's name, else
+    // the only one. It names the main package (as syft does); other poms are packages
+    // shaded or bundled inside.
+    let main_pom = poms
+        .iter()
+        .position(|p| p.get("artifactId").map(String::as_str) == Some(name.as_str()))
+        .or_else(|| (poms.len() == 1).then_some(0))
+        .filter(|&i| poms[i].contains_key("artifactId") && poms[i].contains_key("version"));
     let license = man.get("Bundle-License").cloned();
-    if !name.is_empty() && !version.is_empty() {
-        let group = main_pom
-            .and_then(|i| poms[i].get("groupId").cloned())
-            .or_else(|| {
-                man.get("Automatic-Module-Name")
-                    .and_then(|m| m.rsplit_once('.').map(|(g, _)| g.to_string()))
-            })
+    if main_pom.is_none() && !name.is_empty() {
+        let version = if !fversion.is_empty() {
+            fversion
+        } else {
+            pick(&[
+                "Implementation-Version",
+                "Specification-Version",
+                "Plugin-Version",
+                "Bundle-Version",
+            ])
+            .unwrap_or_default()
+        };
+        let group = man
+            .get("Automatic-Module-Name")
+            .and_then(|m| m.rsplit_once('.').map(|(g, _)| g.to_string()))
             .unwrap_or_else(|| name.clone());
+        // An archive that says nothing of its version is still a package; syft calls the
+        // version UNKNOWN, and so does kiln (the purl then has none).
         let mut p = Package::new(
             Ecosystem::Java,
             name.clone(),
-            version,
-            maven(&group, &name, &pick(&[]).unwrap_or_default()),
+            if version.is_empty() {
+                "UNKNOWN".to_string()
+            } else {
+                version.clone()
+            },
+            maven(&group, &name, &version),
         );
-        p.purl = maven(&group, &name, &p.version);
         p.evidence.push(label.to_string());
-        p.licenses.extend(license);
+        p.licenses.extend(license.clone());
         p.properties.insert("group".into(), group);
         pkgs.push(p);
     }
     for (i, pom) in poms.iter().enumerate() {
-        if Some(i) == main_pom {
-            continue;
-        }
         let (Some(a), Some(v)) = (pom.get("artifactId"), pom.get("version")) else {
             warns.push(format!("{label}: pom.properties without artifactId or version"));
             continue;
@@ -235,6 +234,9 @@ fn catalog_archive(
         let g = pom.get("groupId").cloned().unwrap_or_else(|| a.clone());
         let mut p = Package::new(Ecosystem::Java, a.clone(), v.clone(), maven(&g, a, v));
         p.evidence.push(label.to_string());
+        if Some(i) == main_pom {
+            p.licenses.extend(license.clone());
+        }
         p.properties.insert("group".into(), g);
         pkgs.push(p);
     }
