@@ -175,8 +175,79 @@ fn layer(layout: &Store, index: usize, desc: &Descriptor, opts: &PassOptions) ->
         }
     };
     let blob = layout.open_blob(&desc.digest).map_err(|e| err(e.to_string()))?;
-    let verified = VerifyingReader::new(blob, desc.digest.clone(), Some(desc.size));
-    let stream = open_layer_stream_for_media_type(verified, &desc.media_type).map_err(|e| err(e.to_string()))?;
+    // Decompression (and the digest check) runs on its own thread, feeding the tar reader
+    // and the secret scanner through a small queue: the two halves of the work overlap.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    let digest = desc.digest.clone();
+    let (size, media_type) = (desc.size, desc.media_type.clone());
+    let decoder = std::thread::spawn(move || {
+        let verified = VerifyingReader::new(blob, digest, Some(size));
+        let mut stream = match open_layer_stream_for_media_type(verified, &media_type) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        loop {
+            let mut chunk = Vec::with_capacity(PIPE_CHUNK);
+            match stream.by_ref().take(PIPE_CHUNK as u64).read_to_end(&mut chunk) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+    };
+    let r = read_tar(stream, opts, &err);
+    decoder.join().expect("the decoder thread does not panic");
+    r
+}
+
+/// Chunks from the decoder thread, read as a stream.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const PIPE_CHUNK: usize = 256 * 1024;
+
+fn read_tar(
+    stream: ChannelReader,
+    opts: &PassOptions,
+    err: &dyn Fn(String) -> ScanError,
+) -> Result<LayerScan, ScanError> {
     let mut archive = tar::Archive::new(stream);
     let mut out = LayerScan::default();
     let mut buf = Vec::with_capacity(CHUNK + OVERLAP);

@@ -548,6 +548,25 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
         return None;
     }
     let lname = String::from_utf8_lossy(name).to_ascii_lowercase();
+    // Pagination and request tokens are opaque but not secret (API docs are full of them).
+    let squashed: String = lname.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if [
+        "nexttoken",
+        "pagetoken",
+        "continuationtoken",
+        "paginationtoken",
+        "startingtoken",
+        "clienttoken",
+        "idempotencytoken",
+        "csrftoken",
+        "tokentype",
+        "maxtokens",
+    ]
+    .iter()
+    .any(|w| squashed.contains(w))
+    {
+        return None;
+    }
     let rule = if lname.contains("aws") && n == 40 && value.iter().all(|&c| is_b64(c)) {
         AWS_SECRET_KEY
     } else {
@@ -628,6 +647,7 @@ mod tests {
             "secret_key = settings.SECRET_KEY_FALLBACK_VALUE",
             "AKIAIOSFODNN7EXAMPLE",
             "max_tokens = 4096",
+            "\"NextToken\": \"abCDeFGhiJKlmnOPqrSTuvwxYZ1aBCdEFghijK7LM51nOpqRSTuv3WxY3ZabC5dEFGhI2Jk3LmnoPQ6RST9\"",
             "url = \"https://${USER}:${PASS}@host\"",
             "if password == \"a8f5f167f44f4964e6c998dee827110c\":",
         ];
