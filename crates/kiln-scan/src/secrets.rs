@@ -530,6 +530,14 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
         // An unquoted identifier (`TLS13_AES_128_GCM_SHA256`): a constant's name.
         return None;
     }
+    // URLs, ARNs, elided examples (`eyJ...`), UUIDs (request ids) and dotted names
+    // (`pkg.module.Class`) are not secret literals.
+    if value.windows(3).any(|w| w == b"://" || w == b"...") || value.starts_with(b"arn:") {
+        return None;
+    }
+    if is_uuid(value) || is_dotted_name(value) {
+        return None;
+    }
     let letters = value.iter().filter(|c| c.is_ascii_alphabetic()).count();
     let digits = value.iter().filter(|c| c.is_ascii_digit()).count();
     if letters == 0 || digits == 0 || entropy(value) < 3.5 {
@@ -573,6 +581,28 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
         GENERIC
     };
     hit(rule, i, i + n)
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(v: &[u8]) -> bool {
+    v.len() == 36
+        && v.iter().enumerate().all(|(i, &c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// `a.b.C` made of identifiers (a module path, a type).
+fn is_dotted_name(v: &[u8]) -> bool {
+    let parts: Vec<&[u8]> = v.split(|&c| c == b'.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            p.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                && p.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        })
 }
 
 /// How a secret is shown: its first four characters and a short SHA-256 of the whole value,
@@ -647,6 +677,11 @@ mod tests {
             "secret_key = settings.SECRET_KEY_FALLBACK_VALUE",
             "AKIAIOSFODNN7EXAMPLE",
             "max_tokens = 4096",
+            ":type  tokens: antlr4.BufferedTokenStream.BufferedTokenStream",
+            "\"RequestToken\": \"20999d87-e304-4725-ad84-832dcbfd7fc5\"",
+            "\"token_url\": \"https://graph.facebook.com/v2.9/oauth/access_token\"",
+            "\"PurchaseToken\": \"eyJ2IjoiMSIsInMiOjEsImMiOi...\"",
+            "\"PreTokenGeneration\": \"arn:aws:lambda:us-west-2:123456789012:function:MyPreTokenGenerationFunction\"",
             "\"NextToken\": \"abCDeFGhiJKlmnOPqrSTuvwxYZ1aBCdEFghijK7LM51nOpqRSTuv3WxY3ZabC5dEFGhI2Jk3LmnoPQ6RST9\"",
             "url = \"https://${USER}:${PASS}@host\"",
             "if password == \"a8f5f167f44f4964e6c998dee827110c\":",
