@@ -48,8 +48,7 @@ done
 for b in /usr/bin/* /usr/lib/go-*/bin/* /usr/lib/go-*/pkg/tool/*/*; do
   [ -f "$b" ] && go version "$b" >/dev/null 2>&1 && cp "$b" "$m/app/bin/$(basename "$b")-$(echo "$b" | md5sum | cut -c1-6)" || true
 done
-# Debian's own jars (/usr/share/java) are left out: syft names an archive from its file
-# name or its pom.properties by heuristics kiln does not copy one for one (see docs/sbom.md).
+find /usr/share/java -name '*.jar' -size -20M -exec cp {} "$m/app/lib/" \; 2>/dev/null || true
 printf 'FROM scratch\nCOPY . /\n' > "$m/Dockerfile"
 "$kiln" build -q --sbom=false -t mixed:1 --output "type=oci,dest=$work/mixed-oci,tar=false" "$m" >/dev/null
 

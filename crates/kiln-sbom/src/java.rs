@@ -184,14 +184,12 @@ fn catalog_archive(
         ])
         .unwrap_or_default()
     };
-    // The archive's own pom.properties: the one whose artifactId is the file's name, else
-    // the only one. It names the main package (as syft does); other poms are packages
-    // shaded or bundled inside.
+    // The archive's own pom.properties is the one whose artifactId is the file's name: it
+    // names the main package. Other poms are packages shaded or bundled inside.
     let main_pom = poms
         .iter()
         .position(|p| p.get("artifactId").map(String::as_str) == Some(name.as_str()))
-        .or_else(|| (poms.len() == 1).then_some(0))
-        .filter(|&i| poms[i].contains_key("artifactId") && poms[i].contains_key("version"));
+        .filter(|&i| poms[i].contains_key("version"));
     let license = man.get("Bundle-License").cloned();
     if main_pom.is_none() && !name.is_empty() {
         let version = if !fversion.is_empty() {
