@@ -345,6 +345,42 @@ fn every_planted_secret_is_found_and_never_printed() {
             assert!(!text.contains(value.as_str()));
         }
     }
+    // A docker-archive is scanned in place (no vulnerability scanner) with the same results.
+    let archive = img.store.path().join("secrets.tar");
+    run_ok(
+        img.store
+            .cmd(["save", "--format", "docker-archive", "-o"])
+            .arg(&archive)
+            .arg("localhost/secrets:1"),
+    );
+    let (from_archive, _) = scan(
+        &img.store,
+        &format!("docker-archive:{}", archive.display()),
+        "json",
+        "secret,misconfig",
+    );
+    let a: Value = serde_json::from_str(&from_archive).unwrap();
+    let key = |r: &Value| -> BTreeSet<String> {
+        r["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {} {}",
+                    s["rule"], s["location"], s["layer_index"], s["removed_in_layer"]
+                )
+            })
+            .chain(
+                r["misconfigurations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["id"].to_string()),
+            )
+            .collect()
+    };
+    assert_eq!(key(&a), key(&report));
     let sarif_file = img.store.path().join("out.sarif");
     std::fs::write(&sarif_file, &sarif).unwrap();
     validate_sarif(&sarif_file);

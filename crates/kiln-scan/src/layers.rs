@@ -157,7 +157,34 @@ fn scan_entry(r: &mut impl Read, path: &str, buf: &mut Vec<u8>, out: &mut Vec<Fi
     }
 }
 
-fn layer(layout: &Store, index: usize, desc: &Descriptor, opts: &PassOptions) -> Result<LayerScan, ScanError> {
+/// Where one layer's bytes come from.
+pub enum LayerSource<'a> {
+    /// A blob of an OCI layout, checked against its descriptor's digest and size.
+    Blob(&'a Store, &'a Descriptor),
+    /// A layer file inside a docker-archive tar (any compression), checked against the
+    /// config's diff_id once decompressed.
+    ArchiveEntry {
+        /// The archive.
+        path: &'a std::path::Path,
+        /// Byte offset of the entry's data.
+        offset: u64,
+        /// The entry's size.
+        size: u64,
+        /// The uncompressed layer's digest (the config's diff_id).
+        diff_id: &'a kiln_oci::Digest,
+    },
+}
+
+impl LayerSource<'_> {
+    fn digest(&self) -> String {
+        match self {
+            LayerSource::Blob(_, d) => d.digest.to_string(),
+            LayerSource::ArchiveEntry { diff_id, .. } => diff_id.to_string(),
+        }
+    }
+}
+
+fn layer(index: usize, source: &LayerSource<'_>, opts: &PassOptions) -> Result<LayerScan, ScanError> {
     let err = |reason: String| {
         // The verifying reader's size and digest checks surface through the decoder.
         let reason = if reason.contains("digest mismatch")
@@ -170,19 +197,42 @@ fn layer(layout: &Store, index: usize, desc: &Descriptor, opts: &PassOptions) ->
         };
         ScanError::Layer {
             index: index + 1,
-            digest: desc.digest.to_string(),
+            digest: source.digest(),
             reason,
         }
     };
-    let blob = layout.open_blob(&desc.digest).map_err(|e| err(e.to_string()))?;
+    type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn Read>> + Send>;
+    let open: Opener = match source {
+        LayerSource::Blob(layout, desc) => {
+            let blob = layout.open_blob(&desc.digest).map_err(|e| err(e.to_string()))?;
+            let (digest, size, media_type) = (desc.digest.clone(), desc.size, desc.media_type.clone());
+            Box::new(move || {
+                let verified = VerifyingReader::new(blob, digest, Some(size));
+                open_layer_stream_for_media_type(verified, &media_type)
+            })
+        }
+        LayerSource::ArchiveEntry {
+            path,
+            offset,
+            size,
+            diff_id,
+        } => {
+            use std::io::Seek;
+            let mut f = std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+            f.seek(io::SeekFrom::Start(*offset)).map_err(|e| err(e.to_string()))?;
+            let raw = io::BufReader::with_capacity(1 << 20, f).take(*size);
+            let diff_id = (*diff_id).clone();
+            Box::new(move || {
+                let plain = kiln_oci::decompress::open_layer_stream(raw)?;
+                Ok(Box::new(VerifyingReader::new(plain, diff_id, None)) as Box<dyn Read>)
+            })
+        }
+    };
     // Decompression (and the digest check) runs on its own thread, feeding the tar reader
     // and the secret scanner through a small queue: the two halves of the work overlap.
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-    let digest = desc.digest.clone();
-    let (size, media_type) = (desc.size, desc.media_type.clone());
     let decoder = std::thread::spawn(move || {
-        let verified = VerifyingReader::new(blob, digest, Some(size));
-        let mut stream = match open_layer_stream_for_media_type(verified, &media_type) {
+        let mut stream = match open() {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -302,6 +352,12 @@ fn read_tar(
 
 /// Runs the pass over `layers` (base first).
 pub fn scan_layers(layout: &Store, layers: &[Descriptor], opts: &PassOptions) -> Result<Vec<LayerScan>, ScanError> {
+    let sources: Vec<LayerSource<'_>> = layers.iter().map(|d| LayerSource::Blob(layout, d)).collect();
+    scan_sources(&sources, opts)
+}
+
+/// Runs the pass over layers from any source (base first).
+pub fn scan_sources(layers: &[LayerSource<'_>], opts: &PassOptions) -> Result<Vec<LayerScan>, ScanError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Result<LayerScan, ScanError>>>> =
         (0..layers.len()).map(|_| std::sync::Mutex::new(None)).collect();
@@ -313,7 +369,7 @@ pub fn scan_layers(layout: &Store, layers: &[Descriptor], opts: &PassOptions) ->
                     if i >= layers.len() {
                         break;
                     }
-                    let r = layer(layout, i, &layers[i], opts);
+                    let r = layer(i, &layers[i], opts);
                     *slots[i].lock().expect("no panics while holding the slot") = Some(r);
                 }
             });

@@ -42,6 +42,16 @@ pub enum ScanError {
         /// What went wrong.
         reason: String,
     },
+    /// A docker-archive tar could not be read.
+    #[error("{path}: {reason} (hint: {hint})")]
+    Archive {
+        /// The archive.
+        path: String,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// Cataloguing packages failed.
     #[error(transparent)]
     Sbom(#[from] kiln_sbom::SbomError),
@@ -303,36 +313,175 @@ pub fn scan_image(layout: &Store, image: &Image, name: &str, opts: &Options) -> 
                 jobs: opts.jobs,
             },
         )?;
-        if opts.scanners.secret {
-            let later = layers::Later::new(&scans);
-            for (i, s) in scans.iter().enumerate() {
-                for f in &s.secrets {
-                    let gone = later.gone(&f.path, i);
-                    report.secrets.push(SecretFinding {
-                        rule: f.rule.id,
-                        title: f.rule.title,
-                        severity: f.rule.severity,
-                        source: SecretSource::File,
-                        location: f.path.clone(),
-                        line: f.line,
-                        offset: f.binary.then_some(f.offset),
-                        value: f.redacted.clone(),
-                        layer_index: Some(i + 1),
-                        layer: Some(layer_digests[i].clone()),
-                        removed_in_layer: gone.map(|(j, _)| j + 1),
-                        removed: gone.map(|(_, g)| g),
-                    });
-                }
-            }
-            report.secrets.extend(config_secrets(&image.config));
-        }
-        if opts.scanners.misconfig {
-            let fs = layers::final_fs(&scans);
-            report.misconfigurations = misconfig::check(&image.config, &fs);
-        }
+        finish_pass(&mut report, &scans, &image.config, opts);
     }
     if opts.scanners.vuln {
         vuln::scan(layout, image, name, opts, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// Turns the layer pass into secret and misconfiguration findings.
+fn finish_pass(
+    report: &mut Report,
+    scans: &[layers::LayerScan],
+    config: &kiln_oci::image::ImageConfig,
+    opts: &Options,
+) {
+    if opts.scanners.secret {
+        let later = layers::Later::new(scans);
+        for (i, s) in scans.iter().enumerate() {
+            for f in &s.secrets {
+                let gone = later.gone(&f.path, i);
+                report.secrets.push(SecretFinding {
+                    rule: f.rule.id,
+                    title: f.rule.title,
+                    severity: f.rule.severity,
+                    source: SecretSource::File,
+                    location: f.path.clone(),
+                    line: f.line,
+                    offset: f.binary.then_some(f.offset),
+                    value: f.redacted.clone(),
+                    layer_index: Some(i + 1),
+                    layer: report.layers.get(i).cloned(),
+                    removed_in_layer: gone.map(|(j, _)| j + 1),
+                    removed: gone.map(|(_, g)| g),
+                });
+            }
+        }
+        report.secrets.extend(config_secrets(config));
+    }
+    if opts.scanners.misconfig {
+        let fs = layers::final_fs(scans);
+        report.misconfigurations = misconfig::check(config, &fs);
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Scans a `docker save` tar in place for secrets and misconfiguration: layers are read
+/// straight from the archive (no temp layout, no recompression) and checked against the
+/// config's diff_ids. Vulnerability scanning needs the catalogers' layout, so callers open the
+/// archive through `kiln_oci::transport` for that.
+pub fn scan_docker_archive(
+    path: &std::path::Path,
+    reference: Option<&str>,
+    name: &str,
+    opts: &Options,
+) -> Result<Report, ScanError> {
+    use std::io::Read;
+    let bad = |reason: String, hint: &'static str| ScanError::Archive {
+        path: path.display().to_string(),
+        reason,
+        hint,
+    };
+    let corrupt = "the archive is damaged or not a `docker save` tar; save it again";
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string(), "check the path"))?;
+    let mut ar = tar::Archive::new(file);
+    let mut offsets: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let mut jsons: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    for e in ar.entries_with_seek().map_err(|e| bad(e.to_string(), corrupt))? {
+        let mut e = e.map_err(|e| bad(format!("reading the tar: {e}"), corrupt))?;
+        let p = layers::normalize(&String::from_utf8_lossy(&e.path_bytes()));
+        let p = p.trim_start_matches('/').to_string();
+        let (off, size) = (e.raw_file_position(), e.size());
+        if p.ends_with(".json") && size < 64 << 20 {
+            let mut b = Vec::with_capacity(size as usize);
+            e.read_to_end(&mut b)
+                .map_err(|e| bad(format!("reading {p}: {e}"), corrupt))?;
+            jsons.insert(p.clone(), b);
+        }
+        offsets.insert(p, (off, size));
+    }
+    let manifests: Vec<DockerManifest> = serde_json::from_slice(
+        jsons
+            .get("manifest.json")
+            .ok_or_else(|| bad("no manifest.json".into(), corrupt))?,
+    )
+    .map_err(|e| bad(format!("manifest.json: {e}"), corrupt))?;
+    let m = match reference {
+        Some(r) => manifests
+            .iter()
+            .find(|m| m.repo_tags.iter().flatten().any(|t| t == r))
+            .ok_or_else(|| bad(format!("no image tagged {r:?}"), "pick one of the archive's RepoTags"))?,
+        None if manifests.len() == 1 => &manifests[0],
+        None => {
+            return Err(bad(
+                format!("holds {} images", manifests.len()),
+                "append :REF (one of its RepoTags) to choose one",
+            ));
+        }
+    };
+    let config_key = layers::normalize(&m.config).trim_start_matches('/').to_string();
+    let config_bytes = match jsons.get(&config_key) {
+        Some(b) => b.clone(),
+        None => {
+            // Newer `docker save` names blobs without an extension: read it by offset.
+            use std::io::{Seek, SeekFrom};
+            let (off, size) = *offsets
+                .get(&config_key)
+                .ok_or_else(|| bad(format!("config {} is missing", m.config), corrupt))?;
+            let mut f = std::fs::File::open(path).map_err(|e| bad(e.to_string(), corrupt))?;
+            let mut b = vec![0u8; size.min(64 << 20) as usize];
+            f.seek(SeekFrom::Start(off))
+                .and_then(|_| f.read_exact(&mut b))
+                .map_err(|e| bad(format!("reading config {}: {e}", m.config), corrupt))?;
+            b
+        }
+    };
+    let config_bytes = &config_bytes;
+    let config: kiln_oci::image::ImageConfig =
+        serde_json::from_slice(config_bytes).map_err(|e| bad(format!("config {}: {e}", m.config), corrupt))?;
+    let diff_ids = &config.rootfs.diff_ids;
+    if diff_ids.len() != m.layers.len() {
+        return Err(bad(
+            format!(
+                "{} layers but the config lists {} diff_ids",
+                m.layers.len(),
+                diff_ids.len()
+            ),
+            corrupt,
+        ));
+    }
+    let mut sources = vec![];
+    for (l, d) in m.layers.iter().zip(diff_ids) {
+        let key = layers::normalize(l).trim_start_matches('/').to_string();
+        let (offset, size) = *offsets
+            .get(&key)
+            .ok_or_else(|| bad(format!("layer {l} is missing"), corrupt))?;
+        sources.push(layers::LayerSource::ArchiveEntry {
+            path,
+            offset,
+            size,
+            diff_id: d,
+        });
+    }
+    let mut report = Report {
+        name: name.to_string(),
+        image: kiln_oci::Digest::sha256_of(config_bytes).to_string(),
+        layers: diff_ids.iter().map(|d| d.to_string()).collect(),
+        vulnerabilities: vec![],
+        secrets: vec![],
+        misconfigurations: vec![],
+        packages: 0,
+        warnings: vec![],
+    };
+    if opts.scanners.secret || opts.scanners.misconfig {
+        let scans = layers::scan_sources(
+            &sources,
+            &layers::PassOptions {
+                secrets: opts.scanners.secret,
+                jobs: opts.jobs,
+            },
+        )?;
+        finish_pass(&mut report, &scans, &config, opts);
     }
     Ok(report)
 }

@@ -188,6 +188,14 @@ pub fn scan(store: &Store, args: &ScanArgs) -> Result<(), CliError> {
         _ => None,
     };
     let mut report: Report = match remote {
+        // Without vulnerability matching (which needs the catalogers' layout), a docker-archive
+        // is scanned in place: no temp layout, no recompression of its plain tar layers.
+        None if !scanners.vuln && matches!(r, ImageRef::DockerArchive { .. }) => {
+            let ImageRef::DockerArchive { path, reference } = &r else {
+                unreachable!("matched above")
+            };
+            kiln_scan::scan_docker_archive(path, reference.as_deref(), &args.image, &opts)?
+        }
         Some(name) => {
             let _lease = store.lease()?;
             let tmp = store.tmp_dir();
