@@ -516,7 +516,9 @@ fn name_assignment(data: &[u8], s: usize, e: usize) -> Option<Hit> {
         return None;
     }
     let value = &data[i..i + n];
-    if value[0] == b'/' || value[0] == b'.' || value[0] == b'$' || value[0] == b'<' || value[0] == b'%' {
+    // A path (`/etc/x`, `./key.pem`), but not base64 that happens to start with `/`.
+    let path_like = (value[0] == b'/' || value[0] == b'.') && !value.iter().any(|&c| c == b'+' || c == b'=');
+    if path_like || value[0] == b'$' || value[0] == b'<' || value[0] == b'%' {
         return None;
     }
     if value.windows(2).any(|w| w == b"${" || w == b"{{" || w == b"$(") {
@@ -627,6 +629,10 @@ mod tests {
             ("key=AKIAZ3MPLQWERTYUIOP2\n", "aws-access-key-id"),
             (
                 "aws_secret_access_key = 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\n",
+                "aws-secret-access-key",
+            ),
+            (
+                "aws_secret_access_key = /YzL+dCi08wOhMIxwNHreL/aSIE+YS64kt2RUMot\n",
                 "aws-secret-access-key",
             ),
             ("k: AIzaSyDq3mX9zK2-fL8wN4vB7cT1yH6jR0pQ5sU\n", "gcp-api-key"),
