@@ -218,6 +218,17 @@ fn go_packages(path: &str, version: &str, modinfo: &str) -> Vec<Package> {
         out.push(pkg);
     }
     if let Some((p, v)) = main {
+        // A main module built outside version control says "(devel)"; its version is then
+        // often stamped with `-ldflags "-X pkg.version=1.2.3"` (as syft reads it too).
+        let v = if v == "(devel)" {
+            settings
+                .iter()
+                .find_map(|s| s.strip_prefix("-ldflags="))
+                .and_then(ldflags_version)
+                .unwrap_or(v)
+        } else {
+            v
+        };
         let mut pkg = Package::new(Ecosystem::Go, p.clone(), v.clone(), go_purl(&p, &v));
         pkg.evidence.push(path.to_string());
         pkg.properties.insert("go-version".into(), version.to_string());
@@ -246,6 +257,32 @@ fn go_packages(path: &str, version: &str, modinfo: &str) -> Vec<Package> {
         out.push(pkg);
     }
     out
+}
+
+/// The version an `-ldflags` string stamps with `-X …version=V` (or `gitVersion`), as a Go
+/// module version: `v` before a leading digit.
+fn ldflags_version(flags: &str) -> Option<String> {
+    let flags = flags.trim_matches(|c| c == '"' || c == '\'');
+    let mut it = flags.split_whitespace();
+    while let Some(tok) = it.next() {
+        let kv = match tok.strip_prefix("-X") {
+            Some("") => it.next()?,
+            Some(rest) => rest.trim_start_matches('='),
+            None => continue,
+        };
+        let Some((key, val)) = kv.split_once('=') else { continue };
+        let val = val.trim_matches(|c| c == '"' || c == '\'');
+        let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+        if matches!(leaf.as_str(), "version" | "gitversion") {
+            if val.starts_with(|c: char| c.is_ascii_digit()) {
+                return Some(format!("v{val}"));
+            }
+            if val.starts_with('v') && val[1..].starts_with(|c: char| c.is_ascii_digit()) {
+                return Some(val.to_string());
+            }
+        }
+    }
+    None
 }
 
 #[derive(serde::Deserialize)]
@@ -366,6 +403,19 @@ mod tests {
         );
         assert_eq!(p[0].name, "github.com/containers/skopeo/cmd/skopeo");
         assert_eq!(p[0].version, "(devel)");
+    }
+
+    #[test]
+    fn ldflags_stamp_the_main_version() {
+        assert_eq!(
+            ldflags_version("-X github.com/docker/cli/cli/version.Version=20.10.24+dfsg1 -s").as_deref(),
+            Some("v20.10.24+dfsg1")
+        );
+        assert_eq!(
+            ldflags_version("\"-X=main.gitVersion=v1.2.3\"").as_deref(),
+            Some("v1.2.3")
+        );
+        assert_eq!(ldflags_version("-X main.commit=abc"), None);
     }
 
     #[test]
