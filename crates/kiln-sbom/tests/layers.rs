@@ -148,3 +148,55 @@ fn bad_metadata_is_skipped_with_a_warning_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn apk_distroless_status_d_and_cargo_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l0 = layer(
+        &store,
+        &[
+            ("etc/os-release", b"ID=alpine\nVERSION_ID=3.20.3\n", 0o644),
+            (
+                "lib/apk/db/installed",
+                b"P:musl\nV:1.2.5-r0\nA:x86_64\nL:MIT\no:musl\nF:lib\nR:ld-musl-x86_64.so.1\n\n\
+P:busybox\nV:1.36.1-r29\nA:x86_64\nL:GPL-2.0-only\nD:so:libc.musl-x86_64.so.1 musl\n\n",
+                0o644,
+            ),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                b"Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n",
+                0o644,
+            ),
+            ("var/lib/dpkg/status.d/tzdata.md5sums", b"abc  usr/share/zoneinfo/UTC\n", 0o644),
+            (
+                "src/app/Cargo.lock",
+                b"version = 3\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\n \"itoa\",\n]\n\n[[package]]\nname = \"itoa\"\nversion = \"1.0.11\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+                0o644,
+            ),
+        ],
+    );
+    let img = image(&store, vec![l0]);
+    let s = catalog_image(&store, &img, "test", None, &Options::default()).unwrap();
+    assert_eq!(
+        names(&s),
+        [
+            "app@0.1.0",
+            "busybox@1.36.1-r29",
+            "itoa@1.0.11",
+            "musl@1.2.5-r0",
+            "tzdata@2024a-0+deb12u1"
+        ]
+    );
+    let get = |n: &str| s.packages.iter().find(|p| p.name == n).unwrap();
+    assert_eq!(
+        get("musl").purl,
+        "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3"
+    );
+    assert_eq!(get("musl").files, ["/lib/ld-musl-x86_64.so.1"]);
+    assert_eq!(get("busybox").depends, ["musl"]);
+    assert_eq!(get("tzdata").files, ["/usr/share/zoneinfo/UTC"]);
+    assert_eq!(get("app").depends, ["itoa"]);
+    let cdx = String::from_utf8(kiln_sbom::cyclonedx::to_json(&s)).unwrap();
+    assert_eq!(cdx.matches("\"operating-system\"").count(), 1);
+}
