@@ -54,12 +54,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools (and Go's cosign and docker), stop quietly when the reader of
-    // our output goes away (`kiln inspect IMG | head`), instead of panicking in println!.
-    // SAFETY: resetting a signal's disposition to its default before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Like other Unix tools, stop quietly when the reader of our output goes away
+    // (`kiln inspect IMG | head`) instead of reporting println!'s broken-pipe panic. SIGPIPE
+    // itself stays ignored, so a registry connection cut mid-upload is an error kiln
+    // retries, not a signal that kills it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     if let Commands::Build(b) = &cli.command {
         let root = cli.root.clone().unwrap_or_else(Store::default_root);
