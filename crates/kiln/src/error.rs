@@ -77,6 +77,10 @@ impl From<kiln_build::error::BuildError> for CliError {
 
 impl From<kiln_registry::RegistryError> for CliError {
     fn from(e: kiln_registry::RegistryError) -> Self {
-        if e.is_input() { CliError::input(e) } else { CliError::env(e) }
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::env(e)
+        }
     }
 }

@@ -101,7 +101,14 @@ pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), Cl
     let lock = kiln_debian::Lock::load(&kiln_build::spec::lock_path(spec)).map_err(debian_err)?;
     let sde = args
         .source_date_epoch
-        .or_else(|| kiln_build::build::git_info(spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))).0)
+        .or_else(|| {
+            kiln_build::build::git_info(
+                spec.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
+            .0
+        })
         .unwrap_or(0);
     let provenance = kiln_sign::provenance::spec(spec, &lock, sde, &timing)?;
     crate::commands::sign::after_build(store, &args.trust, &args.tags, &built.index, provenance)?;

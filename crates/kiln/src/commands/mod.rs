@@ -7,6 +7,6 @@ pub mod images;
 pub mod lint;
 pub mod lock;
 pub mod registry;
-pub mod sign;
 pub mod sbom;
 pub mod scan;
+pub mod sign;
