@@ -16,7 +16,8 @@ use tokio::sync::OnceCell;
 use crate::auth::{self, Credentials};
 use crate::error::{RegistryError, Result};
 
-/// How hard to retry transient failures: connection errors, 429, 502, 503, 504.
+/// How hard to retry transient failures: connection errors, 429, 500 (idempotent requests
+/// only), 502, 503, 504.
 #[derive(Debug, Clone)]
 pub struct Retry {
     /// Attempts per request, including the first.
@@ -210,7 +211,7 @@ struct Inner {
 /// How a response status is treated by [`Registry::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotent {
-    /// Safe to repeat: retried on connection errors and 429/502/503/504.
+    /// Safe to repeat: retried on connection errors and 429/500/502/503/504.
     Yes,
     /// Not safe (a PATCH that may have been half applied): returned to the caller, which
     /// knows how to resume.
@@ -556,7 +557,9 @@ impl Registry {
                         }
                         continue;
                     }
-                    if idempotent == Idempotent::Yes && matches!(status, 429 | 502..=504) {
+                    // 500 too: docker-registry answers it for passing storage races, and an
+                    // idempotent request is safe to repeat.
+                    if idempotent == Idempotent::Yes && matches!(status, 429 | 500 | 502..=504) {
                         let after = resp
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)

@@ -12,7 +12,7 @@ use std::io::Write;
 
 use kiln_oci::image::{Image, read_image, rfc3339};
 use kiln_oci::reference::ImageRef;
-use kiln_oci::{Descriptor, Platform, Store};
+use kiln_oci::{Descriptor, Store};
 use kiln_registry::Session;
 use kiln_registry::ops::{Select, artifact_manifest};
 use kiln_sbom::{Options, Sbom};
@@ -52,21 +52,9 @@ fn render(sbom: &Sbom, format: SbomFormat) -> Vec<u8> {
     }
 }
 
-fn parse_platform(p: &Option<String>) -> Result<Option<Platform>, CliError> {
-    p.as_ref()
-        .map(|p| {
-            kiln_build::platform::parse(p).ok_or_else(|| {
-                CliError::input(format!(
-                    "--platform {p:?}: expected os/arch[/variant] (hint: linux/arm64/v8)"
-                ))
-            })
-        })
-        .transpose()
-}
-
 /// `kiln sbom IMAGE`.
 pub fn sbom(store: &Store, args: &SbomArgs) -> Result<(), CliError> {
-    let platform = parse_platform(&args.platform)?;
+    let platform = super::parse_platform(&args.platform)?;
     let r = ImageRef::parse(&args.image)?;
     // A registry name not in the store is read from its registry into a temp layout.
     let remote = match &r {

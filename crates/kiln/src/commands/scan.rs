@@ -146,18 +146,6 @@ fn parse_severities(s: &str) -> Result<Vec<Severity>, CliError> {
         .collect()
 }
 
-fn parse_platform(p: &Option<String>) -> Result<Option<kiln_oci::Platform>, CliError> {
-    p.as_ref()
-        .map(|p| {
-            kiln_build::platform::parse(p).ok_or_else(|| {
-                CliError::input(format!(
-                    "--platform {p:?}: expected os/arch[/variant] (hint: linux/arm64/v8)"
-                ))
-            })
-        })
-        .transpose()
-}
-
 /// `kiln scan IMAGE`.
 pub fn scan(store: &Store, args: &ScanArgs) -> Result<(), CliError> {
     let scanners = parse_scanners(&args.scanners)?;
@@ -172,7 +160,7 @@ pub fn scan(store: &Store, args: &ScanArgs) -> Result<(), CliError> {
             )));
         }
     };
-    let platform = parse_platform(&args.platform)?;
+    let platform = super::parse_platform(&args.platform)?;
     let opts = kiln_scan::Options {
         scanners,
         db: Some(Db::at(&store.meta_dir())),
