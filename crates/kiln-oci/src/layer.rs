@@ -455,6 +455,24 @@ impl LayerWriter {
     }
 }
 
+/// A tar entry's path as an absolute, `/`-separated path without empty or `.` parts
+/// (`./usr//lib/` → `/usr/lib`), the form catalogers and scanners key files by. `..` is
+/// kept: these readers never touch the filesystem with it.
+pub fn absolute_entry_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len() + 1);
+    for part in p.split('/') {
+        if part.is_empty() || part == "." {
+            continue;
+        }
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
 /// ustar can keep at most 100 bytes of name; the PAX `path` record carries the real one.
 fn truncated_name(name: &str) -> String {
     let mut end = 100.min(name.len());

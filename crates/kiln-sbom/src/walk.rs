@@ -110,21 +110,7 @@ fn want(path: &str, mode: u32) -> Want {
     Want::No
 }
 
-/// Normalises a tar path to an absolute, `/`-separated path without `.` parts.
-fn normalize(p: &str) -> String {
-    let mut out = String::with_capacity(p.len() + 1);
-    for part in p.split('/') {
-        if part.is_empty() || part == "." {
-            continue;
-        }
-        out.push('/');
-        out.push_str(part);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
+use kiln_oci::layer::absolute_entry_path as normalize;
 
 fn layer_events(layout: &Store, desc: &Descriptor, opts: &Options) -> Result<(Vec<Event>, Vec<String>), SbomError> {
     let err = |reason: String| SbomError::Layer {

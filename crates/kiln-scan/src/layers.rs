@@ -94,21 +94,7 @@ pub struct PassOptions {
 const CHUNK: usize = 1 << 20;
 const OVERLAP: usize = 16 * 1024;
 
-/// Normalises a tar path to an absolute path without `.` parts.
-pub fn normalize(p: &str) -> String {
-    let mut out = String::with_capacity(p.len() + 1);
-    for part in p.split('/') {
-        if part.is_empty() || part == "." {
-            continue;
-        }
-        out.push('/');
-        out.push_str(part);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
+pub use kiln_oci::layer::absolute_entry_path as normalize;
 
 fn scan_entry(r: &mut impl Read, path: &str, buf: &mut Vec<u8>, out: &mut Vec<FileSecret>) -> io::Result<u64> {
     buf.clear();
