@@ -60,7 +60,7 @@ variant() {
   "$kiln" build -q -t "bench:$label$i" "$work/ctx" >/dev/null
   local plain signed push verify vatt
   plain=$(ms "$kiln" build -q -t "bench:$label$i" -t "$name" "$work/ctx")
-  "$kiln" copy "bench:$label$i" "docker://$name" >/dev/null 2>>"$work/log"
+  "$kiln" copy --remove-signatures "bench:$label$i" "docker://$name" >/dev/null 2>>"$work/log"
   signed=$(ms "$kiln" build -q -t "$name" --sign --key "$key" "$work/ctx")
   push=$(ms "$kiln" push -q "$name")
   verify=$(KILN_HOME=$work/empty ms "$kiln" verify --key "$work/cosign.pub" "docker://$name")

@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod golden;
+pub mod proxy;
 pub mod registry;
 
 /// The `kiln` binary the tests drive: `$KILN_BIN`, or `debug/kiln` in the target directory
@@ -37,6 +39,20 @@ pub fn kiln_bin() -> PathBuf {
     })
 }
 
+/// The last line of a command's standard output (where `kiln build -q`, `push` and `copy`
+/// print the digest).
+///
+/// # Panics
+/// If the command printed nothing.
+pub fn last_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .lines()
+        .last()
+        .expect("the command printed a line")
+        .to_string()
+}
+
 /// The path of a peer tool the tests need.
 ///
 /// # Panics
@@ -59,6 +75,45 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     assert!(out.status.success(), "{}", describe_failure(cmd, &out));
     out
+}
+
+/// Runs a command to its end and returns its output with its peak resident memory in KiB
+/// (the kernel's `ru_maxrss` for that one child, from `wait4`), so a test can bound the
+/// memory a command needs without sampling it.
+// The child is reaped by `wait4` (which `Child::wait` cannot do with its rusage).
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut Command) -> (Output, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data (all zeroes is a valid value) that the kernel fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: the pid is our own child, not yet waited for; both pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    use std::os::unix::process::ExitStatusExt;
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    };
+    (output, usage.ru_maxrss as u64)
 }
 
 /// Runs a command; `Err` carries a readable description (command, status, stdout, stderr).
@@ -86,6 +141,9 @@ pub fn describe_failure(cmd: &Command, out: &Output) -> String {
 /// A kiln store in a temporary directory.
 pub struct KilnStore {
     dir: tempfile::TempDir,
+    /// The umask kiln processes start with (`KILN_TEST_UMASK` by default; `None`: the
+    /// test's own).
+    pub umask: Option<u32>,
 }
 
 impl Default for KilnStore {
@@ -99,6 +157,16 @@ impl KilnStore {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            umask: test_umask(),
+        }
+    }
+
+    /// A new empty store in a temp dir under `parent` (e.g. `/dev/shm`, for tests that
+    /// unpack and delete many files: a disk mounted with `discard` makes that slow).
+    pub fn new_in(parent: &Path) -> Self {
+        Self {
+            dir: tempfile::tempdir_in(parent).expect("tempdir"),
+            umask: test_umask(),
         }
     }
 
@@ -117,12 +185,36 @@ impl KilnStore {
         c.env("KILN_HOME", self.path())
             .env_remove("SOURCE_DATE_EPOCH")
             .args(args);
+        if let Some(mask) = self.umask {
+            with_umask(&mut c, mask);
+        }
         c
     }
 
     /// The store's `index.json`, parsed.
     pub fn index(&self) -> Value {
         read_json(&self.path().join("index.json")).unwrap_or(Value::Null)
+    }
+}
+
+/// `KILN_TEST_UMASK` (octal, e.g. `077`): the umask every kiln process the harness starts
+/// runs under. Contexts and fixtures are prepared under the test's own umask, so only kiln's
+/// umask changes: image digests must not depend on it.
+pub fn test_umask() -> Option<u32> {
+    let v = std::env::var("KILN_TEST_UMASK").ok()?;
+    Some(u32::from_str_radix(v.trim(), 8).unwrap_or_else(|_| panic!("KILN_TEST_UMASK={v:?} is not octal")))
+}
+
+/// Makes `cmd` start with umask `mask` (the parent's own umask is left alone).
+pub fn with_umask(cmd: &mut Command, mask: u32) {
+    use std::os::unix::process::CommandExt;
+    let mode = rustix::fs::Mode::from_raw_mode(mask);
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::umask(mode);
+            Ok(())
+        });
     }
 }
 
@@ -444,4 +536,120 @@ pub fn build_busybox_base(store: &KilnStore, scratch: &Path) -> String {
     c.arg(&iid).arg(&ctx);
     run_ok(&mut c);
     std::fs::read_to_string(&iid).expect("iidfile").trim().to_string()
+}
+
+/// A peer tool from the repository's `.venv` (scripts/setup installs it there), else from PATH.
+///
+/// # Panics
+/// If neither has it: tests never pass without their peers.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin").join(name);
+    if p.is_file() {
+        return p;
+    }
+    require_tool(name)
+}
+
+/// A TCP port that was free a moment ago on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// `GET path` over plain HTTP/1.0 from `127.0.0.1:port`; the whole response.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Validates a SARIF file against the official 2.1.0 schema (tests/schemas) with the venv's
+/// jsonschema.
+///
+/// # Panics
+/// With the first schema errors when it is not valid.
+pub fn validate_sarif_file(doc: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "import json, sys\nimport jsonschema\nschema = json.load(open(sys.argv[1])); doc = json.load(open(sys.argv[2]))\ncls = jsonschema.validators.validator_for(schema)\nerrors = sorted(cls(schema).iter_errors(doc), key=str)\nfor e in errors[:5]: print(e.message, list(e.path))\nsys.exit(1 if errors else 0)";
+    run_ok(
+        Command::new(venv_tool("python3"))
+            .arg("-c")
+            .arg(script)
+            .arg(repo.join("tests/schemas/sarif-schema-2.1.0.json"))
+            .arg(doc),
+    );
+}
+
+/// The unprivileged user that rootless tests run kiln as.
+pub const ROOTLESS_USER: &str = "kiln-rootless";
+
+/// Creates [`ROOTLESS_USER`] (with a subordinate id range) if it does not exist; returns
+/// its uid and gid.
+pub fn rootless_user() -> (u32, u32) {
+    const USER: &str = ROOTLESS_USER;
+    if run_checked(Command::new("id").arg("-u").arg(USER)).is_err() {
+        run_ok(Command::new(require_tool("useradd")).args(["-m", "-s", "/bin/sh", USER]));
+    }
+    let has_range = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{USER}:")))
+    };
+    if !has_range("/etc/subuid") || !has_range("/etc/subgid") {
+        run_ok(Command::new(require_tool("usermod")).args([
+            "--add-subuids",
+            "300000-365535",
+            "--add-subgids",
+            "300000-365535",
+            USER,
+        ]));
+    }
+    let id = |flag: &str| -> u32 {
+        let o = run_ok(Command::new("id").arg(flag).arg(USER));
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+/// Writes `dockerfile` as `dir/Dockerfile`, creating `dir`: a one-file build context.
+pub fn write_context(dir: &Path, dockerfile: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+}
+
+/// The output lines of a build's steps (`--progress plain` prints them as BuildKit does,
+/// `#N SECONDS line`), without that prefix and trailing blanks.
+pub fn step_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(step_output)
+        .collect()
+}
+
+/// The output text of one `--progress plain` line `#N SECONDS text`, if it is one (not a
+/// header `#N [stage i/n] …`, nor `#N DONE 1.0s`, nor `#N CACHED`).
+pub fn step_output(line: &str) -> Option<String> {
+    let rest = line.strip_prefix('#')?;
+    let (n, rest) = rest.split_once(' ')?;
+    let (secs, text) = rest.split_once(' ').unwrap_or((rest, ""));
+    let is_secs = secs
+        .split_once('.')
+        .is_some_and(|(a, b)| !a.is_empty() && b.len() == 3 && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()));
+    (n.bytes().all(|c| c.is_ascii_digit()) && is_secs).then(|| text.trim_end().to_string())
+}
+
+/// A fresh store holding the conformance base (`localhost/busybox:test`), with the scratch
+/// directory it was built in (keep it alive while the store is used).
+pub fn busybox_store() -> (tempfile::TempDir, KilnStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    build_busybox_base(&store, tmp.path());
+    (tmp, store)
 }

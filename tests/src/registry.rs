@@ -25,12 +25,15 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// Bearer-token auth: (realm URL, certificate the tokens are signed with).
     pub token: Option<(String, PathBuf)>,
+    /// The IP address to listen on and name the registry by (default 127.0.0.1); a
+    /// non-loopback one makes a registry kiln must not treat as insecure.
+    pub ip: Option<String>,
 }
 
 /// A running `docker-registry`; killed on drop.
 pub struct TestRegistry {
     child: Option<Child>,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or the configured IP).
     pub addr: String,
     /// Temp dir with config, storage, certificates.
     pub dir: tempfile::TempDir,
@@ -63,7 +66,7 @@ impl TestRegistry {
         );
         let mut ca_cert = None;
         if cfg.tls {
-            let (ca, cert, key) = make_certs(dir.path());
+            let (ca, cert, key) = make_certs_for(dir.path(), cfg.ip.as_deref());
             yaml.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 cert.display(),
@@ -97,7 +100,7 @@ impl TestRegistry {
         };
         // Another test may grab the free port before the registry binds it: try again.
         for _ in 0..5 {
-            r.addr = format!("127.0.0.1:{}", free_port());
+            r.addr = format!("{}:{}", cfg.ip.as_deref().unwrap_or("127.0.0.1"), free_port());
             std::fs::write(&r.config, yaml.replace("addr: ADDR", &format!("addr: {}", r.addr))).unwrap();
             if let Some(child) = r.spawn(&bin) {
                 r.child = Some(child);
@@ -167,6 +170,11 @@ impl Drop for TestRegistry {
 /// A CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI.
 /// Returns (ca.crt, server.crt, server.key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    make_certs_for(dir, None)
+}
+
+/// [`make_certs`], the certificate also valid for `ip`.
+pub fn make_certs_for(dir: &Path, ip: Option<&str>) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = require_tool("openssl");
     let p = |n: &str| dir.join(n);
     let ossl = |args: &[&str]| {
@@ -201,7 +209,10 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     std::fs::write(
         p("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost{}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            ip.map(|ip| format!(",IP:{ip}")).unwrap_or_default()
+        ),
     )
     .unwrap();
     ossl(&[
@@ -674,7 +685,9 @@ pub fn base64(data: &[u8], url: bool) -> String {
 /// `GET /token?service=…&scope=…` with a JWT signed by a throwaway RSA key (via the openssl
 /// CLI) whose certificate the registry trusts. Anonymous callers get `pull` on
 /// repositories under `public/`; `user:password` gets what it asks for; a wrong password
-/// gets 401. Every scope asked for is recorded.
+/// gets 401. It also answers OAuth2 `POST /token` with a `refresh_token` grant (an
+/// identity token, see [`TokenServer::start_with_refresh`]) or a `password` grant. Every
+/// scope asked for is recorded, and how each request authenticated.
 pub struct TokenServer {
     /// `http://127.0.0.1:PORT/token`.
     pub realm: String,
@@ -682,6 +695,9 @@ pub struct TokenServer {
     pub cert: PathBuf,
     /// Every `scope` parameter received, in order, with the user (or `-`).
     pub requests: Arc<Mutex<Vec<(String, String)>>>,
+    /// How each request authenticated: `anonymous`, `basic`, `refresh_token`, `password`
+    /// (the OAuth2 grants), or `rejected`.
+    pub grants: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     addr: String,
 }
@@ -689,6 +705,11 @@ pub struct TokenServer {
 impl TokenServer {
     /// Starts it for one user.
     pub fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        TokenServer::start_with_refresh(dir, user, password, "")
+    }
+
+    /// Starts it for one user who also holds the identity token `refresh` (none if empty).
+    pub fn start_with_refresh(dir: &Path, user: &str, password: &str, refresh: &str) -> TokenServer {
         let openssl = require_tool("openssl");
         run_ok(Command::new(&openssl).current_dir(dir).args([
             "req",
@@ -715,11 +736,13 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let grants = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (dir, user, password) = (dir.to_path_buf(), user.to_string(), password.to_string());
+        let refresh = refresh.to_string();
         let cert = dir.join("token.crt");
         {
-            let (requests, stop) = (requests.clone(), stop.clone());
+            let (requests, grants, stop) = (requests.clone(), grants.clone(), stop.clone());
             std::thread::spawn(move || {
                 let counter = AtomicU64::new(0);
                 for conn in listener.incoming() {
@@ -728,7 +751,12 @@ impl TokenServer {
                     }
                     let Ok(mut conn) = conn else { continue };
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    let _ = serve_token(&mut conn, &dir, &openssl, &x5c, &user, &password, &requests, n);
+                    let who = Who {
+                        user: &user,
+                        password: &password,
+                        refresh: &refresh,
+                    };
+                    let _ = serve_token(&mut conn, &dir, &openssl, &x5c, &who, &requests, &grants, n);
                 }
             });
         }
@@ -736,6 +764,7 @@ impl TokenServer {
             realm: format!("http://{addr}/token"),
             cert,
             requests,
+            grants,
             stop,
             addr,
         }
@@ -749,17 +778,52 @@ impl Drop for TokenServer {
     }
 }
 
+/// The one account a [`TokenServer`] knows.
+struct Who<'a> {
+    user: &'a str,
+    password: &'a str,
+    refresh: &'a str,
+}
+
+/// Percent-decoding of a query string or form value (`+` is a space).
+fn form_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(h.unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn serve_token(
     conn: &mut TcpStream,
     dir: &Path,
     openssl: &Path,
     x5c: &str,
-    user: &str,
-    password: &str,
+    account: &Who<'_>,
     requests: &Mutex<Vec<(String, String)>>,
+    grants: &Mutex<Vec<String>>,
     n: u64,
 ) -> std::io::Result<()> {
+    let (user, password) = (account.user, account.password);
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -778,58 +842,72 @@ fn serve_token(
         .nth(1)
         .unwrap_or_default()
         .to_string();
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let decode = |s: &str| -> String {
-        let mut out = Vec::new();
-        let b = s.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'%' if i + 2 < b.len() => {
-                    let h = std::str::from_utf8(&b[i + 1..i + 3])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    out.push(h.unwrap_or(b'?'));
-                    i += 3;
-                }
-                b'+' => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                c => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).to_string()
+    let post = text.starts_with("POST ");
+    let body = if post {
+        let len: usize = text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len.min(1 << 16)];
+        conn.read_exact(&mut body)?;
+        String::from_utf8_lossy(&body).to_string()
+    } else {
+        String::new()
+    };
+    let query = if post {
+        body.as_str()
+    } else {
+        target.split_once('?').map(|(_, q)| q).unwrap_or_default()
     };
     let mut service = String::new();
     let mut scopes = Vec::new();
+    let mut form = BTreeMap::new();
     for kv in query.split('&') {
         match kv.split_once('=') {
-            Some(("service", v)) => service = decode(v),
-            Some(("scope", v)) => scopes.push(decode(v)),
-            _ => {}
+            Some(("service", v)) => service = form_decode(v),
+            // OAuth2 joins scopes with spaces in one field.
+            Some(("scope", v)) => {
+                scopes.extend(form_decode(v).split(' ').filter(|s| !s.is_empty()).map(str::to_string))
+            }
+            Some((k, v)) => {
+                form.insert(k.to_string(), form_decode(v));
+            }
+            None => {}
         }
     }
     let given = text
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("authorization: basic "))
         .map(|l| l[21..].trim().to_string());
-    let who = match given {
-        None => None,
-        Some(b) if b == base64(format!("{user}:{password}").as_bytes(), false) => Some(user.to_string()),
-        Some(_) => {
-            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-            write!(
-                conn,
-                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-            return Ok(());
-        }
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let (grant, ok) = match (post, field("grant_type"), given) {
+        (true, "refresh_token", _) => (
+            "refresh_token",
+            !account.refresh.is_empty() && field("refresh_token") == account.refresh,
+        ),
+        (true, "password", _) => ("password", field("username") == user && field("password") == password),
+        (true, _, _) => ("unsupported grant", false),
+        (false, _, None) => ("anonymous", true),
+        (false, _, Some(b)) => ("basic", b == base64(format!("{user}:{password}").as_bytes(), false)),
     };
+    grants
+        .lock()
+        .unwrap()
+        .push(if ok { grant.to_string() } else { "rejected".to_string() });
+    if !ok {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+        write!(
+            conn,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    let who = (grant != "anonymous").then(|| user.to_string());
     let mut access = Vec::new();
     for scope in &scopes {
         requests

@@ -214,6 +214,8 @@ struct Env {
     base_tree: Tree,
     /// Manifest digest of the base (`@BASE_DIGEST@` in `args`).
     base_digest: String,
+    /// Manifest digest of every image kiln built, by case (checked against the golden list).
+    digests: std::cell::RefCell<BTreeMap<String, String>>,
 }
 
 impl Env {
@@ -235,16 +237,14 @@ fn prepare_context(src: &Path, dst: &Path) -> Result<(), String> {
 }
 
 fn kiln_build(
-    env: &Env,
+    kiln: &KilnStore,
     ctx: &Path,
     tag: &str,
     a: &CaseArgs,
     file: Option<&str>,
     out: Option<&Path>,
 ) -> Result<String, String> {
-    let mut c = env
-        .kiln
-        .cmd(["build", "--progress", "plain", "--platform", "linux/amd64", "-t", tag]);
+    let mut c = kiln.cmd(["build", "--progress", "plain", "--platform", "linux/amd64", "-t", tag]);
     if let Some(f) = file {
         c.arg("-f").arg(ctx.join(f));
     }
@@ -452,48 +452,80 @@ fn compare_config(kiln: &BTreeMap<String, Value>, oracle: &BTreeMap<String, Valu
 }
 
 /// Runs one case; Err is the readable report of what differs or failed.
-fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
+/// A case ready to build: its scratch context and args, with stand-in SSH agents listening.
+struct Prepared {
+    name: String,
+    work: PathBuf,
+    ctx: PathBuf,
+    args: CaseArgs,
+    _agents: Vec<std::os::unix::net::UnixListener>,
+}
+
+fn prepare_case(work_root: &Path, dir: &Path, base_digest: &str) -> Result<Prepared, String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let work = env.work().join(&name);
+    let work = work_root.join(&name);
     let ctx = work.join("ctx");
     prepare_context(dir, &ctx)?;
     let mut args = read_args(dir);
     for b in &mut args.build_args {
-        *b = b.replace("@BASE_DIGEST@", &env.base_digest);
+        *b = b.replace("@BASE_DIGEST@", base_digest);
     }
+    // A stand-in SSH agent: a unix socket that accepts nothing (the steps only see it).
+    let mut agents = Vec::new();
+    for (i, id) in args.ssh.iter_mut().enumerate() {
+        let sock = work.join(format!("agent-{i}.sock"));
+        agents.push(std::os::unix::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?);
+        *id = format!("{id}={}", sock.display());
+    }
+    Ok(Prepared {
+        name,
+        work,
+        ctx,
+        args,
+        _agents: agents,
+    })
+}
+
+fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
+    let p = prepare_case(env.work(), dir, &env.base_digest)?;
+    let (name, work, ctx, args) = (p.name.clone(), &p.work, &p.ctx, &p.args);
     let expected = read_expected(dir);
     let buildah_mode = expected.as_ref().and_then(|e| e.buildah.clone());
     let use_buildah = buildah_mode.as_deref() != Some("skip");
     let dockerfile = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
-    // A stand-in SSH agent: a unix socket that accepts nothing (the steps only see it).
-    let mut _agents = Vec::new();
-    for (i, id) in args.ssh.iter_mut().enumerate() {
-        let sock = work.join(format!("agent-{i}.sock"));
-        _agents.push(std::os::unix::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?);
-        *id = format!("{id}={}", sock.display());
-    }
     if args.fail.is_some() {
-        return run_failing_case(env, &ctx, &name, &args, &ctx.join(&dockerfile));
+        return run_failing_case(env, ctx, &name, args, &ctx.join(&dockerfile));
     }
 
     for (pname, pfile) in &args.prebuilds {
         let tag = format!("localhost/{pname}:test");
         let no_args = CaseArgs::default();
-        kiln_build(env, &ctx, &tag, &no_args, Some(pfile), None).map_err(|e| format!("kiln prebuild {pname}: {e}"))?;
+        kiln_build(&env.kiln, ctx, &tag, &no_args, Some(pfile), None)
+            .map_err(|e| format!("kiln prebuild {pname}: {e}"))?;
         if use_buildah {
-            buildah_build(env, &ctx, &tag, &no_args, &ctx.join(pfile))
+            buildah_build(env, ctx, &tag, &no_args, &ctx.join(pfile))
                 .map_err(|e| format!("buildah prebuild {pname}: {e}"))?;
         }
     }
 
     let kiln_layout = work.join("kiln-oci");
     let kiln_tag = format!("localhost/conf-{name}:kiln");
-    let log = kiln_build(env, &ctx, &kiln_tag, &args, args.file.as_deref(), Some(&kiln_layout))
-        .map_err(|e| format!("kiln build failed:\n{e}"))?;
+    let log = kiln_build(
+        &env.kiln,
+        ctx,
+        &kiln_tag,
+        args,
+        args.file.as_deref(),
+        Some(&kiln_layout),
+    )
+    .map_err(|e| format!("kiln build failed:\n{e}"))?;
     let kiln_ref = layout_refs(&kiln_layout)?
         .into_iter()
         .next()
         .ok_or_else(|| format!("kiln's --output layout {} names no image", kiln_layout.display()))?;
+    let index = kiln_tests::read_json(&kiln_layout.join("index.json"))?;
+    let digest = index["manifests"][0]["digest"].as_str().unwrap_or_default().to_string();
+    env.digests.borrow_mut().insert(name.clone(), digest);
     let kiln = unpack(&kiln_layout, &kiln_ref, &work.join("kiln-bundle"))?;
 
     let (oracle_name, mut oracle) = if use_buildah {
@@ -502,7 +534,7 @@ fn run_case(env: &Env, dir: &Path) -> Result<String, String> {
             None => ctx.join(&dockerfile),
         };
         let tag = format!("localhost/conf-{name}:buildah");
-        buildah_build(env, &ctx, &tag, &args, &file).map_err(|e| format!("buildah build failed:\n{e}"))?;
+        buildah_build(env, ctx, &tag, args, &file).map_err(|e| format!("buildah build failed:\n{e}"))?;
         let layout = work.join("buildah-oci");
         let mut push = env.buildah.cmd(["push", "-q", &tag]);
         push.arg(format!("oci:{}:img", layout.display()));
@@ -636,6 +668,19 @@ fn indent(s: &str) -> String {
 /// Builds the base with kiln, copies it into buildah's storage, and returns its tree and
 /// manifest digest.
 fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> (Tree, String) {
+    let (layout, digest) = build_base_kiln(env_tmp, kiln);
+    let mut copy = Command::new(require_tool("skopeo"));
+    copy.args(["copy", "-q"])
+        .arg(format!("oci:{}:{BASE}", kiln.path().display()))
+        .arg(buildah.storage_ref(BASE));
+    run_ok(&mut copy);
+    let refs = layout_refs(&layout).unwrap();
+    let rootfs = umoci_unpack(&layout, &refs[0], &env_tmp.join("base-bundle")).unwrap_or_else(|e| panic!("{e}"));
+    (walk_tree(&rootfs).unwrap(), digest)
+}
+
+/// Builds the base with kiln alone; returns its `--output` layout and manifest digest.
+fn build_base_kiln(env_tmp: &Path, kiln: &KilnStore) -> (PathBuf, String) {
     assert!(
         Path::new("/bin/busybox").is_file(),
         "/bin/busybox is missing (hint: run scripts/setup, which installs busybox-static)"
@@ -651,15 +696,72 @@ fn build_base(env_tmp: &Path, kiln: &KilnStore, buildah: &Buildah) -> (Tree, Str
         .arg(format!("type=oci,dest={},tar=false", layout.display()))
         .arg(&ctx);
     run_ok(&mut c);
-    let mut copy = Command::new(require_tool("skopeo"));
-    copy.args(["copy", "-q"])
-        .arg(format!("oci:{}:{BASE}", kiln.path().display()))
-        .arg(buildah.storage_ref(BASE));
-    run_ok(&mut copy);
-    let refs = layout_refs(&layout).unwrap();
-    let rootfs = umoci_unpack(&layout, &refs[0], &env_tmp.join("base-bundle")).unwrap_or_else(|e| panic!("{e}"));
     let digest = std::fs::read_to_string(&iid).unwrap().trim().to_string();
-    (walk_tree(&rootfs).unwrap(), digest)
+    (layout, digest)
+}
+
+/// The case directories (`NN-name`), sorted, filtered by `KILN_CONFORMANCE_ONLY`.
+fn case_dirs() -> Vec<PathBuf> {
+    let only = std::env::var("KILN_CONFORMANCE_ONLY").ok();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            p.is_dir()
+                && name.chars().take(2).all(|c| c.is_ascii_digit())
+                && only.as_ref().is_none_or(|o| name.contains(o.as_str()))
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// kiln's umask never reaches an image (issue 12.3): the base and every case are built by
+/// kiln alone with its process umask 077 (contexts are prepared under the test's own umask,
+/// since their modes are input), and every digest must be the golden one, which was
+/// recorded under 022. A leaked umask shows up as a different digest, or as a RUN step of a
+/// non-root USER that cannot write where it could (`can't create /tmp/…: Permission
+/// denied`, case 43). Failing cases (`fail …`) are skipped: they make no image.
+#[test]
+fn digests_do_not_depend_on_the_umask() {
+    require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut kiln = KilnStore::new();
+    kiln.umask = Some(0o077);
+    let (_, base_digest) = build_base_kiln(tmp.path(), &kiln);
+    let mut digests = BTreeMap::from([("base".to_string(), base_digest.clone())]);
+    let mut failures = Vec::new();
+    for dir in case_dirs() {
+        let p = prepare_case(tmp.path(), &dir, &base_digest).unwrap_or_else(|e| panic!("{e}"));
+        if p.args.fail.is_some() {
+            continue;
+        }
+        let built = (|| {
+            for (pname, pfile) in &p.args.prebuilds {
+                let tag = format!("localhost/{pname}:test");
+                kiln_build(&kiln, &p.ctx, &tag, &CaseArgs::default(), Some(pfile), None)?;
+            }
+            let layout = p.work.join("kiln-oci");
+            let tag = format!("localhost/conf-{}:kiln", p.name);
+            kiln_build(&kiln, &p.ctx, &tag, &p.args, p.args.file.as_deref(), Some(&layout))?;
+            let index = kiln_tests::read_json(&layout.join("index.json"))?;
+            Ok::<_, String>(index["manifests"][0]["digest"].as_str().unwrap_or_default().to_string())
+        })();
+        match built {
+            Ok(d) => {
+                digests.insert(p.name.clone(), d);
+            }
+            Err(e) => failures.push(format!("=== case {}\n{e}", p.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed to build under umask 077:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    kiln_tests::golden::check("conformance", &digests);
 }
 
 #[test]
@@ -676,33 +778,16 @@ fn conformance_with_buildah() {
         kiln,
         buildah,
         base_tree,
-        base_digest,
+        base_digest: base_digest.clone(),
+        digests: std::cell::RefCell::new(BTreeMap::from([("base".to_string(), base_digest)])),
     };
 
     let only = std::env::var("KILN_CONFORMANCE_ONLY").ok();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .chars()
-                    .take(2)
-                    .all(|c| c.is_ascii_digit())
-        })
-        .collect();
-    cases.sort();
+    let cases = case_dirs();
     let mut failures = Vec::new();
     let mut ran = 0;
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(o) = &only
-            && !name.contains(o.as_str())
-        {
-            continue;
-        }
         ran += 1;
         let t = Instant::now();
         match run_case(&env, dir) {
@@ -713,6 +798,7 @@ fn conformance_with_buildah() {
             }
         }
     }
+    kiln_tests::golden::check("conformance", &env.digests.borrow());
     if std::env::var_os("KILN_CONFORMANCE_KEEP").is_some() {
         eprintln!("keeping {}", env.work().display());
         std::mem::forget(env.tmp);

@@ -313,6 +313,10 @@ fn lock_build_rebuild_and_offline_rebuild() {
     let o = kiln(&other, dir.path(), &["build", "--locked", "-f", "kiln.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    kiln_tests::golden::check(
+        "debian-test-mirror",
+        &std::collections::BTreeMap::from([("hello".to_string(), digest.clone())]),
+    );
     // A warm cache needs no network: the mirror's files are gone and the proxy is a dead end.
     std::fs::remove_dir_all(mirror.root.path().join("pool")).unwrap();
     let o = kiln(&store, dir.path(), &["build", "--locked", "--no-cache", "."]);
@@ -443,7 +447,18 @@ fn bad_debs_fail_cleanly() {
         "does not match kiln.lock",
     );
     no_tags(&fresh);
-    assert_eq!(cached_debs(&fresh), 1, "only hello's .deb (which matched) is cached");
+    // Downloads run four at a time and stop at the first error, so hello's .deb may or may
+    // not have been fetched; libgreet's never enters the cache.
+    let lock = kiln_plan::lock::Lock::parse(&std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap()).unwrap();
+    let libgreet = lock.package.iter().find(|p| p.name == "libgreet").unwrap();
+    assert!(
+        !fresh
+            .path()
+            .join(format!("kiln/debian/debs/{}.deb", libgreet.sha256))
+            .exists(),
+        "the .deb that did not match was cached"
+    );
+    assert!(cached_debs(&fresh) <= 1);
 }
 
 #[test]
@@ -580,4 +595,103 @@ symlink = "/usr/bin/hello"
         std::fs::read_link(rootfs.join("usr/bin/app")).unwrap(),
         Path::new("/usr/bin/hello")
     );
+}
+
+/// Issue 12.9: kiln.lock comes from outside. A sha256 that is a path named a cache file
+/// outside the cache, which kiln deleted as "corrupt"; now the lock is refused on load with
+/// its line, and the file is untouched.
+#[test]
+fn crafted_lock_cannot_touch_files_outside_the_cache() {
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    m.spec(dir.path(), "\"hello\"");
+    assert!(kiln(&store, dir.path(), &["lock"]).status.success());
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.deb");
+    std::fs::write(&victim, "precious").unwrap();
+    let lock_path = dir.path().join("kiln.lock");
+    let text = std::fs::read_to_string(&lock_path).unwrap();
+    let line = text.lines().position(|l| l.starts_with("sha256 = ")).unwrap() + 1;
+    let sha = text.lines().nth(line - 1).unwrap().to_string();
+    let crafted = format!("sha256 = \"{}\"", outside.path().join("victim").display());
+    std::fs::write(&lock_path, text.replacen(&sha, &crafted, 1)).unwrap();
+    for args in [
+        &["build", "--locked", "-t", "x:1", "."][..],
+        &["build", "--print-plan", "--locked", "."],
+    ] {
+        let o = kiln(&store, dir.path(), args);
+        assert_eq!(
+            std::fs::read(&victim).ok().as_deref(),
+            Some(&b"precious"[..]),
+            "a file outside the cache was touched"
+        );
+        assert_input_error(&o, &format!("kiln.lock:{line}: sha256"));
+    }
+    no_tags(&store);
+}
+
+/// Issue 11, point 1: `kiln build --print-plan` prints one schema, whichever the frontend:
+/// both outputs read back as the same typed plan (unknown fields are refused), and a
+/// kiln.toml's plan is one stage per architecture of Debian-package steps then the
+/// accounts and files.
+#[test]
+fn print_plan_has_one_schema_for_dockerfile_and_kiln_toml() {
+    use kiln_plan::inputs::Frontend;
+    use kiln_plan::plan::{BuildPlan, Op};
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
+    let store = KilnStore::new();
+    let spec_dir = tempfile::tempdir().unwrap();
+    m.spec(spec_dir.path(), "\"hello\"");
+    assert!(kiln(&store, spec_dir.path(), &["lock"]).status.success());
+    let o = kiln(&store, spec_dir.path(), &["build", "--print-plan", "--locked", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec: BuildPlan = serde_json::from_slice(&o.stdout).unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "x").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch AS a\nCOPY f /f\nFROM scratch\nCOPY --from=a /f /g\nUSER 1\n",
+    )
+    .unwrap();
+    let o = kiln(&store, ctx.path(), &["build", "--print-plan", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let df: BuildPlan = serde_json::from_slice(&o.stdout).unwrap();
+
+    assert_eq!(
+        (df.inputs.frontend, spec.inputs.frontend),
+        (Frontend::Dockerfile, Frontend::KilnToml)
+    );
+    assert_eq!(
+        df.inputs.source.digest.to_string(),
+        format!(
+            "sha256:{}",
+            sha256_hex(&std::fs::read(ctx.path().join("Dockerfile")).unwrap())
+        )
+    );
+    let lock = std::fs::read(spec_dir.path().join("kiln.lock")).unwrap();
+    assert_eq!(
+        spec.inputs.lock.unwrap().digest.to_string(),
+        format!("sha256:{}", sha256_hex(&lock))
+    );
+    assert_eq!(df.platforms.len(), 1);
+    assert_eq!(df.platforms[0].stages.len(), 2);
+    let ops: Vec<String> = spec.platforms[0].stages[0]
+        .steps
+        .iter()
+        .map(|s| match &s.op {
+            Op::Debian(d) => d.packages.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(","),
+            Op::Files(f) => format!("files:{}", f.entries.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ops[..2], ["libgreet", "hello"]);
+    assert!(ops[2].starts_with("files:"), "{ops:?}");
+    assert_eq!(spec.platforms[0].platform.architecture, "amd64");
+    assert_eq!(
+        std::fs::read(spec_dir.path().join("kiln.lock")).unwrap(),
+        lock,
+        "print-plan --locked wrote the lock"
+    );
+    no_tags(&store);
 }

@@ -153,7 +153,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "undefined base image",
-        dockerfile: "FROM scratch AS ok\nFROM localhost/does-not-exist:1\n",
+        dockerfile: "FROM scratch AS ok\nFROM does-not-exist:1\n",
         args: &[],
         line: 2,
         col: None,

@@ -501,8 +501,47 @@ fn an_oras_shaped_artifact_pushed_by_skopeo_is_listed() {
     assert_eq!(list[0]["artifactType"], "application/vnd.example.thing");
 }
 
+/// Every file of a directory (relative path → content), to prove a build wrote nothing there.
+fn snapshot_dir(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The files under /src of a stored image.
+fn src_files(store: &KilnStore, tag: &str) -> Vec<String> {
+    let layout = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}:{tag}", store.path().display()),
+        &format!("oci:{}:x", layout.path().display()),
+    ]);
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = kiln_tests::umoci_unpack(layout.path(), "x", &bundle.path().join("b")).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(rootfs.join("src"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 11, point 3: a build writes no file into its context; `kiln lock` writes
+/// Dockerfile.lock, which `COPY .` never picks up; `--locked` refuses a moved tag.
 #[test]
-fn locked_build_fails_after_the_base_tag_moves() {
+fn copy_dot_gets_no_lockfile_and_locked_refuses_a_moved_tag() {
     let reg = TestRegistry::start();
     let dc = tempfile::tempdir().unwrap();
     let layout = tempfile::tempdir().unwrap();
@@ -520,28 +559,51 @@ fn locked_build_fails_after_the_base_tag_moves() {
 
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("f"), "x").unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\nCOPY f /f\n")).unwrap();
-    std::fs::write(ctx.path().join(".dockerignore"), "Dockerfile.lock\n").unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\nCOPY . /src/\n")).unwrap();
+    let before = snapshot_dir(ctx.path());
     let store = KilnStore::new();
-    let meta = ctx.path().join("meta.json");
-    run_ok(
-        kiln(&store, dc.path(), &["build", "-q", "--metadata-file"])
-            .arg(&meta)
-            .arg(ctx.path()),
+    let meta = tempfile::tempdir().unwrap();
+    let meta = meta.path().join("meta.json");
+    let build = |args: &[&str]| -> String {
+        let out = run_ok(
+            kiln(&store, dc.path(), &[&["build", "-q", "-t", "app:1"], args].concat())
+                .arg(ctx.path())
+                .current_dir(ctx.path()),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let built = build(&["--metadata-file", meta.to_str().unwrap()]);
+    assert_eq!(snapshot_dir(ctx.path()), before, "the build wrote into its context");
+    assert_eq!(build(&[]), built, "a second build is the same image");
+    assert_eq!(
+        snapshot_dir(ctx.path()),
+        before,
+        "the second build wrote into its context"
     );
-    let lock: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ctx.path().join("Dockerfile.lock")).unwrap()).unwrap();
-    let pinned = lock["images"].as_object().unwrap().values().next().unwrap()["digest"].clone();
-    assert_eq!(pinned, first.to_string());
+    assert_eq!(src_files(&store, "app:1"), ["Dockerfile", "f"]);
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     assert!(
         meta["kiln.base-images"].to_string().contains(&first.to_string()),
         "{meta}"
     );
-    // Unchanged tag: --locked passes.
-    run_ok(kiln(&store, dc.path(), &["build", "-q", "--locked", "--pull=always"]).arg(ctx.path()));
 
-    // Move the tag.
+    // `kiln lock Dockerfile` writes the lock (TOML, pinned per platform); the lock is not
+    // part of the context, so the image stays the same.
+    run_ok(kiln(&store, dc.path(), &["lock", "Dockerfile"]).current_dir(ctx.path()));
+    let lock = std::fs::read_to_string(ctx.path().join("Dockerfile.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("name = \"{base}\"")) && lock.contains("platform = \"linux/amd64\""),
+        "{lock}"
+    );
+    assert!(lock.contains(&format!("digest = \"{first}\"")), "{lock}");
+    assert_eq!(
+        build(&["--locked", "--pull=always"]),
+        built,
+        "the lockfile entered the context"
+    );
+    assert_eq!(src_files(&store, "app:1"), ["Dockerfile", "f"]);
+
+    // Move the tag: --locked refuses it, in this store and in a fresh one.
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -549,26 +611,69 @@ fn locked_build_fails_after_the_base_tag_moves() {
         &format!("docker://{base}"),
     ]);
     let second = registry_digest(&base);
-    let out = kiln(&store, dc.path(), &["build", "-q", "--locked", "--pull=always"])
+    for (s, pull) in [(&store, "--pull=always"), (&KilnStore::new(), "--pull=missing")] {
+        let out = kiln(s, dc.path(), &["build", "-q", "--locked", pull])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&second.to_string()) && err.contains("Dockerfile.lock") && err.contains("moved"),
+            "{err}"
+        );
+    }
+    // `kiln lock` follows the tag, and then --locked passes again.
+    run_ok(kiln(&store, dc.path(), &["lock", "-f"]).arg(ctx.path().join("Dockerfile")));
+    let lock = std::fs::read_to_string(ctx.path().join("Dockerfile.lock")).unwrap();
+    assert!(
+        lock.contains(&second.to_string()) && !lock.contains(&first.to_string()),
+        "{lock}"
+    );
+    run_ok(kiln(&store, dc.path(), &["build", "-q", "--locked"]).arg(ctx.path()));
+
+    // The user's .dockerignore may bring the lock back into the context.
+    std::fs::write(ctx.path().join(".dockerignore"), "!Dockerfile.lock\n").unwrap();
+    build(&[]);
+    assert_eq!(
+        src_files(&store, "app:1"),
+        [".dockerignore", "Dockerfile", "Dockerfile.lock", "f"]
+    );
+}
+
+#[test]
+fn write_lock_merges_and_a_crafted_lock_is_refused() {
+    let reg = TestRegistry::start();
+    let dc = tempfile::tempdir().unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    write_image(layout.path(), Some("one"), &[1000], &amd64(), 11);
+    let base = format!("{}/base:1", reg.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:one", layout.path().display()),
+        &format!("docker://{base}"),
+    ]);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\n")).unwrap();
+    let store = KilnStore::new();
+    let lock_path = ctx.path().join("Dockerfile.lock");
+    // A pin of another platform survives --write-lock, which adds this build's.
+    let other = format!(
+        "version = 1\n\n[[image]]\nname = \"{base}\"\nplatform = \"linux/arm64\"\ndigest = \"sha256:{}\"\n",
+        "a".repeat(64)
+    );
+    std::fs::write(&lock_path, &other).unwrap();
+    run_ok(kiln(&store, dc.path(), &["build", "-q", "--write-lock"]).arg(ctx.path()));
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(lock.contains("linux/arm64") && lock.contains("linux/amd64"), "{lock}");
+    // A crafted digest: refused on load with its line, exit 2.
+    std::fs::write(&lock_path, other.replace(&"a".repeat(64), "../../../../etc/passwd")).unwrap();
+    let out = kiln(&store, dc.path(), &["build", "-q", "--locked"])
         .arg(ctx.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&second.to_string()) && err.contains("Dockerfile.lock") && err.contains("moved"),
-        "{err}"
-    );
-    // A fresh store pulls the moved tag and fails the same way.
-    let fresh = KilnStore::new();
-    let out = kiln(&fresh, dc.path(), &["build", "-q", "--locked"])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    // Without --locked the lock follows the tag, and then --locked passes again.
-    run_ok(kiln(&store, dc.path(), &["build", "-q", "--pull"]).arg(ctx.path()));
-    let lock = std::fs::read_to_string(ctx.path().join("Dockerfile.lock")).unwrap();
-    assert!(lock.contains(&second.to_string()), "{lock}");
-    run_ok(kiln(&store, dc.path(), &["build", "-q", "--locked"]).arg(ctx.path()));
+    assert!(err.contains("Dockerfile.lock:6:") && err.contains("hint"), "{err}");
 }

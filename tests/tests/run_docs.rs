@@ -25,7 +25,10 @@ fn run_docs_list_the_volatile_files_of_overlay_rs() {
 
     let docs = repo_file("docs/build.md");
     let section = &docs[docs.find("## RUN").expect("a RUN section in docs/build.md")..];
-    let block = section
+    // The strip list is the text block after the sentence that names VOLATILE (the section
+    // also opens with a usage block).
+    let from = section.find("`VOLATILE`").expect("the RUN section names VOLATILE");
+    let block = section[from..]
         .split("```text")
         .nth(1)
         .and_then(|b| b.split("```").next())

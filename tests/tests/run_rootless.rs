@@ -7,37 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_tests::{copy_tree, kiln_bin, require_tool, run_checked, run_ok};
+use kiln_tests::{ROOTLESS_USER as USER, copy_tree, kiln_bin, require_tool, rootless_user, run_checked, run_ok};
 
-const USER: &str = "kiln-rootless";
 const BASE: &str = "localhost/busybox:test";
-
-/// Creates the unprivileged user (with a subordinate id range) if it does not exist.
-fn ensure_user() -> (u32, u32) {
-    if run_checked(Command::new("id").arg("-u").arg(USER)).is_err() {
-        run_ok(Command::new(require_tool("useradd")).args(["-m", "-s", "/bin/sh", USER]));
-    }
-    let has_range = |f: &str| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.starts_with(&format!("{USER}:")))
-    };
-    if !has_range("/etc/subuid") || !has_range("/etc/subgid") {
-        run_ok(Command::new(require_tool("usermod")).args([
-            "--add-subuids",
-            "300000-365535",
-            "--add-subgids",
-            "300000-365535",
-            USER,
-        ]));
-    }
-    let id = |flag: &str| -> u32 {
-        let o = run_ok(Command::new("id").arg(flag).arg(USER));
-        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-    };
-    (id("-u"), id("-g"))
-}
 
 fn chown_r(path: &Path, uid: u32, gid: u32) {
     run_ok(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(path));
@@ -103,7 +75,7 @@ fn run_cases_build_the_same_image_rootless() {
     require_tool("runc");
     require_tool("newuidmap");
     require_tool("unshare");
-    let (uid, gid) = ensure_user();
+    let (uid, gid) = rootless_user();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (root_store, user_store) = (tmp.path().join("root/store"), tmp.path().join("user/store"));

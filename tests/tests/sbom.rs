@@ -731,3 +731,42 @@ fn network_debian_image_recall_against_syft() {
     );
     validate(&spdx, &cdx, true);
 }
+
+#[test]
+fn sbom_refuses_a_layer_that_does_not_match_its_digest() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, file: &str, text: &str| -> String {
+        let ctx = dir.path().join(name);
+        write(&ctx.join("var/lib/dpkg/status"), text);
+        write(&ctx.join("Dockerfile"), format!("FROM scratch\nCOPY {file} /{file}\n"));
+        let tag = format!("localhost/{name}:1");
+        kiln(
+            &store,
+            &["build", "--progress", "quiet", "-t", &tag, ctx.to_str().unwrap()],
+        );
+        let inspect: Value = serde_json::from_slice(&kiln(&store, &["inspect", &tag]).stdout).unwrap();
+        inspect["manifest"]["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    let status = "Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n";
+    let digest = build("good", "var", status);
+    let other = build("other", "var", &status.replace("Package: a", "Package: b"));
+    // The first image's layer blob now holds the second image's bytes.
+    let blob = |d: &str| store.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let mut perm = std::fs::metadata(blob(&digest)).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(blob(&digest), perm).unwrap();
+    std::fs::copy(blob(&other), blob(&digest)).unwrap();
+    let out = store.cmd(["sbom", "localhost/good:1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&digest) && err.contains("does not match its digest") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"b\""),
+        "no SBOM of the forged layer"
+    );
+}

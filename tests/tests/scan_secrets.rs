@@ -550,6 +550,153 @@ fn innocent_corpus_gives_no_findings() {
     );
 }
 
+/// The files `package` installed on this machine (scripts/setup installs it), from dpkg.
+fn package_files(package: &str) -> Vec<PathBuf> {
+    let out = run_ok(Command::new("dpkg-query").args(["-L", package]));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .collect()
+}
+
+/// Copies `package`'s files matching `keep` and its dpkg database entries (`info/*.list`,
+/// `*.md5sums`, the status stanza) into `root`, as `apt-get install` would leave them.
+fn install_like_dpkg(package: &str, root: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut installed = vec![];
+    for f in package_files(package).into_iter().filter(|f| keep(f)) {
+        write(&root.join(f.strip_prefix("/").unwrap()), std::fs::read(&f).unwrap());
+        installed.push(f);
+    }
+    let info = Path::new("/var/lib/dpkg/info");
+    for e in std::fs::read_dir(info).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+        if stem.split(':').next() == Some(package) && (name.ends_with(".list") || name.ends_with(".md5sums")) {
+            write(
+                &root.join("var/lib/dpkg/info").join(&name),
+                std::fs::read(info.join(&name)).unwrap(),
+            );
+        }
+    }
+    let status = run_ok(Command::new("dpkg-query").args(["-s", package])).stdout;
+    write(&root.join("var/lib/dpkg/status"), status);
+    installed
+}
+
+#[test]
+fn private_keys_precisely_on_real_debian_files() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    build_busybox_base(&store, dir.path());
+    let ctx = dir.path().join("ctx");
+    // libgnutls30 as Debian installs it: the library compiles six private keys (its FIPS
+    // self-test vectors) and many private-key header strings into its read-only data.
+    let lib = install_like_dpkg("libgnutls30", &ctx.join("pkg"), &|p| {
+        p.file_name().unwrap().to_string_lossy().starts_with("libgnutls.so.30.")
+    });
+    assert_eq!(lib.len(), 1, "{lib:?}");
+    let lib = &lib[0];
+    // The same library copied by hand is not the package's: its key blocks are findings.
+    write(&ctx.join("own/srv/vendor/libgnutls.so"), std::fs::read(lib).unwrap());
+    // python3-os-apply-config's PKG-INFO (its description in apt's Translation-en too) shows
+    // `mysql://keystone:foobar@127.0.0.1/keystone`; copied by hand, it is still an example.
+    let pkg_info = package_files("python3-os-apply-config")
+        .into_iter()
+        .find(|p| p.ends_with("PKG-INFO"))
+        .expect("python3-os-apply-config's PKG-INFO (hint: run scripts/setup)");
+    let text = std::fs::read_to_string(&pkg_info).unwrap();
+    assert!(text.contains("mysql://keystone:foobar@127.0.0.1/keystone"));
+    write(&ctx.join("own/srv/doc/PKG-INFO"), &text);
+    // Real keys from ssh-keygen, in a layer a later RUN deletes, and one kept.
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for (t, f) in [("rsa", "id_rsa"), ("ed25519", "id_ed25519")] {
+        run_ok(
+            Command::new(kiln_tests::require_tool("ssh-keygen"))
+                .args(["-q", "-t", t, "-N", "", "-C", "test", "-f"])
+                .arg(keys.join(f)),
+        );
+    }
+    write(
+        &ctx.join("ssh/root/.ssh/id_rsa"),
+        std::fs::read(keys.join("id_rsa")).unwrap(),
+    );
+    // A cloud service account's key file: the PEM block inside a JSON string.
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(keys.join("sa.pem")),
+    );
+    let pem = std::fs::read_to_string(keys.join("sa.pem")).unwrap();
+    let sa = serde_json::json!({"type": "service_account", "project_id": "p", "private_key": pem});
+    write(&ctx.join("ssh/root/.config/gcloud/key.json"), sa.to_string());
+    write(
+        &ctx.join("app/etc/app/deploy_key"),
+        std::fs::read(keys.join("id_ed25519")).unwrap(),
+    );
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/busybox:test
+         COPY pkg/ /
+         COPY own/ /
+         COPY ssh/ /
+         RUN rm -rf /root/.ssh /root/.config
+         COPY app/ /
+         USER 1000
+",
+    );
+    run_ok(
+        store
+            .cmd(["build", "--progress", "quiet", "-t", "localhost/realkeys:1"])
+            .arg(&ctx),
+    );
+    let (json, _) = scan(&store, "localhost/realkeys:1", "json", "secret");
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let found = report["secrets"].as_array().unwrap();
+    let at = |loc: &str| -> Vec<&Value> { found.iter().filter(|s| s["location"] == loc).collect() };
+    // Nothing from what the package installed, nor from the example URL.
+    assert!(at(&lib.display().to_string()).is_empty(), "{json}");
+    assert!(at("/srv/doc/PKG-INFO").is_empty(), "{json}");
+    // Six key blocks in the hand-copied library, at six offsets; its header strings alone
+    // (there are more of them) are not findings.
+    let vendored = at("/srv/vendor/libgnutls.so");
+    assert_eq!(vendored.len(), 6, "{json}");
+    assert!(
+        vendored
+            .iter()
+            .all(|s| s["rule"] == "private-key" && s["offset"].is_u64())
+    );
+    let bytes = std::fs::read(lib).unwrap();
+    let headers = bytes.windows(11).filter(|w| w == b"-----BEGIN ").count();
+    assert!(headers > 6, "libgnutls has {headers} BEGIN strings");
+    // The deleted key is still in the image, and reported with the layer that hid it.
+    let rsa = at("/root/.ssh/id_rsa");
+    assert_eq!(rsa.len(), 1, "{json}");
+    assert_eq!(rsa[0]["rule"], "private-key");
+    assert_eq!(rsa[0]["removed"], "deleted");
+    assert_eq!(
+        rsa[0]["removed_in_layer"].as_u64().unwrap(),
+        rsa[0]["layer_index"].as_u64().unwrap() + 1
+    );
+    let sa = at("/root/.config/gcloud/key.json");
+    assert_eq!(sa.len(), 1, "{json}");
+    assert_eq!(
+        (sa[0]["rule"].as_str(), sa[0]["removed"].as_str()),
+        (Some("private-key"), Some("deleted"))
+    );
+    assert_eq!(at("/etc/app/deploy_key").len(), 1, "{json}");
+    assert_eq!(found.len(), 9, "{json}");
+}
+
 #[test]
 fn distroless_with_shell_and_world_writable_path_and_setuid() {
     let store = KilnStore::new();

@@ -3,8 +3,10 @@
 //! withdrawn records, GIT-only ranges, aliases shared by two records) imported from a
 //! directory and an `all.zip`, against an image kiln builds from local files with a dpkg
 //! database, Python dist-info and node_modules. The findings must be exactly the expected
-//! ones. Also: `kiln db status`, the no-database and old-database warnings, severity
-//! filtering, `--exit-code`, `.kilnignore`, and SARIF valid against the 2.1.0 schema.
+//! ones. Also: `kiln db status`, the old-database warning, severity filtering, `--exit-code`,
+//! `.kilnignore`, and SARIF valid against the 2.1.0 schema. A scan with nothing to check
+//! against is not a pass: no database is an error (exit 3), and packages of an ecosystem the
+//! database does not cover are reported as not checked in every format.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -295,10 +297,6 @@ fn hand_made_osv_database_gives_exact_findings() {
     let dir = tempfile::tempdir().unwrap();
     build_image(&store, dir.path());
 
-    // No database yet: the scan says so and still succeeds.
-    let (report, stderr) = scan_json(&store, &[]);
-    assert!(stderr.contains("no vulnerability database"), "{stderr}");
-    assert_eq!(report["vulnerabilities"], json!([]));
     let status = run_ok(&mut store.cmd(["db", "status"]));
     assert!(String::from_utf8_lossy(&status.stdout).contains("no vulnerability database"));
 
@@ -468,6 +466,315 @@ fn malformed_osv_files_are_refused_with_their_names() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("all.zip") && err.contains("not a ZIP archive"), "{err}");
     // Nothing was imported.
+    let status = run_ok(&mut store.cmd(["db", "status"]));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("no vulnerability database"));
+}
+
+/// How many times each of `digests` was opened as a blob, from an strace log.
+fn blob_opens(trace: &Path, digests: &[String]) -> Vec<usize> {
+    let log = std::fs::read_to_string(trace).unwrap();
+    digests
+        .iter()
+        .map(|d| {
+            let hex = d.trim_start_matches("sha256:");
+            log.lines()
+                .filter(|l| l.contains("open") && l.contains(hex) && !l.contains("= -1"))
+                .count()
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_scan_reads_each_layer_once() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    build_image(&store, dir.path());
+    let (files, zip) = write_db(dir.path());
+    run_ok(store.cmd(["db", "import"]).arg(&files).arg(&zip));
+    let inspect: Value =
+        serde_json::from_slice(&run_ok(&mut store.cmd(["inspect", "localhost/vulnapp:1"])).stdout).unwrap();
+    let layers: Vec<String> = inspect["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 2);
+    // Every scanner at once (vulnerabilities, secrets, misconfiguration), traced by strace.
+    let kiln = store.cmd(["scan", "--format", "json", "localhost/vulnapp:1"]);
+    let trace = dir.path().join("trace");
+    let mut traced = Command::new(kiln_tests::require_tool("strace"));
+    traced
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&trace)
+        .arg(kiln.get_program())
+        .args(kiln.get_args());
+    for (k, v) in kiln.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    let out = run_ok(&mut traced);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_set(&report).len(), 11, "the catalogers ran: {report}");
+    assert!(report["misconfigurations"].is_array() && report["secrets"].is_array());
+    assert_eq!(
+        blob_opens(&trace, &layers),
+        vec![1, 1],
+        "each layer blob is opened once for all three scanners"
+    );
+}
+
+#[test]
+fn no_database_fails_the_vulnerability_scan_with_a_hint() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    build_image(&store, dir.path());
+    for args in [
+        &["scan", "localhost/vulnapp:1"][..],
+        &["scan", "--scanners", "vuln", "--format", "json", "localhost/vulnapp:1"],
+    ] {
+        let out = store.cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("no vulnerability database") && err.contains("hint:") && err.contains("kiln db import"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "no report that could pass for a clean one");
+    }
+    // The other scanners need no database.
+    run_ok(&mut store.cmd(["scan", "--scanners", "secret,misconfig", "localhost/vulnapp:1"]));
+}
+
+#[test]
+fn packages_the_database_does_not_cover_are_not_checked_in_every_format() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    build_image(&store, dir.path());
+    // Only PyPI records: the Debian and npm packages cannot be checked.
+    let osv = dir.path().join("pypi.json");
+    write(
+        &osv,
+        &record(
+            "PYSEC-0000-1",
+            "PyPI",
+            "pyyaml",
+            vec![ev("introduced", "0"), ev("fixed", "5.4")],
+        )
+        .to_string(),
+    );
+    run_ok(store.cmd(["db", "import"]).arg(&osv));
+    let (report, _) = scan_json(&store, &[]);
+    assert_eq!(finding_set(&report).len(), 1, "{report}");
+    let not_checked: BTreeSet<(String, String)> = report["not_checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p["reason"].as_str().unwrap().contains("no "), "{p}");
+            (
+                p["type"].as_str().unwrap().to_string(),
+                p["package"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (kind, name) in [
+        ("deb", "libssl3"),
+        ("deb", "bash"),
+        ("npm", "lodash"),
+        ("npm", "express"),
+    ] {
+        assert!(
+            not_checked.contains(&(kind.into(), name.into())),
+            "{kind} {name} missing from {not_checked:?}"
+        );
+    }
+    assert!(not_checked.iter().all(|(k, _)| k != "python"), "{not_checked:?}");
+    let n = not_checked.len();
+    assert_eq!(
+        report["packages"].as_u64(),
+        Some(4),
+        "the four Python packages were checked"
+    );
+    let deb = report["not_checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == "libssl3")
+        .unwrap();
+    assert!(deb["reason"].as_str().unwrap().contains("Debian:12"), "{deb}");
+
+    // The table lists them and the summary line counts them.
+    let out = run_ok(&mut store.cmd(["scan", "--scanners", "vuln", "localhost/vulnapp:1"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains(&format!("Not checked ({n} packages)")), "{table}");
+    assert!(
+        table.contains(&format!(
+            "1 vulnerability, 0 secrets, 0 misconfigurations, {n} packages not checked"
+        )),
+        "{table}"
+    );
+    // SARIF: one note per package, valid against the schema.
+    let sarif = dir.path().join("scan.sarif");
+    run_ok(
+        store
+            .cmd(["scan", "--scanners", "vuln", "--format", "sarif", "-o"])
+            .arg(&sarif)
+            .arg("localhost/vulnapp:1"),
+    );
+    validate_sarif(&sarif);
+    let doc: Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    let notes: Vec<&Value> = doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "kiln-not-checked")
+        .collect();
+    assert_eq!(notes.len(), n);
+    assert!(notes.iter().all(|r| r["level"] == "note"));
+    assert!(
+        notes
+            .iter()
+            .any(|r| r["message"]["text"].as_str().unwrap().contains("lodash")),
+        "{notes:?}"
+    );
+}
+
+/// Peak resident memory of a command in KiB, from GNU time.
+fn peak_kib(cmd: &Command, out: &std::process::Output, report: &Path) -> u64 {
+    let text = std::fs::read_to_string(report).unwrap();
+    // GNU time says "Command exited with non-zero status N" first.
+    let last = text.lines().last().unwrap_or_default();
+    last.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "{}",
+            kiln_tests::describe_failure(cmd, out) + &format!("\n--- time\n{text}")
+        )
+    })
+}
+
+/// `kiln db import ZIP` fails with exit code 2 and one line naming the archive, saying
+/// `expect`, with a hint, and its peak memory (GNU time) stays under 256 MiB.
+fn refused_in_bounded_memory(store: &KilnStore, zip: &Path, expect: &str) {
+    let time_report = zip.with_extension("time");
+    let mut cmd = Command::new(kiln_tests::require_tool("time"));
+    cmd.args(["-f", "%M", "-o"])
+        .arg(&time_report)
+        .arg(kiln_tests::kiln_bin());
+    cmd.env("KILN_HOME", store.path()).args(["db", "import"]).arg(zip);
+    let out = cmd.output().unwrap();
+    let kib = peak_kib(&cmd, &out, &time_report);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{} ({kib} KiB): {err}", zip.display());
+    assert!(
+        err.contains(&zip.display().to_string()) && err.contains(expect) && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(kib < 256 * 1024, "{} used {kib} KiB", zip.display());
+}
+
+#[test]
+fn osv_zip_bombs_are_refused_with_a_clear_error_in_bounded_memory() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Python's zipfile, as OSV exports are made: one entry of 1 GiB of spaces (about 1 MiB
+    // deflated), and the same entry with headers claiming 100 bytes.
+    let honest = dir.path().join("honest.zip");
+    let lying = dir.path().join("lying.zip");
+    let script = r#"
+import sys, zipfile, struct
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
+    with z.open('BOMB-1.json', 'w', force_zip64=True) as f:
+        for _ in range(1024):
+            f.write(b' ' * (1 << 20))
+with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:
+    with z.open('BOMB-2.json', 'w') as f:
+        for _ in range(512):
+            f.write(b' ' * (1 << 20))
+data = bytearray(open(sys.argv[2], 'rb').read())
+local = data.find(b'PK'); central = data.find(b'PK')
+struct.pack_into('<I', data, local + 22, 100)
+struct.pack_into('<I', data, central + 24, 100)
+open(sys.argv[2], 'wb').write(data)
+"#;
+    run_ok(Command::new("python3").arg("-c").arg(script).arg(&honest).arg(&lying));
+    for (zip, expect) in [
+        (
+            &honest,
+            "declares 1073741824 bytes, over the 16777216 byte limit for one entry",
+        ),
+        (&lying, "inflates to more than the 100 bytes it declares"),
+    ] {
+        refused_in_bounded_memory(&store, zip, expect);
+    }
+    // Nothing was imported.
+    let status = run_ok(&mut store.cmd(["db", "status"]));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("no vulnerability database"));
+}
+
+/// Bombs that stay under the size limit of one entry: many entries that add up, entries
+/// sharing one compressed kernel, and a record of millions of JSON values. Each was imported
+/// (or held gigabytes) before the archive's inflation ratio, overlapping entries and the
+/// values of one record were bounded.
+#[test]
+fn osv_zip_bombs_within_the_entry_limit_are_refused_in_bounded_memory() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (many, shared, values) = (
+        dir.path().join("many.zip"),
+        dir.path().join("shared.zip"),
+        dir.path().join("values.zip"),
+    );
+    let script = r#"
+import sys, zipfile, struct, random
+random.seed(7)
+M = 1 << 20
+def record(i, field):
+    return ('{"id": "BOMB-%d", "modified": "2024-01-01T00:00:00Z", "affected": [{"package": '
+            '{"ecosystem": "PyPI", "name": "x"}, %s}]}' % (i, field))
+# 100 valid records of 4 MiB each (a summary of one repeated letter): 400 MiB from 400 KiB.
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
+    for i in range(100):
+        z.writestr('BOMB-%d.json' % i, record(i, '"versions": ["%s"]' % ('a' * (4 * M))))
+# One record of 1 MiB of random versions (it hardly deflates), and 300 central directory
+# entries pointing at it: 300 MiB of records from a 600 KiB file.
+versions = ', '.join('"%08x"' % random.getrandbits(32) for _ in range(M // 12))
+with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('K-000.json', record(0, '"versions": [%s]' % versions))
+data = open(sys.argv[2], 'rb').read()
+end = data.rfind(b'PK\x05\x06')
+size, offset = struct.unpack_from('<II', data, end + 12)
+central = data[offset:offset + size]
+out = bytearray(data[:offset])
+for i in range(300):
+    out += central.replace(b'K-000.json', b'K-%03d.json' % i)
+eocd = bytearray(data[end:])
+struct.pack_into('<HHI', eocd, 8, 300, 300, size * 300)
+open(sys.argv[2], 'wb').write(out + eocd)
+# One record whose database_specific holds 8 million numbers (16 MiB, 15 times deflated):
+# as a JSON tree, half a GiB.
+numbers = ','.join('0' if k % 6 else str(random.randint(0, 9)) for k in range(8 * M - 4096))
+with zipfile.ZipFile(sys.argv[3], 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('VALUES-1.json', record(1, '"database_specific": {"counts": [%s]}' % numbers))
+"#;
+    run_ok(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&many)
+            .arg(&shared)
+            .arg(&values),
+    );
+    refused_in_bounded_memory(
+        &store,
+        &many,
+        "and the archive would inflate to more than 100 times its compressed size",
+    );
+    refused_in_bounded_memory(&store, &shared, "entry K-000.json overlaps entry K-001.json");
+    refused_in_bounded_memory(&store, &values, "record 0 holds more than 262144 JSON values");
     let status = run_ok(&mut store.cmd(["db", "status"]));
     assert!(String::from_utf8_lossy(&status.stdout).contains("no vulnerability database"));
 }

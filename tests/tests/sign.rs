@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_tests::registry::TestRegistry;
-use kiln_tests::{KilnStore, require_tool, run_ok};
+use kiln_tests::registry::{TestRegistry, skopeo};
+use kiln_tests::{KilnStore, last_line, require_tool, run_ok};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse";
@@ -74,13 +74,7 @@ impl Env {
         std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f.txt /f.txt\n").unwrap();
         let mut args = vec!["build", "-q", "-t", tag];
         args.extend_from_slice(extra);
-        let out = run_ok(self.kiln(&args).arg(ctx.path()));
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string()
+        last_line(&run_ok(self.kiln(&args).arg(ctx.path())))
     }
     /// Runs kiln expecting failure with `code`; returns stderr.
     fn fails(&self, args: &[&str], code: i32) -> String {
@@ -365,28 +359,7 @@ fn registry_signatures_verify_with_openssl_and_sigstore_js() {
         p["critical"]["identity"]["docker-reference"],
         format!("{}/app", reg.addr)
     );
-    let der = openssl_b64_decode(
-        e.dir.path(),
-        layer["annotations"]["dev.cosignproject.cosign/signature"]
-            .as_str()
-            .unwrap(),
-    );
-    std::fs::write(e.dir.path().join("sig.der"), der).unwrap();
-    std::fs::write(e.dir.path().join("payload"), &payload).unwrap();
-    let out = run_ok(
-        Command::new(require_tool("openssl"))
-            .args([
-                "dgst",
-                "-sha256",
-                "-verify",
-                &e.public(),
-                "-signature",
-                "sig.der",
-                "payload",
-            ])
-            .current_dir(e.dir.path()),
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
+    assert!(openssl_verifies(&e, &http, "app", layer));
 
     // Bundle form: a referrer (tag schema on this registry), verified by sigstore-js.
     let refs = http.referrers("app", &digest);
@@ -487,7 +460,11 @@ fn signatures_made_in_the_store_are_pushed_with_the_image() {
         .collect();
     let sig_tag = format!("{}/team/app:{}.sig", reg.addr, digest.replace(':', "-"));
     assert!(refs.contains(&sig_tag.as_str()), "{refs:?}");
-    run_ok(&mut e.kiln(&["verify", "--key", &e.public(), &name]));
+    // Not pushed yet: the registry name means the registry, which has nothing; --local
+    // checks the store's copy.
+    let err = e.fails(&["verify", "--key", &e.public(), &name], 2);
+    assert!(err.contains("push it first") && err.contains("--local"), "{err}");
+    run_ok(&mut e.kiln(&["verify", "--local", "--key", &e.public(), &name]));
     run_ok(&mut e.kiln(&["push", "-q", &name]));
     let http = Http { addr: &reg.addr };
     assert!(
@@ -541,6 +518,245 @@ fn signatures_made_in_the_store_are_pushed_with_the_image() {
         .manifest("team/app", &format!("{}.sig", digest.replace(':', "-")))
         .unwrap();
     assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+}
+
+/// The tags skopeo lists for `repo` in the registry.
+fn skopeo_tags(reg: &TestRegistry, repo: &str) -> Vec<String> {
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/{repo}", reg.addr),
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// openssl's verdict on a cosign simple-signing layer of `repo` in the registry.
+fn openssl_verifies(e: &Env, http: &Http, repo: &str, layer: &Value) -> bool {
+    let payload = http.blob(repo, layer["digest"].as_str().unwrap());
+    let sig = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    std::fs::write(e.dir.path().join("sig.der"), openssl_b64_decode(e.dir.path(), sig)).unwrap();
+    std::fs::write(e.dir.path().join("payload"), &payload).unwrap();
+    let out = Command::new(require_tool("openssl"))
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            &e.public(),
+            "-signature",
+            "sig.der",
+            "payload",
+        ])
+        .current_dir(e.dir.path())
+        .output()
+        .unwrap();
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+}
+
+#[test]
+fn signing_a_registry_reference_publishes_to_the_registry() {
+    let reg = TestRegistry::start();
+    let e = Env::new();
+    let http = Http { addr: &reg.addr };
+    // The image is in the store and in the registry, under the same name.
+    let name = format!("{}/pub/app:1", reg.addr);
+    let digest = e.build(&name, "published", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    assert!(!skopeo_tags(&reg, "pub/app").contains(&sig_tag));
+
+    // kiln sign NAME: the registry has the .sig tag at once (no kiln push), and openssl
+    // verifies what it holds.
+    let out = run_ok(&mut e.kiln(&["sign", "--key", &e.key(), &name]));
+    assert!(
+        skopeo_tags(&reg, "pub/app").contains(&sig_tag),
+        "{:?}",
+        skopeo_tags(&reg, "pub/app")
+    );
+    assert!(stderr(&out).contains("published to the registry"), "{}", stderr(&out));
+    let sig = http.manifest("pub/app", &sig_tag).unwrap();
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1);
+    assert!(openssl_verifies(&e, &http, "pub/app", &sig["layers"][0]));
+    // kiln attest NAME: the .att tag and the attestation's bundle referrer are there too,
+    // and sigstore-js verifies the bundle read from the registry.
+    let pred = e.dir.path().join("pred.json");
+    std::fs::write(&pred, r#"{"result": "clean"}"#).unwrap();
+    let p = pred.display().to_string();
+    run_ok(&mut e.kiln(&["attest", "--key", &e.key(), "--predicate", &p, "--type", "vuln", &name]));
+    assert!(skopeo_tags(&reg, "pub/app").contains(&format!("{}.att", digest.replace(':', "-"))));
+    let refs = http.referrers("pub/app", &digest);
+    let ab = refs
+        .iter()
+        .find(|r| {
+            r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://cosign.sigstore.dev/attestation/vuln/v1"
+        })
+        .unwrap_or_else(|| panic!("no attestation bundle among {refs:?}"));
+    let abm = http.manifest("pub/app", ab["digest"].as_str().unwrap()).unwrap();
+    let bf = e.dir.path().join("bundle.json");
+    std::fs::write(&bf, http.blob("pub/app", abm["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let v = sigstore_js(&bf, &e.public()).expect("sigstore-js verifies the bundle in the registry");
+    assert_eq!(
+        v["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    // The store kept a copy: --local verifies it, and so does the registry.
+    run_ok(&mut e.kiln(&["verify", "--local", "--key", &e.public(), &name]));
+    run_ok(&mut e.kiln(&["verify", "--key", &e.public(), &name]));
+
+    // kiln verify NAME reads the registry, not the store: an image signed only in the store
+    // (--local) has no signature there, whatever the store holds.
+    let other = format!("{}/pub/app:2", reg.addr);
+    e.build(&other, "signed locally", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &other]));
+    run_ok(&mut e.kiln(&["sign", "--local", "--key", &e.key(), &other]));
+    let err = e.fails(&["verify", "--key", &e.public(), &other], 1);
+    assert!(err.contains("no signature found"), "{err}");
+    run_ok(&mut e.kiln(&["verify", "--local", "--key", &e.public(), &other]));
+    // A signature that verifies in the store but was altered in the registry fails there.
+    let tampered = http.manifest("pub/app", &sig_tag).unwrap();
+    let mut layer = tampered["layers"][0].clone();
+    let mut payload = http.blob("pub/app", layer["digest"].as_str().unwrap());
+    let i = payload.len() / 2;
+    payload[i] ^= 0x01;
+    layer["digest"] = json!(http.put_blob("pub/app", &payload));
+    layer["size"] = json!(payload.len());
+    http.set_tag_layers("pub/app", &digest, "sig", json!([layer]));
+    http.set_referrers("pub/app", &digest, json!([]));
+    let err = e.fails(&["verify", "--key", &e.public(), &name], 1);
+    assert!(err.contains("invalid signature"), "{err}");
+    run_ok(&mut e.kiln(&["verify", "--local", "--key", &e.public(), &name]));
+}
+
+/// `kiln referrers` of an image in a registry, as JSON descriptors.
+fn kiln_referrers(store: &KilnStore, docker: &Path, image: &str) -> Vec<Value> {
+    let out = run_ok(&mut kiln(store, docker, &["referrers", "--format", "json", image]));
+    stdout_json(&out).as_array().unwrap().clone()
+}
+
+#[test]
+fn copy_between_registries_carries_signatures_attestations_and_sboms() {
+    let (a, b) = (TestRegistry::start(), TestRegistry::start());
+    let e = Env::new();
+    let src = format!("{}/promo/app:1", a.addr);
+    // Built with SBOMs and provenance attached, pushed, then signed and attested in A.
+    let digest = e.build(&src, "promote me", &[]);
+    run_ok(&mut e.kiln(&["push", "-q", &src]));
+    run_ok(&mut e.kiln(&["sign", "--key", &e.key(), &src]));
+    let sbom = e.dir.path().join("sbom.json");
+    run_ok(&mut e.kiln(&["sbom", "-o", "spdx-json", "--file", &sbom.display().to_string(), &src]));
+    let p = sbom.display().to_string();
+    run_ok(&mut e.kiln(&[
+        "attest",
+        "--key",
+        &e.key(),
+        "--predicate",
+        &p,
+        "--type",
+        "spdxjson",
+        &src,
+    ]));
+    // A signature on the SBOM artifact itself: a referrer of a referrer.
+    let refs_a = kiln_referrers(&e.store, e.docker.path(), &src);
+    let spdx = refs_a
+        .iter()
+        .find(|r| r["artifactType"] == "application/spdx+json")
+        .unwrap_or_else(|| panic!("no SBOM referrer in A: {refs_a:?}"));
+    let spdx_digest = spdx["digest"].as_str().unwrap().to_string();
+    let spdx_ref = format!("{}/promo/app@{spdx_digest}", a.addr);
+    run_ok(&mut e.kiln(&["sign", "--key", &e.key(), &spdx_ref]));
+
+    // Promotion from a store that has never seen the image.
+    let dst = format!("{}/prod/app:1", b.addr);
+    let mover = KilnStore::new();
+    let out = run_ok(&mut kiln(&mover, e.docker.path(), &["copy", &src, &dst]));
+    assert_eq!(last_line(&out), digest);
+
+    // B has it all, read by tools kiln did not write: skopeo lists the cosign tags, openssl
+    // verifies the signature, sigstore-js the attestation's bundle.
+    let hex = digest.replace(':', "-");
+    let tags = skopeo_tags(&b, "prod/app");
+    for t in [
+        format!("{hex}.sig"),
+        format!("{hex}.att"),
+        format!("{}.sig", spdx_digest.replace(':', "-")),
+    ] {
+        assert!(tags.contains(&t), "{t} missing from B: {tags:?}");
+    }
+    assert!(
+        stderr(&out).contains("signatures, attestations, SBOMs"),
+        "{}",
+        stderr(&out)
+    );
+    let http_b = Http { addr: &b.addr };
+    let sig = http_b.manifest("prod/app", &format!("{hex}.sig")).unwrap();
+    assert!(openssl_verifies(&e, &http_b, "prod/app", &sig["layers"][0]));
+    let refs_b = kiln_referrers(&mover, e.docker.path(), &dst);
+    let types = |refs: &[Value]| {
+        let mut t: Vec<String> = refs
+            .iter()
+            .map(|r| r["artifactType"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(types(&refs_b), types(&kiln_referrers(&e.store, e.docker.path(), &src)));
+    let att_bundle = refs_b
+        .iter()
+        .find(|r| r["annotations"]["dev.sigstore.bundle.predicateType"] == "https://spdx.dev/Document")
+        .unwrap_or_else(|| panic!("no SBOM attestation bundle in B: {refs_b:?}"));
+    let bm = http_b
+        .manifest("prod/app", att_bundle["digest"].as_str().unwrap())
+        .unwrap();
+    let bf = e.dir.path().join("b-bundle.json");
+    std::fs::write(
+        &bf,
+        http_b.blob("prod/app", bm["layers"][0]["digest"].as_str().unwrap()),
+    )
+    .unwrap();
+    sigstore_js(&bf, &e.public()).expect("sigstore-js verifies the copied attestation");
+    // And kiln verifies in B from a third store: the image, its SBOM attestation, and the
+    // SBOM artifact's own signature.
+    let third = KilnStore::new();
+    let verify = |args: &[&str]| run_ok(&mut kiln(&third, e.docker.path(), args));
+    let out = verify(&["verify", "--key", &e.public(), &dst]);
+    assert_eq!(stdout_json(&out).as_array().unwrap().len(), 2);
+    verify(&["verify-attestation", "--key", &e.public(), "--type", "spdxjson", &dst]);
+    verify(&[
+        "verify",
+        "--key",
+        &e.public(),
+        &format!("{}/prod/app@{spdx_digest}", b.addr),
+    ]);
+
+    // --remove-signatures leaves all of it behind.
+    let bare = format!("{}/bare/app:1", b.addr);
+    run_ok(&mut kiln(
+        &mover,
+        e.docker.path(),
+        &["copy", "--remove-signatures", &src, &bare],
+    ));
+    assert!(!skopeo_tags(&b, "bare/app").iter().any(|t| t.starts_with("sha256-")));
+    assert!(kiln_referrers(&mover, e.docker.path(), &bare).is_empty());
+    let out = kiln(&third, e.docker.path(), &["verify", "--key", &e.public(), &bare])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // Into a store, the attachments come along too: verify --local reads them there.
+    run_ok(&mut kiln(&mover, e.docker.path(), &["copy", &src, "promoted/app:1"]));
+    let out = run_ok(&mut kiln(
+        &mover,
+        e.docker.path(),
+        &["verify", "--key", &e.public(), "promoted/app:1"],
+    ));
+    assert_eq!(stdout_json(&out).as_array().unwrap().len(), 2);
 }
 
 /// Signs `repo:tag` in the registry; returns its digest.
@@ -752,6 +968,7 @@ fn provenance_names_bases_commit_and_validates_with_in_toto_attestation() {
         e.docker.path(),
         &[
             "verify-attestation",
+            "--local",
             "--key",
             &e.public(),
             "--type",

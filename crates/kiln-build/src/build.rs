@@ -7,15 +7,19 @@ use kiln_oci::layer::Compression;
 use kiln_oci::reference::{ImageRef, Name};
 use kiln_oci::{Platform, Store};
 
+use kiln_oci::Digest;
+use kiln_plan::inputs::{FileInput, Frontend, GitSource, Inputs};
+use kiln_plan::plan::BuildPlan;
+
 use crate::error::BuildError;
 use crate::frontend::{self, FrontendInput, ResolvedImage};
-use crate::plan::Plan;
 use crate::solver::{self, Progress, SolveOptions, Solved};
 use crate::tree::ContextTree;
+use kiln_plan::plan::Plan;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
-pub struct BuildRequest {
+pub struct DockerfileRequest {
     /// Context directory.
     pub context: PathBuf,
     /// Dockerfile path (`-f`); default `<context>/Dockerfile`.
@@ -34,6 +38,8 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// How RUN steps execute (runtime, secrets, ssh, network).
     pub run: crate::solver::RunSettings,
+    /// `--label` pairs, set on the result's config over any LABEL of the same key.
+    pub labels: Vec<(String, String)>,
 }
 
 /// A plan with the inputs it was made from.
@@ -46,9 +52,19 @@ pub struct Prepared {
     pub context: ContextTree,
     /// Warnings (unused build args, credentials in build args…).
     pub warnings: Vec<String>,
-    /// The context's git commit and remote (credentials stripped), read once per build
-    /// for labels and provenance.
-    pub git: (Option<String>, Option<String>),
+    /// What the plan was made from (the Dockerfile's digest, the context's commit, the
+    /// build args), for `--print-plan` and provenance.
+    pub inputs: Inputs,
+}
+
+impl Prepared {
+    /// The whole build as `--print-plan` shows it and provenance describes it.
+    pub fn build_plan(&self) -> BuildPlan {
+        BuildPlan {
+            inputs: self.inputs.clone(),
+            platforms: vec![self.plan.clone()],
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -91,10 +107,11 @@ fn strip_credentials(url: &str) -> String {
 /// where the solver reads layers from.
 pub fn resolve_in_store(store: &Store, name: &str, platform: &Platform) -> Result<ResolvedImage, String> {
     let r = ImageRef::parse(name).map_err(|e| e.to_string())?;
-    let opened = kiln_oci::transport::open_image(store, &r, Some(platform)).map_err(|e| e.to_string())?;
-    if opened.layout.root() != store.root() {
-        kiln_oci::transport::copy_image(&opened.layout, &opened.image.descriptor, store).map_err(|e| e.to_string())?;
-    }
+    let remote = kiln_oci::transport::Remote::Never;
+    let opened = kiln_oci::transport::open_image(store, &r, Some(platform), remote).map_err(|e| e.to_string())?;
+    opened
+        .copy_into(store, kiln_oci::transport::Scope::Platform)
+        .map_err(|e| e.to_string())?;
     Ok(ResolvedImage {
         digest: opened.image.descriptor.digest,
         config: opened.image.config,
@@ -102,39 +119,61 @@ pub fn resolve_in_store(store: &Store, name: &str, platform: &Platform) -> Resul
 }
 
 /// Reads the Dockerfile and context and makes the plan (no layer work).
-pub fn prepare(store: &Store, req: &BuildRequest) -> Result<Prepared, BuildError> {
+pub fn prepare(store: &Store, req: &DockerfileRequest) -> Result<Prepared, BuildError> {
     prepare_with(req, &|name: &str, p: &Platform| resolve_in_store(store, name, p))
 }
 
-/// [`prepare`] with the caller's base-image resolver, so the CLI can pull from registries
-/// (`--pull`) and pin or check digests (`Dockerfile.lock`, `--locked`) without the build
-/// engine knowing about registries. The resolver must leave the image's blobs in the store
-/// the build will run against.
+/// [`prepare`] with the caller's base-image resolver, usually
+/// [`crate::pins::BasePins::resolve`], which pulls from registries (`--pull`) and checks
+/// digests against `Dockerfile.lock` (`--locked`). The resolver must leave the image's blobs
+/// in the store the build will run against.
 pub fn prepare_with(
-    req: &BuildRequest,
+    req: &DockerfileRequest,
     resolve: &dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
 ) -> Result<Prepared, BuildError> {
     let dockerfile = req.dockerfile.clone().unwrap_or_else(|| req.context.join("Dockerfile"));
-    let source = std::fs::read_to_string(&dockerfile).map_err(io_err(&dockerfile))?;
+    if !req.context.is_dir() {
+        return Err(BuildError::Input {
+            message: format!("build context {} is not a directory", req.context.display()),
+            hint: "give the directory holding the files COPY reads, e.g. `kiln build -t app .`".into(),
+        });
+    }
+    let source = std::fs::read_to_string(&dockerfile).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if req.dockerfile.is_none() => BuildError::Input {
+            message: format!("{} has no Dockerfile (and no kiln.toml)", req.context.display()),
+            hint: "add one, name another with -f, or pipe one in with -f -".into(),
+        },
+        std::io::ErrorKind::NotFound => BuildError::Input {
+            message: format!("Dockerfile {} does not exist", dockerfile.display()),
+            hint: "check the -f path; it is relative to the current directory, not the context".into(),
+        },
+        _ => io_err(&dockerfile)(e),
+    })?;
     let file_name = dockerfile.display().to_string();
-    let ignore = match kiln_dockerfile::dockerignore::ignore_file_for(&req.context, &dockerfile) {
-        Some(p) => {
-            let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
-            Some(
-                kiln_dockerfile::dockerignore::Matcher::parse(&text).map_err(|e| BuildError::Io {
-                    path: p.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                })?,
-            )
-        }
-        None => None,
-    };
     let context_root = std::fs::canonicalize(&req.context).map_err(io_err(&req.context))?;
+    let ignore = context_ignore(&req.context, &context_root, &dockerfile)?;
     let (git_time, revision, source_url) = git_info(&context_root);
-    let (git_revision, git_remote) = (revision.clone(), source_url.clone());
+    let git = revision.clone().map(|commit| GitSource {
+        dir: context_root.display().to_string(),
+        commit,
+        remote: source_url.clone(),
+    });
     let sde = req.source_date_epoch.or(git_time).unwrap_or(0);
-    let host = crate::platform::host();
+    let host = kiln_plan::platform::host();
     let platform = req.platform.clone().unwrap_or_else(|| host.clone());
+    let inputs = Inputs {
+        frontend: Frontend::Dockerfile,
+        source: FileInput {
+            path: file_name.clone(),
+            digest: Digest::sha256_of(source.as_bytes()),
+        },
+        lock: None,
+        git,
+        build_args: redacted_args(&req.build_args),
+        target: req.target.clone(),
+        build_platform: Some(host.clone()),
+        spec_hash: None,
+    };
     let input = FrontendInput {
         file_name: &file_name,
         source: &source,
@@ -147,7 +186,16 @@ pub fn prepare_with(
         source_url,
         resolve_image: resolve,
     };
-    let out = frontend::plan(&input)?;
+    let mut out = frontend::plan(&input)?;
+    if !req.labels.is_empty() {
+        let target = out.plan.target;
+        let labels = out.plan.stages[target]
+            .config
+            .config
+            .labels
+            .get_or_insert_with(Default::default);
+        labels.extend(req.labels.iter().cloned());
+    }
     let mut warnings: Vec<String> = out
         .unused_build_args
         .iter()
@@ -166,8 +214,93 @@ pub fn prepare_with(
         file_name,
         context: ContextTree::new(context_root, ignore),
         warnings,
-        git: (git_revision, git_remote),
+        inputs,
     })
+}
+
+/// The context's ignore rules: the user's `.dockerignore` (or `<Dockerfile>.dockerignore`),
+/// after a first rule that leaves out the Dockerfile's lock file. A lock is kiln's, not the
+/// project's, so `COPY . /src/` never carries it into an image; a `!Dockerfile.lock` line in
+/// the user's file brings it back, as any later rule would.
+fn context_ignore(
+    context: &Path,
+    context_root: &Path,
+    dockerfile: &Path,
+) -> Result<Option<kiln_dockerfile::dockerignore::Matcher>, BuildError> {
+    use kiln_dockerfile::dockerignore::Matcher;
+    let bad = |p: &Path, e: kiln_dockerfile::dockerignore::PatternError| BuildError::Io {
+        path: p.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    };
+    let user = match kiln_dockerfile::dockerignore::ignore_file_for(context, dockerfile) {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+            // Parsed alone first, so an error names the user's own line.
+            Matcher::parse(&text).map_err(|e| bad(&p, e))?;
+            Some((p, text))
+        }
+        None => None,
+    };
+    let lock = crate::lockfile::for_dockerfile(dockerfile);
+    let lock_rel = lock
+        .parent()
+        .and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+        .and_then(|d| d.strip_prefix(context_root).ok().map(Path::to_path_buf))
+        .and_then(|d| Some(d.join(lock.file_name()?)))
+        .and_then(|r| r.to_str().map(escape_pattern));
+    let Some(lock_rel) = lock_rel else {
+        return Ok(match user {
+            Some((p, text)) => Some(Matcher::parse(&text).map_err(|e| bad(&p, e))?),
+            None => None,
+        });
+    };
+    let (path, text) = user.unwrap_or_else(|| (context.join(".dockerignore"), String::new()));
+    Ok(Some(
+        Matcher::parse(&format!("{lock_rel}\n{text}")).map_err(|e| bad(&path, e))?,
+    ))
+}
+
+/// A path as a .dockerignore pattern that matches only itself.
+fn escape_pattern(path: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in path.chars().enumerate() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') || (i == 0 && matches!(c, '!' | '#')) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `kiln lock` for a Dockerfile: runs the frontend once per platform, resolving every base
+/// image through `pins` (which pulls what names a registry), and returns the lock of what
+/// they resolved to. No layer work, and nothing is written.
+pub fn lock_dockerfile(
+    req: &DockerfileRequest,
+    platforms: &[Platform],
+    pins: &crate::pins::BasePins<'_>,
+) -> Result<kiln_plan::lock::Lock, BuildError> {
+    for p in platforms {
+        let mut r = req.clone();
+        r.platform = Some(p.clone());
+        prepare_with(&r, &|name, plat| pins.resolve(name, plat))?;
+    }
+    Ok(pins.to_lock())
+}
+
+/// The build args as provenance and `--print-plan` record them: the last value of each
+/// name, a credential-looking one replaced by `<redacted>`.
+fn redacted_args(args: &[(String, String)]) -> std::collections::BTreeMap<String, String> {
+    args.iter()
+        .map(|(k, v)| {
+            let shown = if looks_like_secret(k, v) {
+                "<redacted>".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
 }
 
 /// A credential-looking build arg name or value.
@@ -205,7 +338,7 @@ pub fn looks_like_secret(name: &str, value: &str) -> bool {
 pub fn run(
     store: &Store,
     prepared: &Prepared,
-    req: &BuildRequest,
+    req: &DockerfileRequest,
     tags: &[String],
     progress: &dyn Progress,
 ) -> Result<Solved, BuildError> {
@@ -226,6 +359,8 @@ pub fn run(
         progress,
         run: req.run.clone(),
     };
+    // Held until the tag is written: a `prune` in between would collect the new image.
+    let _lease = store.lease()?;
     let solved = solver::solve(store, &prepared.plan, &opts)?;
     if names.is_empty() {
         store.add_untagged(&solved.manifest)?;

@@ -12,9 +12,9 @@ use kiln_oci::layer::{EntryKind, FileSource, LayerEntry};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::StepError;
-use crate::plan::CopyOp;
 use crate::statcache::StatCache;
 use crate::tree::{self, Node, NodeKind, Tree};
+use kiln_plan::plan::CopyOp;
 
 /// One thing to copy, relative to where it lands.
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ pub fn collect(
     for src in &op.sources {
         let matches = expand_pattern(tree, src).map_err(io)?;
         if matches.is_empty() {
-            let what = if op.from == crate::plan::CopyFrom::Context {
+            let what = if op.from == kiln_plan::plan::CopyFrom::Context {
                 "not found in the build context (or excluded by .dockerignore)"
             } else {
                 "not found in the source stage or image"
@@ -282,35 +282,13 @@ fn parallel_hashes(items: &[Item], sc: &StatCache) -> std::io::Result<Vec<Option
         .map(|n| n.get())
         .unwrap_or(2)
         .min(8);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<[u8; 32]>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let err: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= items.len() {
-                        break;
-                    }
-                    if items[i].node.kind != NodeKind::File {
-                        continue;
-                    }
-                    match sc.hash(&items[i].node) {
-                        Ok(h) => *results[i].lock().unwrap() = Some(h),
-                        Err(e) => {
-                            *err.lock().unwrap() = Some(e);
-                            break;
-                        }
-                    }
-                }
-            });
+    kiln_oci::parallel::try_map_ordered(items, workers, |_, item| {
+        if item.node.kind == NodeKind::File {
+            sc.hash(&item.node).map(Some)
+        } else {
+            Ok(None)
         }
-    });
-    if let Some(e) = err.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(results.into_iter().map(|m| m.into_inner().unwrap()).collect())
+    })
 }
 
 /// How ownership is assigned to what a COPY writes.

@@ -38,6 +38,17 @@ pub enum BuildError {
         /// The failure.
         error: StepError,
     },
+    /// A step cannot run on this host as it is set up (a foreign architecture without QEMU
+    /// emulation): the environment's fault, exit 3.
+    #[error("{file}:{line}: {error}")]
+    Environment {
+        /// Dockerfile name.
+        file: String,
+        /// Line of the instruction.
+        line: usize,
+        /// What is missing and how to add it.
+        error: StepError,
+    },
     /// A RUN step ran and exited with a failure.
     #[error("{file}:{line}: `{instruction}` failed with exit code {code}{}", if tail.is_empty() { String::new() } else { format!("; its last output:\n  {}", tail.join("\n  ")) })]
     RunFailed {
@@ -68,6 +79,45 @@ pub enum BuildError {
         /// The unpack failure (names the entry).
         source: kiln_oci::unpack::UnpackError,
     },
+    /// A layer's content does not hash to the diff_id its image's config claims: the image
+    /// is corrupt or forged (it could claim another image's diff_ids to poison the snapshots
+    /// kept by chain ID). Nothing of it was used.
+    #[error(
+        "image {image}, layer {layer}: its content hashes to {actual}, but the image's config claims diff_id {claimed} (hint: the image is corrupt or forged and was not used; get it again from a source you trust)"
+    )]
+    DiffIdMismatch {
+        /// Image the layer belongs to.
+        image: String,
+        /// The layer's blob digest.
+        layer: String,
+        /// The diff_id the config claims.
+        claimed: String,
+        /// What the uncompressed content hashes to.
+        actual: String,
+    },
+    /// The build was asked for something that is not there (a context, a Dockerfile).
+    #[error("{message} (hint: {hint})")]
+    Input {
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+    /// A Debian input (kiln.lock, a .deb, the archive) was refused or could not be fetched.
+    #[error(transparent)]
+    Debian(#[from] kiln_debian::Error),
+    /// The filesystem holding kiln's state has no room left (for a step, or an unpack).
+    #[error(
+        "{at}: the disk holding {path} is full ({free} bytes free) (hint: free some space (`kiln prune --cache` drops the build cache) or point KILN_HOME at a bigger filesystem)"
+    )]
+    DiskFull {
+        /// Where: `Dockerfile:LINE`, or the image and layer being unpacked.
+        at: String,
+        /// kiln's state directory.
+        path: String,
+        /// Bytes free there.
+        free: u64,
+    },
     /// Reading the Dockerfile or context failed.
     #[error("{path}: {source}")]
     Io {
@@ -82,10 +132,13 @@ impl BuildError {
     /// The process exit code per DESIGN.md: 2 for bad input, 3 for environment failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Frontend(_) | BuildError::Step { .. } => 2,
+            BuildError::Frontend(_) | BuildError::Step { .. } | BuildError::Input { .. } => 2,
             BuildError::RunFailed { .. } => 1,
-            BuildError::Unpack { .. } => 2,
-            BuildError::Store(_) | BuildError::Layer(_) | BuildError::Io { .. } => 3,
+            BuildError::Unpack { .. } | BuildError::DiffIdMismatch { .. } => 2,
+            BuildError::Debian(e) => e.exit_code().into(),
+            BuildError::Store(e) if e.is_input() => 2,
+            BuildError::Store(_) | BuildError::Layer(_) | BuildError::Io { .. } | BuildError::DiskFull { .. } => 3,
+            BuildError::Environment { .. } => 3,
         }
     }
 }

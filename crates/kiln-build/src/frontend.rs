@@ -13,8 +13,8 @@ use kiln_dockerfile::{Command, CommandLine, Dockerfile, Instruction};
 use kiln_oci::image::{Empty, Healthcheck as ImageHealthcheck, ImageConfig, rfc3339};
 use kiln_oci::{Digest, Platform};
 
-use crate::plan::{Base, CopyFrom, CopyOp, InlineFile, MkdirOp, Op, Plan, RunOp, StagePlan, Step};
-use crate::platform;
+use kiln_plan::plan::{Base, CopyFrom, CopyOp, InlineFile, MkdirOp, Op, Plan, RunOp, StagePlan, Step};
+use kiln_plan::platform;
 
 /// Linux's default PATH, added when a base image has none (as BuildKit does).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -214,6 +214,7 @@ pub fn plan(input: &FrontendInput<'_>) -> Result<FrontendOutput, FrontendError> 
         plan: Plan {
             platform: input.platform.clone(),
             source_date_epoch: input.source_date_epoch,
+            history_comment: Some("kiln".into()),
             stages,
             target,
         },
@@ -411,6 +412,21 @@ fn scratch_config(p: &Platform) -> ImageConfig {
     }
 }
 
+/// The variables an instruction sees: the stage's build args, then its ENV (which wins).
+/// Taken before the instruction, so `ENV a=1 b=$a` sees the old `a` (ENV's same-instruction
+/// rule).
+fn visible_env(state: &StageState) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = state.args.clone();
+    for kv in state.config.config.env.as_deref().unwrap_or_default() {
+        if let Some((k, val)) = kv.split_once('=') {
+            v.push((k.to_string(), val.to_string()));
+        }
+    }
+    v
+}
+
+/// One instruction: its effect on the stage's config and, for those that make a layer,
+/// its step.
 fn dispatch(
     ctx: &mut Ctx<'_>,
     globals: &[(String, String)],
@@ -418,101 +434,128 @@ fn dispatch(
     state: &mut StageState,
     instr: &Instruction,
 ) -> Result<(), FrontendError> {
-    let created_by = instr.original.clone();
-    let mut op = Op::Metadata;
-    // Snapshot of the environment before this instruction (ENV's same-instruction rule).
-    let snapshot_env: Vec<(String, String)> = {
-        let mut v: Vec<(String, String)> = state.args.clone();
-        for kv in state.config.config.env.as_deref().unwrap_or_default() {
-            if let Some((k, val)) = kv.split_once('=') {
-                v.push((k.to_string(), val.to_string()));
-            }
-        }
-        v
-    };
+    let snapshot_env = visible_env(state);
     let env = |n: &str| lookup(&snapshot_env, n);
-    let rc = &mut state.config.config;
-    match &instr.command {
+    let op = match &instr.command {
         Command::From { .. } => unreachable!("stages never contain FROM"),
-        Command::Env(kvs) => {
-            let mut pairs = Vec::new();
-            for kv in kvs {
-                let k = expand(ctx, instr, &kv.key, &env)?;
-                let v = expand(ctx, instr, &kv.value, &env)?;
-                if k.is_empty() {
-                    return Err(ctx.err(
-                        instr.line,
-                        1,
-                        "ENV names an empty variable",
-                        Some("write ENV NAME=value"),
-                    ));
-                }
-                pairs.push((k, v));
-            }
-            for (k, v) in pairs {
-                state.set_env(&k, &v);
-            }
-        }
         Command::Arg(decls) => {
-            for d in decls {
-                let value = match ctx.build_arg(&d.name) {
-                    Some(v) => Some(v),
-                    None => match &d.default {
-                        Some(def) => Some(expand(ctx, instr, def, &env)?),
-                        None => lookup(globals, &d.name),
-                    },
-                };
-                state.args.retain(|(k, _)| k != &d.name);
-                if let Some(v) = value {
-                    state.args.push((d.name.clone(), v));
-                }
-            }
+            declare_args(ctx, globals, state, instr, decls, &env)?;
             return Ok(()); // ARG leaves no history, as in BuildKit.
         }
-        Command::Label(kvs) => {
-            let mut labels = Vec::new();
-            for kv in kvs {
-                labels.push((expand(ctx, instr, &kv.key, &env)?, expand(ctx, instr, &kv.value, &env)?));
-            }
-            let map = rc.labels.get_or_insert_with(BTreeMap::new);
-            map.extend(labels);
-        }
-        Command::Expose(words) => {
-            let mut ports = Vec::new();
-            for w in words {
-                for word in expand_words(ctx, instr, w, &env)? {
-                    ports.extend(parse_ports(&word).ok_or_else(|| {
-                        ctx.err(
-                            instr.line,
-                            1,
-                            format!("invalid port {word:?}"),
-                            Some("use PORT, PORT/tcp, PORT/udp or a range like 8000-8010/tcp"),
-                        )
-                    })?);
-                }
-            }
-            let map = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
-            for p in ports {
-                map.insert(p, Empty {});
-            }
-        }
-        Command::User(u) => {
-            let u = expand(ctx, instr, u, &env)?;
-            rc.user = Some(u);
+        Command::Env(kvs) => {
+            set_env(ctx, state, instr, kvs, &env)?;
+            Op::Metadata
         }
         Command::Workdir(w) => {
             let w = expand(ctx, instr, w, &env)?;
             let path = clean_abs(&join_path(&state.workdir(), &w));
             state.config.config.working_dir = Some(path.clone());
-            op = Op::Mkdir(MkdirOp {
+            Op::Mkdir(MkdirOp {
                 path,
                 user: state.config.config.user.clone(),
-            });
+            })
         }
+        Command::Copy(args) | Command::Add(args) => {
+            let is_add = matches!(instr.command, Command::Add(_));
+            Op::Copy(plan_copy(ctx, earlier, state, instr, args, is_add, &env)?)
+        }
+        Command::Run { cmd, heredocs } => Op::Run(plan_run(ctx, earlier, state, instr, cmd, heredocs, &env)?),
+        other => {
+            set_config(ctx, state, instr, other, &env)?;
+            Op::Metadata
+        }
+    };
+    state.steps.push(Step {
+        line: instr.line,
+        created_by: instr.original.clone(),
+        op,
+    });
+    Ok(())
+}
+
+/// `ARG`: a declaration takes the `--build-arg`, else its default, else the global ARG of
+/// that name.
+fn declare_args(
+    ctx: &mut Ctx<'_>,
+    globals: &[(String, String)],
+    state: &mut StageState,
+    instr: &Instruction,
+    decls: &[kiln_dockerfile::ArgDecl],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), FrontendError> {
+    for d in decls {
+        let value = match ctx.build_arg(&d.name) {
+            Some(v) => Some(v),
+            None => match &d.default {
+                Some(def) => Some(expand(ctx, instr, def, env)?),
+                None => lookup(globals, &d.name),
+            },
+        };
+        state.args.retain(|(k, _)| k != &d.name);
+        if let Some(v) = value {
+            state.args.push((d.name.clone(), v));
+        }
+    }
+    Ok(())
+}
+
+/// `ENV`: every pair is expanded against the environment before the instruction, then set.
+fn set_env(
+    ctx: &mut Ctx<'_>,
+    state: &mut StageState,
+    instr: &Instruction,
+    kvs: &[kiln_dockerfile::KeyValue],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), FrontendError> {
+    let mut pairs = Vec::new();
+    for kv in kvs {
+        let k = expand(ctx, instr, &kv.key, env)?;
+        let v = expand(ctx, instr, &kv.value, env)?;
+        if k.is_empty() {
+            return Err(ctx.err(
+                instr.line,
+                1,
+                "ENV names an empty variable",
+                Some("write ENV NAME=value"),
+            ));
+        }
+        pairs.push((k, v));
+    }
+    for (k, v) in pairs {
+        state.set_env(&k, &v);
+    }
+    Ok(())
+}
+
+/// The instructions that only change the image config.
+fn set_config(
+    ctx: &mut Ctx<'_>,
+    state: &mut StageState,
+    instr: &Instruction,
+    command: &Command,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), FrontendError> {
+    let rc = &mut state.config.config;
+    match command {
+        Command::Label(kvs) => {
+            let mut labels = Vec::new();
+            for kv in kvs {
+                labels.push((expand(ctx, instr, &kv.key, env)?, expand(ctx, instr, &kv.value, env)?));
+            }
+            rc.labels.get_or_insert_with(BTreeMap::new).extend(labels);
+        }
+        Command::Expose(words) => {
+            let ports = expose_ports(ctx, instr, words, env)?;
+            let map = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
+            for p in ports {
+                map.insert(p, Empty {});
+            }
+        }
+        Command::User(u) => rc.user = Some(expand(ctx, instr, u, env)?),
         Command::Volume(words) => {
             let mut vols = Vec::new();
             for w in words {
-                let v = expand(ctx, instr, w, &env)?;
+                let v = expand(ctx, instr, w, env)?;
                 if v.is_empty() {
                     return Err(ctx.err(
                         instr.line,
@@ -528,39 +571,12 @@ fn dispatch(
                 map.insert(v, Empty {});
             }
         }
-        Command::StopSignal(s) => {
-            let s = expand(ctx, instr, s, &env)?;
-            rc.stop_signal = Some(s);
-        }
-        Command::Healthcheck(h) => {
-            rc.healthcheck = Some(match h {
-                kiln_dockerfile::Healthcheck::None => ImageHealthcheck {
-                    test: vec!["NONE".into()],
-                    ..Default::default()
-                },
-                kiln_dockerfile::Healthcheck::Cmd { cmd, options } => {
-                    let test = match cmd {
-                        CommandLine::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                        CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                    };
-                    let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).unwrap_or(0);
-                    ImageHealthcheck {
-                        test,
-                        interval: ns(options.interval),
-                        timeout: ns(options.timeout),
-                        start_period: ns(options.start_period),
-                        start_interval: ns(options.start_interval),
-                        retries: options.retries.map(i64::from).unwrap_or(0),
-                    }
-                }
-            });
-        }
+        Command::StopSignal(s) => rc.stop_signal = Some(expand(ctx, instr, s, env)?),
+        Command::Healthcheck(h) => rc.healthcheck = Some(healthcheck(h)),
         Command::Onbuild(trigger) => {
             rc.on_build.get_or_insert_with(Vec::new).push(trigger.original.clone());
         }
-        Command::Maintainer(m) => {
-            state.config.author = Some(m.clone());
-        }
+        Command::Maintainer(m) => state.config.author = Some(m.clone()),
         Command::Shell(sh) => {
             state.shell = sh.clone();
             rc.shell = Some(sh.clone());
@@ -575,78 +591,126 @@ fn dispatch(
                 rc.cmd = None;
             }
         }
-        Command::Copy(args) | Command::Add(args) => {
-            let is_add = matches!(instr.command, Command::Add(_));
-            op = Op::Copy(plan_copy(ctx, earlier, state, instr, args, is_add, &env)?);
-        }
-        Command::Run { cmd, heredocs } => {
-            // Proxy args reach RUN steps without an ARG, as in Docker (and, like other build
-            // args, never the image's config).
-            let mut run_env: Vec<String> = ctx
-                .input
-                .build_args
-                .iter()
-                .filter(|(k, _)| {
-                    is_predefined_arg(k) && k != "SOURCE_DATE_EPOCH" && !state.args.iter().any(|(a, _)| a == k)
-                })
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            run_env.extend(state.args.iter().map(|(k, v)| format!("{k}={v}")));
-            run_env.extend(state.config.config.env.clone().unwrap_or_default());
-            let (args, scripts) = run_args(cmd, heredocs, &state.shell);
-            let mut mounts = Vec::new();
-            for f in instr.flags.iter().filter(|f| f.name == "mount") {
-                let raw = f.value.as_deref().unwrap_or_default();
-                let expanded = expand(ctx, instr, raw, &env)?;
-                let mut m = crate::run::mounts::parse(&expanded)
-                    .map_err(|e| ctx.err(f.line, f.col, e.to_string(), Some("see docs/build.md, RUN --mount")))?;
-                if let Some(from) = m.from_mut()
-                    && let crate::run::mounts::MountFrom::Named { name } = from.clone()
-                {
-                    *from = resolve_mount_from(ctx, earlier, state, instr, f, &name)?;
-                }
-                mounts.push(m);
-            }
-            let network = match instr.flag_value("network") {
-                None => None,
-                Some(n @ ("default" | "none" | "host")) => Some(n.to_string()),
-                Some(other) => {
-                    let f = instr.flag("network").expect("flag present");
-                    return Err(ctx.err(
-                        f.line,
-                        f.col,
-                        format!("invalid --network={other}"),
-                        Some("use default, none or host"),
-                    ));
-                }
-            };
-            if let Some(sec) = instr.flag("security")
-                && sec.value.as_deref() != Some("sandbox")
-            {
-                return Err(ctx.err(
-                    sec.line,
-                    sec.col,
-                    "RUN --security=insecure is not allowed",
-                    Some("kiln runs every step sandboxed; remove the flag"),
-                ));
-            }
-            op = Op::Run(RunOp {
-                args,
-                env: run_env,
-                workdir: state.workdir(),
-                user: state.config.config.user.clone(),
-                mounts,
-                network,
-                scripts,
-            });
+        other => unreachable!("{other:?} is dispatched elsewhere"),
+    }
+    Ok(())
+}
+
+/// `EXPOSE` words as `PORT/proto` keys.
+fn expose_ports(
+    ctx: &Ctx<'_>,
+    instr: &Instruction,
+    words: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, FrontendError> {
+    let mut ports = Vec::new();
+    for w in words {
+        for word in expand_words(ctx, instr, w, env)? {
+            ports.extend(parse_ports(&word).ok_or_else(|| {
+                ctx.err(
+                    instr.line,
+                    1,
+                    format!("invalid port {word:?}"),
+                    Some("use PORT, PORT/tcp, PORT/udp or a range like 8000-8010/tcp"),
+                )
+            })?);
         }
     }
-    state.steps.push(Step {
-        line: instr.line,
-        created_by,
-        op,
-    });
-    Ok(())
+    Ok(ports)
+}
+
+/// `HEALTHCHECK` as the image config records it (durations in nanoseconds).
+fn healthcheck(h: &kiln_dockerfile::Healthcheck) -> ImageHealthcheck {
+    match h {
+        kiln_dockerfile::Healthcheck::None => ImageHealthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        },
+        kiln_dockerfile::Healthcheck::Cmd { cmd, options } => {
+            let test = match cmd {
+                CommandLine::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            };
+            let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).unwrap_or(0);
+            ImageHealthcheck {
+                test,
+                interval: ns(options.interval),
+                timeout: ns(options.timeout),
+                start_period: ns(options.start_period),
+                start_interval: ns(options.start_interval),
+                retries: options.retries.map(i64::from).unwrap_or(0),
+            }
+        }
+    }
+}
+
+/// `RUN`: argv, environment, mounts (with `from=` resolved) and network.
+fn plan_run(
+    ctx: &mut Ctx<'_>,
+    earlier: &[StagePlan],
+    state: &mut StageState,
+    instr: &Instruction,
+    cmd: &CommandLine,
+    heredocs: &[kiln_dockerfile::Heredoc],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RunOp, FrontendError> {
+    // Proxy args reach RUN steps without an ARG, as in Docker (and, like other build
+    // args, never the image's config).
+    let mut run_env: Vec<String> = ctx
+        .input
+        .build_args
+        .iter()
+        .filter(|(k, _)| is_predefined_arg(k) && k != "SOURCE_DATE_EPOCH" && !state.args.iter().any(|(a, _)| a == k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    run_env.extend(state.args.iter().map(|(k, v)| format!("{k}={v}")));
+    run_env.extend(state.config.config.env.clone().unwrap_or_default());
+    let (args, scripts) = run_args(cmd, heredocs, &state.shell);
+    let mut mounts = Vec::new();
+    for f in instr.flags.iter().filter(|f| f.name == "mount") {
+        let raw = f.value.as_deref().unwrap_or_default();
+        let expanded = expand(ctx, instr, raw, env)?;
+        let mut m = kiln_plan::mounts::parse(&expanded)
+            .map_err(|e| ctx.err(f.line, f.col, e.to_string(), Some("see docs/build.md, RUN --mount")))?;
+        if let Some(from) = m.from_mut()
+            && let kiln_plan::mounts::MountFrom::Named { name } = from.clone()
+        {
+            *from = resolve_mount_from(ctx, earlier, state, instr, f, &name)?;
+        }
+        mounts.push(m);
+    }
+    let network = match instr.flag_value("network") {
+        None => None,
+        Some(n @ ("default" | "none" | "host")) => Some(n.to_string()),
+        Some(other) => {
+            let f = instr.flag("network").expect("flag present");
+            return Err(ctx.err(
+                f.line,
+                f.col,
+                format!("invalid --network={other}"),
+                Some("use default, none or host"),
+            ));
+        }
+    };
+    if let Some(sec) = instr.flag("security")
+        && sec.value.as_deref() != Some("sandbox")
+    {
+        return Err(ctx.err(
+            sec.line,
+            sec.col,
+            "RUN --security=insecure is not allowed",
+            Some("kiln runs every step sandboxed; remove the flag"),
+        ));
+    }
+    Ok(RunOp {
+        args,
+        env: run_env,
+        workdir: state.workdir(),
+        user: state.config.config.user.clone(),
+        mounts,
+        network,
+        scripts,
+    })
 }
 
 fn plan_copy(
@@ -852,8 +916,8 @@ fn resolve_mount_from(
     instr: &Instruction,
     flag: &kiln_dockerfile::Flag,
     name: &str,
-) -> Result<crate::run::mounts::MountFrom, FrontendError> {
-    use crate::run::mounts::MountFrom;
+) -> Result<kiln_plan::mounts::MountFrom, FrontendError> {
+    use kiln_plan::mounts::MountFrom;
     let lower = name.to_lowercase();
     if let Some(s) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
         state.depends_on.push(s.index);

@@ -1,15 +1,18 @@
 //! kiln's build engine.
 //!
-//! frontend (Dockerfile → [`plan::Plan`]) → solver (cache lookups, parallel stages) →
+//! frontend (Dockerfile → [`kiln_plan::plan::Plan`]) → solver (cache lookups, parallel stages) →
 //! executor (file operations in-process) → image in the store. See DESIGN.md, "Data flow".
 
 pub mod build;
 pub mod copy;
 pub mod error;
+pub mod files;
 pub mod frontend;
-pub mod plan;
-pub mod platform;
+pub mod lockfile;
+pub mod pins;
+pub mod pipeline;
 pub mod run;
+pub mod snapshot;
 pub mod solver;
 pub mod spec;
 pub mod statcache;

@@ -6,7 +6,7 @@
 //! outside the build), so a rebuild with nothing changed does no layer work.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -19,9 +19,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::copy::{self, Materialize, Ownership};
 use crate::error::{BuildError, StepError};
-use crate::plan::{Base, CopyFrom, Op, Plan, StagePlan, Step};
+use crate::snapshot::Snapshotter;
 use crate::statcache::StatCache;
 use crate::tree::{self, ContextTree, LayeredTree, Tree};
+use kiln_plan::plan::{Base, CopyFrom, Op, Plan, StagePlan, Step};
 
 /// A layer of an image being built: its diff_id and blob descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +35,18 @@ pub struct LayerRef {
 
 /// A cache record: what a step produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheRecord {
-    layer: Option<LayerRef>,
+pub(crate) struct CacheRecord {
+    pub(crate) layer: Option<LayerRef>,
 }
 
 /// Receives progress events; the CLI renders them as bars or plain lines.
 pub trait Progress: Sync {
+    /// A step began (before its cache lookup), so a display can show it while it runs;
+    /// `step_done` for the same stage follows. Steps of one stage never overlap.
+    fn step_started(&self, _stage: &str, _index: usize, _total: usize, _created_by: &str) {}
+    /// The running step of `stage` wrote `bytes` more file content into its layer (COPY,
+    /// ADD, a RUN's changes), so a long layer write shows its bytes and rate.
+    fn step_bytes(&self, _stage: &str, _bytes: u64) {}
     /// A step finished (or was found in the cache).
     fn step_done(&self, stage: &str, index: usize, total: usize, created_by: &str, cached: bool, seconds: f64);
     /// Something worth a warning.
@@ -47,6 +54,8 @@ pub trait Progress: Sync {
     /// One line of a RUN step's output (never secret values: kiln prints none, and a step
     /// that echoes a secret is the step's doing).
     fn output(&self, _stage: &str, _line: &str) {}
+    /// A line about the build's inputs (a lock written, a .deb fetched).
+    fn note(&self, _message: &str) {}
 }
 
 /// A progress sink that prints nothing.
@@ -84,6 +93,9 @@ pub struct RunSettings {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--network` for steps that do not say.
     pub network: Option<String>,
+    /// `--allow network.host`: the host's network namespace may be used (BuildKit's
+    /// entitlement); without it `--network=host` and `RUN --network=host` are refused.
+    pub allow_network_host: bool,
     /// `--keep-volatile`.
     pub keep_volatile: bool,
 }
@@ -103,6 +115,36 @@ pub struct Solved {
     pub cache_misses: usize,
 }
 
+/// Where a step runs: the step, the key and layers below it, and names for messages.
+struct StepAt<'b> {
+    step: &'b Step,
+    parent_key: [u8; 32],
+    /// The layers below the step (a copy: the producer may run after the stage moved on).
+    layers: Vec<LayerRef>,
+    outs: &'b [Option<StageOut>],
+    origin: &'b str,
+    label: &'b str,
+    /// The stage's architecture: a foreign one runs RUN under QEMU ([`crate::run::qemu`]).
+    arch: &'b str,
+}
+
+/// A step's cache keys: `record` finds its layer in the cache, `chain` is what the next
+/// step's key builds on. They differ only for steps whose layer does not depend on what
+/// lies below them.
+struct StepKeys {
+    record: [u8; 32],
+    chain: [u8; 32],
+}
+
+impl StepKeys {
+    fn chained(key: [u8; 32]) -> StepKeys {
+        StepKeys {
+            record: key,
+            chain: key,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct StageOut {
     layers: Vec<LayerRef>,
@@ -113,17 +155,45 @@ struct StageOut {
 /// Work that makes a step's layer, run only on a cache miss.
 type Producer<'s, 'a> = Box<dyn FnOnce(&Solver<'s>) -> Result<Option<LayerRef>, BuildError> + 'a>;
 
+/// Refuses, before anything runs, a build that would use the host's network without
+/// `--allow network.host`: the `--network=host` flag, or a `RUN --network=host` in a stage
+/// the build needs (as BuildKit checks entitlements when it solves).
+fn check_entitlements(plan: &Plan, opts: &SolveOptions<'_>) -> Result<(), BuildError> {
+    let run = &opts.run;
+    if run.allow_network_host {
+        return Ok(());
+    }
+    let host_step = plan
+        .needed_stages()
+        .flat_map(|s| s.steps.iter())
+        .find(|step| matches!(&step.op, Op::Run(r) if r.network.as_deref() == Some("host")));
+    let (line, what) = match host_step {
+        Some(step) => (step.line, "RUN --network=host"),
+        None if run.network.as_deref() == Some("host") => (0, "--network=host"),
+        None => return Ok(()),
+    };
+    Err(BuildError::Step {
+        file: opts.file_name.clone(),
+        line,
+        error: crate::run::network::host_not_allowed(what),
+    })
+}
+
 struct Solver<'a> {
     store: &'a Store,
     plan: &'a Plan,
     opts: &'a SolveOptions<'a>,
     stat_cache: StatCache,
     counts: Mutex<(usize, usize)>,
-    unpack_lock: Mutex<()>,
+    snapshots: Snapshotter<'a>,
+    user_network: crate::run::network::UserNetwork,
 }
 
 /// Executes the plan and writes the target image to the store (untagged; the caller tags).
 pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solved, BuildError> {
+    check_entitlements(plan, opts)?;
+    // Leftovers of killed builds go first, if no other kiln is running.
+    crate::snapshot::clean_if_idle(store)?;
     let _lease = store.lease()?;
     let solver = Solver {
         store,
@@ -131,7 +201,8 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
         opts,
         stat_cache: StatCache::load(store.meta_dir().join("statcache")),
         counts: Mutex::new((0, 0)),
-        unpack_lock: Mutex::new(()),
+        snapshots: Snapshotter::new(store),
+        user_network: crate::run::network::UserNetwork::new(),
     };
     let mut outs: Vec<Option<StageOut>> = vec![None; plan.stages.len()];
     let mut pending: Vec<usize> = plan.needed_stages().map(|s| s.index).collect();
@@ -177,6 +248,27 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
     })
 }
 
+/// Writes an image index over per-platform manifests (a kiln.toml build's result), in the
+/// order given; nothing is tagged.
+pub fn write_index(store: &Store, manifests: &[(kiln_oci::Platform, Descriptor)]) -> Result<Descriptor, BuildError> {
+    let index = kiln_oci::Index {
+        schema_version: 2,
+        media_type: Some(kiln_oci::media::OCI_INDEX.into()),
+        manifests: manifests
+            .iter()
+            .map(|(p, d)| {
+                let mut d = d.clone();
+                d.platform = Some(p.clone());
+                d
+            })
+            .collect(),
+        annotations: BTreeMap::new(),
+    };
+    let bytes = kiln_oci::canonical_json(&index);
+    let digest = store.put_blob(&bytes)?;
+    Ok(Descriptor::new(kiln_oci::media::OCI_INDEX, digest, bytes.len() as u64))
+}
+
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -186,7 +278,7 @@ fn hash(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-impl Solver<'_> {
+impl<'a> Solver<'a> {
     fn stage_label(&self, st: &StagePlan) -> String {
         st.name.clone().unwrap_or_else(|| format!("stage-{}", st.index))
     }
@@ -199,32 +291,47 @@ impl Solver<'_> {
         }
     }
 
-    fn run_stage(&self, st: &StagePlan, outs: &[Option<StageOut>]) -> Result<StageOut, BuildError> {
-        let platform = crate::platform::format(&self.plan.platform);
-        let settings = format!("{platform}|{:?}|{}", self.opts.compression, self.plan.source_date_epoch);
-        let (mut layers, mut history, mut key) = match &st.base {
-            Base::Scratch => (
-                vec![],
-                vec![],
-                hash(&[b"kiln-cache-v1", b"scratch", settings.as_bytes()]),
-            ),
+    /// The cache-key settings every step of this plan shares: platform, compression and
+    /// SOURCE_DATE_EPOCH all change layer bytes.
+    fn settings(&self) -> String {
+        let platform = kiln_plan::platform::format(&self.plan.platform);
+        format!("{platform}|{:?}|{}", self.opts.compression, self.plan.source_date_epoch)
+    }
+
+    /// What a stage starts from: its base's layers, history and cache key.
+    fn stage_base(&self, st: &StagePlan, outs: &[Option<StageOut>]) -> Result<StageOut, BuildError> {
+        let settings = self.settings();
+        Ok(match &st.base {
+            Base::Scratch => StageOut {
+                layers: vec![],
+                history: vec![],
+                key: hash(&[b"kiln-cache-v1", b"scratch", settings.as_bytes()]),
+            },
             Base::Stage { index } => {
                 let o = outs[*index].as_ref().expect("dependency solved");
-                (
-                    o.layers.clone(),
-                    o.history.clone(),
-                    hash(&[b"kiln-cache-v1", &o.key, settings.as_bytes()]),
-                )
+                StageOut {
+                    layers: o.layers.clone(),
+                    history: o.history.clone(),
+                    key: hash(&[b"kiln-cache-v1", &o.key, settings.as_bytes()]),
+                }
             }
             Base::Image { digest, reference } => {
                 let (layers, history) = self.image_layers(digest, reference)?;
-                (
+                StageOut {
                     layers,
                     history,
-                    hash(&[b"kiln-cache-v1", digest.to_string().as_bytes(), settings.as_bytes()]),
-                )
+                    key: hash(&[b"kiln-cache-v1", digest.to_string().as_bytes(), settings.as_bytes()]),
+                }
             }
-        };
+        })
+    }
+
+    fn run_stage(&self, st: &StagePlan, outs: &[Option<StageOut>]) -> Result<StageOut, BuildError> {
+        let StageOut {
+            mut layers,
+            mut history,
+            mut key,
+        } = self.stage_base(st, outs)?;
         let label = self.stage_label(st);
         // Names the image whose layers a failure came from (base images dominate the count).
         let origin = match &st.base {
@@ -234,87 +341,31 @@ impl Solver<'_> {
         let total = st.steps.len();
         for (n, step) in st.steps.iter().enumerate() {
             let started = Instant::now();
-            let op_json = serde_json::to_vec(&step.op).expect("plans serialise");
-            let created = Some(rfc3339(self.plan.source_date_epoch));
-            let (step_key, produce): (_, Option<Producer<'_, '_>>) = match &step.op {
-                Op::Metadata => (hash(&[&key, &op_json]), None),
-                Op::Run(r) => {
-                    let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json.clone()];
-                    for m in &r.mounts {
-                        parts.push(self.mount_key(step, m, outs)?.to_vec());
-                    }
-                    // --keep-volatile changes the layer, so it is part of the key (only
-                    // when set, so the usual keys stay as they are).
-                    if self.opts.run.keep_volatile {
-                        parts.push(b"keep-volatile".to_vec());
-                    }
-                    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-                    let k = hash(&refs);
-                    let layers_now = layers.clone();
-                    let origin = origin.clone();
-                    let label = label.clone();
-                    (
-                        k,
-                        Some(Box::new(move |s: &Self| {
-                            s.run(step, r, &layers_now, outs, &origin, &label)
-                        })),
-                    )
-                }
-                Op::Mkdir(m) => {
-                    let k = hash(&[&key, &op_json]);
-                    let layers_now = layers.clone();
-                    let origin = origin.clone();
-                    (
-                        k,
-                        Some(Box::new(move |s: &Self| s.mkdir(step, m, &layers_now, &origin))),
-                    )
-                }
-                Op::Copy(c) => {
-                    let (k, collected) = match &c.from {
-                        CopyFrom::Context => {
-                            let col = copy::collect(c, self.opts.context, Some(&self.stat_cache), &step.created_by)
-                                .map_err(|e| self.step_err(step, e))?;
-                            (hash(&[&key, &op_json, &col.content_key]), Some(col))
-                        }
-                        CopyFrom::Stage { index } => {
-                            let o = outs[*index].as_ref().expect("dependency solved");
-                            (hash(&[&key, &op_json, &o.key]), None)
-                        }
-                        CopyFrom::Image { digest, .. } => {
-                            (hash(&[&key, &op_json, digest.to_string().as_bytes()]), None)
-                        }
-                    };
-                    let layers_now = layers.clone();
-                    let origin = origin.clone();
-                    (
-                        k,
-                        Some(Box::new(move |s: &Self| {
-                            s.copy(step, c, collected, &layers_now, outs, &origin)
-                        })),
-                    )
-                }
+            self.opts.progress.step_started(&label, n + 1, total, &step.created_by);
+            let at = StepAt {
+                step,
+                parent_key: key,
+                layers: layers.clone(),
+                outs,
+                origin: &origin,
+                label: &label,
+                arch: &st.config.architecture,
             };
-            key = step_key;
+            let (keys, produce) = self.prepare_step(&at)?;
+            key = keys.chain;
             let (layer, cached) = match produce {
                 None => (None, false),
-                Some(f) => match self.cache_get(&key) {
-                    Some(rec) if !self.opts.no_cache => (rec.layer, true),
-                    _ => {
-                        let layer = f(self)?;
-                        self.cache_put(&key, &CacheRecord { layer: layer.clone() })?;
-                        (layer, false)
-                    }
-                },
+                Some(f) => self.produce(&keys.record, f)?,
             };
             if !matches!(step.op, Op::Metadata) {
                 let mut c = self.counts.lock().unwrap();
                 if cached { c.0 += 1 } else { c.1 += 1 }
             }
             history.push(History {
-                created,
+                created: Some(rfc3339(self.plan.source_date_epoch)),
                 created_by: Some(step.created_by.clone()),
                 author: None,
-                comment: Some("kiln".into()),
+                comment: self.plan.history_comment.clone(),
                 empty_layer: layer.is_none(),
             });
             if let Some(l) = layer {
@@ -330,6 +381,107 @@ impl Solver<'_> {
             );
         }
         Ok(StageOut { layers, history, key })
+    }
+
+    /// A step's layer: from the cache record under `key`, or made by `f` and recorded.
+    fn produce(&self, key: &[u8; 32], f: Producer<'a, '_>) -> Result<(Option<LayerRef>, bool), BuildError> {
+        match self.cache_get(key) {
+            Some(rec) if !self.opts.no_cache => Ok((rec.layer, true)),
+            _ => {
+                let layer = f(self)?;
+                self.cache_put(key, &CacheRecord { layer: layer.clone() })?;
+                Ok((layer, false))
+            }
+        }
+    }
+
+    /// A step's cache keys, and the work that makes its layer on a miss (none for metadata).
+    fn prepare_step<'b>(&self, at: &StepAt<'b>) -> Result<(StepKeys, Option<Producer<'a, 'b>>), BuildError>
+    where
+        'a: 'b,
+    {
+        let step = at.step;
+        let key = at.parent_key;
+        let op_json = serde_json::to_vec(&step.op).expect("plans serialise");
+        let (origin, label, arch) = (at.origin.to_string(), at.label.to_string(), at.arch.to_string());
+        let layers_now = at.layers.clone();
+        let outs = at.outs;
+        Ok(match &step.op {
+            Op::Metadata => (StepKeys::chained(hash(&[&key, &op_json])), None),
+            Op::Run(r) => {
+                let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json];
+                for m in &r.mounts {
+                    parts.push(self.mount_key(step, m, outs)?.to_vec());
+                }
+                // --keep-volatile changes the layer, so it is part of the key (only
+                // when set, so the usual keys stay as they are).
+                if self.opts.run.keep_volatile {
+                    parts.push(b"keep-volatile".to_vec());
+                }
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                (
+                    StepKeys::chained(hash(&refs)),
+                    Some(Box::new(move |s: &Solver<'a>| {
+                        crate::run::qemu::ensure(&arch).map_err(|error| BuildError::Environment {
+                            file: s.opts.file_name.clone(),
+                            line: step.line,
+                            error,
+                        })?;
+                        s.run(step, r, &layers_now, outs, &origin, &label)
+                    })),
+                )
+            }
+            Op::Mkdir(m) => (
+                StepKeys::chained(hash(&[&key, &op_json])),
+                Some(Box::new(move |s: &Solver<'a>| s.mkdir(step, m, &layers_now, &origin))),
+            ),
+            Op::Copy(c) => {
+                let (k, collected) = match &c.from {
+                    CopyFrom::Context => {
+                        let col = copy::collect(c, self.opts.context, Some(&self.stat_cache), &step.created_by)
+                            .map_err(|e| self.step_err(step, e))?;
+                        (hash(&[&key, &op_json, &col.content_key]), Some(col))
+                    }
+                    CopyFrom::Stage { index } => {
+                        let o = outs[*index].as_ref().expect("dependency solved");
+                        (hash(&[&key, &op_json, &o.key]), None)
+                    }
+                    CopyFrom::Image { digest, .. } => (hash(&[&key, &op_json, digest.to_string().as_bytes()]), None),
+                };
+                (
+                    StepKeys::chained(k),
+                    Some(Box::new(move |s: &Solver<'a>| {
+                        s.copy(step, c, collected, &layers_now, outs, (&origin, &label))
+                    })),
+                )
+            }
+            Op::Debian(d) => {
+                // The layer depends on the packages alone (as COPY --link), so its record
+                // is shared by every image that installs them, whatever lies below.
+                let record = hash(&[b"kiln-deb-layer-v1", self.settings().as_bytes(), &op_json]);
+                (
+                    StepKeys {
+                        record,
+                        chain: hash(&[&key, &record]),
+                    },
+                    Some(Box::new(move |s: &Solver<'a>| {
+                        let sde = s.plan.source_date_epoch;
+                        s.write_layer(Some(&label), crate::files::debian_entries(s.store, d, sde)?)
+                    })),
+                )
+            }
+            Op::Files(f) => {
+                let root = self.opts.context.root();
+                let content = crate::files::content_key(f, root)?;
+                (
+                    StepKeys::chained(hash(&[&key, &op_json, &content])),
+                    Some(Box::new(move |s: &Solver<'a>| {
+                        let sde = s.plan.source_date_epoch;
+                        s.write_layer(Some(&label), crate::files::file_entries(f, s.opts.context.root(), sde)?)
+                    })),
+                )
+            }
+        })
     }
 
     fn cache_path(&self, key: &[u8; 32]) -> PathBuf {
@@ -377,112 +529,42 @@ impl Solver<'_> {
                 ),
             });
         }
-        let layers = img
-            .manifest
-            .layers
-            .iter()
-            .zip(&img.config.rootfs.diff_ids)
-            .map(|(d, id)| LayerRef {
-                diff_id: id.clone(),
-                descriptor: d.clone(),
-            })
-            .collect();
-        Ok((layers, img.config.history))
-    }
-
-    /// The snapshot of the rootfs after `layers` (the last one applied on top of the
-    /// others): `kiln/snapshots/<chain id>` holds what that layer changed, in overlayfs's
-    /// upper-dir form, so a stack of snapshots is what overlay mounts as lower dirs. Made
-    /// once and reused by every later build.
-    ///
-    /// The layer is applied through an overlay of the snapshots below it, as containerd's
-    /// snapshotter does: a parent directory the layer's tar does not list is copied up with
-    /// its real owner and mode, rather than invented as root's 0755, which would hide them.
-    fn unpacked(&self, layers: &[LayerRef], image: &str) -> Result<PathBuf, BuildError> {
-        let layer = layers.last().expect("at least one layer");
-        let chain = chain_id(layers);
-        let root = snapshots_dir(self.store);
-        let dir = root.join(chain.hex());
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-        let lowers = (1..layers.len())
-            .map(|n| self.unpacked(&layers[..n], image))
-            .collect::<Result<Vec<_>, _>>()?;
-        let _g = self.unpack_lock.lock().unwrap();
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| BuildError::Io { path, source }
-        };
-        std::fs::create_dir_all(&root).map_err(io(&root))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".unpack-")
-            .tempdir_in(&root)
-            .map_err(io(&root))?;
-        let (upper, work, merged) = (
-            tmp.path().join("upper"),
-            tmp.path().join("work"),
-            tmp.path().join("merged"),
-        );
-        for d in [&upper, &work, &merged] {
-            std::fs::create_dir_all(d).map_err(io(d))?;
-        }
-        let blob = self.store.open_blob(&layer.descriptor.digest)?;
-        let hashing = kiln_oci::digest::VerifyingReader::unchecked(blob);
-        let stream = kiln_oci::decompress::open_layer_stream_for_media_type(hashing, &layer.descriptor.media_type)
-            .map_err(|source| BuildError::Io {
-                path: layer.descriptor.digest.to_string(),
-                source,
-            })?;
-        // Through an overlay when there is something below and we may mount (root, or the
-        // user namespace of a rootless build); otherwise straight into the snapshot, with
-        // whiteouts recorded the way overlay would.
-        let mount = if lowers.is_empty() {
-            None
-        } else {
-            crate::run::overlay::OverlayMount::mount(&lowers, &upper, &work, &merged, &tmp.path().join("empty")).ok()
-        };
-        let (target, whiteouts) = match &mount {
-            Some(_) => (&merged, kiln_oci::unpack::WhiteoutMode::Apply),
-            None => (&upper, kiln_oci::unpack::WhiteoutMode::Keep),
-        };
-        let opts = kiln_oci::unpack::UnpackOptions {
-            whiteouts,
-            ..Default::default()
-        };
-        kiln_oci::unpack::unpack_layer(stream, target, &opts).map_err(|source| BuildError::Unpack {
-            image: image.to_string(),
-            layer: layer.descriptor.digest.to_string(),
-            source,
-        })?;
-        drop(mount);
-        if let Err(e) = std::fs::rename(&upper, &dir)
-            && !dir.is_dir()
-        {
-            return Err(BuildError::Io {
-                path: dir.display().to_string(),
-                source: e,
-            });
-        }
-        Ok(dir)
+        Ok((layer_refs(&img), img.config.history))
     }
 
     fn view(&self, layers: &[LayerRef], image: &str) -> Result<LayeredTree, BuildError> {
-        let dirs = (1..=layers.len())
-            .map(|n| self.unpacked(&layers[..n], image))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LayeredTree::new(dirs))
+        Ok(LayeredTree::new(self.snapshots.stack(layers, image)?))
     }
 
-    fn write_layer(&self, entries: impl IntoIterator<Item = LayerEntry>) -> Result<Option<LayerRef>, BuildError> {
+    /// Writes a step's layer; the file bytes written are reported as the step of `label`
+    /// (in batches, so a 10k-file COPY costs the display a few hundred calls, not 10k).
+    fn write_layer(
+        &self,
+        label: Option<&str>,
+        entries: impl IntoIterator<Item = LayerEntry>,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        const BATCH: u64 = 1 << 20;
         let mut w = LayerWriter::new(self.store, self.opts.compression, Some(self.plan.source_date_epoch))?;
         let mut any = false;
+        let (mut pending, mut entries_pending) = (0u64, 0u32);
         for e in entries {
             w.append(&e)?;
             any = true;
+            if let kiln_oci::layer::EntryKind::File { size, .. } = &e.kind {
+                pending += size;
+            }
+            entries_pending += 1;
+            if let Some(l) = label
+                && (pending >= BATCH || entries_pending >= 256)
+            {
+                self.opts.progress.step_bytes(l, pending);
+                (pending, entries_pending) = (0, 0);
+            }
+        }
+        if let Some(l) = label
+            && pending > 0
+        {
+            self.opts.progress.step_bytes(l, pending);
         }
         if !any {
             return Ok(None);
@@ -498,16 +580,16 @@ impl Solver<'_> {
     fn mount_key(
         &self,
         step: &Step,
-        m: &crate::run::mounts::RunMount,
+        m: &kiln_plan::mounts::RunMount,
         outs: &[Option<StageOut>],
     ) -> Result<[u8; 32], BuildError> {
-        use crate::run::mounts::{MountFrom, RunMount};
+        use kiln_plan::mounts::{MountFrom, RunMount};
         let RunMount::Bind { from, source, .. } = m else {
             return Ok([0; 32]);
         };
         Ok(match from {
             MountFrom::Context => {
-                let op = crate::plan::CopyOp {
+                let op = kiln_plan::plan::CopyOp {
                     from: CopyFrom::Context,
                     sources: vec![source.clone()],
                     inline: vec![],
@@ -532,14 +614,14 @@ impl Solver<'_> {
     fn run(
         &self,
         step: &Step,
-        op: &crate::plan::RunOp,
+        op: &kiln_plan::plan::RunOp,
         layers: &[LayerRef],
         outs: &[Option<StageOut>],
         origin: &str,
         label: &str,
     ) -> Result<Option<LayerRef>, BuildError> {
         use crate::run::exec::{Network, RunError, RunInputs, Runtime, run_step};
-        use crate::run::mounts::MountFrom;
+        use kiln_plan::mounts::MountFrom;
         let settings = &self.opts.run;
         let runtime = Runtime::find(settings.runtime.as_deref()).map_err(|e| self.step_err(step, e))?;
         let view = self.view(layers, origin)?;
@@ -573,14 +655,21 @@ impl Solver<'_> {
             secrets: &settings.secrets,
             ssh: &settings.ssh,
             network,
+            allow_network_host: settings.allow_network_host,
+            user_network: &self.user_network,
             keep_volatile: settings.keep_volatile,
             context_dir: self.opts.context.root(),
             source_layers: &source_layers,
             output: &output,
         };
         match run_step(&inputs) {
-            Ok(result) => self.write_layer(result.entries.iter().cloned()),
+            Ok(result) => self.write_layer(Some(label), result.entries.iter().cloned()),
             Err(RunError::Setup(e)) => Err(self.step_err(step, e)),
+            Err(RunError::DiskFull { path, free }) => Err(BuildError::DiskFull {
+                at: format!("{}:{}", self.opts.file_name, step.line),
+                path: path.display().to_string(),
+                free,
+            }),
             Err(RunError::Failed { code, tail }) => Err(BuildError::RunFailed {
                 file: self.opts.file_name.clone(),
                 line: step.line,
@@ -594,7 +683,7 @@ impl Solver<'_> {
     fn mkdir(
         &self,
         step: &Step,
-        m: &crate::plan::MkdirOp,
+        m: &kiln_plan::plan::MkdirOp,
         layers: &[LayerRef],
         origin: &str,
     ) -> Result<Option<LayerRef>, BuildError> {
@@ -632,17 +721,17 @@ impl Solver<'_> {
                 }
             }
         }
-        self.write_layer(entries)
+        self.write_layer(None, entries)
     }
 
     fn copy(
         &self,
         step: &Step,
-        op: &crate::plan::CopyOp,
+        op: &kiln_plan::plan::CopyOp,
         collected: Option<copy::Collected>,
         layers: &[LayerRef],
         outs: &[Option<StageOut>],
-        origin: &str,
+        (origin, label): (&str, &str),
     ) -> Result<Option<LayerRef>, BuildError> {
         let source_view;
         let (source, from_context): (&dyn Tree, bool) = match &op.from {
@@ -685,56 +774,19 @@ impl Solver<'_> {
             scratch_dir: scratch.path(),
         };
         let entries = copy::materialize(op, &collected, &m).map_err(|e| self.step_err(step, e))?;
-        self.write_layer(entries.into_values())
+        self.write_layer(Some(label), entries.into_values())
     }
 }
 
-/// The directory of rootfs snapshots (one per chain of layers), which `kiln prune --cache` clears.
-pub fn snapshots_dir(store: &Store) -> PathBuf {
-    store.meta_dir().join("snapshots")
-}
-
-/// The OCI chain ID of a stack of layers: a snapshot's identity depends on everything below
-/// it, since applying a layer reads what is already there.
-pub fn chain_id(layers: &[LayerRef]) -> Digest {
-    let mut chain = layers[0].diff_id.clone();
-    for l in &layers[1..] {
-        chain = Digest::sha256_of(format!("{chain} {}", l.diff_id).as_bytes());
-    }
-    chain
-}
-
-/// Every blob a cache record references, so `prune` can keep them (unless asked to drop the
-/// build cache too).
-pub fn cache_roots(store: &Store) -> std::collections::BTreeSet<Digest> {
-    let mut out = std::collections::BTreeSet::new();
-    let dir = store.meta_dir().join("cache");
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            if let Ok(data) = std::fs::read(e.path())
-                && let Ok(rec) = serde_json::from_slice::<CacheRecord>(&data)
-                && let Some(l) = rec.layer
-            {
-                out.insert(l.descriptor.digest);
-            }
-        }
-    }
-    out
-}
-
-/// Removes the build cache records and unpacked layers.
-pub fn clear_cache(store: &Store) -> std::io::Result<()> {
-    for d in [
-        store.meta_dir().join("cache"),
-        snapshots_dir(store),
-        store.meta_dir().join("layers"),
-        store.meta_dir().join("statcache"),
-    ] {
-        match std::fs::metadata(&d) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&d)?,
-            Ok(_) => std::fs::remove_file(&d)?,
-            Err(_) => {}
-        }
-    }
-    Ok(())
+/// An image's layers paired with their diff_ids (the caller checks the counts match).
+pub fn layer_refs(img: &kiln_oci::image::Image) -> Vec<LayerRef> {
+    img.manifest
+        .layers
+        .iter()
+        .zip(&img.config.rootfs.diff_ids)
+        .map(|(d, id)| LayerRef {
+            diff_id: id.clone(),
+            descriptor: d.clone(),
+        })
+        .collect()
 }

@@ -10,16 +10,27 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
 use crate::http;
-use crate::lock::LockedPackage;
+use kiln_plan::lock::LockedPackage;
 
-fn deb_path(cache: &Path, sha256: &str) -> PathBuf {
-    cache.join("debs").join(format!("{sha256}.deb"))
+/// The cache file of a .deb. Its name comes from a lock, which comes from outside: only a
+/// sha256 in hex names a file, so no lock can point kiln at a path outside the cache.
+fn deb_path(cache: &Path, p: &LockedPackage) -> Result<PathBuf, Error> {
+    if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::Input {
+            message: format!(
+                "kiln.lock: sha256 {:?} of {} is not 64 lowercase hex characters",
+                p.sha256, p.name
+            ),
+            hint: "recreate the lock with `kiln lock --update` and review the diff".into(),
+        });
+    }
+    Ok(cache.join("debs").join(format!("{}.deb", p.sha256)))
 }
 
 /// Returns the .deb's bytes, downloading it on a cache miss. A download whose sha256 or
 /// size differs from the lock is a hard error and never enters the cache.
 pub fn get(cache: &Path, p: &LockedPackage) -> Result<Vec<u8>, Error> {
-    let path = deb_path(cache, &p.sha256);
+    let path = deb_path(cache, p)?;
     if let Ok(d) = std::fs::read(&path) {
         if hex::encode(Sha256::digest(&d)) == p.sha256 {
             return Ok(d);
@@ -55,11 +66,12 @@ pub fn get(cache: &Path, p: &LockedPackage) -> Result<Vec<u8>, Error> {
 /// Makes sure every package is in the cache, downloading up to four at once. Returns how
 /// many were downloaded.
 pub fn prefetch(cache: &Path, packages: &[&LockedPackage], progress: &(dyn Fn(&str) + Sync)) -> Result<usize, Error> {
-    let missing: Vec<&LockedPackage> = packages
-        .iter()
-        .copied()
-        .filter(|p| !deb_path(cache, &p.sha256).exists())
-        .collect();
+    let mut missing: Vec<&LockedPackage> = Vec::new();
+    for p in packages {
+        if !deb_path(cache, p)?.exists() {
+            missing.push(p);
+        }
+    }
     let queue = Mutex::new(missing.iter());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let progress_lock = Mutex::new(());

@@ -179,37 +179,27 @@ impl Universe {
 
     /// Resolves `requested` (`name` or `name=version`); `exclude` names count as installed.
     pub fn resolve(&self, requested: &[String], exclude: &[String]) -> Result<Vec<Resolved>, ResolveError> {
-        let arch = self.arch.clone();
-        let mut chosen: BTreeMap<String, (Candidate, String)> = BTreeMap::new();
-        let mut queue: VecDeque<(Vec<Dep>, Vec<String>, Option<String>)> = VecDeque::new();
-        for r in requested {
-            let (name, constraint) = match r.split_once('=') {
-                Some((n, v)) => (n.trim().to_string(), Some((Op::Eq, v.trim().to_string()))),
-                None => (r.trim().to_string(), None),
-            };
-            queue.push_back((
-                vec![Dep {
+        let mut chosen: Chosen = BTreeMap::new();
+        let mut queue: VecDeque<(Vec<Dep>, Vec<String>, Option<String>)> = requested
+            .iter()
+            .map(|r| {
+                let (name, constraint) = match r.split_once('=') {
+                    Some((n, v)) => (n.trim().to_string(), Some((Op::Eq, v.trim().to_string()))),
+                    None => (r.trim().to_string(), None),
+                };
+                let dep = Dep {
                     name,
                     arch_qualifier: None,
                     constraint,
                     arches: vec![],
-                }],
-                vec![],
-                None,
-            ));
-        }
+                };
+                (vec![dep], vec![], None)
+            })
+            .collect();
         let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
         while let Some((group, chain, from)) = queue.pop_front() {
-            let group: Vec<Dep> = group.into_iter().filter(|d| d.applies_to(&arch)).collect();
-            if group.is_empty() {
-                continue;
-            }
-            let show = |chain: &[String]| {
-                let mut parts = chain.to_vec();
-                parts.push(control::show_group(&group));
-                parts.join(" → ")
-            };
-            if group.iter().any(|d| exclude.contains(&d.name)) {
+            let group: Vec<Dep> = group.into_iter().filter(|d| d.applies_to(&self.arch)).collect();
+            if group.is_empty() || group.iter().any(|d| exclude.contains(&d.name)) {
                 continue;
             }
             if let Some((name, _)) = chosen
@@ -221,76 +211,9 @@ impl Universe {
                 }
                 continue;
             }
-            let mut picked: Option<&Candidate> = None;
-            let mut clash: Option<String> = None;
-            for dep in group.iter().filter(|d| self.qualifier_ok(d)) {
-                if let Some((c, why)) = chosen.get(&dep.name) {
-                    clash.get_or_insert(format!(
-                        "{} {} was chosen (for {why}) but {} is required",
-                        dep.name,
-                        c.stanza.version,
-                        control::show_group(std::slice::from_ref(dep))
-                    ));
-                    continue;
-                }
-                if let Some(c) = self
-                    .by_name
-                    .get(&dep.name)
-                    .and_then(|l| l.iter().find(|c| dep.version_ok(&c.stanza.version)))
-                {
-                    picked = Some(c);
-                    break;
-                }
-                // A virtual package: pick a provider (one already chosen was handled above).
-                if let Some(provs) = self.providers.get(&dep.name) {
-                    let found = provs.iter().find_map(|(pname, _)| {
-                        if chosen.contains_key(pname) {
-                            return None;
-                        }
-                        self.by_name.get(pname)?.iter().find(|c| Self::satisfies(c, dep))
-                    });
-                    if let Some(c) = found {
-                        picked = Some(c);
-                        break;
-                    }
-                }
-            }
-            let Some(c) = picked else {
-                let reason = match clash {
-                    Some(c) => c,
-                    None => {
-                        let names: Vec<String> = group
-                            .iter()
-                            .map(|d| match self.by_name.get(&d.name) {
-                                Some(l) => format!(
-                                    "{} has only {}",
-                                    d.name,
-                                    l.iter()
-                                        .map(|c| c.stanza.version.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                ),
-                                None if self.providers.contains_key(&d.name) => {
-                                    format!("no provider of {} matches", d.name)
-                                }
-                                None => format!("no package {} for {arch}", d.name),
-                            })
-                            .collect();
-                        names.join("; ")
-                    }
-                };
-                let hint = if chain.is_empty() {
-                    "check the name (apt-cache search) and the suites and components in [[source]]".to_string()
-                } else {
-                    "add the suite that has it to [[source]], or list the dependency in `exclude` if the image does not need it".to_string()
-                };
-                return Err(ResolveError::Unsatisfiable {
-                    arch,
-                    chain: show(&chain),
-                    reason,
-                    hint,
-                });
-            };
+            let c = self
+                .pick(&group, &chosen)
+                .map_err(|clash| self.unsatisfiable(&group, clash, &chain))?;
             let name = c.stanza.package.clone();
             if let Some(f) = &from {
                 edges.entry(f.clone()).or_default().push(name.clone());
@@ -307,23 +230,7 @@ impl Universe {
             };
             chosen.insert(name, (c.clone(), why));
         }
-        // Conflicts and Breaks among the chosen set.
-        for (name, (c, _)) in &chosen {
-            for g in &c.conflicts {
-                for d in g {
-                    for (other, (oc, _)) in &chosen {
-                        if other != name && Self::satisfies(oc, d) {
-                            return Err(ResolveError::Conflict {
-                                arch,
-                                a: format!("{name} {}", c.stanza.version),
-                                b: format!("{other} {}", oc.stanza.version),
-                                relation: d.to_string(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        self.check_conflicts(&chosen)?;
         Ok(chosen
             .into_iter()
             .map(|(name, (candidate, _))| {
@@ -335,7 +242,103 @@ impl Universe {
             })
             .collect())
     }
+
+    /// The first alternative of `group` that a package (or a provider of a virtual one)
+    /// satisfies, or why none does when an alternative clashes with a chosen version.
+    fn pick(&self, group: &[Dep], chosen: &Chosen) -> Result<&Candidate, Option<String>> {
+        let mut clash: Option<String> = None;
+        for dep in group.iter().filter(|d| self.qualifier_ok(d)) {
+            if let Some((c, why)) = chosen.get(&dep.name) {
+                clash.get_or_insert(format!(
+                    "{} {} was chosen (for {why}) but {} is required",
+                    dep.name,
+                    c.stanza.version,
+                    control::show_group(std::slice::from_ref(dep))
+                ));
+                continue;
+            }
+            if let Some(c) = self
+                .by_name
+                .get(&dep.name)
+                .and_then(|l| l.iter().find(|c| dep.version_ok(&c.stanza.version)))
+            {
+                return Ok(c);
+            }
+            // A virtual package: pick a provider (one already chosen was handled before).
+            if let Some(provs) = self.providers.get(&dep.name) {
+                let found = provs.iter().find_map(|(pname, _)| {
+                    if chosen.contains_key(pname) {
+                        return None;
+                    }
+                    self.by_name.get(pname)?.iter().find(|c| Self::satisfies(c, dep))
+                });
+                if let Some(c) = found {
+                    return Ok(c);
+                }
+            }
+        }
+        Err(clash)
+    }
+
+    /// The error for a group nothing satisfies, with the chain of packages that asked for it.
+    fn unsatisfiable(&self, group: &[Dep], clash: Option<String>, chain: &[String]) -> ResolveError {
+        let arch = &self.arch;
+        let reason = clash.unwrap_or_else(|| {
+            let names: Vec<String> = group
+                .iter()
+                .map(|d| match self.by_name.get(&d.name) {
+                    Some(l) => format!(
+                        "{} has only {}",
+                        d.name,
+                        l.iter()
+                            .map(|c| c.stanza.version.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None if self.providers.contains_key(&d.name) => format!("no provider of {} matches", d.name),
+                    None => format!("no package {} for {arch}", d.name),
+                })
+                .collect();
+            names.join("; ")
+        });
+        let hint = if chain.is_empty() {
+            "check the name (apt-cache search) and the suites and components in [[source]]".to_string()
+        } else {
+            "add the suite that has it to [[source]], or list the dependency in `exclude` if the image does not need it"
+                .to_string()
+        };
+        let mut parts = chain.to_vec();
+        parts.push(control::show_group(group));
+        ResolveError::Unsatisfiable {
+            arch: arch.clone(),
+            chain: parts.join(" → "),
+            reason,
+            hint,
+        }
+    }
+
+    /// Conflicts and Breaks among the chosen set.
+    fn check_conflicts(&self, chosen: &Chosen) -> Result<(), ResolveError> {
+        for (name, (c, _)) in chosen {
+            for d in c.conflicts.iter().flatten() {
+                for (other, (oc, _)) in chosen {
+                    if other != name && Self::satisfies(oc, d) {
+                        return Err(ResolveError::Conflict {
+                            arch: self.arch.clone(),
+                            a: format!("{name} {}", c.stanza.version),
+                            b: format!("{other} {}", oc.stanza.version),
+                            relation: d.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Chosen packages by name, with why each was chosen (for messages).
+type Chosen = BTreeMap<String, (Candidate, String)>;
 
 #[cfg(test)]
 mod tests {

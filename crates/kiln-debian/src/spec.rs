@@ -193,28 +193,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn hint_for(message: &str) -> String {
     // serde: "unknown field `pakages`, expected one of `source`, `architectures`, …"
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((bad, expected)) = rest.split_once('`')
     {
         let choices: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        if let Some(best) = choices.iter().min_by_key(|c| distance(bad, c))
-            && distance(bad, best) <= 3
+        if let Some(best) = choices.iter().min_by_key(|c| strsim::levenshtein(bad, c))
+            && strsim::levenshtein(bad, best) <= 3
         {
             return format!("did you mean `{best}`? see docs/kiln-toml.md");
         }

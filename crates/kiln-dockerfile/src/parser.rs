@@ -43,32 +43,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         if !directives_done {
             match directive(t) {
                 Some((key, value)) => {
-                    if !seen_directives.insert(key.clone()) {
-                        return Err(ParseError::new(
-                            lineno,
-                            lead + 1,
-                            format!("only one {key} parser directive can be used"),
-                        )
-                        .with_hint("remove the repeated directive"));
-                    }
-                    match key.as_str() {
-                        "escape" => {
-                            let mut cs = value.chars();
-                            match (cs.next(), cs.next()) {
-                                (Some(c @ ('\\' | '`')), None) => directives.escape = c,
-                                _ => {
-                                    return Err(ParseError::new(
-                                        lineno,
-                                        lead + 1,
-                                        format!("invalid escape token '{value}' does not match ` or \\"),
-                                    )
-                                    .with_hint("use `# escape=\\` (the default) or `# escape=``"));
-                                }
-                            }
-                        }
-                        "syntax" => directives.syntax = Some(value),
-                        _ => directives.check = Some(value),
-                    }
+                    apply_directive(&mut directives, &mut seen_directives, key, value, (lineno, lead + 1))?;
                     continue;
                 }
                 None => directives_done = true,
@@ -79,69 +54,16 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         }
 
         let escape = directives.escape;
-        let (first, mut more) = trim_continuation(t, escape);
-        let mut lg = Logical {
-            text: first.to_string(),
-            segs: vec![Seg {
-                start: 0,
-                line: lineno,
-                col: raw[..lead].chars().count() + 1,
-                text: first,
-            }],
-        };
-        while more && i < lines.len() {
-            let raw = lines[i];
-            i += 1;
-            let tl = raw.trim_start();
-            if tl.is_empty() || tl.starts_with('#') {
-                continue;
-            }
-            let (part, m) = trim_continuation(raw, escape);
-            lg.segs.push(Seg {
-                start: lg.text.len(),
-                line: i,
-                col: 1,
-                text: part,
-            });
-            lg.text.push_str(part);
-            more = m;
-        }
+        let lg = join_continuations(&lines, &mut i, (lineno, lead), escape);
         if lg.text.trim().is_empty() {
             continue;
         }
 
         let cx = Cx { lg: &lg, escape };
         let (mut inst, markers) = cx.instruction(0)?;
-
         // Heredoc bodies follow the instruction, in marker order.
         if let Some(docs) = heredocs_mut(&mut inst) {
-            for (doc, off) in docs.iter_mut().zip(markers) {
-                let mut terminated = false;
-                while i < lines.len() {
-                    let raw = lines[i];
-                    i += 1;
-                    let cand = if doc.strip_tabs {
-                        raw.trim_start_matches('\t')
-                    } else {
-                        raw
-                    };
-                    if cand == doc.name {
-                        terminated = true;
-                        break;
-                    }
-                    doc.content.push_str(cand);
-                    doc.content.push('\n');
-                }
-                if !terminated {
-                    return Err(cx
-                        .err(off, format!("unterminated heredoc {:?}", doc.name))
-                        .with_hint(format!(
-                            "end the heredoc with a line containing only `{}`{}",
-                            doc.name,
-                            if doc.strip_tabs { " (leading tabs allowed)" } else { "" }
-                        )));
-                }
-            }
+            read_heredocs(&cx, docs, &markers, &lines, &mut i)?;
         }
         let end_line = i.max(lineno);
         inst.end_line = end_line;
@@ -150,22 +72,139 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         }
         instructions.push(inst);
     }
+    check_stages(&instructions, &lines)?;
+    Ok(Dockerfile {
+        directives,
+        instructions,
+    })
+}
 
-    // Structural checks BuildKit makes before building.
-    let Some(first) = instructions.first() else {
+/// Records one parser directive (`# escape=`, `# syntax=`, `# check=`) at `at` (line, col).
+fn apply_directive(
+    directives: &mut Directives,
+    seen: &mut HashSet<String>,
+    key: String,
+    value: String,
+    at: (usize, usize),
+) -> Result<(), ParseError> {
+    if !seen.insert(key.clone()) {
+        return Err(
+            ParseError::new(at.0, at.1, format!("only one {key} parser directive can be used"))
+                .with_hint("remove the repeated directive"),
+        );
+    }
+    match key.as_str() {
+        "escape" => {
+            let mut cs = value.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c @ ('\\' | '`')), None) => directives.escape = c,
+                _ => {
+                    return Err(ParseError::new(
+                        at.0,
+                        at.1,
+                        format!("invalid escape token '{value}' does not match ` or \\"),
+                    )
+                    .with_hint("use `# escape=\\` (the default) or `# escape=``"));
+                }
+            }
+        }
+        "syntax" => directives.syntax = Some(value),
+        _ => directives.check = Some(value),
+    }
+    Ok(())
+}
+
+/// The logical line starting at physical line `start.0` (1-based, `start.1` bytes of
+/// indentation): continuation lines are joined, blank and comment lines inside skipped, and
+/// every piece remembers where it came from. `i` moves past what was read.
+fn join_continuations<'a>(lines: &[&'a str], i: &mut usize, start: (usize, usize), escape: char) -> Logical<'a> {
+    let (lineno, lead) = start;
+    let raw = lines[lineno - 1];
+    let (first, mut more) = trim_continuation(&raw[lead..], escape);
+    let mut lg = Logical {
+        text: first.to_string(),
+        segs: vec![Seg {
+            start: 0,
+            line: lineno,
+            col: raw[..lead].chars().count() + 1,
+            text: first,
+        }],
+    };
+    while more && *i < lines.len() {
+        let raw = lines[*i];
+        *i += 1;
+        let tl = raw.trim_start();
+        if tl.is_empty() || tl.starts_with('#') {
+            continue;
+        }
+        let (part, m) = trim_continuation(raw, escape);
+        lg.segs.push(Seg {
+            start: lg.text.len(),
+            line: *i,
+            col: 1,
+            text: part,
+        });
+        lg.text.push_str(part);
+        more = m;
+    }
+    lg
+}
+
+/// Reads the bodies of an instruction's heredocs (`markers` are their offsets in the
+/// instruction, for errors) from the lines after it; `i` moves past them.
+fn read_heredocs(
+    cx: &Cx<'_>,
+    docs: &mut [Heredoc],
+    markers: &[usize],
+    lines: &[&str],
+    i: &mut usize,
+) -> Result<(), ParseError> {
+    for (doc, &off) in docs.iter_mut().zip(markers) {
+        let mut terminated = false;
+        while *i < lines.len() {
+            let raw = lines[*i];
+            *i += 1;
+            let cand = if doc.strip_tabs {
+                raw.trim_start_matches('\t')
+            } else {
+                raw
+            };
+            if cand == doc.name {
+                terminated = true;
+                break;
+            }
+            doc.content.push_str(cand);
+            doc.content.push('\n');
+        }
+        if !terminated {
+            return Err(cx
+                .err(off, format!("unterminated heredoc {:?}", doc.name))
+                .with_hint(format!(
+                    "end the heredoc with a line containing only `{}`{}",
+                    doc.name,
+                    if doc.strip_tabs { " (leading tabs allowed)" } else { "" }
+                )));
+        }
+    }
+    Ok(())
+}
+
+/// The structural checks BuildKit makes before building: not empty, only ARG before the
+/// first FROM, and at least one FROM.
+fn check_stages(instructions: &[Instruction], lines: &[&str]) -> Result<(), ParseError> {
+    if instructions.is_empty() {
         return Err(ParseError::new(1, 1, "the Dockerfile cannot be empty")
             .with_hint("add a FROM instruction, e.g. `FROM debian:bookworm-slim`"));
-    };
-    let _ = first;
+    }
     let mut have_from = false;
-    for inst in &instructions {
+    for inst in instructions {
         match inst.command {
             Command::From { .. } => have_from = true,
             Command::Arg(_) => {}
             _ if !have_from => {
                 return Err(ParseError::new(
                     inst.line,
-                    instruction_col(&lines, inst.line),
+                    instruction_col(lines, inst.line),
                     "no build stage in current context",
                 )
                 .with_hint(format!(
@@ -181,10 +220,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         return Err(ParseError::new(last, 1, "dockerfile contains no stages to build")
             .with_hint("add a FROM instruction after the global ARGs"));
     }
-    Ok(Dockerfile {
-        directives,
-        instructions,
-    })
+    Ok(())
 }
 
 fn instruction_col(lines: &[&str], line: usize) -> usize {
@@ -316,6 +352,20 @@ const INSTRUCTIONS: &[&str] = &[
 ];
 
 /// Per-logical-line parsing context.
+/// An instruction's keyword and arguments, located in its logical line.
+struct Head<'t> {
+    /// Offset of the keyword.
+    kw_start: usize,
+    /// The keyword in upper case, for messages.
+    upper: String,
+    /// The keyword in lower case.
+    kind: String,
+    /// The arguments after the flags, trimmed.
+    args: &'t str,
+    /// Offset of the arguments.
+    a_start: usize,
+}
+
 struct Cx<'a> {
     lg: &'a Logical<'a>,
     escape: char,
@@ -376,260 +426,28 @@ impl Cx<'_> {
             }
         };
         let flags = self.check_flags(&upper, spec, raw_flags)?;
-        let need = |what: &str| -> ParseError { self.err(kw_start, format!("{upper} requires {what}")) };
         let mut markers = Vec::new();
+        let h = Head {
+            kw_start,
+            upper: upper.clone(),
+            kind: kind.clone(),
+            args,
+            a_start,
+        };
 
         let command = match kind.as_str() {
-            "from" => {
-                let w = split_sep(args, a_start);
-                match w.as_slice() {
-                    [(img, _)] => Command::From {
-                        image: img.to_string(),
-                        name: None,
-                    },
-                    [(img, _), (as_, _), (name, noff)] if as_.eq_ignore_ascii_case("as") => {
-                        let lower = name.to_ascii_lowercase();
-                        if !valid_stage_name(&lower) {
-                            return Err(self
-                                .err(
-                                    *noff,
-                                    format!(
-                                        "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
-                                    ),
-                                )
-                                .with_hint("stage names match [a-z][a-z0-9-_.]*"));
-                        }
-                        Command::From {
-                            image: img.to_string(),
-                            name: Some(lower),
-                        }
-                    }
-                    [] => {
-                        return Err(need("either one or three arguments")
-                            .with_hint("name the base image, e.g. `FROM debian:bookworm-slim` or `FROM scratch`"));
-                    }
-                    [_, (as_, off)] if as_.eq_ignore_ascii_case("as") => {
-                        return Err(self
-                            .err(off + as_.len(), "FROM requires either one or three arguments")
-                            .with_hint("name the stage after AS, e.g. `FROM golang:1.22 AS build`"));
-                    }
-                    [_, (_, off), ..] => {
-                        return Err(self
-                            .err(*off, "FROM requires either one or three arguments")
-                            .with_hint("the form is `FROM [--platform=…] image [AS name]`"));
-                    }
-                }
-            }
-            "run" => {
-                if args.is_empty() {
-                    return Err(need("at least one argument").with_hint("give a command, e.g. `RUN make`"));
-                }
-                let cmd = self.maybe_json(args, a_start)?;
-                let mut heredocs = Vec::new();
-                if let CommandLine::Shell(s) = &cmd
-                    && s.contains("<<")
-                {
-                    let words = Lexer::new('\\')
-                        .raw(true, true, false)
-                        .process_words(s, &|_| None)
-                        .unwrap_or_default();
-                    let mut cursor = 0;
-                    for w in words {
-                        let off = match s[cursor..].find(&w) {
-                            Some(p) => {
-                                cursor += p + w.len();
-                                a_start + cursor - w.len()
-                            }
-                            None => a_start,
-                        };
-                        if let Some(h) = self.heredoc_marker(&w, off)? {
-                            heredocs.push(h);
-                            markers.push(off);
-                        }
-                    }
-                }
-                Command::Run { cmd, heredocs }
-            }
-            "cmd" | "entrypoint" => {
-                if args.is_empty() {
-                    return Err(need("at least one argument").with_hint(format!(
-                        "use `{upper} [\"executable\", \"arg\"]`; `{upper} []` clears an inherited value"
-                    )));
-                }
-                let c = self.maybe_json(args, a_start)?;
-                if kind == "cmd" {
-                    Command::Cmd(c)
-                } else {
-                    Command::Entrypoint(c)
-                }
-            }
-            "shell" => {
-                let hint = "write it as a JSON array, e.g. `SHELL [\"/bin/bash\", \"-eo\", \"pipefail\", \"-c\"]`";
-                if args.is_empty() {
-                    return Err(need("at least one argument").with_hint(hint));
-                }
-                match json_array(args) {
-                    Json::Strings(v) if !v.is_empty() => Command::Shell(v),
-                    Json::Strings(_) => return Err(need("at least one argument").with_hint(hint)),
-                    Json::NotStrings => return Err(self.not_strings(a_start)),
-                    Json::Invalid => {
-                        return Err(self
-                            .err(a_start, "SHELL requires the arguments to be in JSON form")
-                            .with_hint(hint));
-                    }
-                }
-            }
-            "copy" | "add" => {
-                let (words, json): (Vec<(String, usize)>, bool) = match json_array(args) {
-                    Json::Strings(v) => (v.into_iter().map(|s| (s, a_start)).collect(), true),
-                    Json::NotStrings => return Err(self.not_strings(a_start)),
-                    Json::Invalid => (
-                        split_sep(args, a_start)
-                            .into_iter()
-                            .map(|(s, o)| (s.to_string(), o))
-                            .collect(),
-                        false,
-                    ),
-                };
-                if words.len() < 2 {
-                    let msg = if words.is_empty() {
-                        format!("{upper} requires at least two arguments")
-                    } else {
-                        format!(
-                            "{upper} requires at least two arguments, but only one was provided. Destination could not be determined"
-                        )
-                    };
-                    return Err(self.err(kw_start, msg).with_hint(format!(
-                        "the last argument is the destination, e.g. `{upper} src/ /app/`"
-                    )));
-                }
-                let (dest, doff) = words.last().cloned().unwrap_or_default();
-                if !json && self.heredoc_marker(&dest, doff)?.is_some() {
-                    return Err(self
-                        .err(doff, format!("{upper} cannot accept a heredoc as a destination"))
-                        .with_hint("put the destination path last, e.g. `COPY <<EOF /etc/app.conf`"));
-                }
-                let mut sources = Vec::new();
-                let mut heredocs = Vec::new();
-                for (w, off) in &words[..words.len() - 1] {
-                    match if json { None } else { self.heredoc_marker(w, *off)? } {
-                        Some(h) => {
-                            heredocs.push(h);
-                            markers.push(*off);
-                        }
-                        None => sources.push(w.clone()),
-                    }
-                }
-                let c = CopyArgs {
-                    sources,
-                    dest,
-                    heredocs,
-                };
-                if kind == "copy" {
-                    Command::Copy(c)
-                } else {
-                    Command::Add(c)
-                }
-            }
+            "from" => self.from(&h)?,
+            "run" => self.run(&h, &mut markers)?,
+            "cmd" | "entrypoint" => self.cmd(&h)?,
+            "shell" => self.shell(&h)?,
+            "copy" | "add" => self.copy(&h, &mut markers)?,
             "env" | "label" => Command::from_kv(&kind, self.name_vals(&upper, args, a_start, kw_start)?),
-            "arg" => {
-                let words = parse_words(args, a_start, self.escape);
-                if words.is_empty() {
-                    return Err(
-                        need("at least one argument").with_hint("declare a build argument, e.g. `ARG VERSION=1.0`")
-                    );
-                }
-                let mut decls = Vec::new();
-                for (w, off) in words {
-                    let decl = match w.split_once('=') {
-                        Some(("", _)) => return Err(self.err(off, "ARG names can not be blank")),
-                        Some((n, v)) => ArgDecl {
-                            name: n.to_string(),
-                            default: Some(v.to_string()),
-                        },
-                        None => ArgDecl { name: w, default: None },
-                    };
-                    decls.push(decl);
-                }
-                Command::Arg(decls)
-            }
-            "expose" => {
-                let w = split_sep(args, a_start);
-                if w.is_empty() {
-                    return Err(need("at least one argument").with_hint("e.g. `EXPOSE 8080/tcp`"));
-                }
-                Command::Expose(w.into_iter().map(|(s, _)| s.to_string()).collect())
-            }
-            "volume" => {
-                let v: Vec<String> = match json_array(args) {
-                    Json::Strings(v) => v,
-                    Json::NotStrings => return Err(self.not_strings(a_start)),
-                    Json::Invalid => split_sep(args, a_start)
-                        .into_iter()
-                        .map(|(s, _)| s.to_string())
-                        .collect(),
-                };
-                if v.is_empty() {
-                    return Err(need("at least one argument").with_hint("e.g. `VOLUME /data`"));
-                }
-                if v.iter().any(|s| s.trim().is_empty()) {
-                    return Err(self.err(a_start, "VOLUME specified can not be an empty string"));
-                }
-                Command::Volume(v)
-            }
-            "user" | "workdir" | "maintainer" | "stopsignal" => {
-                if args.is_empty() {
-                    let hint = match kind.as_str() {
-                        "user" => "e.g. `USER app` or `USER 1000:1000`",
-                        "workdir" => "e.g. `WORKDIR /app`",
-                        "stopsignal" => "e.g. `STOPSIGNAL SIGTERM`",
-                        _ => "MAINTAINER is deprecated; prefer `LABEL org.opencontainers.image.authors=…`",
-                    };
-                    return Err(need("exactly one argument").with_hint(hint));
-                }
-                if kind == "stopsignal"
-                    && let Some(p) = args.find(char::is_whitespace)
-                {
-                    let off = a_start + p + (args[p..].len() - args[p..].trim_start().len());
-                    return Err(self
-                        .err(off, "STOPSIGNAL requires exactly one argument")
-                        .with_hint("give one signal name or number, e.g. `STOPSIGNAL SIGINT`"));
-                }
-                let s = args.to_string();
-                match kind.as_str() {
-                    "user" => Command::User(s),
-                    "workdir" => Command::Workdir(s),
-                    "stopsignal" => Command::StopSignal(s),
-                    _ => Command::Maintainer(s),
-                }
-            }
+            "arg" => self.arg(&h)?,
+            "expose" => self.expose(&h)?,
+            "volume" => self.volume(&h)?,
+            "user" | "workdir" | "maintainer" | "stopsignal" => self.single(&h)?,
             "healthcheck" => Command::Healthcheck(self.healthcheck(&flags, args, a_start, kw_start)?),
-            "onbuild" => {
-                if args.is_empty() {
-                    return Err(need("at least one argument").with_hint("e.g. `ONBUILD COPY . /src`"));
-                }
-                let trig = args
-                    .split(char::is_whitespace)
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase();
-                match trig.as_str() {
-                    "ONBUILD" => {
-                        return Err(self
-                            .err(a_start, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
-                            .with_hint("write the trigger once: ONBUILD <instruction>"));
-                    }
-                    "FROM" | "MAINTAINER" => {
-                        return Err(self
-                            .err(a_start, format!("{trig} isn't allowed as an ONBUILD trigger"))
-                            .with_hint("an image built FROM this one names its own base; drop this trigger"));
-                    }
-                    _ => {}
-                }
-                let (inner, m) = self.instruction(a_start)?;
-                markers = m;
-                Command::Onbuild(Box::new(inner))
-            }
+            "onbuild" => self.onbuild(&h, &mut markers)?,
             _ => unreachable!("keyword checked above"),
         };
 
@@ -644,6 +462,296 @@ impl Cx<'_> {
             },
             markers,
         ))
+    }
+
+    /// `{KEYWORD} requires {what}`, at the keyword.
+    fn need(&self, h: &Head<'_>, what: &str) -> ParseError {
+        self.err(h.kw_start, format!("{} requires {what}", h.upper))
+    }
+
+    /// `FROM image [AS name]`.
+    fn from(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        let w = split_sep(args, a_start);
+        Ok(match w.as_slice() {
+            [(img, _)] => Command::From {
+                image: img.to_string(),
+                name: None,
+            },
+            [(img, _), (as_, _), (name, noff)] if as_.eq_ignore_ascii_case("as") => {
+                let lower = name.to_ascii_lowercase();
+                if !valid_stage_name(&lower) {
+                    return Err(self
+                        .err(
+                            *noff,
+                            format!(
+                                "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
+                            ),
+                        )
+                        .with_hint("stage names match [a-z][a-z0-9-_.]*"));
+                }
+                Command::From {
+                    image: img.to_string(),
+                    name: Some(lower),
+                }
+            }
+            [] => {
+                return Err(need("either one or three arguments")
+                    .with_hint("name the base image, e.g. `FROM debian:bookworm-slim` or `FROM scratch`"));
+            }
+            [_, (as_, off)] if as_.eq_ignore_ascii_case("as") => {
+                return Err(self
+                    .err(off + as_.len(), "FROM requires either one or three arguments")
+                    .with_hint("name the stage after AS, e.g. `FROM golang:1.22 AS build`"));
+            }
+            [_, (_, off), ..] => {
+                return Err(self
+                    .err(*off, "FROM requires either one or three arguments")
+                    .with_hint("the form is `FROM [--platform=…] image [AS name]`"));
+            }
+        })
+    }
+
+    /// `RUN` in shell or exec form, with the heredoc markers it names.
+    fn run(&self, h: &Head<'_>, markers: &mut Vec<usize>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        if args.is_empty() {
+            return Err(need("at least one argument").with_hint("give a command, e.g. `RUN make`"));
+        }
+        let cmd = self.maybe_json(args, a_start)?;
+        let mut heredocs = Vec::new();
+        if let CommandLine::Shell(s) = &cmd
+            && s.contains("<<")
+        {
+            let words = Lexer::new('\\')
+                .raw(true, true, false)
+                .process_words(s, &|_| None)
+                .unwrap_or_default();
+            let mut cursor = 0;
+            for w in words {
+                let off = match s[cursor..].find(&w) {
+                    Some(p) => {
+                        cursor += p + w.len();
+                        a_start + cursor - w.len()
+                    }
+                    None => a_start,
+                };
+                if let Some(h) = self.heredoc_marker(&w, off)? {
+                    heredocs.push(h);
+                    markers.push(off);
+                }
+            }
+        }
+        Ok(Command::Run { cmd, heredocs })
+    }
+
+    /// `CMD` and `ENTRYPOINT`.
+    fn cmd(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (upper, args, a_start, kind) = (h.upper.as_str(), h.args, h.a_start, h.kind.as_str());
+        let need = |what: &str| self.need(h, what);
+        if args.is_empty() {
+            return Err(need("at least one argument").with_hint(format!(
+                "use `{upper} [\"executable\", \"arg\"]`; `{upper} []` clears an inherited value"
+            )));
+        }
+        let c = self.maybe_json(args, a_start)?;
+        Ok(if kind == "cmd" {
+            Command::Cmd(c)
+        } else {
+            Command::Entrypoint(c)
+        })
+    }
+
+    /// `SHELL ["executable", …]` (JSON only).
+    fn shell(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        let hint = "write it as a JSON array, e.g. `SHELL [\"/bin/bash\", \"-eo\", \"pipefail\", \"-c\"]`";
+        if args.is_empty() {
+            return Err(need("at least one argument").with_hint(hint));
+        }
+        Ok(match json_array(args) {
+            Json::Strings(v) if !v.is_empty() => Command::Shell(v),
+            Json::Strings(_) => return Err(need("at least one argument").with_hint(hint)),
+            Json::NotStrings => return Err(self.not_strings(a_start)),
+            Json::Invalid => {
+                return Err(self
+                    .err(a_start, "SHELL requires the arguments to be in JSON form")
+                    .with_hint(hint));
+            }
+        })
+    }
+
+    /// `COPY` and `ADD`: sources (or heredocs) and the destination.
+    fn copy(&self, h: &Head<'_>, markers: &mut Vec<usize>) -> Result<Command, ParseError> {
+        let (kw_start, upper, args, a_start, kind) = (h.kw_start, h.upper.as_str(), h.args, h.a_start, h.kind.as_str());
+        let (words, json): (Vec<(String, usize)>, bool) = match json_array(args) {
+            Json::Strings(v) => (v.into_iter().map(|s| (s, a_start)).collect(), true),
+            Json::NotStrings => return Err(self.not_strings(a_start)),
+            Json::Invalid => (
+                split_sep(args, a_start)
+                    .into_iter()
+                    .map(|(s, o)| (s.to_string(), o))
+                    .collect(),
+                false,
+            ),
+        };
+        if words.len() < 2 {
+            let msg = if words.is_empty() {
+                format!("{upper} requires at least two arguments")
+            } else {
+                format!(
+                    "{upper} requires at least two arguments, but only one was provided. Destination could not be determined"
+                )
+            };
+            return Err(self.err(kw_start, msg).with_hint(format!(
+                "the last argument is the destination, e.g. `{upper} src/ /app/`"
+            )));
+        }
+        let (dest, doff) = words.last().cloned().unwrap_or_default();
+        if !json && self.heredoc_marker(&dest, doff)?.is_some() {
+            return Err(self
+                .err(doff, format!("{upper} cannot accept a heredoc as a destination"))
+                .with_hint("put the destination path last, e.g. `COPY <<EOF /etc/app.conf`"));
+        }
+        let mut sources = Vec::new();
+        let mut heredocs = Vec::new();
+        for (w, off) in &words[..words.len() - 1] {
+            match if json { None } else { self.heredoc_marker(w, *off)? } {
+                Some(h) => {
+                    heredocs.push(h);
+                    markers.push(*off);
+                }
+                None => sources.push(w.clone()),
+            }
+        }
+        let c = CopyArgs {
+            sources,
+            dest,
+            heredocs,
+        };
+        Ok(if kind == "copy" {
+            Command::Copy(c)
+        } else {
+            Command::Add(c)
+        })
+    }
+
+    /// `ARG name[=default] …`.
+    fn arg(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        let words = parse_words(args, a_start, self.escape);
+        if words.is_empty() {
+            return Err(need("at least one argument").with_hint("declare a build argument, e.g. `ARG VERSION=1.0`"));
+        }
+        let mut decls = Vec::new();
+        for (w, off) in words {
+            let decl = match w.split_once('=') {
+                Some(("", _)) => return Err(self.err(off, "ARG names can not be blank")),
+                Some((n, v)) => ArgDecl {
+                    name: n.to_string(),
+                    default: Some(v.to_string()),
+                },
+                None => ArgDecl { name: w, default: None },
+            };
+            decls.push(decl);
+        }
+        Ok(Command::Arg(decls))
+    }
+
+    /// `EXPOSE port[/proto] …`.
+    fn expose(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        let w = split_sep(args, a_start);
+        if w.is_empty() {
+            return Err(need("at least one argument").with_hint("e.g. `EXPOSE 8080/tcp`"));
+        }
+        Ok(Command::Expose(w.into_iter().map(|(s, _)| s.to_string()).collect()))
+    }
+
+    /// `VOLUME` in JSON or plain form.
+    fn volume(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        let v: Vec<String> = match json_array(args) {
+            Json::Strings(v) => v,
+            Json::NotStrings => return Err(self.not_strings(a_start)),
+            Json::Invalid => split_sep(args, a_start)
+                .into_iter()
+                .map(|(s, _)| s.to_string())
+                .collect(),
+        };
+        if v.is_empty() {
+            return Err(need("at least one argument").with_hint("e.g. `VOLUME /data`"));
+        }
+        if v.iter().any(|s| s.trim().is_empty()) {
+            return Err(self.err(a_start, "VOLUME specified can not be an empty string"));
+        }
+        Ok(Command::Volume(v))
+    }
+
+    /// `USER`, `WORKDIR`, `MAINTAINER` and `STOPSIGNAL`: exactly one argument.
+    fn single(&self, h: &Head<'_>) -> Result<Command, ParseError> {
+        let (args, a_start, kind) = (h.args, h.a_start, h.kind.as_str());
+        let need = |what: &str| self.need(h, what);
+        if args.is_empty() {
+            let hint = match kind {
+                "user" => "e.g. `USER app` or `USER 1000:1000`",
+                "workdir" => "e.g. `WORKDIR /app`",
+                "stopsignal" => "e.g. `STOPSIGNAL SIGTERM`",
+                _ => "MAINTAINER is deprecated; prefer `LABEL org.opencontainers.image.authors=…`",
+            };
+            return Err(need("exactly one argument").with_hint(hint));
+        }
+        if kind == "stopsignal"
+            && let Some(p) = args.find(char::is_whitespace)
+        {
+            let off = a_start + p + (args[p..].len() - args[p..].trim_start().len());
+            return Err(self
+                .err(off, "STOPSIGNAL requires exactly one argument")
+                .with_hint("give one signal name or number, e.g. `STOPSIGNAL SIGINT`"));
+        }
+        let s = args.to_string();
+        Ok(match kind {
+            "user" => Command::User(s),
+            "workdir" => Command::Workdir(s),
+            "stopsignal" => Command::StopSignal(s),
+            _ => Command::Maintainer(s),
+        })
+    }
+
+    /// `ONBUILD instruction`: the trigger, parsed as an instruction of its own.
+    fn onbuild(&self, h: &Head<'_>, markers: &mut Vec<usize>) -> Result<Command, ParseError> {
+        let (args, a_start) = (h.args, h.a_start);
+        let need = |what: &str| self.need(h, what);
+        if args.is_empty() {
+            return Err(need("at least one argument").with_hint("e.g. `ONBUILD COPY . /src`"));
+        }
+        let trig = args
+            .split(char::is_whitespace)
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match trig.as_str() {
+            "ONBUILD" => {
+                return Err(self
+                    .err(a_start, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+                    .with_hint("write the trigger once: ONBUILD <instruction>"));
+            }
+            "FROM" | "MAINTAINER" => {
+                return Err(self
+                    .err(a_start, format!("{trig} isn't allowed as an ONBUILD trigger"))
+                    .with_hint("an image built FROM this one names its own base; drop this trigger"));
+            }
+            _ => {}
+        }
+        let (inner, m) = self.instruction(a_start)?;
+        *markers = m;
+        Ok(Command::Onbuild(Box::new(inner)))
     }
 
     fn not_strings(&self, off: usize) -> ParseError {
@@ -1111,23 +1219,10 @@ fn parse_words(rest: &str, base: usize, esc: char) -> Vec<(String, usize)> {
 fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let w = word.to_ascii_lowercase();
     candidates
-        .map(|c| (levenshtein(&w, &c.to_ascii_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&w, &c.to_ascii_lowercase()), c))
         .filter(|(d, _)| *d <= 2 && *d < w.chars().count().max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Go's `time.ParseDuration` for non-negative values ("1m30s", "1.5h",

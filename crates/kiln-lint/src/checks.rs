@@ -5,9 +5,14 @@
 use std::collections::HashMap;
 
 use kiln_dockerfile::expand::Lexer;
-use kiln_dockerfile::{Command, CommandLine, CopyArgs, Dockerfile, Instruction};
+use kiln_dockerfile::{Command, CommandLine, CopyArgs, Dockerfile, Heredoc, Instruction, Stage};
 
-use crate::shell::{self, Script, Word, basename};
+use crate::shell::{self, basename};
+
+mod packages;
+mod run;
+
+use run::{RunCx, check_run};
 
 /// A finding before configuration is applied.
 pub(crate) struct Raw {
@@ -161,195 +166,257 @@ struct StageFacts {
     workdir: bool,
 }
 
+/// The stage-by-stage walk: what earlier stages left for later ones, and the download tools
+/// seen so far.
+struct Walk<'d> {
+    lexer: Lexer,
+    globals: HashMap<String, String>,
+    facts: HashMap<String, StageFacts>,
+    stage_names: Vec<String>,
+    uses_curl: Option<&'d Instruction>,
+    uses_wget: Option<&'d Instruction>,
+}
+
+/// What one stage's instructions have set so far.
+struct StageState<'d> {
+    facts: StageFacts,
+    pipefail_shell: bool,
+    non_posix_shell: bool,
+    posix_sh: bool,
+    pip_no_cache_env: bool,
+    cmds: Vec<&'d Instruction>,
+    entrypoints: Vec<&'d Instruction>,
+    healthchecks: Vec<&'d Instruction>,
+    copied_secrets: Vec<(String, usize)>,
+}
+
+impl StageState<'_> {
+    fn new(facts: StageFacts) -> Self {
+        StageState {
+            facts,
+            pipefail_shell: false,
+            non_posix_shell: false,
+            posix_sh: true,
+            pip_no_cache_env: false,
+            cmds: vec![],
+            entrypoints: vec![],
+            healthchecks: vec![],
+            copied_secrets: vec![],
+        }
+    }
+}
+
 pub(crate) fn run(df: &Dockerfile, src: &Source<'_>, out: &mut Vec<Raw>) {
     let mut cx = Ctx { src, out };
-    let lexer = Lexer::new(df.directives.escape);
-    let mut globals: HashMap<String, String> = HashMap::new();
+    let mut walk = Walk {
+        lexer: Lexer::new(df.directives.escape),
+        globals: HashMap::new(),
+        facts: HashMap::new(),
+        stage_names: Vec::new(),
+        uses_curl: None,
+        uses_wget: None,
+    };
+    check_global_args(&mut cx, df, &mut walk);
+    let stages = df.stages();
+    for (idx, stage) in stages.iter().enumerate() {
+        let (st, image) = check_stage(&mut cx, stage, idx, &mut walk);
+        if idx + 1 == stages.len() {
+            check_final(&mut cx, stage.from, &st, &image.to_ascii_lowercase(), df);
+        }
+    }
+    check_download_tools(&mut cx, walk.uses_curl, walk.uses_wget);
+}
+
+/// The ARGs before the first FROM: their defaults (FROM lines may use them) and their rules.
+fn check_global_args(cx: &mut Ctx<'_>, df: &Dockerfile, walk: &mut Walk<'_>) {
     for ins in df.global_args() {
         if let Command::Arg(decls) = &ins.command {
             for d in decls {
                 if let Some(v) = &d.default {
-                    let env = |k: &str| globals.get(k).cloned();
-                    let v = lexer.process_word(v, &env).unwrap_or_else(|_| v.clone());
-                    globals.insert(d.name.clone(), v);
+                    let env = |k: &str| walk.globals.get(k).cloned();
+                    let v = walk.lexer.process_word(v, &env).unwrap_or_else(|_| v.clone());
+                    walk.globals.insert(d.name.clone(), v);
                 }
             }
         }
-        check_arg_env(&mut cx, ins);
-        check_secret_text(&mut cx, ins, &ins.original);
+        check_arg_env(cx, ins);
+        check_secret_text(cx, ins, &ins.original);
     }
-    let stages = df.stages();
-    let mut facts: HashMap<String, StageFacts> = HashMap::new();
-    let mut stage_names: Vec<String> = Vec::new();
-    let mut uses_curl: Option<&Instruction> = None;
-    let mut uses_wget: Option<&Instruction> = None;
-    let mut last_facts = StageFacts::default();
-    let mut final_from: Option<&Instruction> = None;
-    let mut final_base_hint = String::new();
-    for (idx, stage) in stages.iter().enumerate() {
-        let from = stage.from;
-        let env = |k: &str| globals.get(k).cloned();
-        let image = lexer
-            .process_word(stage.base, &env)
-            .unwrap_or_else(|_| stage.base.to_string());
-        let parent = facts.get(&image.to_ascii_lowercase()).cloned();
-        check_from(
-            &mut cx,
-            from,
-            stage.base,
-            &image,
-            parent.is_some() || stage_names.contains(&image.to_ascii_lowercase()),
+}
+
+/// One stage: its FROM, every instruction, then the rules about the stage as a whole.
+/// Returns what the stage leaves for later ones, and its base image as expanded.
+fn check_stage<'d>(cx: &mut Ctx<'_>, stage: &Stage<'d>, idx: usize, walk: &mut Walk<'d>) -> (StageFacts, String) {
+    let env = |k: &str| walk.globals.get(k).cloned();
+    let image = walk
+        .lexer
+        .process_word(stage.base, &env)
+        .unwrap_or_else(|_| stage.base.to_string());
+    let parent = walk.facts.get(&image.to_ascii_lowercase()).cloned();
+    let is_stage = parent.is_some() || walk.stage_names.contains(&image.to_ascii_lowercase());
+    check_from(cx, stage.from, stage.base, &image, is_stage);
+    let mut st = StageState::new(parent.unwrap_or_default());
+    for ins in stage.instructions {
+        check_instruction(cx, ins, stage, idx, &mut st, walk);
+    }
+    for (name, list) in [("CMD", &st.cmds), ("ENTRYPOINT", &st.entrypoints)] {
+        for ins in list.iter().skip(1) {
+            cx.whole("KL308", ins, format!("{name} is given more than once in this stage (first at line {}): only the last takes effect, so remove the others", list[0].line));
+        }
+    }
+    for ins in st.healthchecks.iter().skip(1) {
+        cx.whole("KL320", ins, format!("HEALTHCHECK is given more than once in this stage (first at line {}): only the last applies, so keep one", st.healthchecks[0].line));
+    }
+    if let Some(n) = stage.name {
+        walk.facts.insert(n.to_string(), st.facts.clone());
+        walk.stage_names.push(n.to_string());
+    }
+    walk.facts.insert(idx.to_string(), st.facts.clone());
+    (st.facts, image)
+}
+
+/// One instruction of a stage.
+fn check_instruction<'d>(
+    cx: &mut Ctx<'_>,
+    ins: &'d Instruction,
+    stage: &Stage<'d>,
+    idx: usize,
+    st: &mut StageState<'d>,
+    walk: &mut Walk<'d>,
+) {
+    // Literal credentials and URL credentials, in any instruction.
+    check_secret_text(cx, ins, &ins.original);
+    match &ins.command {
+        Command::Run { cmd, heredocs } => {
+            let text = run_text(cmd, heredocs);
+            let script = shell::parse(&text);
+            let r = RunCx {
+                ins,
+                script: &script,
+                text: &text,
+                pipefail_shell: st.pipefail_shell || st.non_posix_shell,
+                posix_sh: st.posix_sh && matches!(cmd, CommandLine::Shell(_)),
+                pip_no_cache_env: st.pip_no_cache_env,
+            };
+            check_run(cx, &r, &st.copied_secrets);
+            if script.find(&["curl"]).next().is_some() {
+                walk.uses_curl.get_or_insert(ins);
+            }
+            if script.find(&["wget"]).next().is_some() {
+                walk.uses_wget.get_or_insert(ins);
+            }
+        }
+        Command::Copy(args) | Command::Add(args) => {
+            let is_add = matches!(ins.command, Command::Add(_));
+            let at = StageRef {
+                name: stage.name,
+                index: idx,
+                earlier: &walk.stage_names,
+            };
+            check_copy(cx, ins, args, is_add, &st.facts, &at);
+            track_secret_copies(ins, args, &mut st.copied_secrets);
+        }
+        Command::Env(_) | Command::Arg(_) => {
+            check_arg_env(cx, ins);
+            if let Command::Env(kvs) = &ins.command {
+                st.pip_no_cache_env |= kvs.iter().any(|kv| kv.key == "PIP_NO_CACHE_DIR");
+            }
+        }
+        Command::Onbuild(trigger) => check_onbuild(cx, ins, trigger, st.pip_no_cache_env),
+        Command::User(u) => st.facts.user = Some((u.clone(), ins.line)),
+        Command::Workdir(w) => {
+            st.facts.workdir = true;
+            check_workdir(cx, ins, w);
+        }
+        Command::Expose(ports) => check_expose(cx, ins, ports),
+        Command::Cmd(c) => {
+            st.cmds.push(ins);
+            check_shell_form(cx, ins, "CMD", c);
+        }
+        Command::Entrypoint(c) => {
+            st.entrypoints.push(ins);
+            check_shell_form(cx, ins, "ENTRYPOINT", c);
+        }
+        Command::Healthcheck(_) => {
+            st.healthchecks.push(ins);
+            st.facts.healthcheck = true;
+        }
+        Command::Maintainer(_) => cx.whole(
+            "KL307",
+            ins,
+            "MAINTAINER is deprecated: use LABEL org.opencontainers.image.authors=\"…\"".into(),
+        ),
+        Command::Shell(argv) => {
+            let exe = argv.first().map(|a| basename(a)).unwrap_or("");
+            st.non_posix_shell = !matches!(exe, "sh" | "bash" | "ash" | "dash" | "zsh" | "ksh");
+            st.posix_sh = matches!(exe, "sh" | "ash" | "dash");
+            // `-o pipefail`, or combined short options such as `-euxo pipefail`.
+            st.pipefail_shell = argv
+                .windows(2)
+                .any(|w| w[0].starts_with('-') && !w[0].starts_with("--") && w[0].contains('o') && w[1] == "pipefail");
+        }
+        _ => {}
+    }
+}
+
+/// The script a RUN runs: shell form with its heredocs, or `["sh", "-c", "script"]`, or an
+/// exec form quoted back into one line.
+fn run_text(cmd: &CommandLine, heredocs: &[Heredoc]) -> String {
+    match cmd {
+        CommandLine::Shell(s) => {
+            let mut t = s.clone();
+            for h in heredocs {
+                t.push('\n');
+                t.push_str(&h.content);
+            }
+            t
+        }
+        CommandLine::Exec(argv) => {
+            // `["sh", "-c", "script"]` is a script too.
+            if argv.len() >= 3 && matches!(basename(&argv[0]), "sh" | "bash") && argv[1] == "-c" {
+                argv[2].clone()
+            } else {
+                argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+            }
+        }
+    }
+}
+
+/// ONBUILD triggers run in child images: check what they would do there.
+fn check_onbuild(cx: &mut Ctx<'_>, ins: &Instruction, trigger: &Instruction, pip_no_cache_env: bool) {
+    if let Command::Run {
+        cmd: CommandLine::Shell(text),
+        ..
+    } = &trigger.command
+    {
+        let script = shell::parse(text);
+        let r = RunCx {
+            ins,
+            script: &script,
+            text,
+            pipefail_shell: true,
+            posix_sh: false,
+            pip_no_cache_env,
+        };
+        check_run(cx, &r, &[]);
+    }
+}
+
+fn check_workdir(cx: &mut Ctx<'_>, ins: &Instruction, w: &str) {
+    let w = w.trim_matches('"');
+    let windows = w.len() >= 2 && w.as_bytes()[1] == b':';
+    if !w.starts_with('/') && !w.starts_with('$') && !windows {
+        cx.word(
+            "KL313",
+            ins,
+            w,
+            format!("WORKDIR `{w}` is relative: use an absolute path such as `/{w}`"),
         );
-        let mut st = parent.clone().unwrap_or_default();
-        let mut pipefail_shell = false;
-        let mut non_posix_shell = false;
-        let mut posix_sh = true;
-        let mut pip_no_cache_env = false;
-        let mut cmds: Vec<&Instruction> = Vec::new();
-        let mut entrypoints: Vec<&Instruction> = Vec::new();
-        let mut healthchecks: Vec<&Instruction> = Vec::new();
-        let mut copied_secrets: Vec<(String, usize)> = Vec::new();
-        for ins in stage.instructions {
-            // Literal credentials and URL credentials, in any instruction.
-            check_secret_text(&mut cx, ins, &ins.original);
-            match &ins.command {
-                Command::Run { cmd, heredocs } => {
-                    let text = match cmd {
-                        CommandLine::Shell(s) => {
-                            let mut t = s.clone();
-                            for h in heredocs {
-                                t.push('\n');
-                                t.push_str(&h.content);
-                            }
-                            t
-                        }
-                        CommandLine::Exec(argv) => {
-                            // `["sh", "-c", "script"]` is a script too.
-                            if argv.len() >= 3 && matches!(basename(&argv[0]), "sh" | "bash") && argv[1] == "-c" {
-                                argv[2].clone()
-                            } else {
-                                argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
-                            }
-                        }
-                    };
-                    let script = shell::parse(&text);
-                    let r = RunCx {
-                        ins,
-                        script: &script,
-                        text: &text,
-                        pipefail_shell: pipefail_shell || non_posix_shell,
-                        posix_sh: posix_sh && matches!(cmd, CommandLine::Shell(_)),
-                        pip_no_cache_env,
-                    };
-                    check_run(&mut cx, &r, &copied_secrets);
-                    if script.find(&["curl"]).next().is_some() {
-                        uses_curl.get_or_insert(ins);
-                    }
-                    if script.find(&["wget"]).next().is_some() {
-                        uses_wget.get_or_insert(ins);
-                    }
-                }
-                Command::Copy(args) | Command::Add(args) => {
-                    let is_add = matches!(ins.command, Command::Add(_));
-                    let at = StageRef {
-                        name: stage.name,
-                        index: idx,
-                        earlier: &stage_names,
-                    };
-                    check_copy(&mut cx, ins, args, is_add, &st, &at);
-                    track_secret_copies(ins, args, &mut copied_secrets);
-                }
-                Command::Env(_) | Command::Arg(_) => {
-                    check_arg_env(&mut cx, ins);
-                    if let Command::Env(kvs) = &ins.command {
-                        pip_no_cache_env |= kvs.iter().any(|kv| kv.key == "PIP_NO_CACHE_DIR");
-                    }
-                }
-                Command::Onbuild(trigger) => {
-                    // Triggers run in child images: check what they would do there.
-                    if let Command::Run {
-                        cmd: CommandLine::Shell(text),
-                        ..
-                    } = &trigger.command
-                    {
-                        let script = shell::parse(text);
-                        let r = RunCx {
-                            ins,
-                            script: &script,
-                            text,
-                            pipefail_shell: true,
-                            posix_sh: false,
-                            pip_no_cache_env,
-                        };
-                        check_run(&mut cx, &r, &[]);
-                    }
-                }
-                Command::User(u) => st.user = Some((u.clone(), ins.line)),
-                Command::Workdir(w) => {
-                    st.workdir = true;
-                    let w = w.trim_matches('"');
-                    let windows = w.len() >= 2 && w.as_bytes()[1] == b':';
-                    if !w.starts_with('/') && !w.starts_with('$') && !windows {
-                        cx.word(
-                            "KL313",
-                            ins,
-                            w,
-                            format!("WORKDIR `{w}` is relative: use an absolute path such as `/{w}`"),
-                        );
-                    }
-                }
-                Command::Expose(ports) => check_expose(&mut cx, ins, ports),
-                Command::Cmd(c) => {
-                    cmds.push(ins);
-                    check_shell_form(&mut cx, ins, "CMD", c);
-                }
-                Command::Entrypoint(c) => {
-                    entrypoints.push(ins);
-                    check_shell_form(&mut cx, ins, "ENTRYPOINT", c);
-                }
-                Command::Healthcheck(_) => {
-                    healthchecks.push(ins);
-                    st.healthcheck = true;
-                }
-                Command::Maintainer(_) => cx.whole(
-                    "KL307",
-                    ins,
-                    "MAINTAINER is deprecated: use LABEL org.opencontainers.image.authors=\"…\"".into(),
-                ),
-                Command::Shell(argv) => {
-                    let exe = argv.first().map(|a| basename(a)).unwrap_or("");
-                    non_posix_shell = !matches!(exe, "sh" | "bash" | "ash" | "dash" | "zsh" | "ksh");
-                    posix_sh = matches!(exe, "sh" | "ash" | "dash");
-                    // `-o pipefail`, or combined short options such as `-euxo pipefail`.
-                    pipefail_shell = argv.windows(2).any(|w| {
-                        w[0].starts_with('-') && !w[0].starts_with("--") && w[0].contains('o') && w[1] == "pipefail"
-                    });
-                }
-                _ => {}
-            }
-        }
-        for (name, list) in [("CMD", &cmds), ("ENTRYPOINT", &entrypoints)] {
-            for ins in list.iter().skip(1) {
-                cx.whole("KL308", ins, format!("{name} is given more than once in this stage (first at line {}): only the last takes effect, so remove the others", list[0].line));
-            }
-        }
-        for ins in healthchecks.iter().skip(1) {
-            cx.whole("KL320", ins, format!("HEALTHCHECK is given more than once in this stage (first at line {}): only the last applies, so keep one", healthchecks[0].line));
-        }
-        if let Some(n) = stage.name {
-            facts.insert(n.to_string(), st.clone());
-            stage_names.push(n.to_string());
-        }
-        facts.insert(idx.to_string(), st.clone());
-        if idx + 1 == stages.len() {
-            last_facts = st;
-            final_from = Some(from);
-            final_base_hint = image.to_ascii_lowercase();
-        }
     }
-    if let Some(from) = final_from {
-        check_final(&mut cx, from, &last_facts, &final_base_hint, df);
-    }
+}
+
+/// Both curl and wget in one Dockerfile: reported where the second one appears.
+fn check_download_tools(cx: &mut Ctx<'_>, uses_curl: Option<&Instruction>, uses_wget: Option<&Instruction>) {
     if let (Some(c), Some(w)) = (uses_curl, uses_wget) {
         let later = if c.line > w.line {
             (c, "curl", "wget")
@@ -897,630 +964,6 @@ fn check_shell_form(cx: &mut Ctx<'_>, ins: &Instruction, kw: &str, c: &CommandLi
 }
 
 // ── RUN ──────────────────────────────────────────────────────────────────
-
-struct RunCx<'a> {
-    ins: &'a Instruction,
-    script: &'a Script,
-    text: &'a str,
-    pipefail_shell: bool,
-    /// The stage's shell is a plain POSIX sh (the default `/bin/sh -c`).
-    posix_sh: bool,
-    pip_no_cache_env: bool,
-}
-
-fn has_flag(argv: &[Word], long: &[&str], short: char) -> bool {
-    argv.iter().any(|w| {
-        let t = w.text.as_str();
-        long.iter().any(|l| t == *l || t.starts_with(&format!("{l}=")))
-            || (short != '\0'
-                && t.starts_with('-')
-                && !t.starts_with("--")
-                && t[1..].chars().all(|c| c.is_ascii_alphanumeric())
-                && t.contains(short))
-    })
-}
-
-/// Non-option words after the subcommand, skipping the values of options
-/// that take one.
-fn operands<'w>(argv: &'w [Word], takes_value: &[&str]) -> Vec<&'w Word> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < argv.len() {
-        let t = argv[i].text.as_str();
-        if t.starts_with('-') {
-            if takes_value.contains(&t) {
-                i += 1;
-            }
-        } else {
-            out.push(&argv[i]);
-        }
-        i += 1;
-    }
-    out
-}
-
-fn mounts_cache(ins: &Instruction, path: &str) -> bool {
-    ins.flag_values("mount").any(|m| {
-        m.contains("type=cache")
-            && m.split(',').any(|kv| {
-                kv.split_once('=')
-                    .is_some_and(|(k, v)| matches!(k, "target" | "dst" | "destination") && v.starts_with(path))
-            })
-    })
-}
-
-fn check_run(cx: &mut Ctx<'_>, r: &RunCx<'_>, copied_secrets: &[(String, usize)]) {
-    let ins = r.ins;
-    let s = r.script;
-    // Package managers.
-    let mut apt_update = None;
-    let mut apt_install = false;
-    for c in &s.commands {
-        let argv = c.without_sudo();
-        let Some(p) = argv.first().map(|w| basename(&w.text)) else {
-            continue;
-        };
-        let rest = &argv[1..];
-        match p {
-            "apt-get" | "apt" => {
-                if p == "apt" {
-                    cx.word(
-                        "KL310",
-                        ins,
-                        "apt",
-                        "`apt` is meant for terminals: use apt-get (or apt-cache) in scripts".into(),
-                    );
-                }
-                let ops = operands(rest, &["-o", "-t", "--target-release", "-c", "--config-file"]);
-                match ops.first().map(|w| w.text.as_str()) {
-                    Some("update") => {
-                        apt_update.get_or_insert(());
-                    }
-                    Some("install") => {
-                        apt_install = true;
-                        if !(has_flag(rest, &["--yes", "--assume-yes", "-qq"], 'y')
-                            || rest.iter().any(|w| w.text == "-q=2"))
-                        {
-                            cx.word(
-                                "KL309",
-                                ins,
-                                "install",
-                                format!(
-                                    "`{p} install` without -y waits for a confirmation the build cannot give: add -y"
-                                ),
-                            );
-                        }
-                        if !has_flag(rest, &["--no-install-recommends"], '\0')
-                            && !r.text.contains("APT::Install-Recommends")
-                        {
-                            cx.word("KL304", ins, "install", format!("`{p} install` without --no-install-recommends also installs recommended packages: add --no-install-recommends"));
-                        }
-                        for w in &ops[1..] {
-                            let t = w.text.as_str();
-                            if !t.contains('=') && !t.ends_with(".deb") && !t.contains('$') && !t.contains('/') {
-                                cx.word("KL005", ins, t, format!("package `{t}` is not pinned: install `{t}=<version>` (or build from a kiln.toml with kiln.lock)"));
-                            }
-                        }
-                    }
-                    Some("upgrade" | "dist-upgrade" | "full-upgrade") => {
-                        apt_install = true;
-                    }
-                    _ => {}
-                }
-            }
-            "apk" => {
-                let ops = operands(
-                    rest,
-                    &[
-                        "-t",
-                        "--virtual",
-                        "-X",
-                        "--repository",
-                        "--root",
-                        "-p",
-                        "--arch",
-                        "--cache-dir",
-                        "--repositories-file",
-                        "--keys-dir",
-                    ],
-                );
-                if ops.first().is_some_and(|w| w.text == "add") {
-                    if !has_flag(rest, &["--no-cache"], '\0')
-                        && !mounts_cache(ins, "/var/cache/apk")
-                        && !r.text.contains("/var/cache/apk")
-                    {
-                        cx.word("KL305", ins, "add", "`apk add` without --no-cache leaves the package index in the layer: use apk add --no-cache".into());
-                    }
-                    for w in &ops[1..] {
-                        let t = w.text.as_str();
-                        if !t.contains(['=', '~', '<', '>', '$', '/']) && !t.ends_with(".apk") {
-                            cx.word(
-                                "KL006",
-                                ins,
-                                t,
-                                format!("package `{t}` is not pinned: use `{t}=<version>` (or `{t}~<major.minor>`)"),
-                            );
-                        }
-                    }
-                }
-            }
-            "yum" | "dnf" | "microdnf" | "zypper" | "tdnf" => {
-                let ops = operands(
-                    rest,
-                    &[
-                        "-c",
-                        "--config",
-                        "--setopt",
-                        "--enablerepo",
-                        "--disablerepo",
-                        "--releasever",
-                        "--installroot",
-                        "-r",
-                        "--repo",
-                        "-x",
-                        "--exclude",
-                    ],
-                );
-                let sub = ops.first().map(|w| w.text.as_str());
-                if matches!(sub, Some("install" | "in" | "reinstall")) {
-                    let yes = if p == "zypper" {
-                        has_flag(rest, &["--non-interactive", "--no-confirm", "-y"], 'n') || has_flag(rest, &[], 'y')
-                    } else {
-                        p == "microdnf" || has_flag(rest, &["--assumeyes", "--yes", "--assume-yes"], 'y')
-                    };
-                    if !yes {
-                        cx.word(
-                            "KL309",
-                            ins,
-                            ops[0].text.as_str(),
-                            format!(
-                                "`{p} install` without {} waits for a confirmation the build cannot give: add it",
-                                if p == "zypper" { "-n" } else { "-y" }
-                            ),
-                        );
-                    }
-                    let cleaned = s.commands.iter().any(|c| {
-                        let a = c.without_sudo();
-                        a.first().is_some_and(|w| basename(&w.text) == p) && a.iter().any(|w| w.text == "clean")
-                    }) || r.text.contains("/var/cache/yum")
-                        || r.text.contains("/var/cache/dnf")
-                        || r.text.contains("/var/cache/zypp")
-                        || mounts_cache(ins, "/var/cache/");
-                    if !cleaned {
-                        let fix = if p == "zypper" {
-                            "zypper clean".to_string()
-                        } else {
-                            format!("{p} clean all")
-                        };
-                        cx.word(
-                            "KL312",
-                            ins,
-                            ops[0].text.as_str(),
-                            format!("`{p} install` leaves its cache in the layer: end the RUN with `{fix}`"),
-                        );
-                    }
-                    for w in &ops[1..] {
-                        let t = w.text.as_str();
-                        let pinned = if p == "zypper" {
-                            t.contains(['=', '<', '>'])
-                        } else {
-                            t.split('-')
-                                .skip(1)
-                                .any(|part| part.starts_with(|c: char| c.is_ascii_digit()))
-                                || t.contains(['=', '<', '>'])
-                        };
-                        if !pinned
-                            && !t.contains('$')
-                            && !t.ends_with(".rpm")
-                            && !t.contains('/')
-                            && !t.starts_with('@')
-                        {
-                            let hint = if p == "zypper" {
-                                format!("{t}=<version>")
-                            } else {
-                                format!("{t}-<version>")
-                            };
-                            cx.word(
-                                "KL007",
-                                ins,
-                                t,
-                                format!("package `{t}` is not pinned: install `{hint}`"),
-                            );
-                        }
-                    }
-                }
-            }
-            "pip" | "pip3" | "python" | "python3" | "uv" => {
-                let args: &[Word] = match p {
-                    "python" | "python3" => {
-                        let i = rest.iter().position(|w| w.text == "pip");
-                        match i {
-                            Some(i) if i > 0 && rest[i - 1].text == "-m" => &rest[i + 1..],
-                            _ => continue,
-                        }
-                    }
-                    "uv" => match rest.first() {
-                        Some(w) if w.text == "pip" => &rest[1..],
-                        _ => continue,
-                    },
-                    _ => rest,
-                };
-                check_pip(cx, r, args, p == "uv");
-            }
-            "npm" => {
-                let ops = operands(rest, &["--prefix", "--registry", "-w", "--workspace", "--cache"]);
-                if matches!(
-                    ops.first().map(|w| w.text.as_str()),
-                    Some("install" | "i" | "add" | "isntall")
-                ) {
-                    for w in &ops[1..] {
-                        let t = w.text.as_str();
-                        let at = t.strip_prefix('@').unwrap_or(t);
-                        let local = t.starts_with('.')
-                            || t.starts_with('/')
-                            || t.ends_with(".tgz")
-                            || t.contains("://")
-                            || t.contains('$')
-                            || t.starts_with("git+");
-                        let pinned = at
-                            .split_once('@')
-                            .is_some_and(|(_, v)| !v.is_empty() && v != "latest" && v != "next");
-                        if !pinned && !local {
-                            cx.word("KL009", ins, t, format!("npm package `{t}` has no version: install `{t}@<version>` or use npm ci with package-lock.json"));
-                        }
-                    }
-                }
-            }
-            "gem" => {
-                let ops = operands(
-                    rest,
-                    &[
-                        "-v",
-                        "--version",
-                        "-i",
-                        "--install-dir",
-                        "-n",
-                        "--bindir",
-                        "-s",
-                        "--source",
-                        "--platform",
-                    ],
-                );
-                if ops.first().is_some_and(|w| w.text == "install" || w.text == "i")
-                    && !has_flag(rest, &["--version", "-v"], '\0')
-                {
-                    for w in &ops[1..] {
-                        let t = w.text.as_str();
-                        if !t.contains(':') && !t.contains('$') && !t.ends_with(".gem") {
-                            cx.word(
-                                "KL010",
-                                ins,
-                                t,
-                                format!("gem `{t}` has no version: install `{t}:<version>` (or -v <version>)"),
-                            );
-                        }
-                    }
-                }
-            }
-            "go" => {
-                let ops = operands(
-                    rest,
-                    &["-o", "-tags", "-ldflags", "-gcflags", "-C", "-mod", "-modfile", "-p"],
-                );
-                if ops.first().is_some_and(|w| w.text == "install") {
-                    for w in &ops[1..] {
-                        let t = w.text.as_str();
-                        let v = t.rsplit_once('@').map(|(_, v)| v);
-                        let local = t.starts_with('.') || t.contains('$') || !t.contains('.') && v.is_none();
-                        if !local && (v.is_none() || matches!(v, Some("latest" | "master" | "main" | "HEAD"))) {
-                            let name = t.split('@').next().unwrap_or(t);
-                            cx.word(
-                                "KL011",
-                                ins,
-                                t,
-                                format!("`go install {t}` resolves at build time: use `{name}@v<version>`"),
-                            );
-                        }
-                    }
-                }
-            }
-            "sudo" => {}
-            "cd" if !c.in_subst => {
-                cx.word(
-                    "KL301",
-                    ins,
-                    "cd",
-                    "`cd` lasts for this RUN only: use WORKDIR to change directory".into(),
-                );
-            }
-            "chmod" => {
-                for w in rest {
-                    if !w.text.starts_with('-') || w.text.starts_with("-w") {
-                        if world_writable_mode(&w.text) {
-                            cx.word("KL203", ins, &w.text, format!("chmod {} makes files world-writable: give write access to the owner only (e.g. 755 or u+w)", w.text));
-                        }
-                        break;
-                    }
-                }
-                check_unquoted(cx, ins, p, rest);
-            }
-            "rm" | "chown" | "mv" | "cp" => {
-                check_unquoted(cx, ins, p, rest);
-                if p == "rm" {
-                    for w in rest.iter().filter(|w| !w.text.starts_with('-')) {
-                        let b = basename(&w.text);
-                        if let Some((name, line)) = copied_secrets.iter().find(|(n, _)| n == b) {
-                            cx.word_after("KL105", ins, "rm", &w.text, format!("`{name}` was copied in at line {line} and is only hidden here: it stays in that layer; use RUN --mount=type=secret instead of COPY"));
-                        }
-                    }
-                }
-            }
-            "useradd" | "adduser" => {
-                let uid = rest
-                    .iter()
-                    .position(|w| w.text == "-u" || w.text == "--uid")
-                    .and_then(|i| rest.get(i + 1));
-                if p == "useradd"
-                    && let Some(uid) = uid
-                    && (uid.text.contains('$') || uid.text.parse::<u64>().is_ok_and(|u| u > 99_999))
-                    && !has_flag(rest, &["--no-log-init"], 'l')
-                {
-                    cx.word(
-                        "KL318",
-                        ins,
-                        "useradd",
-                        format!(
-                            "useradd -u {} without -l writes a sparse /var/log/lastlog as large as the uid into the layer: add -l",
-                            uid.text
-                        ),
-                    );
-                }
-            }
-            "ln" => {
-                let ops = operands(rest, &[]);
-                if has_flag(rest, &[], 's') && ops.last().is_some_and(|w| w.text == "/bin/sh") {
-                    cx.word("KL322", ins, "ln", "relinking /bin/sh changes the shell for everything in the image: use SHELL [\"/bin/bash\", \"-c\"] instead".into());
-                }
-            }
-            _ => {}
-        }
-        if let Some(first) = c.argv().first()
-            && basename(&first.text) == "sudo"
-        {
-            cx.word("KL202", ins, "sudo", "`sudo` in RUN: steps run as the stage's USER already; switch with USER root for the steps that need it".into());
-        }
-        for w in c.argv().iter().skip(1) {
-            if w.unquoted_subst
-                && !is_assignment_word(&w.text)
-                && !matches!(p, "for" | "echo" | "export" | "local" | "[" | "test" | "eval")
-            {
-                cx.word(
-                    "KL403",
-                    ins,
-                    &w.text,
-                    format!(
-                        "`{}` is unquoted, so its output is split on spaces and globbed: quote it as \"{}\"",
-                        short(&w.text),
-                        short(&w.text)
-                    ),
-                );
-                break;
-            }
-        }
-    }
-    if apt_update.is_some() && !apt_install {
-        cx.word("KL004", ins, "update", "`apt-get update` without an install in the same RUN leaves a stale index in its own layer: run update and install in one RUN".into());
-    }
-    if apt_install && !r.text.contains("/var/lib/apt/lists") && !mounts_cache(ins, "/var/lib/apt") {
-        cx.word("KL303", ins, "install", "apt lists stay in the layer: end the RUN with `rm -rf /var/lib/apt/lists/*` (or mount a cache at /var/lib/apt)".into());
-    }
-    // curl | sh, sh -c "$(curl …)", bash <(curl …)
-    let shells = [
-        "sh", "bash", "zsh", "ash", "dash", "ksh", "python", "python3", "perl", "ruby", "node",
-    ];
-    for (i, c) in s.commands.iter().enumerate() {
-        let argv = c.without_sudo();
-        let Some(p) = argv.first().map(|w| basename(&w.text)) else {
-            continue;
-        };
-        if matches!(p, "curl" | "wget") && c.pipes_out {
-            let next = s.commands[i + 1..]
-                .iter()
-                .find(|n| n.pipes_in && (!n.in_subst || c.in_subst));
-            if let Some(n) = next
-                && n.without_sudo()
-                    .first()
-                    .is_some_and(|w| shells.contains(&basename(&w.text)))
-            {
-                let sh = basename(&n.without_sudo()[0].text).to_string();
-                cx.word(
-                    "KL013",
-                    ins,
-                    p,
-                    format!("`{p} … | {sh}` runs an unverified download: save it, check its sha256, then run it"),
-                );
-            }
-        }
-        if shells.contains(&p)
-            && argv.iter().any(|w| {
-                w.text.contains("$(curl")
-                    || w.text.contains("$(wget")
-                    || w.text.contains("`curl")
-                    || w.text.contains("`wget")
-            })
-        {
-            cx.word(
-                "KL013",
-                ins,
-                p,
-                format!("`{p}` runs an unverified download: save it, check its sha256, then run it"),
-            );
-        }
-    }
-    for (i, c) in s.commands.iter().enumerate() {
-        let argv = c.without_sudo();
-        if c.pipes_out
-            && argv.first().is_some_and(|w| w.text == "ls")
-            && s.commands.get(i + 1).is_some_and(|n| {
-                n.pipes_in
-                    && n.without_sudo()
-                        .first()
-                        .is_some_and(|w| matches!(basename(&w.text), "grep" | "egrep"))
-            })
-        {
-            cx.word_after("KL405", ins, "ls", "grep", "`ls | grep` breaks on file names with spaces or newlines: use a glob (`for f in /dir/*.conf`) or find -name".into());
-        }
-        if r.posix_sh
-            && argv.first().is_some_and(|w| w.text == "[" || w.text == "test")
-            && argv.iter().any(|w| w.text == "==" && !w.quoted)
-        {
-            cx.word("KL406", ins, "==", "`==` in [ ] is not POSIX: /bin/sh (dash on Debian) fails with `unexpected operator`; use `=`, or set SHELL to bash".into());
-        }
-        if c.pipes_out
-            && argv.first().is_some_and(|w| basename(&w.text) == "find")
-            && !argv.iter().any(|w| w.text == "-print0")
-            && let Some(next) = s.commands.get(i + 1)
-            && next.pipes_in
-            && next
-                .without_sudo()
-                .first()
-                .is_some_and(|w| basename(&w.text) == "xargs")
-            && !has_flag(next.without_sudo(), &["--null", "-0"], '0')
-        {
-            cx.word("KL404", ins, "xargs", "`find | xargs` breaks file names with spaces or quotes: use find … -print0 | xargs -0 …, or find … -exec … +".into());
-        }
-    }
-    if r.text.contains("<(curl") || r.text.contains("<(wget") {
-        cx.word(
-            "KL013",
-            ins,
-            "<(",
-            "a shell runs an unverified download: save it, check its sha256, then run it".into(),
-        );
-    }
-    // Pipes without pipefail.
-    if !r.pipefail_shell
-        && matches!(
-            ins.command,
-            Command::Run {
-                cmd: CommandLine::Shell(_),
-                ..
-            }
-        )
-    {
-        let first_pipe = s.commands.iter().position(|c| c.pipes_out && !c.in_subst);
-        if let Some(i) = first_pipe {
-            let set_before = s.commands[..i].iter().any(|c| {
-                let a = c.argv();
-                a.first().is_some_and(|w| w.text == "set")
-                    && (a
-                        .windows(2)
-                        .any(|p| p[0].text.contains('o') && p[0].text.starts_with('-') && p[1].text == "pipefail"))
-            });
-            if !set_before {
-                let prog = s.commands[i].program().unwrap_or("|").to_string();
-                let pos = cx.src.locate(ins, "|");
-                let pos = if pos == cx.src.start(ins) {
-                    cx.src.locate(ins, &prog)
-                } else {
-                    pos
-                };
-                cx.at("KL401", ins, pos, format!("a failure of `{prog}` before the pipe is ignored: use SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"] or start with `set -o pipefail &&`"));
-            }
-        }
-    }
-}
-
-fn is_assignment_word(t: &str) -> bool {
-    shell::is_assignment(t)
-}
-
-fn short(t: &str) -> String {
-    if t.chars().count() > 40 {
-        format!("{}…", t.chars().take(39).collect::<String>())
-    } else {
-        t.to_string()
-    }
-}
-
-fn check_pip(cx: &mut Ctx<'_>, r: &RunCx<'_>, args: &[Word], uv: bool) {
-    let ins = r.ins;
-    let ops = operands(
-        args,
-        &[
-            "-r",
-            "--requirement",
-            "-c",
-            "--constraint",
-            "-e",
-            "--editable",
-            "-i",
-            "--index-url",
-            "--extra-index-url",
-            "-t",
-            "--target",
-            "--prefix",
-            "--root",
-            "-f",
-            "--find-links",
-            "--trusted-host",
-            "--platform",
-            "--python-version",
-            "--implementation",
-            "--abi",
-            "--src",
-            "--upgrade-strategy",
-            "--progress-bar",
-            "--cache-dir",
-            "--log",
-            "--python",
-            "-p",
-            "--only-binary",
-            "--no-binary",
-        ],
-    );
-    if ops.first().is_none_or(|w| w.text != "install") {
-        return;
-    }
-    if !uv
-        && !has_flag(args, &["--no-cache-dir"], '\0')
-        && !r.pip_no_cache_env
-        && !r.text.contains("PIP_NO_CACHE_DIR")
-        && !mounts_cache(ins, "/root/.cache")
-        && !ins
-            .flag_values("mount")
-            .any(|m| m.contains("type=cache") && m.contains("pip"))
-    {
-        cx.word(
-            "KL311",
-            ins,
-            "install",
-            "`pip install` keeps its download cache in the layer: add --no-cache-dir".into(),
-        );
-    }
-    for w in &ops[1..] {
-        let t = w.text.as_str();
-        let local = t.starts_with('.')
-            || t.starts_with('/')
-            || t.ends_with(".whl")
-            || t.ends_with(".tar.gz")
-            || t.ends_with(".zip")
-            || t.contains("://")
-            || t.contains('$')
-            || t.contains(" @ ");
-        let pinned = t.contains("==") || t.contains('@');
-        if !local && !pinned {
-            let name = t.split(['<', '>', '~', '!', '[']).next().unwrap_or(t);
-            cx.word("KL008", ins, t, format!("`pip install {t}` is not pinned: use `{name}==<version>` or -r requirements.txt with --require-hashes"));
-        }
-    }
-}
-
-fn check_unquoted(cx: &mut Ctx<'_>, ins: &Instruction, prog: &str, rest: &[Word]) {
-    if let Some(w) = rest.iter().find(|w| w.unquoted_var && !w.text.starts_with('-')) {
-        cx.word("KL402", ins, &w.text, format!("`{prog} … {}` uses an unquoted variable: an empty or spaced value changes the paths; quote it (\"{}\") or use ${{VAR:?}}", w.text, w.text));
-    }
-}
 
 /// A chmod mode that gives write access to others.
 pub(crate) fn world_writable_mode(m: &str) -> bool {

@@ -275,6 +275,21 @@ mod tests {
     }
 
     #[test]
+    fn cache_mounts_are_read_with_the_build_parser() {
+        let run = |m: &str| {
+            ids(&format!(
+                "FROM debian{D}\nRUN --mount={m} apt-get update && apt-get install -y --no-install-recommends curl=1\nUSER 1\n"
+            ))
+        };
+        // BuildKit's aliases for target (dst=, destination=) count, as the build reads them.
+        assert!(!run("type=cache,dst=/var/lib/apt").contains(&"KL303"));
+        assert!(!run("type=cache,destination=/var/lib/apt/lists").contains(&"KL303"));
+        // A bind mount, or a cache somewhere else, keeps the finding.
+        assert!(run("type=bind,target=/var/lib/apt").contains(&"KL303"));
+        assert!(run("type=cache,target=/root/.cache").contains(&"KL303"));
+    }
+
+    #[test]
     fn final_stage_user_and_root() {
         // USER is inherited from the stage the final one is built on.
         assert!(!ids("FROM scratch AS base\nUSER 1000\nFROM base\nHEALTHCHECK NONE\n").contains(&"KL201"));

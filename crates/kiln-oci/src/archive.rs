@@ -33,7 +33,7 @@ pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// JSON documents (index.json, manifests, configs, manifest.json) are read whole; anything
 /// bigger than this is refused rather than trusted with our memory.
-const MAX_JSON: u64 = 16 << 20;
+const MAX_JSON: u64 = crate::store::MAX_JSON_BYTES;
 
 /// Large enough that the tar reader and the hashers see few, big reads.
 const IO_BUFFER: usize = 1 << 20;
@@ -486,7 +486,7 @@ struct ConfigRootFs {
 }
 
 /// The platform of the running machine, in GOARCH spelling, to pick from a multi-arch index.
-fn host_platform() -> Platform {
+pub(crate) fn host_platform() -> Platform {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -892,6 +892,14 @@ pub fn load(store: &Store, archive: &Path) -> Result<Vec<Loaded>, ArchiveError> 
             archive: archive.to_path_buf(),
         });
     };
+    if loaded.is_empty() {
+        // Loading nothing and saying nothing hides a broken export.
+        return Err(ArchiveError::Invalid {
+            archive: archive.to_path_buf(),
+            reason: "the archive holds no images (its index lists none)".into(),
+            hint: "export the image again, e.g. `kiln save -o FILE IMAGE` or `docker save IMAGE`",
+        });
+    }
     staging.promote(archive)?;
     for l in &loaded {
         if l.names.is_empty() {
@@ -925,7 +933,7 @@ fn load_oci(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>, Ar
             .annotations
             .get(CONTAINERD_IMAGE_NAME)
             .or_else(|| d.annotations.get(REF_NAME))
-            .cloned();
+            .and_then(|n| store_name(n));
         let mut desc = d.clone();
         desc.annotations.remove(REF_NAME);
         desc.annotations.remove(CONTAINERD_IMAGE_NAME);
@@ -938,6 +946,14 @@ fn load_oci(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>, Ar
         }
     }
     Ok(out)
+}
+
+/// The store name for a name found in an archive, normalised as docker normalises what it
+/// loads: a bare `ref.name` such as `1` (skopeo's `oci-archive:base.tar:1`) becomes `1:latest`,
+/// so the printed name works in every other command. A name no command could address
+/// (`My Image`) is dropped, and the image is loaded untagged under its digest.
+fn store_name(raw: &str) -> Option<String> {
+    Name::parse(raw).ok().map(|n| n.store_key())
 }
 
 /// Verifies one blob (and, for manifests and indexes, everything below it) into staging.
@@ -1049,12 +1065,7 @@ fn load_docker(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>,
         let mbytes = canonical_json(&manifest);
         let mdigest = staging.layout.put_blob(&mbytes).map_err(store_at(&tar.path))?;
         staging.record(mdigest.clone());
-        let names = entry
-            .repo_tags
-            .iter()
-            .flatten()
-            .map(|t| Name::parse(t).map(|n| n.store_key()).unwrap_or_else(|_| t.clone()))
-            .collect();
+        let names = entry.repo_tags.iter().flatten().filter_map(|t| store_name(t)).collect();
         out.push(Loaded {
             descriptor: Descriptor::new(media::OCI_MANIFEST, mdigest, mbytes.len() as u64),
             names,

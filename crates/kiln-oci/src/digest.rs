@@ -187,6 +187,22 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Continues a stream whose first bytes are already in `inner`'s destination: hashes
+    /// and counts everything `already` yields (without writing it), so the digest at
+    /// [`HashingWriter::finish`] covers the whole stream. A resumed download uses it.
+    pub fn continuing(inner: W, algorithm: Algorithm, mut already: impl Read) -> io::Result<Self> {
+        let mut w = Self::with_algorithm(inner, algorithm);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = already.read(&mut buf)?;
+            if n == 0 {
+                return Ok(w);
+            }
+            w.hasher.update(&buf[..n]);
+            w.written += n as u64;
+        }
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -239,9 +255,16 @@ impl<R: Read> VerifyingReader<R> {
 
     /// Hashes with sha256 without checking anything; `digest()` tells the result.
     pub fn unchecked(inner: R) -> Self {
+        Self::hashing(inner, Algorithm::Sha256)
+    }
+
+    /// Hashes with `algorithm` without checking anything: for a caller that compares the
+    /// digest itself (after [`VerifyingReader::drain`]) and wants to say more than
+    /// "mismatch", e.g. which layer of which image lied about its diff_id.
+    pub fn hashing(inner: R, algorithm: Algorithm) -> Self {
         VerifyingReader {
             inner,
-            hasher: Some(Hasher::new(Algorithm::Sha256)),
+            hasher: Some(Hasher::new(algorithm)),
             expected: None,
             read: 0,
         }

@@ -177,21 +177,50 @@ pub struct Image {
     pub config: ImageConfig,
 }
 
+/// Chooses a platform's manifest from an index: OS and architecture must match; a requested
+/// variant must match (arm64 treats a missing variant as v8), otherwise an entry without a
+/// variant is preferred.
+pub fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+    let norm = |arch: &str, v: Option<&str>| -> Option<String> {
+        match (arch, v) {
+            ("arm64", None) => Some("v8".into()),
+            (_, v) => v.map(str::to_string),
+        }
+    };
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|m| media::is_manifest(&m.media_type))
+        .filter(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+        })
+        .collect();
+    let want_v = norm(&want.architecture, want.variant.as_deref());
+    if want.variant.is_some() {
+        return candidates.into_iter().find(|m| {
+            let p = m.platform.as_ref().expect("filtered");
+            norm(&p.architecture, p.variant.as_deref()) == want_v
+        });
+    }
+    candidates
+        .iter()
+        .find(|m| {
+            let p = m.platform.as_ref().expect("filtered");
+            norm(&p.architecture, p.variant.as_deref()) == want_v
+        })
+        .or_else(|| candidates.first())
+        .copied()
+}
+
 /// Reads a manifest (choosing the platform's entry if `desc` is an index) and its config.
 pub fn read_image(store: &Store, desc: &Descriptor, platform: Option<&Platform>) -> Result<Image, StoreError> {
     let mut desc = desc.clone();
     if media::is_index(&desc.media_type) {
         let index: Index = store.read_json(&desc.digest)?;
-        let pick = index
-            .manifests
-            .iter()
-            .filter(|m| media::is_manifest(&m.media_type))
-            .find(|m| match (platform, &m.platform) {
-                (Some(want), Some(p)) => p.os == want.os && p.architecture == want.architecture,
-                (None, _) => true,
-                (Some(_), None) => false,
-            })
-            .or_else(|| index.manifests.iter().find(|m| media::is_manifest(&m.media_type)));
+        let first = || index.manifests.iter().find(|m| media::is_manifest(&m.media_type));
+        let pick = platform.and_then(|want| choose_platform(&index, want)).or_else(first);
         desc = match pick {
             Some(d) => d.clone(),
             None => {
@@ -261,6 +290,38 @@ pub fn rfc3339(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(os: &str, arch: &str, v: Option<&str>) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: v.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn platform_choice_honours_variants() {
+        let d = |n: u8, pl: Platform| {
+            let mut x = Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(&[n]), 1);
+            x.platform = Some(pl);
+            x
+        };
+        let index = Index {
+            manifests: vec![
+                d(1, p("linux", "amd64", None)),
+                d(2, p("linux", "arm", Some("v6"))),
+                d(3, p("linux", "arm", Some("v7"))),
+                d(4, p("linux", "arm64", None)),
+            ],
+            ..Index::default()
+        };
+        let pick = |w: Platform| choose_platform(&index, &w).map(|m| m.digest.clone());
+        assert_eq!(pick(p("linux", "arm", Some("v7"))), Some(Digest::sha256_of(&[3])));
+        assert_eq!(pick(p("linux", "arm", Some("v5"))), None);
+        assert_eq!(pick(p("linux", "arm64", Some("v8"))), Some(Digest::sha256_of(&[4])));
+        assert_eq!(pick(p("linux", "amd64", None)), Some(Digest::sha256_of(&[1])));
+        assert_eq!(pick(p("linux", "s390x", None)), None);
+    }
 
     #[test]
     fn rfc3339_known_values() {

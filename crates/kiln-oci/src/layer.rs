@@ -256,6 +256,57 @@ impl<W: Write> Write for FixedChunks<W> {
     }
 }
 
+/// A new blob in the store, compressed as asked (the same encoder for built and converted
+/// layers, so both give the same bytes for the same tar).
+fn encoder(store: &Store, compression: Compression) -> Result<Encoder, LayerError> {
+    let blob = store.blob_writer()?;
+    let io_e = |source| LayerError::Io {
+        path: String::new(),
+        source,
+    };
+    Ok(match compression {
+        Compression::None => Encoder::Plain(blob),
+        Compression::Gzip(level) => {
+            // Parallel and deterministic: the output never depends on the worker count.
+            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            Encoder::Gzip(crate::pgzip::ParallelGzip::new(blob, level, workers))
+        }
+        Compression::Zstd(level) => {
+            let mut z = zstd::stream::write::Encoder::new(blob, level).map_err(io_e)?;
+            z.multithread(2).map_err(io_e)?;
+            // Fixed 1 MiB writes, so the frame never depends on how tar split its writes.
+            Encoder::Zstd(FixedChunks {
+                inner: z,
+                buf: Vec::with_capacity(crate::pgzip::BLOCK),
+            })
+        }
+    })
+}
+
+/// Re-encodes an uncompressed layer tar (`kiln convert`) as `compression` into a new blob.
+/// The returned diff_id is the digest of the bytes read; the caller compares it with the
+/// image's, since `tar` comes from outside.
+pub fn recompress(store: &Store, tar: &mut dyn io::Read, compression: Compression) -> Result<LayerInfo, LayerError> {
+    let e = |source| LayerError::Io {
+        path: "<layer>".into(),
+        source,
+    };
+    let mut w = HashingWriter::new(FixedChunks {
+        inner: encoder(store, compression)?,
+        buf: Vec::with_capacity(crate::pgzip::BLOCK),
+    });
+    io::copy(tar, &mut w).map_err(e)?;
+    let (chunks, diff_id, tar_size) = w.finish();
+    let blob = chunks.into_inner().map_err(e)?.finish().map_err(e)?;
+    let size = blob.written();
+    let digest = blob.commit(None)?;
+    Ok(LayerInfo {
+        diff_id,
+        descriptor: Descriptor::new(compression.media_type(), digest, size),
+        tar_size,
+    })
+}
+
 /// Streams entries into a new layer blob in the store.
 pub struct LayerWriter {
     tar: tar::Builder<HashingWriter<Encoder>>,
@@ -267,28 +318,7 @@ pub struct LayerWriter {
 impl LayerWriter {
     /// Starts a layer. `source_date_epoch` clamps every mtime when set.
     pub fn new(store: &Store, compression: Compression, source_date_epoch: Option<i64>) -> Result<Self, LayerError> {
-        let blob = store.blob_writer()?;
-        let io_e = |source| LayerError::Io {
-            path: String::new(),
-            source,
-        };
-        let enc = match compression {
-            Compression::None => Encoder::Plain(blob),
-            Compression::Gzip(level) => {
-                // Parallel and deterministic: the output never depends on the worker count.
-                let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-                Encoder::Gzip(crate::pgzip::ParallelGzip::new(blob, level, workers))
-            }
-            Compression::Zstd(level) => {
-                let mut z = zstd::stream::write::Encoder::new(blob, level).map_err(io_e)?;
-                z.multithread(2).map_err(io_e)?;
-                // Fixed 1 MiB writes, so the frame never depends on how tar split its writes.
-                Encoder::Zstd(FixedChunks {
-                    inner: z,
-                    buf: Vec::with_capacity(crate::pgzip::BLOCK),
-                })
-            }
-        };
+        let enc = encoder(store, compression)?;
         let mut tar = tar::Builder::new(HashingWriter::new(enc));
         tar.mode(tar::HeaderMode::Deterministic);
         Ok(LayerWriter {

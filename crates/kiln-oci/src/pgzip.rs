@@ -50,28 +50,13 @@ pub struct ParallelGzip<W: Write> {
     header_written: bool,
 }
 
-/// Shannon entropy of a block in bits per byte. Blocks of already-compressed or random data
-/// (close to 8) gain nothing from deflate, so they are stored: the output still depends only
-/// on the block's bytes, and the time goes where it pays.
-fn entropy(data: &[u8]) -> f64 {
-    let mut counts = [0u64; 256];
-    for &b in data {
-        counts[b as usize] += 1;
-    }
-    let n = data.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| c as f64 / n)
-        .map(|p| -p * p.log2())
-        .sum()
-}
-
-/// Above this entropy a block is stored rather than compressed (deflate would save < 0.5%).
+/// Above this entropy (bits per byte) a block is stored rather than compressed: already-compressed
+/// or random data gains < 0.5% from deflate, so the time goes where it pays, and the output
+/// still depends only on the block's bytes.
 const STORE_ABOVE_BITS: f64 = 7.99;
 
 fn deflate_block(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let level = if data.len() >= 64 * 1024 && entropy(data) > STORE_ABOVE_BITS {
+    let level = if data.len() >= 64 * 1024 && crate::entropy::bits_per_byte(data) > STORE_ABOVE_BITS {
         0
     } else {
         level
@@ -306,8 +291,8 @@ mod tests {
                 (x >> 33) as u8
             })
             .collect();
-        assert!(entropy(&random[..BLOCK]) > STORE_ABOVE_BITS);
-        assert!(entropy(&sample(BLOCK)) < STORE_ABOVE_BITS);
+        assert!(crate::entropy::bits_per_byte(&random[..BLOCK]) > STORE_ABOVE_BITS);
+        assert!(crate::entropy::bits_per_byte(&sample(BLOCK)) < STORE_ABOVE_BITS);
         let z = compress(&random, 2, 65536);
         assert!(z.len() > random.len(), "stored blocks carry a small overhead");
         assert!(z.len() < random.len() + random.len() / 100);

@@ -228,6 +228,18 @@ impl ImageRef {
         }
         Ok(ImageRef::Store(Name::parse(input)?))
     }
+
+    /// The registry image this reference names, if any: `docker://NAME`, or a plain name
+    /// whose first component is a host. This is the one place kiln decides "is this image
+    /// remote?"; whether a command then reads the registry or the store's copy is
+    /// `transport::Remote`'s business.
+    pub fn registry_name(&self) -> Option<&Name> {
+        match self {
+            ImageRef::Registry(n) => Some(n),
+            ImageRef::Store(n) if n.registry_host().is_some() => Some(n),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ImageRef {
@@ -250,6 +262,16 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_names_are_docker_urls_and_host_qualified_names() {
+        let name = |s: &str| ImageRef::parse(s).unwrap().registry_name().map(|n| n.to_string());
+        assert_eq!(name("docker://app").as_deref(), Some("app:latest"));
+        assert_eq!(name("127.0.0.1:5000/app:1").as_deref(), Some("127.0.0.1:5000/app:1"));
+        assert_eq!(name("localhost/base").as_deref(), Some("localhost/base:latest"));
+        assert_eq!(name("team/app:1"), None);
+        assert_eq!(name("oci:/x:127.0.0.1:5000/app:1"), None);
+    }
 
     #[test]
     fn normalises_names() {

@@ -67,7 +67,40 @@ pub enum StoreError {
     /// A digest string inside the layout is not valid.
     #[error("{0}")]
     Digest(#[from] crate::digest::DigestError),
+    /// A document kiln would read whole (manifest, index, config) is bigger than any real
+    /// one: refused before it is read, so a hostile image cannot exhaust memory.
+    #[error(
+        "blob {digest} in {layout} is {size} bytes, more than the {limit} kiln reads for a manifest, index or config (hint: real ones are kilobytes; the image is corrupt or hostile, check where it came from)"
+    )]
+    TooLarge {
+        /// Layout directory.
+        layout: PathBuf,
+        /// The blob's digest.
+        digest: Digest,
+        /// Its size on disk.
+        size: u64,
+        /// The limit, [`MAX_JSON_BYTES`].
+        limit: u64,
+    },
 }
+
+impl StoreError {
+    /// True when the content is at fault (corrupt, malformed, oversized, not a layout):
+    /// the user fixes it by choosing other input (exit 2), not by fixing the machine.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. }
+                | StoreError::NotALayout(_)
+                | StoreError::Json { .. }
+                | StoreError::TooLarge { .. }
+        )
+    }
+}
+
+/// The largest JSON document (manifest, index, config) kiln reads whole from a layout.
+/// Real ones are kilobytes; the bound keeps a hostile image from claiming our memory.
+pub const MAX_JSON_BYTES: u64 = 16 << 20;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -241,9 +274,11 @@ impl Store {
     }
 
     fn init(&self) -> Result<(), StoreError> {
-        for d in [self.root.join("blobs/sha256"), self.tmp_dir()] {
-            fs::create_dir_all(&d).map_err(io_err(&d))?;
-        }
+        fs::create_dir_all(self.root.join("blobs/sha256")).map_err(io_err(&self.root))?;
+        // kiln's own state (snapshots keep setuid files and devices) is for its owner only.
+        let meta = self.meta_dir();
+        crate::fsutil::create_private_dir(&meta).map_err(io_err(&meta))?;
+        fs::create_dir_all(self.tmp_dir()).map_err(io_err(&meta))?;
         let layout = self.root.join("oci-layout");
         if !layout.exists() {
             atomic_write(&self.tmp_dir(), &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -271,6 +306,20 @@ impl Store {
     /// Same filesystem as the blobs, so a finished temp file can be renamed into place.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("kiln/tmp")
+    }
+
+    /// A fresh layout in this store's temp dir (same filesystem, so blobs can be renamed
+    /// over), for blobs on their way somewhere; removed when the returned dir is dropped.
+    /// Hold a [`Store::lease`] while it holds blobs destined for this store.
+    pub fn temp_layout(&self, prefix: &str) -> Result<(Store, tempfile::TempDir), StoreError> {
+        let tmp = self.tmp_dir();
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(io_err(&tmp))?;
+        let layout = Store::open(dir.path())?;
+        Ok((layout, dir))
     }
 
     /// Where a blob lives (whether or not it exists).
@@ -314,9 +363,39 @@ impl Store {
     }
 
     /// Held (shared) by anything that writes blobs it has not yet referenced from index.json,
-    /// so that `prune` (which takes it exclusively) cannot collect them.
+    /// or uses kiln's build state (snapshots, cache records), so that `prune` (which takes it
+    /// exclusively) cannot collect them.
     pub fn lease(&self) -> Result<LockGuard, StoreError> {
         self.lock("gc.lock", false)
+    }
+
+    /// The garbage-collection lock, exclusively: while it is held no other kiln process
+    /// holds a lease, so nothing is being written or used, and whatever temp files, staging
+    /// directories and cache state exist may be removed.
+    pub fn lock_gc(&self) -> Result<GcLock, StoreError> {
+        Ok(GcLock {
+            _guard: self.lock("gc.lock", true)?,
+        })
+    }
+
+    /// [`Store::lock_gc`] without waiting: `None` when another kiln process holds a lease.
+    pub fn try_lock_gc(&self) -> Result<Option<GcLock>, StoreError> {
+        let dir = self.meta_dir();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join("gc.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(GcLock {
+                _guard: LockGuard { _file: file },
+            })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e.into() }),
+        }
     }
 
     /// Starts a new blob; bytes written to it are hashed on the way to a temp file.
@@ -329,7 +408,46 @@ impl Store {
             .map_err(io_err(&tmp))?;
         Ok(BlobWriter {
             store: self.clone(),
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            inner: Some(HashingWriter::new(BufWriter::with_capacity(1 << 20, file))),
+            keep: false,
+        })
+    }
+
+    /// Starts or continues the download of `digest`: bytes go to `kiln/tmp/partial-…`, a
+    /// file that outlives the process (kill -9 included), so the next pull of the same blob
+    /// starts where this one stopped ([`BlobWriter::written`] tells where; the bytes
+    /// already there are re-hashed, and the digest is checked at commit as always). The file
+    /// is locked while written; when another process holds it, a private temp file is used
+    /// instead. `prune` removes partial files (under the GC lock, so never one in use).
+    pub fn partial_blob_writer(&self, digest: &Digest) -> Result<BlobWriter, StoreError> {
+        let tmp = self.tmp_dir();
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let path = tmp.join(format!("partial-{}-{}", digest.algorithm().as_str(), digest.hex()));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return self.blob_writer(),
+            Err(e) => return Err(io_err(&path)(e.into())),
+        }
+        use std::io::Seek;
+        file.seek(io::SeekFrom::Start(0)).map_err(io_err(&path))?;
+        let temp_path = tempfile::TempPath::try_from_path(&path).map_err(io_err(&path))?;
+        let named = tempfile::NamedTempFile::from_parts(file, temp_path);
+        // The clone shares the file offset: reading the bytes already there leaves it at the
+        // end, where the download continues.
+        let prefix = io::BufReader::with_capacity(1 << 20, named.as_file().try_clone().map_err(io_err(&path))?);
+        let inner = HashingWriter::continuing(BufWriter::with_capacity(1 << 20, named), Algorithm::Sha256, prefix)
+            .map_err(io_err(&path))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            inner: Some(inner),
+            keep: true,
         })
     }
 
@@ -364,7 +482,7 @@ impl Store {
         let mut w = self.blob_writer()?;
         let mut reader = reader;
         io::copy(&mut reader, &mut w).map_err(io_err(&self.tmp_dir()))?;
-        let size = w.inner.written();
+        let size = w.written();
         if let Some((d, Some(want))) = expected
             && want != size
         {
@@ -426,8 +544,19 @@ impl Store {
         Ok(data)
     }
 
-    /// Reads and parses a JSON blob.
+    /// Reads and parses a JSON blob of at most [`MAX_JSON_BYTES`] (checked before reading).
     pub fn read_json<T: for<'de> Deserialize<'de>>(&self, digest: &Digest) -> Result<T, StoreError> {
+        let path = self.blob_path(digest);
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.len() > MAX_JSON_BYTES
+        {
+            return Err(StoreError::TooLarge {
+                layout: self.root.clone(),
+                digest: digest.clone(),
+                size: meta.len(),
+                limit: MAX_JSON_BYTES,
+            });
+        }
         let data = self.read_blob(digest)?;
         serde_json::from_slice(&data).map_err(|source| StoreError::Json {
             what: digest.to_string(),
@@ -508,17 +637,25 @@ impl Store {
     /// whose manifest's `subject` is `subject` (optionally only of one artifact type). This
     /// is how SBOMs, provenance and signatures of local images are found and pushed along.
     pub fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>, StoreError> {
-        let mut out = Vec::new();
+        let mut all = self.referrers_by_subject()?;
+        let mut out = all.remove(subject).unwrap_or_default();
+        out.retain(|m| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)));
+        Ok(out)
+    }
+
+    /// Every artifact kept beside an image, grouped by the digest of its subject, read in
+    /// one pass over index.json (for walking referrers of referrers).
+    pub fn referrers_by_subject(&self) -> Result<BTreeMap<Digest, Vec<Descriptor>>, StoreError> {
+        let mut out: BTreeMap<Digest, Vec<Descriptor>> = BTreeMap::new();
         for m in self.index()?.manifests {
-            let Some(at) = &m.artifact_type else { continue };
-            if m.ref_name().is_some() || artifact_type.is_some_and(|t| t != at) {
+            if m.artifact_type.is_none() || m.ref_name().is_some() {
                 continue;
             }
             let Ok(parsed) = self.read_json::<Manifest>(&m.digest) else {
                 continue;
             };
-            if parsed.subject.as_ref().is_some_and(|s| &s.digest == subject) {
-                out.push(m);
+            if let Some(s) = parsed.subject {
+                out.entry(s.digest).or_default().push(m);
             }
         }
         Ok(out)
@@ -546,9 +683,15 @@ impl Store {
     }
 
     /// Deletes every blob not reachable from index.json or from `extra_roots` (kiln's cache
-    /// records), and leftover temp files. Returns (blobs removed, bytes freed).
-    pub fn prune(&self, extra_roots: &BTreeSet<Digest>) -> Result<(usize, u64), StoreError> {
-        let _gc = self.lock("gc.lock", true)?;
+    /// records), and leftover temp files.
+    pub fn prune(&self, extra_roots: &BTreeSet<Digest>) -> Result<Pruned, StoreError> {
+        let gc = self.lock_gc()?;
+        self.prune_locked(&gc, extra_roots)
+    }
+
+    /// [`Store::prune`] for a caller that already holds the GC lock (and computed
+    /// `extra_roots` under it).
+    pub fn prune_locked(&self, _gc: &GcLock, extra_roots: &BTreeSet<Digest>) -> Result<Pruned, StoreError> {
         let _idx = self.lock_index()?;
         let mut keep = extra_roots.clone();
         for m in self.index()?.manifests {
@@ -576,37 +719,112 @@ impl Store {
         }
         // Nothing is being written while we hold the GC lock exclusively, so every temp file
         // and staging directory left here belongs to a process that died.
-        if let Ok(entries) = fs::read_dir(self.tmp_dir()) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let _ = if p.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                };
+        let (temp_files, temp_bytes) = remove_contents(&self.tmp_dir());
+        Ok(Pruned {
+            blobs: n,
+            blob_bytes: bytes,
+            temp_files,
+            temp_bytes,
+        })
+    }
+}
+
+/// The exclusive garbage-collection lock ([`Store::lock_gc`]); released on drop.
+#[derive(Debug)]
+pub struct GcLock {
+    _guard: LockGuard,
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Blobs deleted.
+    pub blobs: usize,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Temp files and staging directories left by interrupted commands (top-level entries
+    /// of `kiln/tmp`).
+    pub temp_files: usize,
+    /// Their bytes (every file below them).
+    pub temp_bytes: u64,
+}
+
+impl Pruned {
+    /// Every byte reclaimed.
+    pub fn bytes(&self) -> u64 {
+        self.blob_bytes + self.temp_bytes
+    }
+}
+
+/// Bytes of the files at or below `path` (not following symlinks).
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Removes everything inside `dir` (not `dir` itself); returns (top-level entries removed,
+/// bytes they held). Entries that cannot be removed are left and not counted.
+pub fn remove_contents(dir: &Path) -> (usize, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let size = disk_usage(&p);
+            let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            if removed.is_ok() {
+                n += 1;
+                bytes += size;
             }
         }
-        Ok((n, bytes))
     }
+    (n, bytes)
 }
 
 /// A blob being written; becomes visible in the store only through [`BlobWriter::commit`].
 pub struct BlobWriter {
     store: Store,
-    inner: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    /// Always `Some` until commit or drop.
+    inner: Option<HashingWriter<BufWriter<tempfile::NamedTempFile>>>,
+    /// A partial download ([`Store::partial_blob_writer`]): kept on drop, for the next pull.
+    keep: bool,
 }
 
 impl BlobWriter {
-    /// Bytes written so far.
+    fn inner(&mut self) -> &mut HashingWriter<BufWriter<tempfile::NamedTempFile>> {
+        self.inner.as_mut().expect("a blob writer is used until commit")
+    }
+
+    /// Bytes written so far (for a resumed download, including those of earlier processes).
     pub fn written(&self) -> u64 {
-        self.inner.written()
+        self.inner.as_ref().map_or(0, HashingWriter::written)
+    }
+
+    /// Throws away what was written and starts the blob again (a registry that ignored a
+    /// `Range` request sends the whole blob).
+    pub fn restart(&mut self) -> io::Result<()> {
+        use std::io::Seek;
+        let (buf, _, _) = self.inner.take().expect("a blob writer is used until commit").finish();
+        let mut file = buf.into_inner().map_err(|e| e.into_error())?;
+        file.as_file().set_len(0)?;
+        file.seek(io::SeekFrom::Start(0))?;
+        self.inner = Some(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)));
+        Ok(())
     }
 
     /// Flushes, fsyncs, checks the digest against `expected` (if given) and renames the temp
     /// file into `blobs/`. On any failure the temp file is deleted.
-    pub fn commit(self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
         let tmp = self.store.tmp_dir();
-        let (buf, digest, _size) = self.inner.finish();
+        let (buf, digest, _size) = self.inner.take().expect("a blob writer is committed once").finish();
         let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         if let Some(want) = expected {
             // Foreign content may name a sha512 digest; re-hash the file with that algorithm.
@@ -640,16 +858,35 @@ impl BlobWriter {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
         file.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        // The new name must survive a crash as the content does.
+        if let Some(parent) = dest.parent() {
+            crate::fsutil::sync_dir(parent).map_err(io_err(parent))?;
+        }
         Ok(final_digest)
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner().write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner().flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // A partial download that was not committed stays on disk (flushed) for the next
+        // pull; any other temp file goes.
+        if self.keep
+            && let Some(inner) = self.inner.take()
+        {
+            let (buf, _, _) = inner.finish();
+            if let Ok(file) = buf.into_inner() {
+                let _ = file.keep();
+            }
+        }
     }
 }
 
@@ -663,6 +900,9 @@ pub fn atomic_write(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), Stor
     f.write_all(data).map_err(io_err(dest))?;
     f.as_file().sync_all().map_err(io_err(dest))?;
     f.persist(dest).map_err(|e| io_err(dest)(e.error))?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::sync_dir(parent).map_err(io_err(parent))?;
+    }
     Ok(())
 }
 
@@ -683,6 +923,18 @@ mod tests {
         assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0, "temp file left behind");
         fs::write(s.blob_path(&d), b"tampered").unwrap();
         assert!(matches!(s.read_blob(&d), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn json_documents_are_bounded_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"a huge config");
+        // Sparse: refused by its size, no byte is read.
+        fs::File::create(s.blob_path(&d)).unwrap().set_len(1 << 30).unwrap();
+        let e = s.read_json::<serde_json::Value>(&d).unwrap_err();
+        assert!(matches!(e, StoreError::TooLarge { size, .. } if size == 1 << 30), "{e}");
+        assert!(e.is_input() && e.to_string().contains("more than the 16777216"), "{e}");
     }
 
     #[test]
@@ -717,12 +969,80 @@ mod tests {
         s.tag("app:1", &desc).unwrap();
         s.tag("app:2", &desc).unwrap();
         assert_eq!(s.resolve("app:1").unwrap().unwrap().digest, md);
-        let (n, _) = s.prune(&BTreeSet::new()).unwrap();
-        assert_eq!(n, 1);
+        let pruned = s.prune(&BTreeSet::new()).unwrap();
+        assert_eq!(pruned.blobs, 1);
         assert!(!s.has_blob(&orphan) && s.has_blob(&layer) && s.has_blob(&cfg));
         s.untag("app:1").unwrap();
         s.untag("app:2").unwrap();
         s.prune(&BTreeSet::new()).unwrap();
         assert!(!s.has_blob(&layer));
+    }
+
+    /// A partial download left by one writer is continued by the next: the bytes already
+    /// there count, the digest covers them, and a second writer while the first holds the
+    /// file gets a private temp file.
+    #[test]
+    fn partial_downloads_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let d = Digest::sha256_of(&data);
+        let mut w = s.partial_blob_writer(&d).unwrap();
+        w.write_all(&data[..100_000]).unwrap();
+        let other = s.partial_blob_writer(&d).unwrap();
+        assert_eq!(other.written(), 0, "a locked partial must not be shared");
+        drop(other);
+        drop(w);
+        let mut w = s.partial_blob_writer(&d).unwrap();
+        assert_eq!(w.written(), 100_000);
+        w.write_all(&data[100_000..]).unwrap();
+        assert_eq!(w.commit(Some(&d)).unwrap(), d);
+        assert_eq!(s.read_blob(&d).unwrap(), data);
+        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+        // A registry that ignores Range: start again from zero.
+        let d2 = Digest::sha256_of(b"fresh");
+        let mut w = s.partial_blob_writer(&d2).unwrap();
+        w.write_all(b"junk").unwrap();
+        w.restart().unwrap();
+        w.write_all(b"fresh").unwrap();
+        assert_eq!(w.commit(Some(&d2)).unwrap(), d2);
+    }
+
+    /// What an interrupted pull leaves in kiln/tmp is removed and counted (issue 18.6).
+    #[test]
+    fn prune_counts_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        fs::write(s.tmp_dir().join("blob-partial"), vec![7u8; 3000]).unwrap();
+        fs::create_dir_all(s.tmp_dir().join("staging/sub")).unwrap();
+        fs::write(s.tmp_dir().join("staging/sub/f"), vec![1u8; 1000]).unwrap();
+        let p = s.prune(&BTreeSet::new()).unwrap();
+        assert_eq!((p.temp_files, p.temp_bytes, p.bytes()), (2, 4000, 4000));
+        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+    }
+
+    /// kiln's own state directory is its owner's alone (issue 12.2), also in a store made
+    /// before that rule.
+    #[test]
+    fn state_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.meta_dir()), 0o700);
+        fs::set_permissions(s.meta_dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(mode(&s.meta_dir()), 0o700);
+    }
+
+    #[test]
+    fn gc_lock_excludes_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let lease = s.lease().unwrap();
+        assert!(s.try_lock_gc().unwrap().is_none());
+        drop(lease);
+        let gc = s.try_lock_gc().unwrap().expect("no lease is held");
+        drop(gc);
     }
 }

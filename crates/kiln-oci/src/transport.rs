@@ -1,20 +1,23 @@
 //! Turning any [`ImageRef`] into an image kiln can read, and writing an image to any
 //! destination one names.
 //!
-//! Every command that takes an image (`kiln sbom`, `scan`, `push`, `save`, `FROM oci:…`)
-//! goes through [`open_image`], so they all accept the same transports and fail with the
-//! same messages. Archives are loaded into a temp layout inside the store's temp dir (same
-//! filesystem as the store, not a possibly small tmpfs), which lives as long as the
-//! [`OpenedImage`].
+//! Every command that takes an image (`kiln sbom`, `scan`, `sign`, `verify`, `inspect`,
+//! `push`, `save`, `FROM oci:…`) goes through [`open_image`], so they all accept the same
+//! transports, decide "is this image remote?" the same way, and fail with the same
+//! messages. Registries are reached through the caller's [`Registries`] (kiln-registry), so
+//! this crate has no network code. Archives are loaded into a temp layout inside the
+//! store's temp dir (same filesystem as the store, not a possibly small tmpfs), which lives
+//! as long as the [`OpenedImage`].
 
 use std::path::Path;
 
 use crate::archive::{self, ArchiveError, CONTAINERD_IMAGE_NAME, Loaded};
 use crate::digest::Digest;
-use crate::image::{self, Image};
 use crate::media;
+pub use crate::opened::{OpenedImage, Scope};
 use crate::reference::{ImageRef, Name};
-use crate::store::{Descriptor, LockGuard, Platform, Store, StoreError};
+use crate::source::{LayoutSource, Registries, SourceKind};
+use crate::store::{Descriptor, Platform, Store, StoreError};
 
 /// Why an image could not be opened or written. Messages name the image as the user wrote it
 /// and end with a hint.
@@ -69,6 +72,57 @@ pub enum TransportError {
     /// Reading or writing an archive failed (the message names the archive and entry).
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// Content from outside was refused: over a size limit, not matching its digest, not
+    /// the JSON it should be.
+    #[error("{image}: {what}: {reason} (hint: {hint})")]
+    Invalid {
+        /// Where the content came from.
+        image: String,
+        /// What was read, e.g. `manifest sha256:…`.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A registry failed; the message is the registry client's own (registry, repository,
+    /// what kiln was doing, a hint).
+    #[error("{source}")]
+    Remote {
+        /// The registry client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// True when the user can fix it (a name, credentials), false for the environment.
+        input: bool,
+    },
+}
+
+impl TransportError {
+    /// True when the user can fix it by changing what they typed (exit 2), false for
+    /// environment failures (exit 3).
+    pub fn is_input(&self) -> bool {
+        match self {
+            TransportError::Store {
+                source: StoreError::Io { .. },
+                ..
+            } => false,
+            TransportError::Remote { input, .. } => *input,
+            _ => true,
+        }
+    }
+}
+
+/// Whether, and when, a reference is read from its registry.
+#[derive(Clone, Copy)]
+pub enum Remote<'a> {
+    /// Only the store and files: for commands that never talk to registries.
+    Never,
+    /// A host-qualified name (`127.0.0.1:5000/app:1`) comes from the store when the store
+    /// has it, else from its registry; `docker://NAME` always from the registry. The
+    /// default of the read-only commands, as `docker inspect` and trivy look locally first.
+    Fallback(&'a dyn Registries),
+    /// Host-qualified names and `docker://NAME` come from their registry: `kiln sign` and
+    /// `kiln verify` of a registry reference work on what the registry holds.
+    Always(&'a dyn Registries),
 }
 
 fn store_err(image: &ImageRef) -> impl FnOnce(StoreError) -> TransportError + '_ {
@@ -78,116 +132,166 @@ fn store_err(image: &ImageRef) -> impl FnOnce(StoreError) -> TransportError + '_
     }
 }
 
-/// An image ready to read: its manifest and config, and the layout holding its blobs.
-#[derive(Debug)]
-pub struct OpenedImage {
-    /// The layout to read blobs from: the store itself, a foreign `oci:` layout (verified on
-    /// every read), or a temp layout an archive was loaded into.
-    pub layout: Store,
-    /// The image (for an index, the manifest chosen for the platform).
-    pub image: Image,
-    /// The descriptor the reference resolved to (an index for multi-arch images), which is
-    /// what to tag or export to keep every platform.
-    pub descriptor: Descriptor,
-    /// Keeps an archive's temp layout alive as long as the image is in use.
-    _temp: Option<tempfile::TempDir>,
-    /// The temp layout sits in the store's temp dir, so hold off `kiln prune` meanwhile.
-    _lease: Option<LockGuard>,
-}
-
 /// Resolves `r` to an image. Store names resolve through the store's index; a digest must be
 /// an indexed image or a manifest present in the store; `oci:DIR[:REF]` is read in place;
-/// archives are loaded into a temp layout first. With no REF, a layout or archive holding
-/// exactly one image yields it; otherwise the error lists the choices.
-pub fn open_image(store: &Store, r: &ImageRef, platform: Option<&Platform>) -> Result<OpenedImage, TransportError> {
+/// archives are loaded into a temp layout first; registry names are read from their
+/// registry as `remote` says. With no REF, a layout or archive holding exactly one image
+/// yields it; otherwise the error lists the choices. `platform` picks a multi-arch image's
+/// manifest (default: this machine's if the index has it, else the first).
+pub fn open_image(
+    store: &Store,
+    r: &ImageRef,
+    platform: Option<&Platform>,
+    remote: Remote<'_>,
+) -> Result<OpenedImage, TransportError> {
+    if let Some((registries, name)) = registry_side(store, r, remote)? {
+        let (source, desc) = registries.open(store, &name)?;
+        return OpenedImage::read(source, desc, platform, store, &r.to_string());
+    }
     match r {
-        // A digest pin names content: it wins over the tag, as in docker.
-        ImageRef::Store(Name { digest: Some(d), .. }) => {
-            let desc = resolve_digest(store, d)
-                .map_err(store_err(r))?
-                .ok_or_else(|| TransportError::NotFound {
-                    image: r.to_string(),
-                    location: format!("the store at {}", store.root().display()),
-                    hint: "the pinned digest is not in the store; build, load or pull that exact image".into(),
-                })?;
-            read(store.clone(), desc, r, platform, None)
-        }
-        ImageRef::Store(name) => {
-            let key = name.store_key();
-            let desc = store
-                .resolve(&key)
-                .map_err(store_err(r))?
-                .ok_or_else(|| TransportError::NotFound {
-                    image: key.clone(),
-                    location: format!("the store at {}", store.root().display()),
-                    hint: "list images with `kiln images`, or build or pull it first".into(),
-                })?;
-            read(store.clone(), desc, r, platform, None)
-        }
-        ImageRef::StoreDigest(d) => {
-            let desc = resolve_digest(store, d)
-                .map_err(store_err(r))?
-                .ok_or_else(|| TransportError::NotFound {
-                    image: d.to_string(),
-                    location: format!("the store at {}", store.root().display()),
-                    hint: "give the digest of a manifest or index; list images with `kiln images`".into(),
-                })?;
-            read(store.clone(), desc, r, platform, None)
+        ImageRef::Store(_) | ImageRef::StoreDigest(_) | ImageRef::Registry(_) => {
+            let (desc, repository) = resolve_in_store(store, r)?;
+            let source = LayoutSource::new(store.clone(), SourceKind::Store, repository);
+            OpenedImage::read(Box::new(source), desc, platform, store, &r.to_string())
         }
         ImageRef::OciDir { path, reference } => {
             let layout = Store::open_foreign(path).map_err(store_err(r))?;
             let index = layout.index().map_err(store_err(r))?;
-            let mut candidates: Vec<Loaded> = Vec::new();
-            for m in index.manifests {
-                let names: Vec<String> = [
-                    m.ref_name(),
-                    m.annotations.get(CONTAINERD_IMAGE_NAME).map(String::as_str),
-                ]
-                .into_iter()
-                .flatten()
-                .map(str::to_string)
-                .collect();
-                candidates.push(Loaded { descriptor: m, names });
-            }
+            let candidates: Vec<Loaded> = index.manifests.into_iter().map(loaded).collect();
             let desc = pick(&candidates, reference.as_deref(), path, "oci", r)?;
-            read(layout, desc, r, platform, None)
+            let repository = reference
+                .as_deref()
+                .and_then(|n| Name::parse(n).ok())
+                .map(|n| n.repository);
+            let source = LayoutSource::new(layout, SourceKind::Layout, repository);
+            OpenedImage::read(Box::new(source), desc, platform, store, &r.to_string())
         }
         ImageRef::OciArchive { path, reference } | ImageRef::DockerArchive { path, reference } => {
-            let tmp = store.tmp_dir();
-            std::fs::create_dir_all(&tmp).map_err(|source| {
-                store_err(r)(StoreError::Io {
-                    path: tmp.clone(),
-                    source,
-                })
-            })?;
-            let dir = tempfile::Builder::new()
-                .prefix("archive-")
-                .tempdir_in(&tmp)
-                .map_err(|source| {
-                    store_err(r)(StoreError::Io {
-                        path: tmp.clone(),
-                        source,
-                    })
-                })?;
-            let lease = store.lease().map_err(store_err(r))?;
-            let layout = Store::open(dir.path()).map_err(store_err(r))?;
-            let loaded = archive::load(&layout, path)?;
-            let transport = if matches!(r, ImageRef::OciArchive { .. }) {
-                "oci-archive"
-            } else {
-                "docker-archive"
-            };
-            let desc = pick(&loaded, reference.as_deref(), path, transport, r)?;
-            let mut opened = read(layout, desc, r, platform, Some(dir))?;
-            opened._lease = Some(lease);
-            Ok(opened)
+            open_archive(store, r, path, reference.as_deref(), platform)
         }
-        ImageRef::Registry(_) => Err(TransportError::NotFound {
-            image: r.to_string(),
-            location: "the local store (this command reads registries only through kiln-registry)".into(),
-            hint: "pull it first with `kiln pull`, or use a command that talks to registries".into(),
-        }),
     }
+}
+
+/// The registry and name `r` is read from, or `None` for the store and files.
+fn registry_side<'a>(
+    store: &Store,
+    r: &ImageRef,
+    remote: Remote<'a>,
+) -> Result<Option<(&'a dyn Registries, Name)>, TransportError> {
+    let (registries, fallback) = match remote {
+        Remote::Never => return Ok(None),
+        Remote::Fallback(reg) => (reg, true),
+        Remote::Always(reg) => (reg, false),
+    };
+    let Some(name) = r.registry_name() else {
+        return Ok(None);
+    };
+    // docker:// always means the registry; a host-qualified name may mean the store's copy.
+    if fallback && matches!(r, ImageRef::Store(_)) && in_store(store, name).map_err(store_err(r))? {
+        return Ok(None);
+    }
+    Ok(Some((registries, name.clone())))
+}
+
+/// True if the store holds the image `n` names (by its tag, or by its pinned digest).
+fn in_store(store: &Store, n: &Name) -> Result<bool, StoreError> {
+    Ok(match &n.digest {
+        Some(d) => resolve_digest(store, d)?.is_some(),
+        None => store.resolve(&n.store_key())?.is_some(),
+    })
+}
+
+/// A store reference's descriptor and the repository it is named under.
+fn resolve_in_store(store: &Store, r: &ImageRef) -> Result<(Descriptor, Option<String>), TransportError> {
+    let not_found = |image: String, hint: &str| TransportError::NotFound {
+        image,
+        location: format!("the store at {}", store.root().display()),
+        hint: hint.into(),
+    };
+    let found = match r {
+        // A digest pin names content: it wins over the tag, as in docker.
+        ImageRef::Store(n @ Name { digest: Some(d), .. }) | ImageRef::Registry(n @ Name { digest: Some(d), .. }) => {
+            let desc = resolve_digest(store, d).map_err(store_err(r))?.ok_or_else(|| {
+                not_found(
+                    r.to_string(),
+                    "the pinned digest is not in the store; build, load or pull that exact image",
+                )
+            })?;
+            (desc, Some(n.repository.clone()))
+        }
+        ImageRef::Store(n) | ImageRef::Registry(n) => {
+            let key = n.store_key();
+            let desc = store.resolve(&key).map_err(store_err(r))?.ok_or_else(|| {
+                let hint = match n.registry_host() {
+                    Some(_) => "pull it first with `kiln pull`, or list images with `kiln images`",
+                    None => "list images with `kiln images`, or build or pull it first",
+                };
+                not_found(key.clone(), hint)
+            })?;
+            (desc, Some(n.repository.clone()))
+        }
+        ImageRef::StoreDigest(d) => {
+            let desc = resolve_digest(store, d).map_err(store_err(r))?.ok_or_else(|| {
+                not_found(
+                    d.to_string(),
+                    "give the digest of a manifest or index; list images with `kiln images`",
+                )
+            })?;
+            (desc, repository_of(store, d).map_err(store_err(r))?)
+        }
+        _ => unreachable!("only store references resolve in the store"),
+    };
+    Ok(found)
+}
+
+/// The repository of the first name the store gives the image `d`, if any.
+fn repository_of(store: &Store, d: &Digest) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .index()?
+        .manifests
+        .iter()
+        .filter(|m| &m.digest == d)
+        .filter_map(|m| m.ref_name().and_then(|n| Name::parse(n).ok()))
+        .map(|n| n.repository)
+        .next())
+}
+
+/// A layout's index entry as a candidate image, with the names it carries.
+fn loaded(m: Descriptor) -> Loaded {
+    let names: Vec<String> = [
+        m.ref_name(),
+        m.annotations.get(CONTAINERD_IMAGE_NAME).map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::to_string)
+    .collect();
+    Loaded { descriptor: m, names }
+}
+
+/// Loads an archive into a temp layout in the store's temp dir and opens the image in it.
+fn open_archive(
+    store: &Store,
+    r: &ImageRef,
+    path: &Path,
+    reference: Option<&str>,
+    platform: Option<&Platform>,
+) -> Result<OpenedImage, TransportError> {
+    let lease = store.lease().map_err(store_err(r))?;
+    let (layout, dir) = store.temp_layout("archive-").map_err(store_err(r))?;
+    let loaded = archive::load(&layout, path)?;
+    let transport = if matches!(r, ImageRef::OciArchive { .. }) {
+        "oci-archive"
+    } else {
+        "docker-archive"
+    };
+    let desc = pick(&loaded, reference, path, transport, r)?;
+    let repository = reference.and_then(|n| Name::parse(n).ok()).map(|n| n.repository);
+    let source = LayoutSource::new(layout, SourceKind::Layout, repository);
+    let mut opened = OpenedImage::read(Box::new(source), desc, platform, store, &r.to_string())?;
+    opened.temp = Some(dir);
+    opened.lease = Some(lease);
+    Ok(opened)
 }
 
 /// An index entry with that digest, else a manifest or index blob with it.
@@ -196,7 +300,9 @@ fn resolve_digest(store: &Store, d: &Digest) -> Result<Option<Descriptor>, Store
         m.annotations.remove(crate::store::REF_NAME);
         return Ok(Some(m));
     }
-    if !store.has_blob(d) {
+    // A blob bigger than any manifest (a layer, or a hostile config) is not read to find out.
+    let size = std::fs::metadata(store.blob_path(d)).map(|m| m.len());
+    if !matches!(size, Ok(n) if n <= crate::source::MAX_MANIFEST_BYTES) {
         return Ok(None);
     }
     let bytes = store.read_blob(d)?;
@@ -289,33 +395,6 @@ fn pick(
             }),
         },
     }
-}
-
-fn read(
-    layout: Store,
-    desc: Descriptor,
-    r: &ImageRef,
-    platform: Option<&Platform>,
-    temp: Option<tempfile::TempDir>,
-) -> Result<OpenedImage, TransportError> {
-    let image = image::read_image(&layout, &desc, platform).map_err(store_err(r))?;
-    if let Some(p) = platform
-        && media::is_index(&desc.media_type)
-        && (image.config.os != p.os || image.config.architecture != p.architecture)
-    {
-        return Err(TransportError::NoPlatform {
-            image: r.to_string(),
-            os: p.os.clone(),
-            architecture: p.architecture.clone(),
-        });
-    }
-    Ok(OpenedImage {
-        layout,
-        image,
-        descriptor: desc,
-        _temp: temp,
-        _lease: None,
-    })
 }
 
 /// Copies every blob of `image` from one layout to another, children before parents and

@@ -107,6 +107,44 @@ pub struct UnpackOptions {
     pub allow_devices: bool,
     /// How whiteout entries are handled.
     pub whiteouts: WhiteoutMode,
+    /// The most bytes of tar stream (headers and data, after decompression) one layer may
+    /// expand to; more is refused as a decompression bomb. Defaults to
+    /// [`max_layer_bytes`].
+    pub max_bytes: u64,
+}
+
+/// The default limit on how far one layer may expand: `KILN_MAX_LAYER_SIZE` (bytes, or
+/// with a `K`/`M`/`G`/`T` suffix, binary units), else 64 GiB, generous for real images
+/// (the largest public layers are a few GiB) and still a stop for a gzip bomb that would
+/// fill the disk.
+pub fn max_layer_bytes() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("KILN_MAX_LAYER_SIZE")
+            .ok()
+            .and_then(|v| parse_size(&v))
+            .unwrap_or(DEFAULT_MAX_LAYER_BYTES)
+    })
+}
+
+/// 64 GiB.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+
+/// Parses `1048576`, `512M`, `64GiB`, `2T` (binary units; case-insensitive).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 impl Default for UnpackOptions {
@@ -116,6 +154,7 @@ impl Default for UnpackOptions {
             same_owner: root,
             allow_devices: root,
             whiteouts: WhiteoutMode::Apply,
+            max_bytes: max_layer_bytes(),
         }
     }
 }
@@ -172,7 +211,7 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// One entry could not be applied, or was rejected as hostile.
-    #[error("layer entry {path:?}: {reason}")]
+    #[error("layer entry {path:?}: {reason}{}", cause(.source))]
     Entry {
         /// The entry's name as written in the tar (lossily decoded).
         path: String,
@@ -181,6 +220,18 @@ pub enum UnpackError {
         /// The underlying OS or I/O error, if any.
         #[source]
         source: Option<io::Error>,
+    },
+    /// The layer expands beyond [`UnpackOptions::max_bytes`].
+    #[error(
+        "the layer expands to more than {} bytes {} (hint: this looks like a decompression bomb; if the layer is real, raise KILN_MAX_LAYER_SIZE)",
+        limit,
+        position(.after)
+    )]
+    TooLarge {
+        /// The limit that was passed.
+        limit: u64,
+        /// The last entry read before the limit was hit.
+        after: Option<String>,
     },
     /// The stream itself is unreadable: a bad header, truncation, or a
     /// corrupt compressed stream.
@@ -196,6 +247,11 @@ pub enum UnpackError {
     },
 }
 
+/// `: <OS error>` when there is one, so "cannot write the file's data" says why.
+fn cause(source: &Option<io::Error>) -> String {
+    source.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+}
+
 fn position(after: &Option<String>) -> String {
     match after {
         Some(p) => format!("after entry {p:?}"),
@@ -209,7 +265,7 @@ impl UnpackError {
     pub fn entry_path(&self) -> Option<&str> {
         match self {
             UnpackError::Entry { path, .. } => Some(path),
-            UnpackError::Stream { after, .. } => after.as_deref(),
+            UnpackError::Stream { after, .. } | UnpackError::TooLarge { after, .. } => after.as_deref(),
             UnpackError::Root { .. } => None,
         }
     }
@@ -252,13 +308,24 @@ fn unpack_with(
     let mut archive = tar::Archive::new(EofTracker {
         inner: reader,
         hit_eof: false,
+        read: 0,
+        limit: opts.max_bytes,
     });
+    let too_large = |u: &Unpacker<'_>| UnpackError::TooLarge {
+        limit: opts.max_bytes,
+        after: u.last.clone(),
+    };
     {
         let entries = archive.entries().map_err(|e| u.stream_err("cannot read the tar", e))?;
         for entry in entries {
-            let mut entry =
-                entry.map_err(|e| u.stream_err("cannot read the next tar header (truncated or corrupt layer)", e))?;
-            u.entry(&mut entry)?;
+            let mut entry = match entry {
+                Err(e) if is_over_limit(&e) => return Err(too_large(&u)),
+                e => e.map_err(|e| u.stream_err("cannot read the next tar header (truncated or corrupt layer)", e))?,
+            };
+            match u.entry(&mut entry) {
+                Err(UnpackError::Entry { source: Some(e), .. }) if is_over_limit(&e) => return Err(too_large(&u)),
+                r => r?,
+            }
         }
     }
     let mut tail = archive.into_inner();
@@ -271,7 +338,10 @@ fn unpack_with(
     }
     // Read whatever follows the end marker (usually zero padding), so a
     // compressed stream is decoded to its end and its checksum verified.
-    io::copy(&mut tail.inner, &mut io::sink()).map_err(|e| {
+    io::copy(&mut tail, &mut io::sink()).map_err(|e| {
+        if is_over_limit(&e) {
+            return too_large(&u);
+        }
         u.stream_err(
             "the data after the end-of-archive marker is corrupt (truncated or damaged compressed stream)",
             e,
@@ -284,14 +354,44 @@ fn unpack_with(
 /// Remembers whether the underlying stream reached EOF, which is how a tar
 /// that stops without its end-of-archive marker is told apart from a complete
 /// one (the `tar` crate treats both as the end).
+///
+/// It also counts the bytes read and fails a read that goes past `limit`, so a
+/// decompression bomb stops there, with an error [`is_over_limit`] recognises.
 struct EofTracker<R> {
     inner: R,
     hit_eof: bool,
+    read: u64,
+    limit: u64,
+}
+
+/// The message of the error [`EofTracker`] returns past its limit.
+const OVER_LIMIT: &str = "kiln: layer size limit reached";
+
+fn is_over_limit(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().contains(OVER_LIMIT) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 impl<R: Read> Read for EofTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        if self.read >= self.limit && !buf.is_empty() {
+            // One byte more than the limit proves the stream goes on.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? > 0 {
+                return Err(io::Error::other(OVER_LIMIT));
+            }
+            self.hit_eof = true;
+            return Ok(0);
+        }
+        let room = (self.limit - self.read).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..room])?;
+        self.read += n as u64;
         if n == 0 && !buf.is_empty() {
             self.hit_eof = true;
         }
@@ -1166,7 +1266,9 @@ fn walk_in_root(root: BorrowedFd<'_>, root_id: DirId, comps: &[Vec<u8>], create:
         let fd = match open() {
             Err(Errno::NOENT) if create => {
                 match rfs::mkdirat(here, c.as_slice(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    // Exactly 0755, whatever the process umask.
+                    Ok(()) => rfs::chmodat(here, c.as_slice(), Mode::from_raw_mode(0o755), AtFlags::empty())?,
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(e),
                 }
                 open()?
@@ -1248,6 +1350,53 @@ mod tests {
         assert!(clean_path(b"a/../../x", true).is_err());
         assert_eq!(clean_path(b"/etc/passwd", true).unwrap().len(), 2);
         assert!(clean_path(b"a\0b", false).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("64GiB"), Some(64 << 30));
+        assert_eq!(parse_size("2t"), Some(2 << 40));
+        assert_eq!(parse_size("1 KB"), Some(1024));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("5Q"), None);
+    }
+
+    /// A layer that expands past the limit stops there, however it is compressed, and says
+    /// so (a bomb); one that fits exactly is fine.
+    #[test]
+    fn size_limit_stops_a_bomb() {
+        let mut b = tar::Builder::new(Vec::new());
+        for name in ["a", "b", "c"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1 << 20);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, std::io::repeat(0).take(1 << 20)).unwrap();
+        }
+        let data = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = UnpackOptions {
+            max_bytes: 2 << 20,
+            ..UnpackOptions::default()
+        };
+        let stream = crate::decompress::open_layer_stream(std::io::Cursor::new(gz)).unwrap();
+        let e = unpack_layer(stream, tmp.path(), &opts).unwrap_err();
+        assert!(
+            matches!(e, UnpackError::TooLarge { limit, .. } if limit == 2 << 20),
+            "{e}"
+        );
+        assert!(e.to_string().contains("decompression bomb"), "{e}");
+        let fits = UnpackOptions {
+            max_bytes: data.len() as u64,
+            ..UnpackOptions::default()
+        };
+        let tmp2 = tempfile::tempdir().unwrap();
+        unpack_layer(&data[..], tmp2.path(), &fits).unwrap();
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Registry credentials in Docker's `config.json`: the file docker, podman, skopeo, buildah
 //! and crane all read, so a `kiln login` works for them and theirs work for kiln.
 //!
-//! Lookup order for a host: `credHelpers[host]`, then `auths[host].auth` (or
-//! `username`/`password`), then `credsStore`. Helpers speak the `docker-credential-*`
+//! Lookup order for a host, as the docker CLI resolves it: `credHelpers[host]`, else
+//! `credsStore`, else `auths[host]`. A configured helper is authoritative: when it has
+//! nothing for the host the pull is anonymous, even if `auths` has an entry (docker keeps
+//! only placeholders there once a store is set). Helpers speak the `docker-credential-*`
 //! protocol: the server name on stdin to `get`, JSON with `Username` and `Secret` back.
+//!
+//! Identity tokens (the refresh tokens an OAuth2 login leaves) come from
+//! `auths[host].identitytoken`, or from a helper answering with the user name `<token>`;
+//! they are sent to the token server as an OAuth2 refresh grant (see [`crate::token`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,7 +37,24 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The user name that marks an identity token, in credential helpers' answers and here.
+pub const TOKEN_USERNAME: &str = "<token>";
+
 impl Credentials {
+    /// An identity token, as docker's credential helpers return one: user name `<token>`,
+    /// the token as the secret.
+    pub fn from_identity_token(token: &str) -> Credentials {
+        Credentials {
+            username: TOKEN_USERNAME.to_string(),
+            password: token.to_string(),
+        }
+    }
+
+    /// The identity token, when these credentials are one.
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == TOKEN_USERNAME && !self.password.is_empty()).then_some(self.password.as_str())
+    }
+
     /// Parses `USER:PASSWORD` as given to `--creds`.
     pub fn parse(s: &str) -> Option<Credentials> {
         let (u, p) = s.split_once(':')?;
@@ -108,42 +131,71 @@ pub fn lookup(path: &Path, host: &str) -> Result<Option<Credentials>> {
     {
         return helper_get(h, host);
     }
-    if let Some(Value::Object(auths)) = cfg.get("auths")
-        && let Some((_, Value::Object(entry))) = auths.iter().find(|(k, _)| key_matches(k, host))
-    {
-        if let Some(Value::String(a)) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
-            let raw = B64.decode(a.trim()).map_err(|e| {
-                config_err(
-                    path,
-                    format!("auths[{host:?}].auth is not base64: {e}"),
-                    "run `kiln login` again",
-                )
-            })?;
-            let text = String::from_utf8_lossy(&raw);
-            let creds = Credentials::parse(&text).ok_or_else(|| {
-                config_err(
-                    path,
-                    format!("auths[{host:?}].auth is not USER:PASSWORD"),
-                    "run `kiln login` again",
-                )
-            })?;
-            return Ok(Some(creds));
-        }
-        if let (Some(Value::String(u)), Some(Value::String(p))) = (entry.get("username"), entry.get("password")) {
-            return Ok(Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }));
-        }
-    }
     if let Some(Value::String(h)) = cfg.get("credsStore").filter(|h| h.as_str() != Some("")) {
         return helper_get(h, host);
+    }
+    match cfg.get("auths") {
+        Some(Value::Object(auths)) => match auths.iter().find(|(k, _)| key_matches(k, host)) {
+            Some((_, Value::Object(entry))) => auths_entry(path, host, entry),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Credentials from one `auths` entry: its identity token if it has one (docker keeps the
+/// user name beside it, but the token server needs only the token), else `auth`
+/// (base64 `USER:PASSWORD`), else `username` and `password`.
+fn auths_entry(path: &Path, host: &str, entry: &Map<String, Value>) -> Result<Option<Credentials>> {
+    if let Some(Value::String(t)) = entry.get("identitytoken").filter(|t| t.as_str() != Some("")) {
+        return Ok(Some(Credentials::from_identity_token(t)));
+    }
+    if let Some(Value::String(a)) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
+        let raw = B64.decode(a.trim()).map_err(|e| {
+            config_err(
+                path,
+                format!("auths[{host:?}].auth is not base64: {e}"),
+                "run `kiln login` again",
+            )
+        })?;
+        let text = String::from_utf8_lossy(&raw);
+        let creds = Credentials::parse(&text).ok_or_else(|| {
+            config_err(
+                path,
+                format!("auths[{host:?}].auth is not USER:PASSWORD"),
+                "run `kiln login` again",
+            )
+        })?;
+        return Ok(Some(creds));
+    }
+    if let (Some(Value::String(u)), Some(Value::String(p))) = (entry.get("username"), entry.get("password")) {
+        return Ok(Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }));
     }
     Ok(None)
 }
 
+/// True for a helper name docker would accept as the suffix of `docker-credential-`: it is
+/// looked up on PATH, so a `/` (or anything but `[A-Za-z0-9._-]`) could make a config file
+/// run a program of its choosing.
+pub fn valid_helper_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Runs `docker-credential-NAME get` for `host`.
 pub fn helper_get(name: &str, host: &str) -> Result<Option<Credentials>> {
+    if !valid_helper_name(name) {
+        return Err(config_err(
+            Path::new(&format!("docker-credential-{}", name.escape_default())),
+            format!("credential helper name {name:?} may only contain letters, digits, '.', '_' and '-'"),
+            "name a docker-credential-NAME program on PATH in credHelpers/credsStore, never a path",
+        ));
+    }
     let program = format!("docker-credential-{name}");
     let path = PathBuf::from(&program);
     let mut child = Command::new(&program)
@@ -277,5 +329,35 @@ mod tests {
             e.contains("docker-credential-kiln-test-absent") && e.contains("hint"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn identity_tokens_come_from_auths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        // As docker writes it after an OAuth2 login: the user name in `auth`, no password.
+        std::fs::write(
+            &p,
+            r#"{"auths":{"reg.io":{"auth":"bWU6","identitytoken":"refresh-xyz"},"plain.io":{"auth":"bWU6cHc="}}}"#,
+        )
+        .unwrap();
+        let c = lookup(&p, "reg.io").unwrap().unwrap();
+        assert_eq!(c.identity_token(), Some("refresh-xyz"));
+        assert_eq!(lookup(&p, "plain.io").unwrap().unwrap().identity_token(), None);
+    }
+
+    #[test]
+    fn helper_names_are_never_paths() {
+        for ok in ["pass", "ecr-login", "osxkeychain", "gcloud", "a.b_c-1"] {
+            assert!(valid_helper_name(ok), "{ok}");
+        }
+        for bad in ["", "../../tmp/evil", "x/../evil", "/bin/sh", "a b", "a;b", "a\nb", "é"] {
+            assert!(!valid_helper_name(bad), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, r#"{"credsStore":"../../tmp/evil"}"#).unwrap();
+        let e = lookup(&p, "h.io").unwrap_err().to_string();
+        assert!(e.contains("may only contain") && e.contains("hint"), "{e}");
     }
 }

@@ -15,6 +15,15 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{self, Credentials};
 use crate::error::{RegistryError, Result};
+use crate::stall::{Progress, within};
+
+/// The largest manifest or index kiln reads, as containerd: a bigger one is refused, never
+/// buffered.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The largest token server answer kiln reads.
+pub const MAX_TOKEN_BYTES: u64 = 1 << 20;
+/// How much of an error body kiln reads for its message.
+const MAX_ERROR_BYTES: u64 = 64 << 10;
 
 /// How hard to retry transient failures: connection errors, 429, 500 (idempotent requests
 /// only), 502, 503, 504.
@@ -64,9 +73,7 @@ fn jitter(max: u64) -> u64 {
     x % max
 }
 
-/// Receives one line per finished blob transfer ("pushed sha256:… (128.0 MiB)"), so a
-/// command can show progress on long pulls and pushes without the library printing.
-pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
+pub use crate::transfer::ProgressFn;
 
 /// Settings shared by every registry a command talks to.
 #[derive(Clone)]
@@ -90,8 +97,11 @@ pub struct Options {
     pub chunk_size: u64,
     /// Blobs transferred at once.
     pub jobs: usize,
-    /// Where to report finished blob transfers, if anywhere.
+    /// Where to report blob transfers (begun, bytes moved, finished), if anywhere.
     pub progress: Option<ProgressFn>,
+    /// How long an operation may go without progress (no answer, no byte moving) before
+    /// kiln gives up on the registry (`--timeout`).
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for Options {
@@ -105,6 +115,7 @@ impl std::fmt::Debug for Options {
             .field("retry", &self.retry)
             .field("chunk_size", &self.chunk_size)
             .field("jobs", &self.jobs)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +132,7 @@ impl Default for Options {
             chunk_size: 64 << 20,
             jobs: 6,
             progress: None,
+            timeout: Duration::from_secs(60),
         }
     }
 }
@@ -222,9 +234,9 @@ impl Registry {
     /// A client for `host` (`host`, `host:port`, or `docker.io`).
     pub fn new(host: &str, opts: Arc<Options>) -> Result<Registry> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No read timeout: stalls are judged by progress per operation (crate::stall).
         let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(15).min(opts.timeout))
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
         let mut certs = Vec::new();
@@ -322,11 +334,16 @@ impl Registry {
         &self.inner.opts
     }
 
-    /// Reports a finished transfer to the progress sink, if there is one.
-    pub fn report(&self, line: &str) {
+    /// Announces `blobs` downloads of `bytes` in all to the progress sink, if there is one.
+    pub(crate) fn planned(&self, blobs: usize, bytes: u64) {
         if let Some(p) = &self.inner.opts.progress {
-            p(line);
+            p(&crate::transfer::TransferEvent::Planned { blobs, bytes });
         }
+    }
+
+    /// A reporter of one blob's transfer to the progress sink, if there is one.
+    pub(crate) fn meter(&self, digest: &kiln_oci::Digest) -> crate::transfer::Meter {
+        crate::transfer::Meter::new(self.inner.opts.progress.clone(), digest)
     }
 
     /// The underlying HTTP client (for absolute URLs such as upload locations).
@@ -360,6 +377,7 @@ impl Registry {
 
     async fn ping(&self) -> Result<String> {
         let start = Instant::now();
+        let progress = Progress::new();
         let retry = &self.inner.opts.retry;
         let schemes: &[&str] = if self.inner.allow_http {
             &["https", "http"]
@@ -370,7 +388,10 @@ impl Registry {
         for attempt in 0..retry.attempts {
             for scheme in schemes {
                 let url = format!("{scheme}://{}/v2/", self.inner.endpoint);
-                match self.inner.http.get(&url).send().await {
+                let sent = self
+                    .within(self.inner.http.get(&url).send(), &progress, "", "GET /v2/")
+                    .await?;
+                match sent {
                     Ok(resp) => {
                         if resp.status() == StatusCode::UNAUTHORIZED {
                             self.note_challenge(resp.headers());
@@ -399,7 +420,7 @@ impl Registry {
                 }
             }
             if attempt + 1 < retry.attempts {
-                tokio::time::sleep(retry.backoff(attempt)).await;
+                self.backoff(retry.backoff(attempt), &progress, "", "GET /v2/").await?;
             }
         }
         Err(RegistryError::Unreachable {
@@ -451,26 +472,60 @@ impl Registry {
         let Some(Challenge::Bearer { realm, service }) = self.inner.challenge.lock().unwrap().clone() else {
             return Ok(());
         };
+        crate::token::check_realm(&realm, &self.inner.host, repository, self.inner.allow_http)?;
+        let what = format!("token from {realm}");
+        // A realm that does not parse will not start to by asking again.
+        if reqwest::Url::parse(&realm).is_err() {
+            return Err(RegistryError::Invalid {
+                registry: self.inner.host.clone(),
+                repository: repository.to_string(),
+                what,
+                reason: format!("the auth challenge names token realm {realm:?}, which is not a URL"),
+                hint: "the registry's token auth is misconfigured; check its auth settings".into(),
+            });
+        }
         let creds = self.credentials().await?;
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = &service {
-            query.push(("service", s));
-        }
-        // `kiln login` asks for no repository: no scope parameter then, as docker does.
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.push(("scope", s));
-        }
         let retry = &self.inner.opts.retry;
         let start = Instant::now();
+        let progress = Progress::new();
+        let realm_host = reqwest::Url::parse(&realm)
+            .ok()
+            .and_then(|u| {
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_string(),
+                })
+            })
+            .unwrap_or_default();
+        // A stall here is the token server's, and the message names it.
+        let at_realm = |e: RegistryError| match e {
+            RegistryError::Stalled { secs, .. } => RegistryError::Stalled {
+                registry: realm_host.clone(),
+                repository: repository.to_string(),
+                what: what.clone(),
+                secs,
+                hint: format!(
+                    "the token server {realm_host} accepts connections but does not answer; check it, or give it longer with --timeout SECONDS"
+                ),
+            },
+            e => e,
+        };
         let mut last = String::new();
         for attempt in 0..retry.attempts {
-            let mut rb = self.inner.http.get(&realm).query(&query);
-            if let Some(c) = &creds {
-                rb = rb.basic_auth(&c.username, Some(&c.password));
-            }
-            match rb.send().await {
+            // `kiln login` asks for no repository: no scope parameter then, as docker does.
+            let rb = crate::token::request(&self.inner.http, &realm, service.as_deref(), scope, creds.as_ref());
+            match self
+                .within(rb.send(), &progress, repository, &what)
+                .await
+                .map_err(at_realm)?
+            {
                 Ok(resp) if resp.status().is_success() => {
-                    let v: serde_json::Value = resp.json().await.map_err(|e| self.invalid(repository, "token", e))?;
+                    let body = self
+                        .read_body(repository, &what, resp, MAX_TOKEN_BYTES, &progress)
+                        .await
+                        .map_err(at_realm)?;
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&body).map_err(|e| self.invalid(repository, "token", e))?;
                     let token = v
                         .get("token")
                         .or_else(|| v.get("access_token"))
@@ -484,6 +539,7 @@ impl Registry {
                     return Ok(());
                 }
                 Ok(resp) if matches!(resp.status().as_u16(), 429 | 502..=504) => {
+                    progress.tick();
                     last = format!("HTTP {}", resp.status().as_u16());
                 }
                 Ok(resp) => {
@@ -492,7 +548,7 @@ impl Registry {
                     return Err(RegistryError::Http {
                         registry: self.inner.host.clone(),
                         repository: repository.to_string(),
-                        what: format!("token from {realm}"),
+                        what,
                         status,
                         detail,
                         hint: auth_hint(creds.is_some()),
@@ -500,12 +556,15 @@ impl Registry {
                 }
                 Err(e) => last = error_chain(&e),
             }
-            tokio::time::sleep(retry.backoff(attempt)).await;
+            if attempt + 1 < retry.attempts {
+                self.backoff(retry.backoff(attempt), &progress, repository, &what)
+                    .await?;
+            }
         }
         Err(RegistryError::Unreachable {
             registry: self.inner.host.clone(),
             repository: repository.to_string(),
-            what: format!("token from {realm}"),
+            what,
             reason: last,
             attempts: retry.attempts,
             secs: start.elapsed().as_secs_f64(),
@@ -513,9 +572,25 @@ impl Registry {
         })
     }
 
+    /// Checks that the registry accepts the session's credentials (for `kiln login`): a
+    /// `GET /v2/` that answers the auth challenge with a token or Basic credentials.
+    pub async fn check_login(&self) -> Result<()> {
+        let resp = self
+            .send("", "login", "", Idempotent::Yes, &|c, base| {
+                c.get(format!("{base}/v2/"))
+            })
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error("", "login", resp).await)
+        }
+    }
+
     /// Sends a request built by `make` (given the base URL) with authentication, handling
     /// one auth challenge and, for idempotent requests, retrying transient failures. Any
-    /// other status is returned for the caller to judge.
+    /// other status is returned for the caller to judge. The whole exchange fails once
+    /// nothing has happened for `--timeout`.
     pub async fn send(
         &self,
         repository: &str,
@@ -524,9 +599,25 @@ impl Registry {
         idempotent: Idempotent,
         make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
     ) -> Result<Response> {
+        self.send_with(repository, what, scope, idempotent, make, &Progress::new())
+            .await
+    }
+
+    /// [`Registry::send`] on the progress clock of a longer operation (a blob transfer, whose
+    /// body chunks also move it).
+    pub async fn send_with(
+        &self,
+        repository: &str,
+        what: &str,
+        scope: &str,
+        idempotent: Idempotent,
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+        progress: &Progress,
+    ) -> Result<Response> {
         let base = self.base().await.map_err(|mut e| {
             // The ping knows no repository; the error should still name the one asked for.
-            if let RegistryError::Unreachable { repository: r, .. } = &mut e
+            if let RegistryError::Unreachable { repository: r, .. } | RegistryError::Stalled { repository: r, .. } =
+                &mut e
                 && r.is_empty()
             {
                 *r = repository.to_string();
@@ -542,8 +633,9 @@ impl Registry {
             if let Some(h) = self.authorization(scope).await? {
                 rb = rb.header(reqwest::header::AUTHORIZATION, h);
             }
-            let (reason, wait) = match rb.send().await {
+            let (reason, wait) = match self.within(rb.send(), progress, repository, what).await? {
                 Ok(resp) => {
+                    progress.tick();
                     let status = resp.status().as_u16();
                     if status == 401 && !authed_once {
                         authed_once = true;
@@ -597,7 +689,13 @@ impl Registry {
                 });
             }
             tracing::debug!("{}/{repository}: {what}: {reason}; retrying", self.inner.host);
-            tokio::time::sleep(wait.unwrap_or_else(|| retry.backoff(attempt - 1))).await;
+            self.backoff(
+                wait.unwrap_or_else(|| retry.backoff(attempt - 1)),
+                progress,
+                repository,
+                what,
+            )
+            .await?;
         }
     }
 
@@ -664,20 +762,109 @@ impl Registry {
     }
 
     /// Sends a request to an absolute URL (an upload location), with the same auth and
-    /// retry handling as [`Registry::send`].
+    /// retry handling as [`Registry::send`], on the progress clock of its operation (the
+    /// third part of the method-and-URL triple).
     pub async fn send_url(
         &self,
         repository: &str,
         what: &str,
         scope: &str,
         idempotent: Idempotent,
-        (method, url): (Method, &str),
+        (method, url, progress): (Method, &str, &Progress),
         decorate: &(dyn Fn(RequestBuilder) -> RequestBuilder + Sync),
     ) -> Result<Response> {
-        self.send(repository, what, scope, idempotent, &|c, _| {
-            decorate(c.request(method.clone(), url))
-        })
+        self.send_with(
+            repository,
+            what,
+            scope,
+            idempotent,
+            &|c, _| decorate(c.request(method.clone(), url)),
+            progress,
+        )
         .await
+    }
+
+    /// The `--timeout` in force.
+    pub fn timeout(&self) -> Duration {
+        self.inner.opts.timeout
+    }
+
+    /// Awaits `fut` on `progress`'s clock: a [`RegistryError::Stalled`] naming this host if
+    /// nothing happens for the timeout.
+    pub async fn within<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+        progress: &Progress,
+        repository: &str,
+        what: &str,
+    ) -> Result<T> {
+        within(fut, progress, self.inner.opts.timeout)
+            .await
+            .map_err(|stalled| self.stalled(repository, what, stalled.0))
+    }
+
+    /// The error for an operation that made no progress for `idle`.
+    pub fn stalled(&self, repository: &str, what: &str, idle: Duration) -> RegistryError {
+        RegistryError::Stalled {
+            registry: self.inner.host.clone(),
+            repository: repository.to_string(),
+            what: what.to_string(),
+            secs: idle.as_secs_f64(),
+            hint: format!(
+                "{} accepts connections but does not answer; check it (or a proxy in between), or give it longer with --timeout SECONDS (now {})",
+                self.inner.host,
+                self.inner.opts.timeout.as_secs()
+            ),
+        }
+    }
+
+    /// Waits `wait` before a retry, unless that would take the operation past its timeout
+    /// without progress: then it is a stall.
+    async fn backoff(&self, wait: Duration, progress: &Progress, repository: &str, what: &str) -> Result<()> {
+        let timeout = self.inner.opts.timeout;
+        if progress.idle() + wait >= timeout {
+            return Err(self.stalled(repository, what, progress.idle() + wait));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// Reads a response body of at most `limit` bytes on `progress`'s clock. A bigger body
+    /// is refused as soon as it is seen to be bigger (from its Content-Length, or when the
+    /// bytes pass the limit), so memory stays bounded whatever the registry sends.
+    pub async fn read_body(
+        &self,
+        repository: &str,
+        what: &str,
+        mut resp: Response,
+        limit: u64,
+        progress: &Progress,
+    ) -> Result<bytes::Bytes> {
+        let too_big = |n: String| {
+            self.invalid(
+                repository,
+                what,
+                format!("the answer is {n} bytes, more than the {limit} kiln accepts"),
+            )
+        };
+        if let Some(n) = resp.content_length()
+            && n > limit
+        {
+            return Err(too_big(n.to_string()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = self
+            .within(resp.chunk(), progress, repository, what)
+            .await?
+            .map_err(|e| self.unreachable(repository, what, error_chain(&e), 1, Instant::now()))?
+        {
+            progress.tick();
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_big(format!("more than {limit}")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.into())
     }
 }
 
@@ -690,8 +877,18 @@ fn auth_hint(had_creds: bool) -> String {
 }
 
 /// `: CODE message` from a registry's error body, or empty.
-async fn detail_of(resp: Response) -> String {
-    let text = resp.text().await.unwrap_or_default();
+async fn detail_of(mut resp: Response) -> String {
+    // Bounded in size and time: an error body is only for the message.
+    let mut raw = Vec::new();
+    let progress = Progress::new();
+    while let Ok(Ok(Some(chunk))) = within(resp.chunk(), &progress, Duration::from_secs(10)).await {
+        raw.extend_from_slice(&chunk);
+        if raw.len() as u64 > MAX_ERROR_BYTES {
+            raw.truncate(MAX_ERROR_BYTES as usize);
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
         && let Some(errs) = v.get("errors").and_then(|e| e.as_array())
     {

@@ -42,6 +42,20 @@ pub enum RegistryError {
         /// What to do.
         hint: String,
     },
+    /// The registry stopped answering: nothing arrived for the whole `--timeout`.
+    #[error("{registry}/{repository}: {what}: {registry} stalled: no progress for {secs:.0}s (hint: {hint})")]
+    Stalled {
+        /// Registry (or token server) host.
+        registry: String,
+        /// Repository path (may be empty for a ping).
+        repository: String,
+        /// What kiln was doing.
+        what: String,
+        /// How long nothing happened.
+        secs: f64,
+        /// What to do.
+        hint: String,
+    },
     /// The registry sent something kiln will not accept (wrong digest, unknown media type,
     /// no manifest for the platform, …), or the request makes no sense.
     #[error("{registry}/{repository}: {what}: {reason} (hint: {hint})")]
@@ -84,8 +98,8 @@ impl RegistryError {
         match self {
             RegistryError::Http { status, .. } => matches!(status, 400..=499) && *status != 429,
             RegistryError::Invalid { .. } | RegistryError::Config { .. } => true,
-            RegistryError::Unreachable { .. } => false,
-            RegistryError::Store { source, .. } => matches!(source, kiln_oci::StoreError::Corrupt { .. }),
+            RegistryError::Unreachable { .. } | RegistryError::Stalled { .. } => false,
+            RegistryError::Store { source, .. } => source.is_input(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Layers, top down: [`ops::Session`] does whole-image work (pull, push, copy, referrers)
 //! and is what the CLI and the build engine call; [`repo::Repo`] moves single manifests and
-//! blobs with verification and resumption; [`client::Registry`] owns one host's transport,
+//! blobs with verification and resumption; [`source::RegistryAccess`] lets kiln-oci's
+//! `open_image` read registry images like any other; [`client::Registry`] owns one host's transport,
 //! authentication and retry loop; [`auth`] reads and writes Docker's `config.json`.
 //!
 //! Invariants: a blob becomes visible in the store only after its digest and size were
@@ -20,8 +21,13 @@ pub mod client;
 pub mod error;
 pub mod ops;
 pub mod repo;
+pub mod source;
+pub mod stall;
+pub mod token;
+pub mod transfer;
 
 pub use auth::Credentials;
 pub use client::{Options, Registry, Retry};
 pub use error::RegistryError;
 pub use ops::{Pulled, Pushed, Select, Session};
+pub use source::RegistryAccess;

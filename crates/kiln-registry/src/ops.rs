@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use kiln_oci::image::choose_platform;
 use kiln_oci::reference::Name;
 use kiln_oci::{Descriptor, Digest, Index, Manifest, Platform, Store, canonical_json, media};
 use tokio::task::JoinSet;
@@ -83,43 +84,6 @@ pub fn fallback_tag(d: &Digest) -> String {
     t.chars().take(128).collect()
 }
 
-/// Chooses a platform's manifest from an index: OS and architecture must match; a requested
-/// variant must match (arm64 treats a missing variant as v8), otherwise an entry without a
-/// variant is preferred.
-pub fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    let norm = |arch: &str, v: Option<&str>| -> Option<String> {
-        match (arch, v) {
-            ("arm64", None) => Some("v8".into()),
-            (_, v) => v.map(str::to_string),
-        }
-    };
-    let candidates: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|m| media::is_manifest(&m.media_type))
-        .filter(|m| {
-            m.platform
-                .as_ref()
-                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
-        })
-        .collect();
-    let want_v = norm(&want.architecture, want.variant.as_deref());
-    if want.variant.is_some() {
-        return candidates.into_iter().find(|m| {
-            let p = m.platform.as_ref().expect("filtered");
-            norm(&p.architecture, p.variant.as_deref()) == want_v
-        });
-    }
-    candidates
-        .iter()
-        .find(|m| {
-            let p = m.platform.as_ref().expect("filtered");
-            norm(&p.architecture, p.variant.as_deref()) == want_v
-        })
-        .or_else(|| candidates.first())
-        .copied()
-}
-
 /// A blocking handle for registry work; see the module docs.
 pub struct Session {
     rt: tokio::runtime::Runtime,
@@ -181,18 +145,7 @@ impl Session {
     /// token or sends Basic credentials to `/v2/`.
     pub fn check_login(&self, host: &str) -> Result<()> {
         let reg = self.registry(host)?;
-        self.rt.block_on(async {
-            let resp = reg
-                .send("", "login", "", crate::client::Idempotent::Yes, &|c, base| {
-                    c.get(format!("{base}/v2/"))
-                })
-                .await?;
-            if resp.status().is_success() {
-                Ok(())
-            } else {
-                Err(reg.status_error("", "login", resp).await)
-            }
-        })
+        self.rt.block_on(reg.check_login())
     }
 
     /// What `name` resolves to in its registry (one manifest GET; nothing is stored).
@@ -320,7 +273,7 @@ impl Session {
                         repo.push_blob(d, &store, None).await?;
                     }
                     let bytes = Bytes::from(store.read_blob(&a.digest).map_err(store_err(&ctx))?);
-                    if put_manifest_with_subject(&repo, &a.digest.to_string(), &bytes).await? {
+                    if repo.put_manifest_with_subject(&a.digest.to_string(), &bytes).await? {
                         return Ok(None);
                     }
                     let mut entry = a;
@@ -405,7 +358,7 @@ async fn push_artifact(repo: &Repo, store: &Store, desc: &Descriptor, subject: &
         repo.push_blob(d, store, None).await?;
     }
     let bytes = Bytes::from(store.read_blob(&desc.digest).map_err(store_err(&ctx))?);
-    let put = put_manifest_with_subject(repo, &desc.digest.to_string(), &bytes).await?;
+    let put = repo.put_manifest_with_subject(&desc.digest.to_string(), &bytes).await?;
     if !put {
         let mut entry = desc.clone();
         entry.annotations.remove(kiln_oci::store::REF_NAME);
@@ -515,16 +468,22 @@ fn put_raw(store: &Store, m: &RawManifest, ctx: &str) -> Result<()> {
 
 async fn pull_async(repo: &Repo, reference: &str, store: &Store, select: &Select) -> Result<Pulled> {
     let (mut pulled, blobs) = pull_manifests(repo, reference, store, select).await?;
+    let blobs: Vec<Descriptor> = blobs.into_iter().map(|(d, _)| d).collect();
+    (pulled.fetched, pulled.bytes) = fetch_all(repo, &blobs, store).await?;
+    Ok(pulled)
+}
+
+/// Downloads the blobs `store` lacks, `jobs` at a time, largest first (so the long
+/// downloads start early and overlap the short ones); each is verified before it becomes
+/// visible. Returns how many were fetched and their bytes.
+pub(crate) async fn fetch_all(repo: &Repo, blobs: &[Descriptor], store: &Store) -> Result<(usize, u64)> {
     let jobs = repo.registry.options().jobs.max(1);
     let mut set: JoinSet<Result<(bool, u64)>> = JoinSet::new();
-    let mut queue: Vec<Descriptor> = blobs
-        .into_iter()
-        .map(|(d, _)| d)
-        .filter(|d| !store.has_blob(&d.digest))
-        .collect();
-    // Largest first, so the long downloads start early and overlap the short ones.
+    let mut queue: Vec<Descriptor> = blobs.iter().filter(|d| !store.has_blob(&d.digest)).cloned().collect();
     queue.sort_by_key(|d| std::cmp::Reverse(d.size));
+    repo.registry.planned(queue.len(), queue.iter().map(|d| d.size).sum());
     let mut queue = queue.into_iter();
+    let (mut fetched, mut bytes) = (0, 0);
     loop {
         while set.len() < jobs {
             let Some(d) = queue.next() else { break };
@@ -534,15 +493,15 @@ async fn pull_async(repo: &Repo, reference: &str, store: &Store, select: &Select
         match set.join_next().await {
             None => break,
             Some(r) => {
-                let (fetched, size) = r.expect("blob tasks do not panic")?;
-                if fetched {
-                    pulled.fetched += 1;
-                    pulled.bytes += size;
+                let (got, size) = r.expect("blob tasks do not panic")?;
+                if got {
+                    fetched += 1;
+                    bytes += size;
                 }
             }
         }
     }
-    Ok(pulled)
+    Ok((fetched, bytes))
 }
 
 /// Every descriptor under `image` in `src`: blobs, then manifests children-first.
@@ -651,31 +610,6 @@ async fn push_async(
     Ok(out)
 }
 
-/// PUTs a manifest that has a `subject`; true if the registry says it indexed it
-/// (`OCI-Subject` header), i.e. it has the referrers API.
-async fn put_manifest_with_subject(repo: &Repo, reference: &str, bytes: &Bytes) -> Result<bool> {
-    let what = format!("PUT manifest {reference}");
-    let url_path = format!("/v2/{}/manifests/{reference}", repo.path);
-    let resp = repo
-        .registry
-        .send(
-            &repo.path,
-            &what,
-            &crate::client::scope(&repo.path, true),
-            crate::client::Idempotent::Yes,
-            &|c, base| {
-                c.put(format!("{base}{url_path}"))
-                    .header(reqwest::header::CONTENT_TYPE, media::OCI_MANIFEST)
-                    .body(bytes.clone())
-            },
-        )
-        .await?;
-    if !resp.status().is_success() {
-        return Err(repo.registry.status_error(&repo.path, &what, resp).await);
-    }
-    Ok(resp.headers().contains_key("oci-subject"))
-}
-
 /// Adds `descs` to the `sha256-<hex>` index (one update for all of them). The registry has
 /// no compare-and-swap, so two clients can overwrite each other: after writing, kiln waits
 /// a random moment and reads back, re-merging until its entries have been seen twice in a
@@ -730,41 +664,15 @@ async fn read_fallback(repo: &Repo, tag: &str) -> Result<Index> {
     }
 }
 
-async fn list_referrers(repo: &Repo, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
-    let what = format!("GET referrers {digest}");
-    let url_path = format!("/v2/{}/referrers/{digest}", repo.path);
-    let resp = repo
-        .registry
-        .send(
-            &repo.path,
-            &what,
-            &crate::client::scope(&repo.path, false),
-            crate::client::Idempotent::Yes,
-            &|c, base| {
-                let rb = c
-                    .get(format!("{base}{url_path}"))
-                    .header(reqwest::header::ACCEPT, media::OCI_INDEX);
-                match artifact_type {
-                    Some(t) => rb.query(&[("artifactType", t)]),
-                    None => rb,
-                }
-            },
-        )
-        .await?;
-    let is_index = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with(media::OCI_INDEX));
-    let index: Index = if resp.status().is_success() && is_index {
-        resp.json()
-            .await
-            .map_err(|e| repo.registry.invalid(&repo.path, &what, e))?
-    } else if matches!(resp.status().as_u16(), 200 | 400 | 404 | 405) {
-        // No referrers API (docker-registry 2.8 answers 404): the tag schema.
-        read_fallback(repo, &fallback_tag(digest)).await?
-    } else {
-        return Err(repo.registry.status_error(&repo.path, &what, resp).await);
+pub(crate) async fn list_referrers(
+    repo: &Repo,
+    digest: &Digest,
+    artifact_type: Option<&str>,
+) -> Result<Vec<Descriptor>> {
+    let index = match repo.referrers(digest, artifact_type).await? {
+        Some(index) => index,
+        // No referrers API: the tag schema.
+        None => read_fallback(repo, &fallback_tag(digest)).await?,
     };
     let mut out = Vec::new();
     for mut m in index.manifests {
@@ -828,38 +736,6 @@ fn read_origins(store: &Store) -> Origins {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(os: &str, arch: &str, v: Option<&str>) -> Platform {
-        Platform {
-            os: os.into(),
-            architecture: arch.into(),
-            variant: v.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn platform_choice_honours_variants() {
-        let d = |n: u8, pl: Platform| {
-            let mut x = Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(&[n]), 1);
-            x.platform = Some(pl);
-            x
-        };
-        let index = Index {
-            manifests: vec![
-                d(1, p("linux", "amd64", None)),
-                d(2, p("linux", "arm", Some("v6"))),
-                d(3, p("linux", "arm", Some("v7"))),
-                d(4, p("linux", "arm64", None)),
-            ],
-            ..Index::default()
-        };
-        let pick = |w: Platform| choose_platform(&index, &w).map(|m| m.digest.clone());
-        assert_eq!(pick(p("linux", "arm", Some("v7"))), Some(Digest::sha256_of(&[3])));
-        assert_eq!(pick(p("linux", "arm", Some("v5"))), None);
-        assert_eq!(pick(p("linux", "arm64", Some("v8"))), Some(Digest::sha256_of(&[4])));
-        assert_eq!(pick(p("linux", "amd64", None)), Some(Digest::sha256_of(&[1])));
-        assert_eq!(pick(p("linux", "s390x", None)), None);
-    }
 
     #[test]
     fn names_locate_registries() {

@@ -17,8 +17,9 @@ use kiln_oci::{Descriptor, Digest, Store, media};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 
-use crate::client::{Idempotent, Registry, scope};
+use crate::client::{Idempotent, MAX_MANIFEST_BYTES, Registry, scope};
 use crate::error::{RegistryError, Result};
+use crate::stall::Progress;
 
 /// Every manifest type kiln reads, for the `Accept` header.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -95,11 +96,17 @@ impl Repo {
     pub async fn get_manifest(&self, reference: &str) -> Result<RawManifest> {
         let what = format!("GET manifest {reference}");
         let url_path = format!("/v2/{}/manifests/{reference}", self.path);
+        let progress = Progress::new();
         let resp = self
             .registry
-            .send(&self.path, &what, &self.pull_scope(), Idempotent::Yes, &|c, base| {
-                c.get(format!("{base}{url_path}")).header(ACCEPT, MANIFEST_ACCEPT)
-            })
+            .send_with(
+                &self.path,
+                &what,
+                &self.pull_scope(),
+                Idempotent::Yes,
+                &|c, base| c.get(format!("{base}{url_path}")).header(ACCEPT, MANIFEST_ACCEPT),
+                &progress,
+            )
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::Http {
@@ -119,10 +126,10 @@ impl Repo {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.registry.invalid(&self.path, &what, crate::client::error_chain(&e)))?;
+        let bytes = self
+            .registry
+            .read_body(&self.path, &what, resp, MAX_MANIFEST_BYTES, &progress)
+            .await?;
         let media_type = match header_type {
             Some(t) if media::is_index(&t) || media::is_manifest(&t) => t,
             _ => sniff_media_type(&bytes).unwrap_or_default(),
@@ -165,6 +172,25 @@ impl Repo {
 
     /// Uploads a manifest or index under `reference` (a tag or its digest).
     pub async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()> {
+        self.put_manifest_headers(reference, bytes, media_type)
+            .await
+            .map(|_| ())
+    }
+
+    /// Uploads an OCI manifest that names a `subject`; true if the registry indexed it for
+    /// the referrers API (it answered with an `OCI-Subject` header), false if the caller
+    /// must keep the `sha256-<hex>` tag schema up to date instead.
+    pub async fn put_manifest_with_subject(&self, reference: &str, bytes: &Bytes) -> Result<bool> {
+        let headers = self.put_manifest_headers(reference, bytes, media::OCI_MANIFEST).await?;
+        Ok(headers.contains_key("oci-subject"))
+    }
+
+    async fn put_manifest_headers(
+        &self,
+        reference: &str,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<reqwest::header::HeaderMap> {
         let what = format!("PUT manifest {reference}");
         let url_path = format!("/v2/{}/manifests/{reference}", self.path);
         let resp = self
@@ -178,7 +204,42 @@ impl Repo {
         if !resp.status().is_success() {
             return Err(self.registry.status_error(&self.path, &what, resp).await);
         }
-        Ok(())
+        Ok(resp.headers().clone())
+    }
+
+    /// The referrers of `digest` from the registry's referrers API (filtered by
+    /// `artifact_type` where given), or `None` when the registry has no such API
+    /// (docker-registry 2.8 answers 404) and the `sha256-<hex>` tag schema is the place to look.
+    pub async fn referrers(&self, digest: &Digest, artifact_type: Option<&str>) -> Result<Option<kiln_oci::Index>> {
+        let what = format!("GET referrers {digest}");
+        let url_path = format!("/v2/{}/referrers/{digest}", self.path);
+        let resp = self
+            .registry
+            .send(&self.path, &what, &self.pull_scope(), Idempotent::Yes, &|c, base| {
+                let rb = c.get(format!("{base}{url_path}")).header(ACCEPT, media::OCI_INDEX);
+                match artifact_type {
+                    Some(t) => rb.query(&[("artifactType", t)]),
+                    None => rb,
+                }
+            })
+            .await?;
+        let is_index = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with(media::OCI_INDEX));
+        if resp.status().is_success() && is_index {
+            let body = self
+                .registry
+                .read_body(&self.path, &what, resp, MAX_MANIFEST_BYTES, &Progress::new())
+                .await?;
+            let index = serde_json::from_slice(&body).map_err(|e| self.registry.invalid(&self.path, &what, e))?;
+            Ok(Some(index))
+        } else if matches!(resp.status().as_u16(), 200 | 400 | 404 | 405) {
+            Ok(None)
+        } else {
+            Err(self.registry.status_error(&self.path, &what, resp).await)
+        }
     }
 
     /// True if the registry has the blob.
@@ -198,49 +259,152 @@ impl Repo {
         }
     }
 
-    /// Downloads a blob into `store` unless it is there, verified before it is visible.
+    /// Downloads a small blob (a config, a signature payload) into memory: refused when
+    /// the descriptor says it is over `limit`, when the body grows past its size, or when it
+    /// does not hash to its digest. Larger blobs go through [`Repo::fetch_blob`].
+    pub async fn get_small_blob(&self, desc: &Descriptor, limit: u64) -> Result<Bytes> {
+        let what = format!("GET blob {}", desc.digest);
+        if desc.size > limit {
+            return Err(self.registry.invalid(
+                &self.path,
+                &what,
+                format!("{} bytes, over the {limit}-byte limit", desc.size),
+            ));
+        }
+        let url_path = format!("/v2/{}/blobs/{}", self.path, desc.digest);
+        let progress = Progress::new();
+        let resp = self
+            .registry
+            .send_with(
+                &self.path,
+                &what,
+                &self.pull_scope(),
+                Idempotent::Yes,
+                &|c, base| c.get(format!("{base}{url_path}")),
+                &progress,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.registry.status_error(&self.path, &what, resp).await);
+        }
+        let body = self
+            .registry
+            .read_body(&self.path, &what, resp, desc.size, &progress)
+            .await?;
+        let mut h = kiln_oci::digest::Hasher::new(desc.digest.algorithm());
+        h.update(&body);
+        let got = h.finish();
+        if got != desc.digest || body.len() as u64 != desc.size {
+            return Err(self.registry.invalid(
+                &self.path,
+                &what,
+                format!("content ({} bytes) hashes to {got}", body.len()),
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Downloads a blob into `store` unless it is there, verified before it is visible. A
+    /// download cut short (here, or in an earlier kiln process that was killed) continues
+    /// from the bytes already on disk with a `Range` request; a resumed file that turns out
+    /// not to hash to the digest is thrown away and fetched again whole.
     pub async fn fetch_blob(&self, desc: &Descriptor, store: &Store) -> Result<bool> {
         if store.has_blob(&desc.digest) {
             return Ok(false);
         }
-        let what = format!("GET blob {}", desc.digest);
-        let url_path = format!("/v2/{}/blobs/{}", self.path, desc.digest);
         let store_err = |source| RegistryError::Store {
             context: format!("{}@{}", self.display(), desc.digest),
             source,
         };
-        let mut w = store.blob_writer().map_err(store_err)?;
+        let io_err = |e| {
+            store_err(kiln_oci::StoreError::Io {
+                path: store.tmp_dir(),
+                source: e,
+            })
+        };
+        let mut w = store.partial_blob_writer(&desc.digest).map_err(store_err)?;
+        if w.written() >= desc.size {
+            // Complete or oversized leftovers: nothing to continue from.
+            w.restart().map_err(io_err)?;
+        }
+        let resumed = w.written() > 0;
+        let meter = self.registry.meter(&desc.digest);
+        meter.begin(desc.size, w.written(), false);
+        self.download_into(desc, &mut w, store, &meter).await?;
+        match w.commit(Some(&desc.digest)) {
+            Err(kiln_oci::StoreError::Corrupt { .. }) if resumed => {
+                tracing::debug!("{}: a resumed download did not verify; fetching it whole", desc.digest);
+                let mut w = store.blob_writer().map_err(store_err)?;
+                meter.begin(desc.size, 0, false);
+                self.download_into(desc, &mut w, store, &meter).await?;
+                w.commit(Some(&desc.digest)).map_err(store_err)?;
+            }
+            r => {
+                r.map_err(store_err)?;
+            }
+        }
+        meter.end(&format!("pulled {} ({})", desc.digest, human_size(desc.size)));
+        Ok(true)
+    }
+
+    /// Fetches the rest of `desc` (from `w.written()`) into `w`, resuming after breaks, and
+    /// giving up when nothing arrives for `--timeout`.
+    async fn download_into(
+        &self,
+        desc: &Descriptor,
+        w: &mut kiln_oci::store::BlobWriter,
+        store: &Store,
+        meter: &crate::transfer::Meter,
+    ) -> Result<()> {
+        let what = format!("GET blob {}", desc.digest);
+        let url_path = format!("/v2/{}/blobs/{}", self.path, desc.digest);
+        let io_err = |e| RegistryError::Store {
+            context: format!("{}@{}", self.display(), desc.digest),
+            source: kiln_oci::StoreError::Io {
+                path: store.tmp_dir(),
+                source: e,
+            },
+        };
         let retry = self.registry.options().retry.clone();
         let start = Instant::now();
+        let progress = Progress::new();
         let mut breaks = 0u32;
-        'request: loop {
+        loop {
             let from = w.written();
             let resp = self
                 .registry
-                .send(&self.path, &what, &self.pull_scope(), Idempotent::Yes, &|c, base| {
-                    let rb = c.get(format!("{base}{url_path}"));
-                    if from > 0 {
-                        rb.header(RANGE, format!("bytes={from}-"))
-                    } else {
-                        rb
-                    }
-                })
+                .send_with(
+                    &self.path,
+                    &what,
+                    &self.pull_scope(),
+                    Idempotent::Yes,
+                    &|c, base| {
+                        let rb = c.get(format!("{base}{url_path}"));
+                        if from > 0 {
+                            rb.header(RANGE, format!("bytes={from}-"))
+                        } else {
+                            rb
+                        }
+                    },
+                    &progress,
+                )
                 .await?;
             match resp.status() {
-                StatusCode::OK if from > 0 => w = store.blob_writer().map_err(store_err)?,
+                // The registry ignored the Range: it sends everything again.
+                StatusCode::OK if from > 0 => {
+                    w.restart().map_err(io_err)?;
+                    meter.begin(desc.size, 0, false);
+                }
                 StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
                 _ => return Err(self.registry.status_error(&self.path, &what, resp).await),
             }
             let mut resp = resp;
-            loop {
-                match resp.chunk().await {
+            let broke = loop {
+                match self.registry.within(resp.chunk(), &progress, &self.path, &what).await? {
                     Ok(Some(chunk)) => {
-                        w.write_all(&chunk).map_err(|e| {
-                            store_err(kiln_oci::StoreError::Io {
-                                path: store.tmp_dir(),
-                                source: e,
-                            })
-                        })?;
+                        progress.tick();
+                        w.write_all(&chunk).map_err(io_err)?;
+                        meter.moved(chunk.len() as u64);
                         if w.written() > desc.size {
                             return Err(self.registry.invalid(
                                 &self.path,
@@ -253,42 +417,19 @@ impl Repo {
                         }
                     }
                     Ok(None) if w.written() < desc.size => {
-                        breaks += 1;
-                        if breaks >= retry.attempts {
-                            return Err(self.registry.unreachable(
-                                &self.path,
-                                &what,
-                                format!("body ended at {} of {} bytes", w.written(), desc.size),
-                                breaks,
-                                start,
-                            ));
-                        }
-                        tokio::time::sleep(retry.backoff(breaks - 1)).await;
-                        continue 'request;
+                        break format!("body ended at {} of {} bytes", w.written(), desc.size);
                     }
-                    Ok(None) => break 'request,
-                    Err(e) => {
-                        breaks += 1;
-                        if breaks >= retry.attempts {
-                            return Err(self.registry.unreachable(
-                                &self.path,
-                                &what,
-                                crate::client::error_chain(&e),
-                                breaks,
-                                start,
-                            ));
-                        }
-                        tracing::debug!("{what}: {}; resuming at {}", e, w.written());
-                        tokio::time::sleep(retry.backoff(breaks - 1)).await;
-                        continue 'request;
-                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => break crate::client::error_chain(&e),
                 }
+            };
+            breaks += 1;
+            if breaks >= retry.attempts {
+                return Err(self.registry.unreachable(&self.path, &what, broke, breaks, start));
             }
+            tracing::debug!("{what}: {broke}; resuming at {}", w.written());
+            tokio::time::sleep(retry.backoff(breaks - 1)).await;
         }
-        w.commit(Some(&desc.digest)).map_err(store_err)?;
-        self.registry
-            .report(&format!("pulled {} ({})", desc.digest, human_size(desc.size)));
-        Ok(true)
     }
 
     /// Sends a blob of `src` to this repository: skipped if present, mounted from
@@ -308,8 +449,11 @@ impl Repo {
         loop {
             let location = match self.start_upload(desc, mount, &scope_all).await? {
                 Started::Mounted => {
-                    self.registry
-                        .report(&format!("mounted {} from {}", desc.digest, mount.unwrap_or_default()));
+                    self.registry.meter(&desc.digest).end(&format!(
+                        "mounted {} from {}",
+                        desc.digest,
+                        mount.unwrap_or_default()
+                    ));
                     return Ok(BlobOutcome::Mounted);
                 }
                 Started::Session(l) => l,
@@ -324,8 +468,11 @@ impl Repo {
             mount = None;
             match self.upload(desc, src, location, &scope_all).await? {
                 Some(()) => {
-                    self.registry
-                        .report(&format!("pushed {} ({})", desc.digest, human_size(desc.size)));
+                    self.registry.meter(&desc.digest).end(&format!(
+                        "pushed {} ({})",
+                        desc.digest,
+                        human_size(desc.size)
+                    ));
                     return Ok(BlobOutcome::Uploaded);
                 }
                 None => {
@@ -389,6 +536,10 @@ impl Repo {
         let chunk = self.registry.options().chunk_size.max(1 << 20);
         let retry = self.registry.options().retry.clone();
         let start = Instant::now();
+        // Each piece of the body read moves this clock, so a slow upload is never cut.
+        let progress = Progress::new();
+        let meter = self.registry.meter(&desc.digest);
+        meter.begin(desc.size, 0, true);
         let digest_q = desc.digest.to_string();
         if desc.size <= chunk {
             let resp = self
@@ -398,12 +549,12 @@ impl Repo {
                     &what,
                     scope,
                     Idempotent::No,
-                    (Method::PUT, &location),
+                    (Method::PUT, &location, &progress),
                     &|rb| {
                         rb.query(&[("digest", digest_q.as_str())])
                             .header(CONTENT_TYPE, "application/octet-stream")
                             .header(CONTENT_LENGTH, desc.size.to_string())
-                            .body(file_body(file.clone(), 0, desc.size))
+                            .body(file_body(file.clone(), 0, desc.size, (&progress, &meter)))
                     },
                 )
                 .await;
@@ -428,12 +579,12 @@ impl Repo {
                     &what,
                     scope,
                     Idempotent::No,
-                    (Method::PATCH, &location),
+                    (Method::PATCH, &location, &progress),
                     &|rb| {
                         rb.header(CONTENT_TYPE, "application/octet-stream")
                             .header("Content-Range", range.as_str())
                             .header(CONTENT_LENGTH, len.to_string())
-                            .body(file_body(file.clone(), offset, len))
+                            .body(file_body(file.clone(), offset, len, (&progress, &meter)))
                     },
                 )
                 .await;
@@ -473,6 +624,7 @@ impl Repo {
                 Some((loc, off)) => {
                     location = loc;
                     offset = off;
+                    meter.begin(desc.size, off, true);
                 }
                 None => return Ok(None),
             }
@@ -484,7 +636,7 @@ impl Repo {
                 &what,
                 scope,
                 Idempotent::No,
-                (Method::PUT, &location),
+                (Method::PUT, &location, &progress),
                 &|rb| rb.query(&[("digest", digest_q.as_str())]).header(CONTENT_LENGTH, "0"),
             )
             .await;
@@ -512,6 +664,7 @@ impl Repo {
     /// Asks an upload session for its offset: `Some((location, next offset))`, or `None` if
     /// the session is gone or the registry will not resume it.
     async fn upload_status(&self, location: &str, scope: &str, what: &str) -> Result<Option<(String, u64)>> {
+        let progress = Progress::new();
         let resp = self
             .registry
             .send_url(
@@ -519,7 +672,7 @@ impl Repo {
                 what,
                 scope,
                 Idempotent::Yes,
-                (Method::GET, location),
+                (Method::GET, location, &progress),
                 &|rb| rb,
             )
             .await?;
@@ -549,10 +702,12 @@ impl Repo {
         if !resp.status().is_success() {
             return Err(self.registry.status_error(&self.path, &what, resp).await);
         }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| self.registry.invalid(&self.path, &what, e))?;
+        let body = self
+            .registry
+            .read_body(&self.path, &what, resp, MAX_MANIFEST_BYTES, &Progress::new())
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| self.registry.invalid(&self.path, &what, e))?;
         Ok(v.get("tags")
             .and_then(|t| t.as_array())
             .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
@@ -562,24 +717,41 @@ impl Repo {
 
 /// A request body that streams `len` bytes of `file` from `offset`, 1 MiB at a time: an
 /// upload never holds a whole chunk in memory, and a retry simply makes a new body.
-fn file_body(file: std::sync::Arc<std::fs::File>, offset: u64, len: u64) -> reqwest::Body {
+fn file_body(
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+    (progress, meter): (&Progress, &crate::transfer::Meter),
+) -> reqwest::Body {
     const PIECE: u64 = 1 << 20;
     if len <= PIECE {
         let mut buf = vec![0u8; len as usize];
         return match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => reqwest::Body::from(Bytes::from(buf)),
+            Ok(()) => {
+                meter.moved(len);
+                reqwest::Body::from(Bytes::from(buf))
+            }
             Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move { Err::<Bytes, _>(e) })),
         };
     }
-    let stream = futures_util::stream::unfold((file, offset, offset + len), |(f, pos, end)| async move {
-        if pos >= end {
-            return None;
-        }
-        let n = (end - pos).min(PIECE) as usize;
-        let mut buf = vec![0u8; n];
-        match f.read_exact_at(&mut buf, pos) {
-            Ok(()) => Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (f, pos + n as u64, end))),
-            Err(e) => Some((Err(e), (f, end, end))),
+    // Each piece taken by the connection moves the upload's progress clock.
+    let (progress, meter) = (progress.clone(), meter.clone());
+    let stream = futures_util::stream::unfold((file, offset, offset + len), move |(f, pos, end)| {
+        progress.tick();
+        let meter = meter.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let n = (end - pos).min(PIECE) as usize;
+            let mut buf = vec![0u8; n];
+            match f.read_exact_at(&mut buf, pos) {
+                Ok(()) => {
+                    meter.moved(n as u64);
+                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (f, pos + n as u64, end)))
+                }
+                Err(e) => Some((Err(e), (f, end, end))),
+            }
         }
     });
     reqwest::Body::wrap_stream(stream)

@@ -1,8 +1,8 @@
 //! kiln's software bill of materials: what is inside an image, read straight from its layers.
 //!
-//! [`catalog_image`] streams every layer's tar once (layers decode in parallel), keeps only
-//! the files catalogers need while tracking the final filesystem (whiteouts and opaque
-//! directories delete what lower layers put there), and hands them to the catalogers: dpkg,
+//! [`catalog_image`] streams every layer's tar once (layers decode in parallel, through
+//! `kiln_oci::walk`), keeps only the files catalogers need ([`walk`]), replays whiteouts and
+//! opaque directories into the final filesystem, and hands the kept files to the catalogers: dpkg,
 //! apk, Python, npm, Go and Rust binaries, Cargo.lock, Java archives and os-release. The
 //! result, an [`Sbom`], is written as SPDX 2.3 ([`spdx`]), CycloneDX 1.6 ([`cyclonedx`]),
 //! a table ([`table`]) or kiln's own JSON. Every writer is deterministic: the same image
@@ -39,6 +39,15 @@ pub enum SbomError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl From<kiln_oci::walk::WalkError> for SbomError {
+    fn from(e: kiln_oci::walk::WalkError) -> Self {
+        SbomError::Layer {
+            digest: e.digest,
+            reason: e.reason,
+        }
+    }
 }
 
 /// The package ecosystems kiln catalogues; decides the purl type and the table's TYPE column.
@@ -230,13 +239,19 @@ pub fn catalog_image(
     opts: &Options,
 ) -> Result<Sbom, SbomError> {
     let fs = walk::read_layers(layout, &image.manifest.layers, opts)?;
-    let (os, mut packages, warnings) = catalog_fs(&fs, &image.manifest.layers);
+    Ok(catalog_walked(&fs, image, name, created))
+}
+
+/// Catalogues `image` from its final filesystem as a walk already collected it (`kiln scan`
+/// collects it in the same pass as its secret scanner, so layers are read once).
+pub fn catalog_walked(fs: &walk::Fs, image: &Image, name: &str, created: Option<String>) -> Sbom {
+    let (os, mut packages, warnings) = catalog_fs(fs, &image.manifest.layers);
     finish(&mut packages);
     let platform = match &image.config.variant {
         Some(v) => format!("{}/{}/{v}", image.config.os, image.config.architecture),
         None => format!("{}/{}", image.config.os, image.config.architecture),
     };
-    Ok(Sbom {
+    Sbom {
         image: image.descriptor.digest.clone(),
         name: name.to_string(),
         created: created
@@ -254,7 +269,7 @@ pub fn catalog_image(
         os,
         packages,
         warnings,
-    })
+    }
 }
 
 /// Adds the packages of builder-stage layers that the final image does not have, marked

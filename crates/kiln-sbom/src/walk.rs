@@ -1,17 +1,18 @@
-//! Reading an image's final filesystem from its layer tars without unpacking them.
+//! What the catalogers read of an image: its final filesystem, reduced to the files they
+//! want, from one streaming pass over the layers (`kiln_oci::walk`), never unpacked.
 //!
-//! Each layer is decoded on its own thread into a list of events (a kept file, a whiteout,
-//! an opaque directory); the lists are then applied base first, so the result is exactly
-//! what a container would see. Only files a cataloger wants are kept: small metadata files
-//! as bytes, and binaries and archives already parsed into packages while they stream past,
-//! so memory stays near the size of the largest binary, not of the image.
+//! A [`Collector`] visits each layer while it streams past and keeps only what a cataloger
+//! wants: small metadata files as bytes, and binaries and archives already parsed into
+//! packages, so memory stays near the size of the largest binary, not of the image. The
+//! walk's replay of whiteouts and opaque directories then decides which kept files the final
+//! filesystem shows ([`Fs::from_walk`]), exactly what a container would see. `kiln scan`
+//! runs a collector in the same pass as its secret scanner.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use kiln_oci::Store;
-use kiln_oci::decompress::open_layer_stream_for_media_type;
 use kiln_oci::store::Descriptor;
+use kiln_oci::walk::{Content as WalkContent, Kind, LayerInput, Meta, Tree, Visitor, walk_layers};
 
 use crate::{Options, Package, SbomError};
 
@@ -66,12 +67,6 @@ impl Fs {
     }
 }
 
-enum Event {
-    Put(String, Content),
-    Whiteout(String),
-    Opaque(String),
-}
-
 /// What a path is to the catalogers.
 #[derive(Debug, PartialEq, Eq)]
 enum Want {
@@ -112,187 +107,120 @@ fn want(path: &str, mode: u32) -> Want {
 
 use kiln_oci::layer::absolute_entry_path as normalize;
 
-fn layer_events(layout: &Store, desc: &Descriptor, opts: &Options) -> Result<(Vec<Event>, Vec<String>), SbomError> {
-    let err = |reason: String| SbomError::Layer {
-        digest: desc.digest.clone(),
-        reason,
-    };
-    let blob = layout.open_blob(&desc.digest).map_err(|e| err(e.to_string()))?;
-    let stream = open_layer_stream_for_media_type(blob, &desc.media_type).map_err(|e| err(e.to_string()))?;
-    let mut archive = tar::Archive::new(stream);
-    let mut events = Vec::new();
-    let mut warnings = Vec::new();
-    // Hard links point at earlier entries of the same layer; keep what we kept for them.
-    let mut kept: BTreeMap<String, Content> = BTreeMap::new();
-    for entry in archive.entries().map_err(|e| err(e.to_string()))? {
-        let mut entry = entry.map_err(|e| err(format!("reading the tar: {e}")))?;
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = normalize(&raw_path);
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (if d.is_empty() { "/" } else { d }, n),
-            None => ("/", path.as_str()),
-        };
-        if name == ".wh..wh..opq" {
-            events.push(Event::Opaque(dir.to_string()));
-            continue;
+/// Metadata files larger than this are not read (a warning says so).
+const MAX_METADATA: u64 = 64 << 20;
+
+/// The cataloguers' visitor for one layer: keeps the files they read (the last entry of
+/// each path wins) while the layer streams past, so the image is read once.
+#[derive(Debug)]
+pub struct Collector {
+    max_binary_size: u64,
+    kept: BTreeMap<String, Content>,
+    warnings: Vec<String>,
+}
+
+impl Collector {
+    /// A collector for one layer.
+    pub fn new(opts: &Options) -> Collector {
+        Collector {
+            max_binary_size: opts.max_binary_size,
+            kept: BTreeMap::new(),
+            warnings: Vec::new(),
         }
-        if let Some(gone) = name.strip_prefix(".wh.") {
-            let target = if dir == "/" {
-                format!("/{gone}")
-            } else {
-                format!("{dir}/{gone}")
-            };
-            events.push(Event::Whiteout(target));
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_hard_link() {
-            let target = entry.link_name_bytes().map(|l| normalize(&String::from_utf8_lossy(&l)));
-            if let Some(c) = target.and_then(|t| kept.get(&t)) {
-                events.push(Event::Put(path, c.clone()));
-            } else {
-                // Whatever was at this path before is replaced.
-                events.push(Event::Whiteout(path));
+    }
+
+    fn file(&mut self, path: &str, meta: &Meta, content: &mut WalkContent<'_>) -> std::io::Result<Option<Content>> {
+        let size = content.size();
+        let w = want(path, meta.mode);
+        match w {
+            Want::No => Ok(None),
+            Want::Raw if size > MAX_METADATA => {
+                self.warnings.push(format!(
+                    "{path}: metadata file of {size} bytes is too large to read; skipped"
+                ));
+                Ok(None)
             }
-            continue;
-        }
-        if !kind.is_file() {
-            if !kind.is_dir() {
-                // A symlink or device over a file hides it.
-                events.push(Event::Whiteout(path));
-            }
-            continue;
-        }
-        let mode = entry.header().mode().unwrap_or(0);
-        let size = entry.size();
-        let w = want(&path, mode);
-        let content = match w {
-            Want::No => None,
-            Want::Raw => {
-                if size > 64 << 20 {
-                    warnings.push(format!(
-                        "{path}: metadata file of {size} bytes is too large to read; skipped"
+            Want::Raw => Ok(content.whole(MAX_METADATA)?.map(|b| Content::Raw(b.to_vec()))),
+            Want::Archive | Want::MaybeBinary if size > self.max_binary_size => {
+                if w == Want::Archive {
+                    self.warnings.push(format!(
+                        "{path}: {size} bytes is over the {} byte limit for archives; skipped",
+                        self.max_binary_size
                     ));
-                    None
-                } else {
-                    let mut b = Vec::with_capacity(size as usize);
-                    entry
-                        .read_to_end(&mut b)
-                        .map_err(|e| err(format!("reading {path}: {e}")))?;
-                    Some(Content::Raw(b))
                 }
+                Ok(None)
             }
             Want::Archive | Want::MaybeBinary => {
-                if size > opts.max_binary_size {
-                    if w == Want::Archive {
-                        warnings.push(format!(
-                            "{path}: {size} bytes is over the {} byte limit for archives; skipped",
-                            opts.max_binary_size
-                        ));
-                    }
-                    None
+                let head = content.head(4)?;
+                let is_elf = head == b"\x7fELF";
+                let is_zip = head == b"PK\x03\x04";
+                if !((w == Want::MaybeBinary && is_elf) || (w == Want::Archive && is_zip)) {
+                    return Ok(None);
+                }
+                let Some(b) = content.whole(self.max_binary_size)? else {
+                    return Ok(None);
+                };
+                let (pkgs, warns) = if is_elf {
+                    crate::binary::catalog(path, b)
                 } else {
-                    let mut head = [0u8; 4];
-                    let mut got = 0;
-                    while got < 4 {
-                        let n = entry
-                            .read(&mut head[got..])
-                            .map_err(|e| err(format!("reading {path}: {e}")))?;
-                        if n == 0 {
-                            break;
-                        }
-                        got += n;
-                    }
-                    let is_elf = got == 4 && head == *b"\x7fELF";
-                    let is_zip = got == 4 && head == *b"PK\x03\x04";
-                    if (w == Want::MaybeBinary && is_elf) || (w == Want::Archive && is_zip) {
-                        let mut b = Vec::with_capacity(size as usize);
-                        b.extend_from_slice(&head[..got]);
-                        entry
-                            .read_to_end(&mut b)
-                            .map_err(|e| err(format!("reading {path}: {e}")))?;
-                        let (pkgs, warns) = if is_elf {
-                            crate::binary::catalog(&path, &b)
-                        } else {
-                            crate::java::catalog(&path, &b)
-                        };
-                        (!pkgs.is_empty() || !warns.is_empty()).then_some(Content::Found(pkgs, warns))
-                    } else {
-                        None
-                    }
-                }
+                    crate::java::catalog(path, b)
+                };
+                Ok((!pkgs.is_empty() || !warns.is_empty()).then_some(Content::Found(pkgs, warns)))
             }
+        }
+    }
+}
+
+impl Visitor for Collector {
+    fn entry(&mut self, path: &str, meta: &Meta, content: &mut WalkContent<'_>) -> std::io::Result<()> {
+        let found = match meta.kind {
+            // Hard links point at earlier entries of the same layer: keep what was kept for them.
+            Kind::Hardlink => meta.link.as_deref().and_then(|l| self.kept.get(&normalize(l))).cloned(),
+            Kind::File => self.file(path, meta, content)?,
+            // A directory leaves the files under it alone.
+            Kind::Dir => return Ok(()),
+            Kind::Symlink | Kind::Other => None,
         };
-        match content {
-            Some(c) => {
-                kept.insert(path.clone(), c.clone());
-                events.push(Event::Put(path, c));
-            }
-            // A file we do not keep still replaces one we kept from a lower layer.
-            None => events.push(Event::Whiteout(path)),
-        }
+        match found {
+            Some(c) => self.kept.insert(path.to_string(), c),
+            // Whatever this layer put here before is replaced.
+            None => self.kept.remove(path),
+        };
+        Ok(())
     }
-    Ok((events, warnings))
 }
 
-/// One layer's events and warnings.
-type LayerResult = Result<(Vec<Event>, Vec<String>), SbomError>;
+impl Fs {
+    /// The final filesystem, reduced to what catalogers read, from a walk whose visitors
+    /// include a [`Collector`] (`collector(i)` gives layer `i`'s): a kept file counts only if
+    /// its layer's entry is the one the final filesystem shows.
+    pub fn from_walk<'a>(tree: &Tree, collectors: impl IntoIterator<Item = &'a Collector>) -> Fs {
+        let mut fs = Fs::default();
+        for (i, c) in collectors.into_iter().enumerate() {
+            fs.warnings.extend(c.warnings.iter().cloned());
+            for (path, content) in &c.kept {
+                if tree.get(path).is_some_and(|n| n.layer == i && n.meta.kind != Kind::Dir) {
+                    fs.files.insert(
+                        path.clone(),
+                        File {
+                            layer: i,
+                            content: content.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        fs
+    }
+}
 
-/// Reads `layers` (base first) into the final filesystem. Layers decode on up to
-/// `opts.jobs` threads; their events are applied in order afterwards, so the result does
-/// not depend on which thread finished first.
+/// Reads `layers` (base first) into the final filesystem, decoding up to `opts.jobs` layers
+/// at once; the result does not depend on which finished first.
 pub fn read_layers(layout: &Store, layers: &[Descriptor], opts: &Options) -> Result<Fs, SbomError> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<LayerResult>>> =
-        (0..layers.len()).map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.max(1).min(layers.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if i >= layers.len() {
-                        break;
-                    }
-                    let r = layer_events(layout, &layers[i], opts);
-                    *slots[i].lock().unwrap() = Some(r);
-                }
-            });
-        }
-    });
-    let results = slots.into_iter().map(|s| s.into_inner().unwrap());
-    let mut fs = Fs::default();
-    for (i, r) in results.into_iter().enumerate() {
-        let (events, warnings) = r.expect("every layer was read")?;
-        fs.warnings.extend(warnings);
-        for ev in events {
-            match ev {
-                Event::Put(p, c) => {
-                    remove_under(&mut fs.files, &p, None);
-                    fs.files.insert(p, File { layer: i, content: c });
-                }
-                Event::Whiteout(p) => {
-                    fs.files.remove(&p);
-                    remove_under(&mut fs.files, &p, None);
-                }
-                Event::Opaque(d) => remove_under(&mut fs.files, &d, Some(i)),
-            }
-        }
-    }
-    Ok(fs)
-}
-
-/// Removes every kept file under directory `dir` (only those from layers below `below`).
-fn remove_under(files: &mut BTreeMap<String, File>, dir: &str, below: Option<usize>) {
-    let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
-    let doomed: Vec<String> = files
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .filter(|(_, f)| below.is_none_or(|b| f.layer < b))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in doomed {
-        files.remove(&k);
-    }
+    let inputs = layers.iter().map(|d| LayerInput::blob(layout, d)).collect();
+    let walks = walk_layers(inputs, opts.jobs, |_| Collector::new(opts))?;
+    let tree = Tree::of(walks.iter().map(|w| w.changes.as_slice()));
+    Ok(Fs::from_walk(&tree, walks.iter().map(|w| &w.visitor)))
 }
 
 #[cfg(test)]

@@ -234,25 +234,81 @@ impl Db {
     }
 }
 
-/// Parses one OSV document: a record, or an array of records.
+/// Parses one OSV document: a record, or an array of records. Straight into the typed
+/// records, never through a `serde_json::Value` tree, which can take 30 times a hostile
+/// document's size (`[{},{},…]`) before the first field is checked.
 pub fn parse_records(bytes: &[u8], path: &str) -> Result<Vec<Vulnerability>, DbError> {
     let bad = |reason: String| DbError::Malformed {
         path: path.to_string(),
         reason,
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let items = match value {
-        serde_json::Value::Array(a) => a,
-        v => vec![v],
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let v: Vulnerability =
-            serde_json::from_value(item).map_err(|e| bad(format!("record {i} is not an OSV record: {e}")))?;
-        v.validate().map_err(|e| bad(format!("record {}: {e}", v.id)))?;
-        out.push(v);
+    let is_array = bytes.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[');
+    if let Some(i) = oversized_record(bytes, is_array, MAX_RECORD_TOKENS) {
+        return Err(bad(format!(
+            "record {i} holds more than {MAX_RECORD_TOKENS} JSON values; refused (OSV records hold a few thousand)"
+        )));
     }
-    Ok(out)
+    let parsed = match is_array {
+        true => serde_json::from_slice::<Vec<Vulnerability>>(bytes),
+        false => serde_json::from_slice::<Vulnerability>(bytes).map(|v| vec![v]),
+    };
+    let records = parsed.map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => bad(format!("not an OSV record: {e}")),
+        _ => bad(format!("invalid JSON: {e}")),
+    })?;
+    for v in &records {
+        v.validate().map_err(|e| bad(format!("record {}: {e}", v.id)))?;
+    }
+    Ok(records)
+}
+
+/// JSON values one record may hold (counted as strings, keys, containers and separators):
+/// parsed, each costs up to a few hundred bytes (an empty `{}` in `affected` is a whole
+/// entry), so this bounds a record's memory to tens of MiB whatever its size on disk. A
+/// record listing 100,000 versions stays under it.
+const MAX_RECORD_TOKENS: usize = 1 << 18;
+
+/// The index of the first record in `bytes` (one record, or an array of them) holding more
+/// than `max` values, found by one pass over the bytes before anything is parsed.
+fn oversized_record(bytes: &[u8], is_array: bool, max: usize) -> Option<usize> {
+    // How many containers enclose a record's fields: its own, and the array around it.
+    let fields = if is_array { 2 } else { 1 };
+    let (mut depth, mut count, mut index) = (0usize, 0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in bytes {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                count += usize::from(depth >= fields);
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                count += usize::from(depth > fields);
+            }
+            b',' => count += usize::from(depth >= fields),
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth + 1 == fields {
+                    index += 1;
+                    count = 0;
+                }
+            }
+            _ => {}
+        }
+        if count > max {
+            return Some(index);
+        }
+    }
+    None
 }
 
 fn read_path(p: &Path, out: &mut Vec<Vulnerability>) -> Result<(), DbError> {
@@ -324,5 +380,41 @@ mod tests {
             "{e}"
         );
         assert_eq!(db.load("PyPI").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn records_are_counted_one_by_one_before_parsing() {
+        let rec = |n: usize| {
+            format!(
+                r#"{{"id":"X-{n}","details":"a, {{b}} [c] \" ,","affected":[{{"versions":[{}]}}]}}"#,
+                vec!["\"1\""; n].join(",")
+            )
+        };
+        // id, "X-n", details, its value, affected: 5 strings and 2 commas; `[`, `{`,
+        // "versions" and `[` add 4; n versions add n strings and n - 1 commas.
+        let tokens = |n: usize| 7 + 4 + 2 * n - 1;
+        assert_eq!(oversized_record(rec(10).as_bytes(), false, tokens(10)), None);
+        assert_eq!(oversized_record(rec(10).as_bytes(), false, tokens(10) - 1), Some(0));
+        let array = format!("[{},{},{}]", rec(1), rec(10), rec(2));
+        assert_eq!(oversized_record(array.as_bytes(), true, tokens(10)), None);
+        assert_eq!(oversized_record(array.as_bytes(), true, tokens(10) - 1), Some(1));
+        // The separators between records count for none of them.
+        let many = format!("[{}]", vec![rec(1); 1000].join(","));
+        assert_eq!(oversized_record(many.as_bytes(), true, tokens(1)), None);
+    }
+
+    #[test]
+    fn a_record_of_a_million_empty_objects_is_refused_before_parsing() {
+        let doc = format!(r#"{{"id":"X-1","affected":[{}]}}"#, vec!["{}"; 1 << 20].join(","));
+        let e = parse_records(doc.as_bytes(), "bomb.json").unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.json") && e.contains("record 0 holds more than 262144 JSON values"),
+            "{e}"
+        );
+        // Typed parsing names where a record goes wrong.
+        let e = parse_records(br#"[{"id":"X-1"},{"idx":1}]"#, "two.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an OSV record: missing field `id` at line 1"), "{e}");
     }
 }

@@ -49,15 +49,7 @@ impl Ignore {
                 if i == 0 {
                     e.id = word.to_string();
                 } else if let Some(d) = word.strip_prefix("exp:") {
-                    let ok = d.len() == 10
-                        && d.bytes().enumerate().all(|(i, c)| {
-                            if i == 4 || i == 7 {
-                                c == b'-'
-                            } else {
-                                c.is_ascii_digit()
-                            }
-                        });
-                    if !ok {
+                    if !is_date(d) {
                         return Err(format!(
                             "{file}:{}: `{word}` is not a date (hint: write exp:YYYY-MM-DD)",
                             n + 1
@@ -103,6 +95,34 @@ impl Ignore {
     }
 }
 
+/// True for a real calendar date written `YYYY-MM-DD`: `2020-13-45` is refused instead of
+/// being compared as text (where it would never expire, or expire at once).
+fn is_date(d: &str) -> bool {
+    let b = d.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        let part = &d[r];
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse::<u32>().ok())
+            .flatten()
+    };
+    let (Some(y), Some(m), Some(day)) = (num(0..4), num(5..7), num(8..10)) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +137,21 @@ mod tests {
         assert!(!i.applies(&["jwt"], "/etc/x", "2026-01-01"));
         let e = Ignore::parse("CVE-1 exp:tomorrow", ".kilnignore").unwrap_err();
         assert!(e.starts_with(".kilnignore:1:"), "{e}");
+        for bad in [
+            "2020-13-45",
+            "2020-02-30",
+            "2021-02-29",
+            "2020-00-10",
+            "2020-04-31",
+            "2020-1-01",
+            "+020-01-01",
+        ] {
+            let e = Ignore::parse(&format!("CVE-1 exp:{bad}"), "f").unwrap_err();
+            assert!(e.contains("is not a date"), "{bad}: {e}");
+        }
+        for good in ["2020-02-29", "2000-02-29", "2024-12-31", "2025-01-01"] {
+            assert!(is_date(good), "{good}");
+        }
+        assert!(!is_date("1900-02-29"));
     }
 }

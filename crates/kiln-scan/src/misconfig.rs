@@ -12,12 +12,9 @@
 //! | KSC006 | a setuid or setgid file |
 //! | KSC007 | an image labelled distroless contains a shell or package manager |
 
-use std::collections::BTreeMap;
-
-use kiln_oci::image::ImageConfig;
-
-use crate::layers::{Fact, Kind};
 use crate::{MisconfigFinding, Severity};
+use kiln_oci::image::ImageConfig;
+use kiln_oci::walk::{Kind, Tree};
 
 /// Every rule: id, severity, title (for docs and SARIF).
 pub const RULES: &[(&str, Severity, &str)] = &[
@@ -67,7 +64,7 @@ const PACKAGE_MANAGERS: &[&str] = &[
 ];
 
 /// Runs every check.
-pub fn check(config: &ImageConfig, fs: &BTreeMap<String, Fact>) -> Vec<MisconfigFinding> {
+pub fn check(config: &ImageConfig, fs: &Tree) -> Vec<MisconfigFinding> {
     let mut out = vec![];
     let c = &config.config;
     let user = c.user.as_deref().unwrap_or("").trim();
@@ -131,19 +128,20 @@ pub fn check(config: &ImageConfig, fs: &BTreeMap<String, Fact>) -> Vec<Misconfig
         p.rsplit_once('/')
             .is_some_and(|(dir, _)| path_dirs.contains(&if dir.is_empty() { "/" } else { dir }))
     };
-    for (p, f) in fs {
+    for (p, node) in fs.iter() {
+        let f = &node.meta;
         let ww = f.mode & 0o002 != 0;
         if ww && f.kind == Kind::File && in_path(p) {
             out.push(finding(
                 "KSC005",
-                p.clone(),
+                p,
                 format!("{p} is world-writable (mode {:04o}) in a PATH directory: any user can replace a command (chmod o-w)", f.mode & 0o7777),
             ));
         }
-        if ww && f.kind == Kind::Dir && f.mode & 0o1000 == 0 && path_dirs.contains(&p.as_str()) {
+        if ww && f.kind == Kind::Dir && f.mode & 0o1000 == 0 && path_dirs.contains(&p) {
             out.push(finding(
                 "KSC005",
-                p.clone(),
+                p,
                 format!("PATH directory {p} is world-writable without the sticky bit (mode {:04o}): any user can plant commands (chmod o-w)", f.mode & 0o7777),
             ));
         }
@@ -151,7 +149,7 @@ pub fn check(config: &ImageConfig, fs: &BTreeMap<String, Fact>) -> Vec<Misconfig
             let what = if f.mode & 0o4000 != 0 { "setuid" } else { "setgid" };
             out.push(finding(
                 "KSC006",
-                p.clone(),
+                p,
                 format!("{p} is {what} (mode {:04o}): a way to gain privileges; drop the bit unless the image needs it (chmod u-s,g-s)", f.mode & 0o7777),
             ));
         }
@@ -170,8 +168,8 @@ pub fn check(config: &ImageConfig, fs: &BTreeMap<String, Fact>) -> Vec<Misconfig
         for d in dirs {
             for name in SHELLS.iter().chain(PACKAGE_MANAGERS) {
                 let p = format!("{d}/{name}");
-                if let Some(f) = fs.get(&p)
-                    && f.kind != Kind::Dir
+                if let Some(n) = fs.get(&p)
+                    && n.meta.kind != Kind::Dir
                 {
                     let what = if SHELLS.contains(name) {
                         "a shell"

@@ -91,7 +91,7 @@ pub fn render_table(r: &Report) -> String {
                     loc.push_str(&format!(" @{o}"));
                 }
                 let place = match (s.layer_index, s.removed_in_layer, s.removed) {
-                    (Some(n), Some(m), Some(crate::layers::Gone::Deleted)) => {
+                    (Some(n), Some(m), Some(kiln_oci::walk::Removal::Deleted)) => {
                         format!("present in layer {n}, deleted in layer {m}")
                     }
                     (Some(n), Some(m), _) => format!("present in layer {n}, overwritten in layer {m}"),
@@ -118,15 +118,50 @@ pub fn render_table(r: &Report) -> String {
             .collect();
         table(&mut out, &["ID", "SEVERITY", "MESSAGE"], &rows);
     }
+    if !r.not_checked.is_empty() {
+        not_checked_table(&mut out, r);
+    }
     out.push('\n');
     out.push_str(&summary(r));
     out.push('\n');
     out
 }
 
-/// `2 vulnerabilities, 1 secret, 3 misconfigurations (CRITICAL 1, HIGH 3, …)`.
+/// Packages the database could not check, one row per type and reason (the JSON and SARIF
+/// reports list each package).
+fn not_checked_table(out: &mut String, r: &Report) {
+    let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for p in &r.not_checked {
+        groups.entry((&p.kind, &p.reason)).or_default().push(&p.package);
+    }
+    out.push_str(&format!(
+        "\nNot checked ({})\n",
+        plural(r.not_checked.len(), "package", "packages")
+    ));
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|((kind, reason), names)| {
+            let mut some: Vec<&str> = names.iter().take(3).copied().collect();
+            if names.len() > 3 {
+                some.push("…");
+            }
+            vec![
+                kind.to_string(),
+                names.len().to_string(),
+                some.join(", "),
+                reason.to_string(),
+            ]
+        })
+        .collect();
+    table(out, &["TYPE", "COUNT", "PACKAGES", "WHY"], &rows);
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `2 vulnerabilities, 1 secret, 3 misconfigurations, 4 packages not checked (CRITICAL 1, HIGH 3, …)`.
 pub fn summary(r: &Report) -> String {
-    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut by: BTreeMap<std::cmp::Reverse<Severity>, usize> = BTreeMap::new();
     for s in r
         .vulnerabilities
@@ -143,6 +178,12 @@ pub fn summary(r: &Report) -> String {
         plural(r.secrets.len(), "secret", "secrets"),
         plural(r.misconfigurations.len(), "misconfiguration", "misconfigurations"),
     );
+    if !r.not_checked.is_empty() {
+        s.push_str(&format!(
+            ", {} not checked",
+            plural(r.not_checked.len(), "package", "packages")
+        ));
+    }
     if !by.is_empty() {
         let parts: Vec<String> = by.iter().map(|(k, n)| format!("{} {n}", k.0)).collect();
         s.push_str(&format!(" ({})", parts.join(", ")));
@@ -176,7 +217,11 @@ fn security_severity(s: Severity) -> &'static str {
     }
 }
 
-/// SARIF 2.1.0: one rule per vulnerability id, secret rule and config rule that has a result.
+/// The SARIF rule of packages the database could not check.
+pub const NOT_CHECKED: &str = "kiln-not-checked";
+
+/// SARIF 2.1.0: one rule per vulnerability id, secret rule and config rule that has a result,
+/// and a note for each package the database could not check.
 pub fn render_sarif(r: &Report) -> String {
     let mut rules: Vec<sarif::Rule> = vec![];
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -264,6 +309,19 @@ pub fn render_sarif(r: &Report) -> String {
             format!("image-config/{}", m.location)
         };
         results.push(result(m.id, i, m.severity, m.message.clone(), &loc, None, &m.location));
+    }
+    for p in &r.not_checked {
+        let i = rule_for(
+            NOT_CHECKED,
+            "package not checked",
+            "A package the vulnerability database could not check: no finding does not mean no vulnerability",
+            Severity::Unknown,
+            "not-checked",
+            None,
+        );
+        let msg = format!("{} {} {} was not checked: {}", p.kind, p.package, p.version, p.reason);
+        let loc = p.path.as_deref().unwrap_or("image");
+        results.push(result(NOT_CHECKED, i, Severity::Unknown, msg, loc, None, &p.purl));
     }
     let log = sarif::Log::new(sarif::Run {
         tool: sarif::Tool {

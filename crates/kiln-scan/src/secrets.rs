@@ -181,7 +181,8 @@ pub fn scan(data: &[u8]) -> Vec<Hit> {
         };
         if let Some(h) = hit {
             last_end = h.end;
-            if !allowed(&data[h.start..h.end]) {
+            // A private-key block is a key whatever its body says; other values may be examples.
+            if h.rule == PRIVATE_KEY || !allowed(&data[h.start..h.end]) {
                 hits.push(h);
             }
         }
@@ -316,7 +317,19 @@ fn has_digit(b: &[u8]) -> bool {
     b.iter().any(u8::is_ascii_digit)
 }
 
-/// `-----BEGIN … PRIVATE KEY-----` followed by a real body (not a parser's string constant).
+/// Base64 characters the first body line of a key block needs at least (real ones have 64).
+const MIN_KEY_LINE: usize = 8;
+
+/// How far a key block is followed (the largest RSA keys are about 12 KiB of base64).
+const MAX_KEY_BLOCK: usize = 16 * 1024;
+
+/// A private-key block: `-----BEGIN … PRIVATE KEY-----` (PEM, PKCS #8, OpenSSH, OpenPGP) ending
+/// its line, optional RFC 1421 / OpenPGP armor headers (`Proc-Type:`, `DEK-Info:`,
+/// `Version:`), then a line of base64. That is a key, whatever its body looks like. Lines end
+/// with a newline, or with the two characters `\n` of a JSON or shell string (a service
+/// account's `private_key`). A header alone is not a key: a parser's string constant
+/// (`"-----BEGIN RSA PRIVATE KEY-----\n"` in source), or a header followed by anything but a
+/// base64 line.
 fn pem(data: &[u8], _s: usize, e: usize) -> Option<Hit> {
     let label_len = data[e..].iter().take(48).position(|&c| c == b'-')?;
     let label = &data[e..e + label_len];
@@ -327,68 +340,91 @@ fn pem(data: &[u8], _s: usize, e: usize) -> Option<Hit> {
     if !data[after..].starts_with(b"-----") {
         return None;
     }
-    let body_start = after + 5;
-    // Skip header lines (Proc-Type, DEK-Info, Comment) and count base64 characters.
-    let mut i = body_start;
-    let limit = (body_start + 16 * 1024).min(data.len());
-    let mut b64 = 0usize;
-    let mut first = None;
-    while i < limit {
-        let line_end = data[i..limit].iter().position(|&c| c == b'\n').map_or(limit, |p| i + p);
-        let line = trim(&data[i..line_end]);
-        if line.starts_with(b"-----END") {
+    let limit = (after + MAX_KEY_BLOCK).min(data.len());
+    let mut i = line_break(data, after + 5, limit)?;
+    // Armor headers, and the blank line after them.
+    for _ in 0..8 {
+        let (start, end, next) = key_line(data, i, limit);
+        let line = &data[start..end];
+        let is_header = line.first().is_some_and(u8::is_ascii_alphabetic)
+            && line
+                .iter()
+                .position(|&c| c == b':')
+                .is_some_and(|colon| line[..colon].iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-'));
+        if !(is_header || (line.is_empty() && next > i)) {
             break;
         }
-        if !line.contains(&b':') && !line.is_empty() {
-            if line.iter().all(|&c| is_b64(c)) {
-                if first.is_none() {
-                    first = Some(line.as_ptr() as usize - data.as_ptr() as usize);
-                }
-                b64 += line.len();
-            } else {
-                // A string constant with `\n` escapes, or prose: not a key.
-                break;
-            }
+        i = next;
+    }
+    let (first, first_end, _) = key_line(data, i, limit);
+    let mut end = first;
+    loop {
+        let (start, stop, next) = key_line(data, i, limit);
+        if start == stop || !data[start..stop].iter().all(|&c| is_b64(c)) {
+            break;
         }
-        i = line_end + 1;
+        // The span runs to the start of the next line, as it always has, so a key's redacted
+        // hash stays the same across kiln versions.
+        if next == i {
+            end = stop;
+            break;
+        }
+        end = next;
+        i = next;
     }
-    if b64 < 64 {
-        return None;
-    }
-    let first = first?;
-    hit(PRIVATE_KEY, first, i.min(data.len()).max(first + 4))
+    // The first body line is base64 (the loop took it) and long enough to be one.
+    (end > first && first_end - first >= MIN_KEY_LINE).then_some(())?;
+    hit(PRIVATE_KEY, first, end)
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b
+/// The position after a line break at `at` (spaces before it allowed): `\n`, `\r\n`, or the
+/// escapes `\\n` and `\\r\\n` of a string literal.
+fn line_break(data: &[u8], at: usize, limit: usize) -> Option<usize> {
+    let rest = &data[at.min(limit)..limit];
+    let spaces = rest.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    let rest = &rest[spaces..];
+    for nl in [&b"\r\n"[..], b"\n", b"\\r\\n", b"\\n"] {
+        if rest.starts_with(nl) {
+            return Some(at + spaces + nl.len());
+        }
+    }
+    None
+}
+
+/// The line of a key block starting at `at`: where its text starts and ends (without
+/// surrounding spaces or its break), and where the next line starts (`at` itself when this
+/// one runs to `limit` without a break).
+fn key_line(data: &[u8], at: usize, limit: usize) -> (usize, usize, usize) {
+    let at = at.min(limit);
+    let rest = &data[at..limit];
+    let mut n = 0;
+    while n < rest.len() && rest[n] != b'\n' && !rest[n..].starts_with(b"\\n") && !rest[n..].starts_with(b"\\r\\n") {
+        n += 1;
+    }
+    let text = &rest[..n];
+    let lead = text.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    let trail = text[lead..]
         .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |p| p + 1);
-    &b[start..end]
+        .rev()
+        .take_while(|c| c.is_ascii_whitespace())
+        .count();
+    let next = line_break(data, at + n, limit).unwrap_or(at);
+    (at + lead, at + n - trail, next)
 }
 
+/// base64url without padding, as JWTs write it; a final lone character (six bits, no whole
+/// byte) is dropped rather than refused, so a truncated header still decodes.
 fn b64url_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => break,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const JWT_B64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let whole = if s.len() % 4 == 1 { &s[..s.len() - 1] } else { s };
+    JWT_B64.decode(whole).unwrap_or_default()
 }
 
 /// `header.payload.signature`, base64url, whose header decodes to JSON naming `alg`.
@@ -446,8 +482,25 @@ fn url_credentials(data: &[u8], s: usize, e: usize) -> Option<Hit> {
         return None;
     }
     let lower = String::from_utf8_lossy(pass).to_ascii_lowercase();
+    // Words documentation uses for a password (apt's package descriptions show
+    // `mysql://keystone:foobar@127.0.0.1/keystone`).
     if [
-        "pass", "password", "passwd", "secret", "pwd", "token", "user", "username",
+        "pass",
+        "password",
+        "passwd",
+        "secret",
+        "pwd",
+        "token",
+        "user",
+        "username",
+        "foobar",
+        "foobaz",
+        "quux",
+        "xyzzy",
+        "test",
+        "testing",
+        "mypassword",
+        "mysecret",
     ]
     .contains(&lower.as_str())
     {
@@ -460,22 +513,7 @@ fn url_credentials(data: &[u8], s: usize, e: usize) -> Option<Hit> {
     hit(URL_CREDENTIALS, start, start + pass.len())
 }
 
-/// Shannon entropy in bits per byte.
-pub fn entropy(b: &[u8]) -> f64 {
-    let mut counts = [0u32; 256];
-    for &c in b {
-        counts[c as usize] += 1;
-    }
-    let n = b.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
+use kiln_oci::entropy::bits_per_byte as entropy;
 
 /// `NAME = value`, `NAME: "value"`, `"NAME": "value"`, `NAME := value` where NAME contains the
 /// keyword and the value looks random (length, entropy, letters and digits).
@@ -691,10 +729,99 @@ mod tests {
             "\"NextToken\": \"abCDeFGhiJKlmnOPqrSTuvwxYZ1aBCdEFghijK7LM51nOpqRSTuv3WxY3ZabC5dEFGhI2Jk3LmnoPQ6RST9\"",
             "url = \"https://${USER}:${PASS}@host\"",
             "if password == \"a8f5f167f44f4964e6c998dee827110c\":",
+            // apt's Translation-en (python3-os-apply-config's description).
+            "  connection = mysql://keystone:foobar@127.0.0.1/keystone",
         ];
         for q in quiet {
             assert!(ids(q).is_empty(), "{q}: {:?}", ids(q));
         }
+    }
+
+    /// A deterministic base64 body of `n` characters in 64-character lines.
+    fn body(n: usize) -> String {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let chars: Vec<u8> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % 64) as usize]
+            })
+            .collect();
+        chars
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_key_block_is_a_finding_whatever_its_body_looks_like() {
+        let b = body(900);
+        let blocks = [
+            format!("-----BEGIN RSA PRIVATE KEY-----\n{b}\n-----END RSA PRIVATE KEY-----\n"),
+            format!(
+                "-----BEGIN PRIVATE KEY-----\r\n{}\r\n-----END PRIVATE KEY-----\r\n",
+                b.replace('\n', "\r\n")
+            ),
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{b}\n-----END OPENSSH PRIVATE KEY-----"),
+            format!(
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0123456789ABCDEF0123456789ABCDEF\n\n{b}\n-----END RSA PRIVATE KEY-----\n"
+            ),
+            format!(
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n{b}\n=AbCd\n-----END PGP PRIVATE KEY BLOCK-----\n"
+            ),
+            // Short, placeholder-looking and repetitive bodies are still key blocks.
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIexample\n-----END EC PRIVATE KEY-----\n".to_string(),
+            "-----BEGIN RSA PRIVATE KEY-----\nxxxxxxxxxxxxxxxxxxxxxxxx\n-----END RSA PRIVATE KEY-----\n".to_string(),
+            // A JSON string (a cloud service account's key file).
+            format!(
+                "{{\"type\": \"service_account\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n{}\\n-----END PRIVATE KEY-----\\n\"}}",
+                b.replace('\n', "\\n")
+            ),
+        ];
+        for block in &blocks {
+            assert_eq!(ids(block), ["private-key"], "{block}");
+            // In a binary too.
+            let mut bin = b"\x7fELF\0\0\0".to_vec();
+            bin.extend_from_slice(block.as_bytes());
+            bin.extend_from_slice(b"\0\0");
+            assert_eq!(scan(&bin).len(), 1, "{block}");
+        }
+        // The reported span is the body, which redaction shows four characters of.
+        let h = &scan(blocks[0].as_bytes())[0];
+        assert!(blocks[0][h.start..h.end].starts_with(&b[..64]));
+        assert!(blocks[0][h.start..h.end].ends_with(&format!("{}\n", &b[b.len() - 4..])));
+    }
+
+    #[test]
+    fn a_header_alone_is_not_a_key() {
+        let quiet = [
+            // Parsers' string constants in source.
+            "static const char *hdr = \"-----BEGIN RSA PRIVATE KEY-----\\n\";\n",
+            "PEM = b'-----BEGIN PRIVATE KEY-----'\nDER = b'0\\x82'\n",
+            "const char k[] = \"-----BEGIN RSA PRIVATE KEY-----\\n\"\n\"MIIEowIBAAKCAQEA\\n\";\n",
+            // Templates and elided examples.
+            "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\n<your private key here>\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n",
+            // Not private keys.
+            "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n",
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEt1Ru6Hh8yGkQyKRqM1xaZmRWvJ0w\n",
+        ];
+        for q in quiet {
+            assert!(ids(q).is_empty(), "{q}: {:?}", ids(q));
+        }
+        // Header strings in a binary, NUL-terminated, each followed by other strings.
+        let mut bin = b"\x7fELF\0".to_vec();
+        for label in ["RSA ", "DSA ", "EC ", "", "ENCRYPTED ", "OPENSSH "] {
+            bin.extend_from_slice(format!("-----BEGIN {label}PRIVATE KEY-----").as_bytes());
+            bin.extend_from_slice(b"\0%s: cannot parse key\0\x01\x02");
+        }
+        assert!(scan(&bin).is_empty());
     }
 
     #[test]

@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kiln_oci::Store;
 use kiln_oci::image::Image;
-use kiln_sbom::{Ecosystem, OsInfo, Package};
+use kiln_sbom::{Ecosystem, OsInfo, Package, Sbom};
 
+use crate::db::{Db, Meta};
 use crate::osv::{self, Vulnerability};
 use crate::version::Scheme;
-use crate::{Options, Report, ScanError, Severity, VulnFinding, cvss};
+use crate::{NotChecked, Options, Report, ScanError, Severity, VulnFinding, cvss};
 
 /// PEP 503 name normalisation.
 pub fn pypi_name(n: &str) -> String {
@@ -142,22 +142,17 @@ pub fn severity(v: &Vulnerability, a: &osv::Affected) -> Severity {
         .unwrap_or(Severity::Unknown)
 }
 
-/// Loads the database for the image's packages and appends findings to `report`.
-pub fn scan(layout: &Store, image: &Image, name: &str, opts: &Options, report: &mut Report) -> Result<(), ScanError> {
-    let Some(db) = &opts.db else {
-        report.warnings.push(
-            "no vulnerability database, so vulnerabilities were not checked (hint: `kiln db import all.zip` with OSV data)"
-                .into(),
-        );
-        return Ok(());
-    };
-    let Some(meta) = db.meta()? else {
-        report.warnings.push(format!(
-            "no vulnerability database at {}, so vulnerabilities were not checked (hint: `kiln db import PATH` with OSV JSON files or OSV's all.zip)",
-            db.dir().display()
-        ));
-        return Ok(());
-    };
+/// The vulnerability database, opened for one scan.
+pub struct OpenDb {
+    db: Db,
+    meta: Meta,
+}
+
+/// Opens the database before any layer is read: a scan asked to check vulnerabilities with
+/// nothing to check them against fails (exit 3), because an empty result would read as
+/// "no vulnerabilities". An old database gets a warning in `report`.
+pub fn open(opts: &Options, report: &mut Report) -> Result<OpenDb, ScanError> {
+    let (db, meta) = available(opts)?;
     let age_days = (crate::db::now_unix() - meta.imported_unix) / 86_400;
     if age_days > opts.max_db_age_days {
         report.warnings.push(format!(
@@ -165,16 +160,33 @@ pub fn scan(layout: &Store, image: &Image, name: &str, opts: &Options, report: &
             meta.imported
         ));
     }
-    let sbom = kiln_sbom::catalog_image(layout, image, name, None, &kiln_sbom::Options::default())?;
+    Ok(OpenDb { db: db.clone(), meta })
+}
+
+/// The database and its metadata, or [`ScanError::NoDatabase`]: callers that must fetch an
+/// image before scanning it ask first, so a scan that cannot run fails before any download.
+pub fn available(opts: &Options) -> Result<(&Db, Meta), ScanError> {
+    let Some(db) = &opts.db else {
+        return Err(ScanError::NoDatabase {
+            location: "(none configured)".into(),
+        });
+    };
+    match db.meta()? {
+        Some(meta) => Ok((db, meta)),
+        None => Err(ScanError::NoDatabase {
+            location: db.dir().display().to_string(),
+        }),
+    }
+}
+
+/// Matches the catalogued packages of `image` against the database and appends findings,
+/// and the packages it could not check, to `report`.
+pub fn scan(open: &OpenDb, sbom: &Sbom, image: &Image, report: &mut Report) -> Result<(), ScanError> {
+    let (db, meta) = (&open.db, &open.meta);
     report.warnings.extend(sbom.warnings.iter().cloned());
-    report.packages = sbom.packages.iter().filter(|p| !p.build_only).count();
+    let lookups = checkable(sbom, meta, report);
+    report.packages = lookups.len();
     // Load only the ecosystems present, and index records by name.
-    let lookups: Vec<(&Package, Lookup)> = sbom
-        .packages
-        .iter()
-        .filter(|p| !p.build_only)
-        .filter_map(|p| lookup(p, sbom.os.as_ref()).map(|l| (p, l)))
-        .collect();
     let wanted: BTreeSet<&str> = lookups
         .iter()
         .flat_map(|(_, l)| l.ecosystems.iter().map(String::as_str))
@@ -256,6 +268,34 @@ pub fn scan(layout: &Store, image: &Image, name: &str, opts: &Options, report: &
             .then_with(|| a.id.cmp(&b.id))
     });
     Ok(())
+}
+
+/// The packages the database can check, with their lookups; the others go to
+/// `report.not_checked` with the reason.
+fn checkable<'a>(sbom: &'a Sbom, meta: &Meta, report: &mut Report) -> Vec<(&'a Package, Lookup)> {
+    let mut out = vec![];
+    for p in sbom.packages.iter().filter(|p| !p.build_only) {
+        let reason = match lookup(p, sbom.os.as_ref()) {
+            Some(l) if l.ecosystems.iter().any(|e| meta.ecosystems.contains_key(e)) => {
+                out.push((p, l));
+                continue;
+            }
+            Some(l) => format!(
+                "the database has no {} records (hint: `kiln db import` OSV's all.zip for it)",
+                l.ecosystems.join(" or ")
+            ),
+            None => "no Maven group id, so no OSV record can name it".to_string(),
+        };
+        report.not_checked.push(NotChecked {
+            package: p.name.clone(),
+            version: p.version.clone(),
+            kind: p.ecosystem.as_str().to_string(),
+            purl: p.purl.clone(),
+            reason,
+            path: p.evidence.first().cloned(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

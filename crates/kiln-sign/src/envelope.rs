@@ -247,6 +247,8 @@ pub fn predicate_type(short: &str) -> Option<String> {
         "cyclonedx" => "https://cyclonedx.org/bom",
         "vuln" => "https://cosign.sigstore.dev/attestation/vuln/v1",
         "custom" => "https://cosign.sigstore.dev/attestation/v1",
+        // `kiln harden --format json`: how the image must run (docs/harden.md).
+        "kiln-runtime" => "https://kiln.dev/attestation/runtime/v1",
         s if s.contains("://") => s,
         _ => return None,
     };

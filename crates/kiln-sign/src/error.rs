@@ -55,6 +55,15 @@ pub enum SignError {
     /// `Result` of this crate would otherwise be as large).
     #[error("{0}")]
     Registry(Box<kiln_registry::RegistryError>),
+    /// The image could not be opened or read (boxed for the same reason).
+    #[error("{0}")]
+    Transport(Box<kiln_oci::transport::TransportError>),
+}
+
+impl From<kiln_oci::transport::TransportError> for SignError {
+    fn from(e: kiln_oci::transport::TransportError) -> Self {
+        SignError::Transport(Box::new(e))
+    }
 }
 
 impl From<kiln_registry::RegistryError> for SignError {
@@ -71,6 +80,7 @@ impl SignError {
             SignError::Key { .. } | SignError::WrongPassword { .. } | SignError::Input { .. } => true,
             SignError::Store { source, .. } => !matches!(source, kiln_oci::StoreError::Io { .. }),
             SignError::Registry(e) => e.is_input(),
+            SignError::Transport(e) => e.is_input(),
         }
     }
 

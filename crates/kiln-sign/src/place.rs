@@ -14,11 +14,15 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use kiln_oci::attached::MAX_REFERRER_DEPTH;
 use kiln_oci::reference::{ImageRef, Name};
-use kiln_oci::store::REF_NAME;
-use kiln_oci::{Descriptor, Digest, Manifest, Store, canonical_json, media};
+use kiln_oci::source::{SourceKind, read_small_blob};
+use kiln_oci::transport::{OpenedImage, Remote, TransportError, open_image};
+use kiln_oci::{Descriptor, Digest, Index, Manifest, Store, canonical_json, media};
 use kiln_registry::ops::{artifact_manifest, fallback_tag};
-use kiln_registry::{RegistryError, Session};
+use kiln_registry::{RegistryAccess, RegistryError, Session};
 
 use crate::error::{Result, SignError};
 
@@ -29,6 +33,8 @@ pub enum TagKind {
     Sig,
     /// `sha256-<hex>.att`
     Att,
+    /// `sha256-<hex>.sbom` (`cosign attach sbom`; carried along, never written by kiln)
+    Sbom,
 }
 
 impl TagKind {
@@ -37,30 +43,28 @@ impl TagKind {
         let suffix = match self {
             TagKind::Sig => "sig",
             TagKind::Att => "att",
+            TagKind::Sbom => "sbom",
         };
         format!("{}.{suffix}", fallback_tag(digest))
     }
 }
 
-/// An image whose signatures kiln reads or writes.
+/// Largest signature object (payload, bundle, DSSE envelope) kiln reads whole; an SBOM
+/// attestation of a large image is a few MiB.
+pub const MAX_SIGNATURE_BYTES: u64 = 64 << 20;
+
+/// An image whose signatures kiln reads or writes, opened through kiln-oci's one
+/// `open_image`: reads go through its image source, whatever the transport; writes go to
+/// the store, and for registry images to the registry as well (the store keeps a copy).
 pub struct Located<'a> {
     /// The image's top descriptor (an index for multi-arch images): what is signed.
     pub image: Descriptor,
     /// The repository, without tag or digest: the signed identity and where tags go.
     pub repository: String,
-    place: Place<'a>,
-}
-
-enum Place<'a> {
-    Local(&'a Store),
-    Remote {
-        session: &'a Session,
-        /// The repository with the image's digest.
-        name: Name,
-        /// Blobs on their way to or from the registry.
-        work: Store,
-        _dir: tempfile::TempDir,
-    },
+    opened: OpenedImage,
+    store: &'a Store,
+    /// The registry session, for registry images.
+    session: Option<Arc<Session>>,
 }
 
 impl std::fmt::Debug for Located<'_> {
@@ -69,127 +73,72 @@ impl std::fmt::Debug for Located<'_> {
     }
 }
 
-fn not_found(input: &str, store: &Store) -> SignError {
-    SignError::Input {
-        what: input.to_string(),
-        reason: format!("not in the store at {} and names no registry", store.root().display()),
-        hint: "sign images in the store by name (kiln images lists them) or registry images as HOST/REPO:TAG".into(),
-    }
-}
-
-/// Finds `input`: a name in the local store first; else, for a host-qualified name or
-/// `docker://NAME`, the registry (`session` is made only then).
-pub fn locate<'a>(store: &'a Store, input: &str, session: &'a dyn Fn() -> Result<&'a Session>) -> Result<Located<'a>> {
+/// Opens `input` for signing or verifying. With `registries`, a registry reference
+/// (`HOST/REPO:TAG` or `docker://NAME`) means the image in that registry; without (`--local`,
+/// and the signing step of `kiln build`), it means the store's copy. Plain names are always
+/// the store's; `oci:` layouts and archives can be verified but not signed.
+pub fn locate<'a>(store: &'a Store, input: &str, registries: Option<&RegistryAccess>) -> Result<Located<'a>> {
     let r = ImageRef::parse(input).map_err(|e| SignError::Input {
         what: input.to_string(),
         reason: e.to_string(),
         hint: "name an image as NAME:TAG, NAME@sha256:<hex> or HOST/REPO:TAG".into(),
     })?;
-    let remote = match &r {
-        ImageRef::Registry(n) => Some(n.clone()),
-        ImageRef::Store(n) => {
-            let local = match &n.digest {
-                Some(d) => store
-                    .index()
-                    .map_err(SignError::store(input))?
-                    .manifests
-                    .into_iter()
-                    .find(|m| &m.digest == d),
-                None => store.resolve(&n.store_key()).map_err(SignError::store(input))?,
-            };
-            if let Some(mut d) = local {
-                d.annotations.remove(REF_NAME);
-                return Ok(Located {
-                    image: d,
-                    repository: n.repository.clone(),
-                    place: Place::Local(store),
-                });
-            }
-            if n.registry_host().is_none() {
-                return Err(not_found(input, store));
-            }
-            Some(n.clone())
-        }
-        ImageRef::StoreDigest(d) => {
-            let index = store.index().map_err(SignError::store(input))?;
-            let entry = index
-                .manifests
-                .iter()
-                .find(|m| &m.digest == d)
-                .ok_or_else(|| not_found(input, store))?;
-            let repository = index
-                .manifests
-                .iter()
-                .filter(|m| &m.digest == d)
-                .filter_map(|m| m.ref_name().and_then(|n| Name::parse(n).ok()))
-                .map(|n| n.repository)
-                .next()
-                .ok_or_else(|| SignError::Input {
-                    what: input.to_string(),
-                    reason: "the image has no name in the store, so its signature tags have no repository".into(),
-                    hint: "tag it first (kiln tag DIGEST NAME:TAG) and sign it by that name".into(),
-                })?;
-            let mut image = entry.clone();
-            image.annotations.remove(REF_NAME);
-            return Ok(Located {
-                image,
-                repository,
-                place: Place::Local(store),
+    let remote = match registries {
+        Some(a) => Remote::Always(a),
+        None => Remote::Never,
+    };
+    let opened = open_image(store, &r, None, remote).map_err(|e| explain_missing(store, &r, e))?;
+    let source = opened.source();
+    let repository = match (source.repository(), source.kind()) {
+        (Some(repo), _) => repo,
+        (None, SourceKind::Store) => {
+            return Err(SignError::Input {
+                what: input.to_string(),
+                reason: "the image has no name in the store, so its signature tags have no repository".into(),
+                hint: "tag it first (kiln tag DIGEST NAME:TAG) and sign it by that name".into(),
             });
         }
+        (None, _) => source.location(),
+    };
+    let session = match (source.kind(), registries) {
+        (SourceKind::Registry, Some(a)) => Some(a.session()?),
         _ => None,
     };
-    let Some(n) = remote else {
-        return Err(SignError::Input {
-            what: input.to_string(),
-            reason: "signatures are kept in the store or a registry, not in layouts or archives".into(),
-            hint: "load or copy the image into the store (kiln load, kiln copy) and sign it there".into(),
-        });
-    };
-    let session = session()?;
-    let image = session.resolve(&n)?;
-    let name = Name {
-        repository: n.repository.clone(),
-        tag: None,
-        digest: Some(image.digest.clone()),
-    };
-    let (work, dir) = work_store(store)?;
-    let repository = match n.registry_host() {
-        Some(_) => n.repository.clone(),
-        None => {
-            let (h, p) = kiln_registry::ops::locate(&n);
-            format!("{h}/{p}")
-        }
-    };
     Ok(Located {
-        image,
+        image: opened.descriptor.clone(),
         repository,
-        place: Place::Remote {
-            session,
-            name,
-            work,
-            _dir: dir,
-        },
+        opened,
+        store,
+        session,
     })
 }
 
-/// A throwaway layout in the store's temp dir, for blobs passing to or from a registry.
-fn work_store(store: &Store) -> Result<(Store, tempfile::TempDir)> {
-    let tmp = store.tmp_dir();
-    let io = |source| SignError::Io {
-        path: tmp.clone(),
-        source,
+/// A registry that refuses an image the store has (not pushed yet, or another tag there)
+/// gets a hint saying so; other failures (an unreachable registry) speak for themselves.
+fn explain_missing(store: &Store, r: &ImageRef, e: TransportError) -> SignError {
+    let in_store = match r {
+        ImageRef::Store(n) => store.resolve(&n.store_key()).ok().flatten().is_some(),
+        _ => false,
     };
-    std::fs::create_dir_all(&tmp).map_err(io)?;
-    let dir = tempfile::Builder::new().prefix("sign-").tempdir_in(&tmp).map_err(io)?;
-    let work = Store::open(dir.path()).map_err(SignError::store("temp layout"))?;
-    Ok((work, dir))
+    if in_store && matches!(e, TransportError::Remote { input: true, .. }) {
+        return SignError::Input {
+            what: r.to_string(),
+            reason: "the store has this image, but its registry does not serve it".into(),
+            hint: "push it first (kiln push NAME), or use --local to work on the store's copy".into(),
+        };
+    }
+    e.into()
 }
 
 impl Located<'_> {
+    /// The opened image, for readers of its config and layers (kiln-policy).
+    pub fn opened(&self) -> &OpenedImage {
+        &self.opened
+    }
+
     /// True for registry images.
     pub fn is_remote(&self) -> bool {
-        matches!(self.place, Place::Remote { .. })
+        self.opened.source().kind() == SourceKind::Registry
     }
 
     /// `REPOSITORY@DIGEST`, for messages.
@@ -197,69 +146,62 @@ impl Located<'_> {
         format!("{}@{}", self.repository, self.image.digest)
     }
 
-    /// The layout that holds (or receives) blobs.
-    fn blobs(&self) -> &Store {
-        match &self.place {
-            Place::Local(s) => s,
-            Place::Remote { work, .. } => work,
+    /// The name of the image's digest in its repository.
+    fn subject(&self) -> Name {
+        Name {
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(self.image.digest.clone()),
         }
     }
 
-    /// The manifest under a cosign tag, if there is one; its blobs are made readable with
+    /// The manifest under a cosign tag, if there is one; its blobs are read with
     /// [`Located::blob`].
     pub fn read_tag(&self, kind: TagKind) -> Result<Option<Manifest>> {
-        let tag = kind.tag(&self.image.digest);
-        match &self.place {
-            Place::Local(store) => {
-                let key = format!("{}:{tag}", self.repository);
-                let Some(d) = store.resolve(&key).map_err(SignError::store(&key))? else {
-                    return Ok(None);
-                };
-                Ok(Some(store.read_json(&d.digest).map_err(SignError::store(&key))?))
-            }
-            Place::Remote {
-                session, name, work, ..
-            } => {
-                let repo = session.repo(name)?;
-                let raw = match session.block_on(repo.get_manifest(&tag)) {
-                    Ok(m) => m,
-                    Err(RegistryError::Http { status: 404, .. }) => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                };
-                let m: Manifest = serde_json::from_slice(&raw.bytes).map_err(|e| SignError::Input {
-                    what: format!("{}:{tag}", self.repository),
-                    reason: format!("malformed manifest: {e}"),
-                    hint: "delete the tag and sign again".into(),
-                })?;
-                session.block_on(async {
-                    for l in &m.layers {
-                        repo.fetch_blob(l, work).await?;
-                    }
-                    Ok::<_, RegistryError>(())
-                })?;
-                Ok(Some(m))
-            }
+        let source = self.opened.source();
+        match source.resolve_tag(&kind.tag(&self.image.digest))? {
+            Some(d) => Ok(Some(self.manifest(&d)?)),
+            None => Ok(None),
         }
     }
 
-    /// A blob of a signature object read by [`Located::read_tag`] or [`Located::referrers`].
+    /// A blob of a signature object read by [`Located::read_tag`] or [`Located::referrers`],
+    /// checked against its digest and size.
     pub fn blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
-        if let Place::Remote {
-            session, name, work, ..
-        } = &self.place
-            && !work.has_blob(&d.digest)
-        {
-            let repo = session.repo(name)?;
-            session.block_on(repo.fetch_blob(d, work))?;
+        Ok(read_small_blob(self.opened.source(), d, MAX_SIGNATURE_BYTES)?)
+    }
+
+    /// The image's referrers of `artifact_type`.
+    pub fn referrers(&self, artifact_type: &str) -> Result<Vec<Descriptor>> {
+        Ok(self.opened.referrers(Some(artifact_type))?)
+    }
+
+    /// A referrer's (or a cosign tag's) manifest.
+    pub fn manifest(&self, d: &Descriptor) -> Result<Manifest> {
+        let bytes = self.opened.source().read_manifest(d)?;
+        serde_json::from_slice(&bytes).map_err(|e| SignError::Input {
+            what: format!("{} manifest {}", self.display(), d.digest),
+            reason: format!("malformed manifest: {e}"),
+            hint: "delete it and sign again".into(),
+        })
+    }
+
+    /// Refuses writes to layouts and archives, which are someone else's files.
+    fn writable(&self) -> Result<()> {
+        match self.opened.source().kind() {
+            SourceKind::Layout => Err(SignError::Input {
+                what: self.opened.source().location(),
+                reason: "signatures are kept in the store or a registry, not in layouts or archives".into(),
+                hint: "load or copy the image into the store (kiln load, kiln copy) and sign it there".into(),
+            }),
+            _ => Ok(()),
         }
-        self.blobs()
-            .read_blob(&d.digest)
-            .map_err(SignError::store(self.display()))
     }
 
     /// Appends a layer (payload bytes, media type, annotations) to the manifest under a
-    /// cosign tag, creating it if needed. A layer already there (same digest and
-    /// annotations) is not added twice.
+    /// cosign tag, creating it if needed, in the store and, for registry images, in the
+    /// registry (merged with what it has). A layer already there (same digest and
+    /// annotations) is not added twice. Returns the manifest written where the image lives.
     pub fn append_to_tag(
         &self,
         kind: TagKind,
@@ -267,37 +209,36 @@ impl Located<'_> {
         payload: &[u8],
         annotations: BTreeMap<String, String>,
     ) -> Result<Descriptor> {
-        let existing = self.read_tag(kind)?;
-        let store = self.blobs();
+        self.writable()?;
         let ctx = self.display();
+        let store = self.store;
         let d = store.put_blob(payload).map_err(SignError::store(&ctx))?;
         let mut layer = Descriptor::new(media_type, d, payload.len() as u64);
         layer.annotations = annotations;
-        let mut layers = existing.map(|m| m.layers).unwrap_or_default();
-        if !layers.contains(&layer) {
-            layers.push(layer);
-        }
-        let desc = write_cosign_manifest(store, layers).map_err(SignError::store(&ctx))?;
         let tag = kind.tag(&self.image.digest);
-        match &self.place {
-            Place::Local(s) => s
-                .tag(&format!("{}:{tag}", self.repository), &desc)
-                .map_err(SignError::store(&ctx))?,
-            Place::Remote {
-                session, name, work, ..
-            } => {
-                let dest = Name {
-                    repository: name.repository.clone(),
-                    tag: Some(tag),
-                    digest: None,
-                };
-                session.push(work, &desc, &dest)?;
+        let key = format!("{}:{tag}", self.repository);
+        let mut layers = match store.resolve(&key).map_err(SignError::store(&key))? {
+            Some(d) => {
+                store
+                    .read_json::<Manifest>(&d.digest)
+                    .map_err(SignError::store(&key))?
+                    .layers
             }
+            None => vec![],
+        };
+        if !layers.contains(&layer) {
+            layers.push(layer.clone());
         }
-        Ok(desc)
+        let local = write_cosign_manifest(store, layers).map_err(SignError::store(&ctx))?;
+        store.tag(&key, &local).map_err(SignError::store(&ctx))?;
+        match &self.session {
+            Some(session) => merge_into_remote_tag(session, store, &self.subject(), &tag, &[layer]),
+            None => Ok(local),
+        }
     }
 
-    /// Attaches an artifact (one blob) whose subject is the image: a referrer.
+    /// Attaches an artifact (one blob) whose subject is the image: a referrer, kept in the
+    /// store and, for registry images, pushed to the registry.
     pub fn attach(
         &self,
         artifact_type: &str,
@@ -305,37 +246,62 @@ impl Located<'_> {
         data: Vec<u8>,
         annotations: BTreeMap<String, String>,
     ) -> Result<Descriptor> {
+        self.writable()?;
         let layers = [(media_type.to_string(), data)];
-        match &self.place {
-            Place::Local(store) => attach_local(store, &self.image, artifact_type, &layers, annotations),
-            Place::Remote {
-                session, name, work, ..
-            } => Ok(session.attach(work, name, artifact_type, &layers, annotations)?),
+        let desc = attach_local(self.store, &self.image, artifact_type, &layers, annotations)?;
+        if let Some(session) = &self.session {
+            session.push_referrer(self.store, &desc, &self.subject())?;
         }
+        Ok(desc)
     }
+}
 
-    /// The image's referrers of `artifact_type`.
-    pub fn referrers(&self, artifact_type: &str) -> Result<Vec<Descriptor>> {
-        match &self.place {
-            Place::Local(store) => local_referrers(store, &self.image.digest, Some(artifact_type)),
-            Place::Remote { session, name, .. } => Ok(session.referrers(name, Some(artifact_type))?),
+/// Merges `layers` (whose blobs are in `store`) into the registry's manifest under the
+/// cosign tag `tag` of `subject`'s repository, and pushes the result.
+fn merge_into_remote_tag(
+    session: &Session,
+    store: &Store,
+    subject: &Name,
+    tag: &str,
+    layers: &[Descriptor],
+) -> Result<Descriptor> {
+    let repo = session.repo(subject)?;
+    let (work, _dir) = store.temp_layout("sign-").map_err(SignError::store("temp layout"))?;
+    let mut merged: Vec<Descriptor> = match session.block_on(repo.get_manifest(tag)) {
+        Ok(raw) => {
+            let m: Manifest = serde_json::from_slice(&raw.bytes).map_err(|e| SignError::Input {
+                what: format!("{}:{tag}", subject.repository),
+                reason: format!("malformed manifest: {e}"),
+                hint: "delete the tag and sign again".into(),
+            })?;
+            session.block_on(async {
+                for l in &m.layers {
+                    repo.fetch_blob(l, &work).await?;
+                }
+                Ok::<_, RegistryError>(())
+            })?;
+            m.layers
+        }
+        Err(RegistryError::Http { status: 404, .. }) => vec![],
+        Err(e) => return Err(e.into()),
+    };
+    for l in layers {
+        if !work.has_blob(&l.digest) {
+            let data = store.read_blob(&l.digest).map_err(SignError::store(tag))?;
+            work.put_blob(&data).map_err(SignError::store(tag))?;
+        }
+        if !merged.contains(l) {
+            merged.push(l.clone());
         }
     }
-
-    /// A referrer's manifest.
-    pub fn manifest(&self, d: &Descriptor) -> Result<Manifest> {
-        let ctx = format!("{} referrer {}", self.display(), d.digest);
-        if let Place::Remote {
-            session, name, work, ..
-        } = &self.place
-            && !work.has_blob(&d.digest)
-        {
-            let repo = session.repo(name)?;
-            let raw = session.block_on(repo.get_manifest(&d.digest.to_string()))?;
-            work.put_blob(&raw.bytes).map_err(SignError::store(&ctx))?;
-        }
-        self.blobs().read_json(&d.digest).map_err(SignError::store(ctx))
-    }
+    let desc = write_cosign_manifest(&work, merged).map_err(SignError::store(tag))?;
+    let to = Name {
+        repository: subject.repository.clone(),
+        tag: Some(tag.to_string()),
+        digest: None,
+    };
+    session.push(&work, &desc, &to)?;
+    Ok(desc)
 }
 
 /// Writes a cosign signature manifest for `layers`: an OCI image manifest whose config
@@ -395,43 +361,65 @@ pub fn local_referrers(store: &Store, digest: &Digest, artifact_type: Option<&st
 
 /// After `image` was pushed from `store` to `dest`, sends what is kept beside it: every
 /// local referrer (indexed by the registry's referrers API or the tag schema) and the
-/// cosign `.sig`/`.att` manifests (merged with what the registry already has). Returns how
-/// many objects were sent.
+/// cosign `.sig`/`.att`/`.sbom` manifests (merged with what the registry already has), for
+/// the image and, if it is an index in the store, each of its platforms. Returns how many
+/// objects were sent.
 pub fn push_along(session: &Session, store: &Store, image: &Descriptor, dest: &Name) -> Result<usize> {
-    let subject = Name {
-        repository: dest.repository.clone(),
-        tag: None,
-        digest: Some(image.digest.clone()),
-    };
-    let referrers = local_referrers(store, &image.digest, None)?;
-    // The referrers (with the tag-schema update's confirmation wait) and the cosign tags do
-    // not depend on each other: they go up side by side.
-    std::thread::scope(|scope| {
-        let refs = scope.spawn(|| -> Result<usize> {
-            if !referrers.is_empty() {
-                session.push_referrers(store, &referrers, &subject)?;
-            }
-            Ok(referrers.len())
-        });
-        let tags = push_cosign_tags(session, store, image, dest, &subject);
-        let refs = refs.join().expect("the referrer push does not panic");
-        Ok(refs? + tags?)
-    })
+    let mut subjects = vec![image.digest.clone()];
+    if media::is_index(&image.media_type) && store.has_blob(&image.digest) {
+        let index: Index = store
+            .read_json(&image.digest)
+            .map_err(SignError::store(dest.to_string()))?;
+        subjects.extend(index.manifests.into_iter().map(|m| m.digest));
+    }
+    push_attached(session, store, &subjects, &dest.repository)
 }
 
-/// The `.sig`/`.att` half of [`push_along`]: merges the local manifests of every repository
-/// with what the registry has, and pushes the result under the cosign tags.
-fn push_cosign_tags(
-    session: &Session,
-    store: &Store,
-    image: &Descriptor,
-    dest: &Name,
-    subject: &Name,
-) -> Result<usize> {
-    let mut sent = 0;
+/// Sends what `store` keeps beside each of `subjects`, and beside those artifacts in turn
+/// (a signature of an SBOM), to `repository` in its registry: referrers and cosign tags, as
+/// [`push_along`] describes. The subjects must be in the registry already. Returns how many
+/// objects were sent.
+pub fn push_attached(session: &Session, store: &Store, subjects: &[Digest], repository: &str) -> Result<usize> {
+    let by_subject = store.referrers_by_subject().map_err(SignError::store("index.json"))?;
     let index = store.index().map_err(SignError::store("index.json"))?;
-    for kind in [TagKind::Sig, TagKind::Att] {
-        let tag = kind.tag(&image.digest);
+    let mut todo: Vec<(Digest, usize)> = subjects.iter().map(|d| (d.clone(), 0)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    while let Some((digest, depth)) = todo.pop() {
+        if depth > MAX_REFERRER_DEPTH || !seen.insert(digest.clone()) {
+            continue;
+        }
+        let subject = Name {
+            repository: repository.to_string(),
+            tag: None,
+            digest: Some(digest.clone()),
+        };
+        let referrers = by_subject.get(&digest).cloned().unwrap_or_default();
+        // The referrers (with the tag-schema update's confirmation wait) and the cosign tags
+        // do not depend on each other: they go up side by side.
+        sent += std::thread::scope(|scope| {
+            let refs = scope.spawn(|| -> Result<usize> {
+                if !referrers.is_empty() {
+                    session.push_referrers(store, &referrers, &subject)?;
+                }
+                Ok(referrers.len())
+            });
+            let tags = push_cosign_tags(session, store, &index, &subject);
+            let refs = refs.join().expect("the referrer push does not panic");
+            Ok::<_, SignError>(refs? + tags?)
+        })?;
+        todo.extend(referrers.into_iter().map(|r| (r.digest, depth + 1)));
+    }
+    Ok(sent)
+}
+
+/// The cosign-tag half of [`push_attached`]: merges the local manifests of every repository
+/// with what the registry has, and pushes the result under the cosign tags.
+fn push_cosign_tags(session: &Session, store: &Store, index: &Index, subject: &Name) -> Result<usize> {
+    let digest = subject.digest.as_ref().expect("subjects are named by digest");
+    let mut sent = 0;
+    for kind in [TagKind::Sig, TagKind::Att, TagKind::Sbom] {
+        let tag = kind.tag(digest);
         let mut layers: Vec<Descriptor> = Vec::new();
         for m in &index.manifests {
             let Some(n) = m.ref_name().and_then(|r| Name::parse(r).ok()) else {
@@ -450,42 +438,7 @@ fn push_cosign_tags(
         if layers.is_empty() {
             continue;
         }
-        let remote = Located {
-            image: image.clone(),
-            repository: dest.repository.clone(),
-            place: {
-                let (work, dir) = work_store(store)?;
-                Place::Remote {
-                    session,
-                    name: subject.clone(),
-                    work,
-                    _dir: dir,
-                }
-            },
-        };
-        if let Some(existing) = remote.read_tag(kind)? {
-            for l in existing.layers {
-                if !layers.contains(&l) {
-                    layers.push(l);
-                }
-            }
-        }
-        let Place::Remote { work, .. } = &remote.place else {
-            unreachable!()
-        };
-        for l in &layers {
-            if !work.has_blob(&l.digest) {
-                let data = store.read_blob(&l.digest).map_err(SignError::store(&tag))?;
-                work.put_blob(&data).map_err(SignError::store(&tag))?;
-            }
-        }
-        let desc = write_cosign_manifest(work, layers).map_err(SignError::store(&tag))?;
-        let to = Name {
-            repository: dest.repository.clone(),
-            tag: Some(tag),
-            digest: None,
-        };
-        session.push(work, &desc, &to)?;
+        merge_into_remote_tag(session, store, subject, &tag, &layers)?;
         sent += 1;
     }
     Ok(sent)

@@ -1,24 +1,24 @@
 //! SLSA provenance v1 for kiln builds, as the predicate of an in-toto Statement v1.
 //!
-//! The build types are kiln URIs documented in docs/sign.md:
+//! Made from the build's plan alone ([`kiln_plan::plan::BuildPlan`]: its inputs and its
+//! resolved steps), never by reading the user's files again. The build types are kiln URIs
+//! documented in docs/sign.md:
 //! - [`DOCKERFILE_BUILD_TYPE`]: externalParameters name the Dockerfile (path and sha256),
 //!   target, platforms and build args (a value that looks like a credential is replaced by
-//!   `<redacted>`); resolvedDependencies list the context's git commit and remote, the
-//!   Dockerfile, and every base and `COPY --from` image by manifest digest.
-//! - [`SPEC_BUILD_TYPE`]: the kiln.toml (path and sha256) and every .deb of kiln.lock
-//!   (name, version, architecture, sha256, download URL).
+//!   `<redacted>` when the plan is made); resolvedDependencies list the context's git commit
+//!   and remote, the Dockerfile, and every base and `COPY --from` image by manifest digest.
+//! - [`SPEC_BUILD_TYPE`]: the kiln.toml (path and sha256), kiln.lock, and every .deb the
+//!   plan installs (name, version, architecture, sha256, download URL).
 //!
 //! SOURCE_DATE_EPOCH is an internal parameter; `runDetails.metadata` holds the wall-clock
 //! start and end of the build and an invocation id.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
 
-use kiln_build::build::{BuildRequest, Prepared, git_info, looks_like_secret};
-use kiln_build::plan::{Base, CopyFrom, Op};
 use kiln_oci::Digest;
-use serde_json::{Value, json};
-
-use crate::error::{Result, SignError};
+use kiln_plan::inputs::{FileInput, Frontend, GitSource};
+use kiln_plan::plan::{Base, BuildPlan, CopyFrom, Op};
+use serde::Serialize;
 
 /// SLSA provenance v1's predicate type.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
@@ -33,16 +33,134 @@ pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 /// Annotation naming the predicate type of a stored statement.
 pub const PREDICATE_ANNOTATION: &str = "in-toto.io/predicate-type";
 
-fn sha256_file(path: &Path) -> Result<Digest> {
-    let data = std::fs::read(path).map_err(|source| SignError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(Digest::sha256_of(&data))
+/// An in-toto DigestSet: algorithm → hex.
+pub type DigestSet = BTreeMap<String, String>;
+
+/// The SLSA v1 provenance predicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// What was built, from what.
+    pub build_definition: BuildDefinition,
+    /// Who built it, and when.
+    pub run_details: RunDetails,
 }
 
-fn digest_map(d: &Digest) -> Value {
-    json!({ d.algorithm().as_str(): d.hex() })
+/// SLSA `buildDefinition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildDefinition {
+    /// [`DOCKERFILE_BUILD_TYPE`] or [`SPEC_BUILD_TYPE`].
+    pub build_type: String,
+    /// What the user asked for.
+    pub external_parameters: ExternalParameters,
+    /// What kiln decided.
+    pub internal_parameters: InternalParameters,
+    /// Every input, by digest.
+    pub resolved_dependencies: Vec<ResourceDescriptor>,
+}
+
+/// The file the build was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceParameter {
+    /// Path as the user gave it.
+    pub path: String,
+    /// Its digest.
+    pub digest: DigestSet,
+}
+
+/// SLSA `externalParameters` of both build types (fields of the other type are left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalParameters {
+    /// The Dockerfile or kiln.toml.
+    pub source: SourceParameter,
+    /// Dockerfile: the target platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platforms: Option<Vec<String>>,
+    /// Dockerfile: the build args (credential-looking values redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_args: Option<BTreeMap<String, String>>,
+    /// Dockerfile: `--target`, or the name of the stage built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// kiln.toml: the Debian architectures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<String>>,
+    /// kiln.toml: the lock's hash of the spec's resolution inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_spec_hash: Option<String>,
+}
+
+/// SLSA `internalParameters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalParameters {
+    /// The time written into the image.
+    #[serde(rename = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: i64,
+    /// Dockerfile: the platform of the machine that built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_platform: Option<String>,
+}
+
+/// An in-toto ResourceDescriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDescriptor {
+    /// A short name.
+    pub name: String,
+    /// Where it is.
+    pub uri: String,
+    /// Its digest.
+    pub digest: DigestSet,
+    /// Where it was downloaded from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_location: Option<String>,
+    /// Role, version, architecture.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// SLSA `runDetails`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunDetails {
+    /// kiln, and its version.
+    pub builder: Builder,
+    /// When, and a unique id.
+    pub metadata: RunMetadata,
+}
+
+/// SLSA `builder`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Builder {
+    /// [`BUILDER_ID`].
+    pub id: String,
+    /// `{"kiln": VERSION}`.
+    pub version: BTreeMap<String, String>,
+}
+
+/// SLSA `runDetails.metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunMetadata {
+    /// `urn:kiln:build:<random hex>`.
+    pub invocation_id: String,
+    /// RFC 3339.
+    pub started_on: String,
+    /// RFC 3339.
+    pub finished_on: String,
+}
+
+impl Provenance {
+    /// The predicate as JSON, for a Statement.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("provenance serialises")
+    }
+}
+
+fn digest_set(d: &Digest) -> DigestSet {
+    BTreeMap::from([(d.algorithm().as_str().to_string(), d.hex().to_string())])
 }
 
 fn now() -> String {
@@ -67,165 +185,191 @@ impl Timing {
     }
 }
 
-fn run_details(timing: &Timing) -> Value {
-    let nonce: [u8; 8] = {
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
-        b
-    };
-    json!({
-        "builder": { "id": BUILDER_ID, "version": { "kiln": env!("CARGO_PKG_VERSION") } },
-        "metadata": {
-            "invocationId": format!("urn:kiln:build:{}", hex::encode(nonce)),
-            "startedOn": timing.started,
-            "finishedOn": now(),
+fn run_details(timing: &Timing) -> RunDetails {
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    RunDetails {
+        builder: Builder {
+            id: BUILDER_ID.into(),
+            version: BTreeMap::from([("kiln".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
         },
-    })
+        metadata: RunMetadata {
+            invocation_id: format!("urn:kiln:build:{}", hex::encode(nonce)),
+            started_on: timing.started.clone(),
+            finished_on: now(),
+        },
+    }
 }
 
-fn git_dependency(dir: &Path) -> Option<Value> {
-    let (_, commit, remote) = git_info(dir);
-    git_value(dir, commit, remote)
-}
-
-fn git_value(dir: &Path, commit: Option<String>, remote: Option<String>) -> Option<Value> {
-    let commit = commit?;
-    let uri = match &remote {
-        Some(r) => format!("git+{r}@{commit}"),
-        None => format!("git+file:{}@{commit}", dir.display()),
+fn git_dependency(g: &GitSource) -> ResourceDescriptor {
+    let uri = match &g.remote {
+        Some(r) => format!("git+{r}@{}", g.commit),
+        None => format!("git+file:{}@{}", g.dir, g.commit),
     };
-    let mut d = json!({ "name": "context", "uri": uri, "digest": { "gitCommit": commit } });
-    if let Some(r) = remote {
-        d["annotations"] = json!({ "remote": r });
+    ResourceDescriptor {
+        name: "context".into(),
+        uri,
+        digest: BTreeMap::from([("gitCommit".to_string(), g.commit.clone())]),
+        download_location: None,
+        annotations: g.remote.iter().map(|r| ("remote".to_string(), r.clone())).collect(),
     }
-    Some(d)
 }
 
-/// The SLSA v1 predicate of a Dockerfile build.
-pub fn dockerfile(prepared: &Prepared, req: &BuildRequest, timing: &Timing) -> Result<Value> {
-    let dockerfile = req.dockerfile.clone().unwrap_or_else(|| req.context.join("Dockerfile"));
-    let df_digest = sha256_file(&dockerfile)?;
-    let plan = &prepared.plan;
-    let mut build_args = serde_json::Map::new();
-    for (k, v) in &req.build_args {
-        let shown = if looks_like_secret(k, v) {
-            "<redacted>".to_string()
-        } else {
-            v.clone()
-        };
-        build_args.insert(k.clone(), Value::String(shown));
+fn file_dependency(name: &str, f: &FileInput) -> ResourceDescriptor {
+    ResourceDescriptor {
+        name: name.into(),
+        uri: format!("file:{}", f.path),
+        digest: digest_set(&f.digest),
+        download_location: None,
+        annotations: BTreeMap::new(),
     }
-    let target = req
-        .target
-        .clone()
-        .or_else(|| plan.stages.get(plan.target).and_then(|s| s.name.clone()));
-    let mut external = json!({
-        "source": { "path": prepared.file_name, "digest": digest_map(&df_digest) },
-        "platforms": [kiln_build::platform::format(&plan.platform)],
-        "buildArgs": build_args,
-    });
-    if let Some(t) = target {
-        external["target"] = Value::String(t);
-    }
-    let mut deps = Vec::new();
-    if let Some(g) = git_value(prepared.context.root(), prepared.git.0.clone(), prepared.git.1.clone()) {
-        deps.push(g);
-    }
-    deps.push(json!({ "name": "dockerfile", "uri": format!("file:{}", prepared.file_name), "digest": digest_map(&df_digest) }));
-    let mut seen = std::collections::BTreeSet::new();
-    for st in plan.needed_stages() {
-        let mut images: Vec<(&str, &Digest, &str)> = Vec::new();
-        if let Base::Image { reference, digest } = &st.base {
-            images.push((reference, digest, "base-image"));
-        }
-        for step in &st.steps {
-            if let Op::Copy(c) = &step.op
-                && let CopyFrom::Image { reference, digest } = &c.from
-            {
-                images.push((reference, digest, "copy-from-image"));
+}
+
+/// The SLSA v1 predicate of a build, from its plan.
+pub fn predicate(plan: &BuildPlan, timing: &Timing) -> Provenance {
+    let inputs = &plan.inputs;
+    let mut deps: Vec<ResourceDescriptor> = inputs.git.iter().map(git_dependency).collect();
+    let sde = plan.platforms.first().map_or(0, |p| p.source_date_epoch);
+    let build_definition = match inputs.frontend {
+        Frontend::Dockerfile => {
+            deps.push(file_dependency("dockerfile", &inputs.source));
+            deps.extend(image_dependencies(plan));
+            BuildDefinition {
+                build_type: DOCKERFILE_BUILD_TYPE.into(),
+                external_parameters: ExternalParameters {
+                    source: source_parameter(&inputs.source),
+                    platforms: Some(
+                        plan.platforms
+                            .iter()
+                            .map(|p| kiln_plan::platform::format(&p.platform))
+                            .collect(),
+                    ),
+                    build_args: Some(inputs.build_args.clone()),
+                    target: inputs.target.clone().or_else(|| {
+                        let p = plan.platforms.first()?;
+                        p.stages.get(p.target)?.name.clone()
+                    }),
+                    architectures: None,
+                    lock_spec_hash: None,
+                },
+                internal_parameters: InternalParameters {
+                    source_date_epoch: sde,
+                    build_platform: inputs.build_platform.as_ref().map(kiln_plan::platform::format),
+                },
+                resolved_dependencies: deps,
             }
         }
-        for (reference, digest, role) in images {
-            if seen.insert((reference.to_string(), digest.clone())) {
-                deps.push(json!({
-                    "name": reference,
-                    "uri": format!("oci://{reference}@{digest}"),
-                    "digest": digest_map(digest),
-                    "annotations": { "role": role },
-                }));
+        Frontend::KilnToml => {
+            deps.push(file_dependency("kiln.toml", &inputs.source));
+            deps.extend(inputs.lock.iter().map(|l| file_dependency("kiln.lock", l)));
+            let (arches, debs) = package_dependencies(plan);
+            deps.extend(debs);
+            BuildDefinition {
+                build_type: SPEC_BUILD_TYPE.into(),
+                external_parameters: ExternalParameters {
+                    source: source_parameter(&inputs.source),
+                    platforms: None,
+                    build_args: None,
+                    target: None,
+                    architectures: Some(arches),
+                    lock_spec_hash: inputs.spec_hash.clone(),
+                },
+                internal_parameters: InternalParameters {
+                    source_date_epoch: sde,
+                    build_platform: None,
+                },
+                resolved_dependencies: deps,
+            }
+        }
+    };
+    Provenance {
+        build_definition,
+        run_details: run_details(timing),
+    }
+}
+
+fn source_parameter(f: &FileInput) -> SourceParameter {
+    SourceParameter {
+        path: f.path.clone(),
+        digest: digest_set(&f.digest),
+    }
+}
+
+/// Every base and `COPY --from` image of the stages built, once each.
+fn image_dependencies(plan: &BuildPlan) -> Vec<ResourceDescriptor> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for p in &plan.platforms {
+        for st in p.needed_stages() {
+            let mut images: Vec<(&str, &Digest, &str)> = Vec::new();
+            if let Base::Image { reference, digest } = &st.base {
+                images.push((reference, digest, "base-image"));
+            }
+            for step in &st.steps {
+                if let Op::Copy(c) = &step.op
+                    && let CopyFrom::Image { reference, digest } = &c.from
+                {
+                    images.push((reference, digest, "copy-from-image"));
+                }
+            }
+            for (reference, digest, role) in images {
+                if seen.insert((reference.to_string(), digest.clone())) {
+                    out.push(ResourceDescriptor {
+                        name: reference.into(),
+                        uri: format!("oci://{reference}@{digest}"),
+                        digest: digest_set(digest),
+                        download_location: None,
+                        annotations: BTreeMap::from([("role".to_string(), role.to_string())]),
+                    });
+                }
             }
         }
     }
-    Ok(json!({
-        "buildDefinition": {
-            "buildType": DOCKERFILE_BUILD_TYPE,
-            "externalParameters": external,
-            "internalParameters": {
-                "SOURCE_DATE_EPOCH": plan.source_date_epoch,
-                "buildPlatform": kiln_build::platform::format(&kiln_build::platform::host()),
-            },
-            "resolvedDependencies": deps,
-        },
-        "runDetails": run_details(timing),
-    }))
+    out
 }
 
-/// The SLSA v1 predicate of a kiln.toml build, from the spec and its lock.
-pub fn spec(spec_path: &Path, lock: &kiln_debian::Lock, source_date_epoch: i64, timing: &Timing) -> Result<Value> {
-    let spec_digest = sha256_file(spec_path)?;
-    let lock_path = kiln_build::spec::lock_path(spec_path);
-    let mut deps = Vec::new();
-    let dir = spec_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Some(g) = git_dependency(dir) {
-        deps.push(g);
-    }
-    deps.push(json!({ "name": "kiln.toml", "uri": format!("file:{}", spec_path.display()), "digest": digest_map(&spec_digest) }));
-    if let Ok(d) = sha256_file(&lock_path) {
-        deps.push(
-            json!({ "name": "kiln.lock", "uri": format!("file:{}", lock_path.display()), "digest": digest_map(&d) }),
-        );
-    }
-    let mut arches: Vec<&str> = Vec::new();
-    for p in &lock.package {
-        if !arches.contains(&p.arch.as_str()) {
-            arches.push(&p.arch);
-        }
-        deps.push(json!({
-            "name": p.name,
-            "uri": format!("pkg:deb/debian/{}@{}?arch={}", p.name, p.version, p.package_arch),
-            "digest": { "sha256": p.sha256 },
-            "downloadLocation": format!("{}/{}", p.url.trim_end_matches('/'), p.path),
-            "annotations": { "version": p.version, "architecture": p.arch },
-        }));
-    }
-    Ok(json!({
-        "buildDefinition": {
-            "buildType": SPEC_BUILD_TYPE,
-            "externalParameters": {
-                "source": { "path": spec_path.display().to_string(), "digest": digest_map(&spec_digest) },
-                "architectures": arches,
-                "lockSpecHash": lock.spec_hash,
-            },
-            "internalParameters": { "SOURCE_DATE_EPOCH": source_date_epoch },
-            "resolvedDependencies": deps,
-        },
-        "runDetails": run_details(timing),
-    }))
+/// The Debian architectures (sorted) and every .deb the plan installs, sorted by
+/// architecture then name, as kiln.lock lists them.
+fn package_dependencies(plan: &BuildPlan) -> (Vec<String>, Vec<ResourceDescriptor>) {
+    let mut pkgs: Vec<&kiln_plan::lock::LockedPackage> = plan
+        .platforms
+        .iter()
+        .flat_map(|p| &p.stages)
+        .flat_map(|s| &s.steps)
+        .filter_map(|s| match &s.op {
+            Op::Debian(d) => Some(&d.packages),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    pkgs.sort_by(|a, b| (&a.arch, &a.name).cmp(&(&b.arch, &b.name)));
+    let mut arches: Vec<String> = pkgs.iter().map(|p| p.arch.clone()).collect();
+    arches.dedup();
+    let deps = pkgs
+        .into_iter()
+        .map(|p| ResourceDescriptor {
+            name: p.name.clone(),
+            uri: format!("pkg:deb/debian/{}@{}?arch={}", p.name, p.version, p.package_arch),
+            digest: BTreeMap::from([("sha256".to_string(), p.sha256.clone())]),
+            download_location: Some(format!("{}/{}", p.url.trim_end_matches('/'), p.path)),
+            annotations: BTreeMap::from([
+                ("version".to_string(), p.version.clone()),
+                ("architecture".to_string(), p.arch.clone()),
+            ]),
+        })
+        .collect();
+    (arches, deps)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_plan::inputs::Inputs;
+    use kiln_plan::plan::{DebianOp, Plan, StagePlan, Step};
 
     #[test]
-    fn spec_provenance_lists_every_locked_deb() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec_path = dir.path().join("kiln.toml");
-        std::fs::write(&spec_path, "architectures = [\"amd64\"]\n").unwrap();
-        let pkg = |name: &str, sha: &str| kiln_debian::lock::LockedPackage {
+    fn spec_provenance_lists_every_planned_deb() {
+        let pkg = |name: &str, sha: &str| kiln_plan::lock::LockedPackage {
             name: name.into(),
             version: "1.0-1".into(),
             arch: "amd64".into(),
@@ -238,15 +382,46 @@ mod tests {
             sha256: sha.into(),
             depends: vec![],
         };
-        let lock = kiln_debian::Lock {
-            version: kiln_debian::lock::LOCK_VERSION,
-            spec_hash: "abc".into(),
-            snapshot: vec![],
-            package: vec![pkg("libc6", &"a".repeat(64)), pkg("hello", &"b".repeat(64))],
+        let step = |p| Step {
+            line: 0,
+            created_by: "deb".into(),
+            op: Op::Debian(DebianOp { packages: vec![p] }),
         };
-        let p = spec(&spec_path, &lock, 42, &Timing::start()).unwrap();
+        let plan = BuildPlan {
+            inputs: Inputs {
+                frontend: Frontend::KilnToml,
+                source: FileInput {
+                    path: "kiln.toml".into(),
+                    digest: Digest::sha256_of(b"spec"),
+                },
+                lock: None,
+                git: None,
+                build_args: BTreeMap::new(),
+                target: None,
+                build_platform: None,
+                spec_hash: Some("abc".into()),
+            },
+            platforms: vec![Plan {
+                platform: kiln_plan::platform::debian("amd64"),
+                source_date_epoch: 42,
+                history_comment: None,
+                stages: vec![StagePlan {
+                    index: 0,
+                    name: None,
+                    line: 0,
+                    base: Base::Scratch,
+                    steps: vec![step(pkg("libc6", &"a".repeat(64))), step(pkg("hello", &"b".repeat(64)))],
+                    config: Default::default(),
+                    needed: true,
+                    depends_on: vec![],
+                }],
+                target: 0,
+            }],
+        };
+        let p = predicate(&plan, &Timing::start()).to_value();
         assert_eq!(p["buildDefinition"]["buildType"], SPEC_BUILD_TYPE);
         assert_eq!(p["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"], 42);
+        assert_eq!(p["buildDefinition"]["externalParameters"]["lockSpecHash"], "abc");
         let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
         let hello = deps.iter().find(|d| d["name"] == "hello").unwrap();
         assert_eq!(hello["digest"]["sha256"], "b".repeat(64));
@@ -255,9 +430,7 @@ mod tests {
             hello["downloadLocation"],
             "http://deb.example/debian/pool/main/hello_1.0-1_amd64.deb"
         );
-        assert!(
-            deps.iter()
-                .any(|d| d["name"] == "libc6" && d["digest"]["sha256"] == "a".repeat(64))
-        );
+        let names: Vec<&str> = deps.iter().map(|d| d["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["kiln.toml", "hello", "libc6"], "sorted as kiln.lock lists them");
     }
 }

@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Store location (an OCI image layout). Default: $KILN_HOME, /var/lib/kiln for root,
     /// ~/.local/share/kiln otherwise.
-    #[arg(long, global = true, env = "KILN_HOME", value_name = "DIR")]
+    // KILN_HOME is read by Store::default_root, not by clap: an `env =` value would make
+    // clap print `--root <DIR>` in every usage line as if it had been typed.
+    #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
@@ -32,10 +34,14 @@ pub enum Commands {
     Verify(crate::commands::sign::VerifyArgs),
     /// Verify an image's attestations of one predicate type with a public key.
     VerifyAttestation(crate::commands::sign::VerifyAttestationArgs),
+    /// Decide whether images may ship by a policy file (signatures, attestations, CVEs, config, Rego).
+    Policy(crate::commands::policy::PolicyArgs),
     /// List images in the store.
     Images(ImagesArgs),
-    /// Show an image's manifest and config as JSON.
+    /// Show an image's manifest and config as JSON, or fields of it (--format).
     Inspect(InspectArgs),
+    /// Show how an image's layers were made (its config's history).
+    History(HistoryArgs),
     /// Give an image another name.
     Tag(TagArgs),
     /// Remove image names (and unreferenced content with a later `kiln prune`).
@@ -56,6 +62,8 @@ pub enum Commands {
     Push(PushArgs),
     /// Copy an image between registries, the store, oci:, oci-archive: and docker-archive:.
     Copy(CopyArgs),
+    /// Recompress an image's layers (zstd, gzip): same diff_ids, new layer digests and manifest.
+    Convert(crate::commands::convert::ConvertArgs),
     /// Save registry credentials in config.json (checked against the registry first).
     Login(LoginArgs),
     /// Remove registry credentials from config.json.
@@ -72,6 +80,54 @@ pub enum Commands {
     Scan(Box<crate::commands::scan::ScanArgs>),
     /// Manage the offline OSV vulnerability database `kiln scan` uses.
     Db(crate::commands::scan::DbArgs),
+    /// Run an image immutable: read-only rootfs, its non-root USER, no capabilities, tmpfs where it writes.
+    Run(Box<crate::commands::run::RunArgs>),
+    /// List containers started with `kiln run -d`.
+    Ps(crate::commands::run::PsArgs),
+    /// Stop and remove containers started with `kiln run -d`.
+    Stop(crate::commands::run::StopArgs),
+    /// Print the output of a container started with `kiln run -d`.
+    Logs(crate::commands::run::LogsArgs),
+    /// Per-layer sizes and changes, wasted bytes and efficiency (as dive computes them), CI thresholds.
+    Analyze(Box<crate::commands::analyze::AnalyzeArgs>),
+    /// Compare two images: config, files, packages, vulnerabilities introduced and fixed, shared layers.
+    Diff(Box<crate::commands::diff::DiffArgs>),
+    /// Print Kubernetes, Compose or JSON settings that run an image immutable.
+    Harden(crate::commands::harden::HardenArgs),
+    /// Serves a detached container's published ports (started by `kiln run -d -p`).
+    #[command(name = "__publish", hide = true)]
+    Publish(crate::commands::run::PublishArgs),
+    /// Show kiln's version, the commit it was built from and its enabled features.
+    Version(VersionArgs),
+    /// Show where the store is and what kiln runs with here (runtime, user namespace).
+    Info(InfoArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(CompletionArgs),
+}
+
+/// Subcommands that never touch the store: `--root` means nothing to them, so their help
+/// does not list it.
+const STORELESS: &[&str] = &["lint", "login", "logout", "generate-key-pair", "version", "completion"];
+
+/// The command-line definition, with `--root` hidden where it does nothing.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in STORELESS {
+        // A subcommand's own argument with the global's id stops clap propagating the
+        // global one into it; this one is accepted (so scripts that always pass --root keep
+        // working) but hidden.
+        cmd = cmd.mut_subcommand(name, |sc| {
+            sc.arg(
+                clap::Arg::new("root")
+                    .long("root")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .hide(true),
+            )
+        });
+    }
+    cmd
 }
 
 /// How progress is shown.
@@ -96,9 +152,12 @@ pub struct BuildArgs {
     /// Name and optionally tag the image (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    /// Dockerfile path (default: CONTEXT/Dockerfile); `-` reads it from standard input.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Set a label on the image (KEY=VALUE, repeatable); it overrides a LABEL of the same key.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment).
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
@@ -108,7 +167,8 @@ pub struct BuildArgs {
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Target platform (os/arch[/variant]); default: this machine's.
+    /// Target platform(s) (os/arch[/variant], comma-separated for one index of several);
+    /// default: this machine's.
     #[arg(long)]
     pub platform: Option<String>,
     /// Write the image ID (manifest digest) to this file.
@@ -144,8 +204,12 @@ pub struct BuildArgs {
     pub registry: RegistryFlags,
     /// Fail if a base image resolves to a digest other than the one in Dockerfile.lock
     /// (and, for kiln.toml builds, if kiln.lock disagrees with kiln.toml).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "write_lock")]
     pub locked: bool,
+    /// Write the base images' digests to Dockerfile.lock beside the Dockerfile (a build
+    /// writes no file otherwise; `kiln lock` does the same without building).
+    #[arg(long)]
+    pub write_lock: bool,
     /// Print the resolved build plan as JSON and exit without building.
     #[arg(long)]
     pub print_plan: bool,
@@ -155,9 +219,14 @@ pub struct BuildArgs {
     /// SSH agent for RUN --mount=type=ssh: default (uses $SSH_AUTH_SOCK) or ID=SOCKET.
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
     pub ssh: Vec<String>,
-    /// Network for RUN steps: default, none or host.
+    /// Network for RUN steps: default (own network namespace, outbound access through a
+    /// user-mode network), none (loopback only) or host (needs --allow network.host).
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// Grant an entitlement, as docker buildx build: network.host lets --network=host and
+    /// RUN --network=host use the host's network namespace.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// OCI runtime for RUN steps: runc, crun or a path (default: runc if installed).
     #[arg(long, value_name = "RUNTIME")]
     pub runtime: Option<String>,
@@ -187,22 +256,92 @@ pub enum Format {
 /// `kiln images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
+    /// Only images of this repository (REPOSITORY or REPOSITORY:TAG; `*` matches within a name).
+    pub reference: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Show full digests.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Print only image digests, one per image.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Also show cosign's signature and attestation tags (`sha256-<hex>.sig`, `.att`).
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 /// `kiln inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Image: a store name, sha256:DIGEST, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE.
+    /// Image: a store name, a digest or unique digest prefix, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, HOST/REPO:TAG or docker://NAME.
     pub image: String,
     /// Platform to pick from a multi-arch image.
     #[arg(long)]
     pub platform: Option<String>,
+    /// `json` (the default), or a template such as '{{.Digest}}' or '{{json .Config.Env}}'
+    /// (see docs/images.md for the fields and functions).
+    #[arg(short = 'f', long, value_name = "json|TEMPLATE")]
+    pub format: Option<String>,
+    /// Registry settings (for images read from a registry).
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// `kiln history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Image, named as for `kiln inspect`.
+    pub image: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Do not shorten digests and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Platform to pick from a multi-arch image.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry settings (for images read from a registry).
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// `kiln version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `kiln info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// `json`, or a template such as '{{.Store}}' (fields: Store, StoreExists, Runtime,
+    /// Rootless, UserNamespace, VulnerabilityDatabase, Version); default: a table.
+    #[arg(short = 'f', long, value_name = "json|TEMPLATE")]
+    pub format: Option<String>,
+}
+
+/// `kiln completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `kiln completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (source it, or put it in /etc/bash_completion.d/kiln).
+    Bash,
+    /// zsh (put it in a directory of $fpath as _kiln).
+    Zsh,
+    /// fish (put it in ~/.config/fish/completions/kiln.fish).
+    Fish,
 }
 
 /// `kiln tag`.
@@ -233,9 +372,16 @@ pub struct PruneArgs {
 /// `kiln load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Archive to read (oci-archive or docker-archive tar).
+    /// Archive to read (oci-archive or docker-archive tar); standard input if absent or `-`.
     #[arg(short = 'i', long = "input", value_name = "FILE")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
+    /// Print only the loaded digests.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Progress output: bars on a terminal (auto), what load printed before (plain), bars
+    /// even when not on a terminal (tty), or nothing (quiet).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 /// Archive format for `kiln save`.
@@ -250,12 +396,16 @@ pub enum SaveFormat {
 /// `kiln save`.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// File to write.
+    /// File to write; standard output if absent or `-` (not a terminal).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Archive format.
     #[arg(long, value_enum, default_value = "oci-archive")]
     pub format: SaveFormat,
+    /// Progress output: bars on a terminal (auto), no bar (plain), bars
+    /// even when not on a terminal (tty), or nothing (quiet).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
     /// Image to save.
     pub image: String,
 }
@@ -274,12 +424,23 @@ pub enum PullPolicy {
 /// Flags shared by every command that talks to a registry.
 #[derive(Debug, Clone, Args)]
 pub struct RegistryFlags {
-    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json).
-    #[arg(long, value_name = "FILE", global = false)]
-    pub authfile: Option<PathBuf>,
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
     /// Credentials to use instead of the file.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub creds: Option<String>,
+    /// Blobs transferred at once.
+    #[arg(long, value_name = "N", default_value = "6")]
+    pub jobs: usize,
+}
+
+/// How to reach a registry and where credentials are kept: what `kiln login` takes too.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionFlags {
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json).
+    #[arg(long, value_name = "FILE", global = false)]
+    pub authfile: Option<PathBuf>,
     /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
@@ -292,9 +453,10 @@ pub struct RegistryFlags {
     /// Attempts per request before giving up on a failing registry.
     #[arg(long, value_name = "N", default_value = "6")]
     pub retry_times: u32,
-    /// Blobs transferred at once.
-    #[arg(long, value_name = "N", default_value = "6")]
-    pub jobs: usize,
+    /// Give up on a registry after this many seconds without progress (no answer, no byte
+    /// moving), whatever the retries left; a slow transfer that moves is never cut.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 /// `kiln pull`.
@@ -311,6 +473,10 @@ pub struct PullArgs {
     /// Print only the digest.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Progress output: bars on a terminal (auto), one line per finished blob (plain), bars
+    /// even when not on a terminal (tty), or nothing (quiet).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -329,6 +495,10 @@ pub struct PushArgs {
     /// Print only the digest.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Progress output: bars on a terminal (auto), one line per finished blob (plain), bars
+    /// even when not on a terminal (tty), or nothing (quiet).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -347,6 +517,13 @@ pub struct CopyArgs {
     /// Platform to take from a multi-arch source.
     #[arg(long)]
     pub platform: Option<String>,
+    /// Leave the image's signatures, attestations, SBOMs and other referrers behind (skopeo's flag; by default they are copied, as `oras copy -r` and `cosign copy` do).
+    #[arg(long, alias = "no-referrers")]
+    pub remove_signatures: bool,
+    /// Progress output: bars on a terminal (auto), one line per finished blob (plain), bars
+    /// even when not on a terminal (tty), or nothing (quiet).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -366,9 +543,21 @@ pub struct LoginArgs {
     /// Read the password from standard input.
     #[arg(long)]
     pub password_stdin: bool,
-    /// Registry settings.
+    /// Registry connection settings (--authfile is where the credentials are written).
     #[command(flatten)]
-    pub flags: RegistryFlags,
+    pub connection: ConnectionFlags,
+}
+
+impl LoginArgs {
+    /// The connection settings login uses, as the registry flags every other command takes
+    /// (login has no --creds or --jobs: it checks the credentials it is given, one request).
+    pub fn registry_flags(&self) -> RegistryFlags {
+        RegistryFlags {
+            connection: self.connection.clone(),
+            creds: None,
+            jobs: 1,
+        }
+    }
 }
 
 /// `kiln logout`.
@@ -419,15 +608,24 @@ pub struct AttachArgs {
 /// `kiln lock`.
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Directory holding kiln.toml.
+    /// A kiln.toml or a Dockerfile, or a directory holding one (kiln.toml when it has no Dockerfile).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The spec file (default: DIR/kiln.toml).
+    /// The kiln.toml or Dockerfile (default: found in DIR).
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
-    /// Re-resolve every package against the archives now, even if the lock is current.
+    /// kiln.toml: re-resolve every package against the archives now, even if the lock is current.
     #[arg(long)]
     pub update: bool,
+    /// Dockerfile: a platform to pin base images for (repeatable; default: this machine's).
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    pub platforms: Vec<String>,
+    /// Dockerfile: a build-time variable, as for `kiln build` (FROM may use ARGs).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Registry connection settings (base images that name a registry are resolved there).
+    #[command(flatten)]
+    pub registry: RegistryFlags,
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,

@@ -32,24 +32,20 @@ impl CliError {
 
 impl From<kiln_oci::StoreError> for CliError {
     fn from(e: kiln_oci::StoreError) -> Self {
-        match e {
-            kiln_oci::StoreError::Corrupt { .. }
-            | kiln_oci::StoreError::NotALayout(_)
-            | kiln_oci::StoreError::Json { .. } => CliError::input(e),
-            _ => CliError::env(e),
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::env(e)
         }
     }
 }
 
 impl From<kiln_oci::transport::TransportError> for CliError {
     fn from(e: kiln_oci::transport::TransportError) -> Self {
-        use kiln_oci::transport::TransportError as T;
-        match &e {
-            T::Store {
-                source: kiln_oci::StoreError::Io { .. },
-                ..
-            } => CliError::env(e),
-            _ => CliError::input(e),
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::env(e)
         }
     }
 }

@@ -1,89 +1,143 @@
-//! Build progress: an indicatif line per step on a terminal, plain lines otherwise.
+//! What a person sees while kiln works. [`Reporter`] renders the build's step events: live
+//! bars on a terminal (`tty`), BuildKit's plain lines otherwise (`plain`), nothing when
+//! quiet. [`transfer::Transfers`] renders blob transfers of pull, push and copy, and
+//! [`archive`] the archives of load and save.
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
+pub mod archive;
+mod build_plain;
+mod build_tty;
+pub mod transfer;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressDrawTarget;
 use kiln_build::solver::Progress;
 
 use crate::cli::ProgressMode;
 
-/// The CLI's progress sink.
+/// How many redraws a second bars may take: often enough to look live, rarely enough that
+/// drawing never slows the work (BuildKit draws at most every 100 ms too).
+const REDRAWS_PER_SECOND: u8 = 10;
+
+/// Resolves `auto`: bars when stderr is a terminal, plain lines otherwise.
+pub fn resolve(mode: ProgressMode) -> ProgressMode {
+    use std::io::IsTerminal;
+    match mode {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        ProgressMode::Auto => ProgressMode::Plain,
+        m => m,
+    }
+}
+
+/// Where bars are drawn: stderr, throttled, and drawn even when stderr is not a terminal,
+/// since `--progress tty` asks for bars wherever the output goes (a pipe, `script`, a log).
+fn draw_target() -> ProgressDrawTarget {
+    ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), REDRAWS_PER_SECOND)
+}
+
+/// The terminal's width in columns (80 when stderr is not a terminal).
+fn width() -> usize {
+    usize::from(console::Term::stderr().size().1).max(20)
+}
+
+/// A line of a program's output made safe to draw: control characters (the escape
+/// sequences or carriage returns a RUN step prints) are dropped and tabs become spaces, so
+/// a step can neither move the cursor nor recolour the terminal.
+fn sanitize(line: &str) -> String {
+    line.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// `text` cut to `width` columns, with an ellipsis when cut.
+fn fit(text: &str, width: usize) -> String {
+    console::truncate_str(text, width, "…").into_owned()
+}
+
+/// The CLI's sink for build progress.
 pub struct Reporter {
-    mode: ProgressMode,
-    bars: Option<MultiProgress>,
-    counter: Mutex<usize>,
+    inner: Inner,
+}
+
+enum Inner {
+    Quiet,
+    Plain(build_plain::Plain),
+    Tty(build_tty::Tty),
 }
 
 impl Reporter {
     /// Chooses bars or lines from the mode and whether stderr is a terminal.
     pub fn new(mode: ProgressMode) -> Reporter {
-        let mode = match mode {
-            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
-            ProgressMode::Auto => ProgressMode::Plain,
-            m => m,
+        let inner = match resolve(mode) {
+            ProgressMode::Quiet => Inner::Quiet,
+            ProgressMode::Tty => Inner::Tty(build_tty::Tty::new()),
+            _ => Inner::Plain(build_plain::Plain::default()),
         };
-        let bars = (mode == ProgressMode::Tty).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter {
-            mode,
-            bars,
-            counter: Mutex::new(0),
-        }
+        Reporter { inner }
     }
 
     /// A status line outside of steps (e.g. the final digest).
     pub fn info(&self, msg: &str) {
-        match (&self.bars, self.mode) {
-            (_, ProgressMode::Quiet) => {}
-            (Some(b), _) => {
-                let _ = b.println(msg);
-            }
-            (None, _) => eprintln!("{msg}"),
+        match &self.inner {
+            Inner::Quiet => {}
+            Inner::Plain(p) => p.line(msg),
+            Inner::Tty(t) => t.line(msg),
         }
     }
 }
 
 impl Progress for Reporter {
+    fn step_started(&self, stage: &str, index: usize, total: usize, created_by: &str) {
+        match &self.inner {
+            Inner::Quiet => {}
+            Inner::Plain(p) => p.started(stage, index, total, created_by),
+            Inner::Tty(t) => t.started(stage, index, total, created_by),
+        }
+    }
+
+    fn step_bytes(&self, stage: &str, bytes: u64) {
+        match &self.inner {
+            Inner::Quiet => {}
+            Inner::Plain(p) => p.bytes(stage, bytes),
+            Inner::Tty(t) => t.bytes(stage, bytes),
+        }
+    }
+
     fn step_done(&self, stage: &str, index: usize, total: usize, created_by: &str, cached: bool, seconds: f64) {
-        let n = {
-            let mut c = self.counter.lock().unwrap();
-            *c += 1;
-            *c
-        };
-        let status = if cached {
-            "CACHED".to_string()
-        } else {
-            format!("{seconds:.2}s")
-        };
-        let text: String = created_by.chars().take(100).collect();
-        match (&self.bars, self.mode) {
-            (_, ProgressMode::Quiet) => {}
-            (Some(mp), _) => {
-                let bar = mp.add(ProgressBar::new(total as u64));
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:.bold} {bar:10.cyan/blue} {msg}").expect("valid template"),
-                );
-                bar.set_prefix(format!("#{n} [{stage} {index}/{total}]"));
-                bar.set_position(index as u64);
-                bar.finish_with_message(format!("{text}  {status}"));
-            }
-            (None, _) => eprintln!("#{n} [{stage} {index}/{total}] {text}  {status}"),
+        match &self.inner {
+            Inner::Quiet => {}
+            Inner::Plain(p) => p.done(stage, (index, total, created_by), cached, seconds),
+            Inner::Tty(t) => t.done(stage, (index, total, created_by), cached, seconds),
         }
     }
 
     fn output(&self, stage: &str, line: &str) {
-        match (&self.bars, self.mode) {
-            (_, ProgressMode::Quiet) => {}
-            (Some(b), _) => {
-                let _ = b.println(format!("  [{stage}] {line}"));
-            }
-            (None, _) => eprintln!("  [{stage}] {line}"),
+        match &self.inner {
+            Inner::Quiet => {}
+            Inner::Plain(p) => p.output(stage, line),
+            Inner::Tty(t) => t.output(stage, line),
         }
     }
 
+    fn note(&self, message: &str) {
+        self.info(message);
+    }
+
     fn warn(&self, message: &str) {
-        if self.mode != ProgressMode::Quiet {
-            eprintln!("warning: {message}");
-        }
+        self.info(&format!("warning: {message}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_cannot_drive_the_terminal() {
+        assert_eq!(sanitize("a\x1b[2Jb\rc\td"), "a[2Jbc d");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
     }
 }

@@ -36,3 +36,12 @@ pub fn reexec_if_needed(store_root: &Path, quiet: bool) {
         }
     }
 }
+
+/// As root, moves kiln into its own mount namespace before any thread starts, so that the
+/// overlays and tmpfs a build mounts die with it (a rootless kiln is in one already: the
+/// user namespace's).
+pub fn private_mounts() {
+    if std::env::var_os(userns::MARKER).is_none() {
+        kiln_build::run::lifetime::private_mounts_as_root();
+    }
+}

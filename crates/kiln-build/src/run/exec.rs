@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use kiln_oci::layer::{EntryKind, LayerEntry};
 
-use super::mounts::{MountFrom, RunMount, Sharing};
+use super::network::{self, UserNetwork};
 use super::overlay::{self, OverlayMount};
-use super::spec::{self, Mount, User};
+use super::spec::{self, Mount, NetNs, User};
 use crate::error::StepError;
-use crate::plan::RunOp;
 use crate::tree::{self, LayeredTree, Tree};
+use kiln_plan::mounts::{MountFrom, RunMount, Sharing};
+use kiln_plan::plan::RunOp;
 
 /// Where a `--secret` value comes from. The value itself is read only when a step mounts it,
 /// straight into a tmpfs.
@@ -92,11 +93,13 @@ impl Runtime {
 /// How steps reach the network by default (`--network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
-    /// The host's network, as `docker build`'s default gives RUN steps network access.
+    /// Outbound access as `docker build` gives RUN steps, from the step's own network
+    /// namespace through the build's user-mode network (see [`super::network`]); the
+    /// host's loopback services are out of reach.
     Default,
     /// No network: a fresh network namespace with only loopback.
     None,
-    /// The host's network namespace.
+    /// The host's network namespace: only with `--allow network.host`.
     Host,
 }
 
@@ -132,6 +135,10 @@ pub struct RunInputs<'a> {
     pub ssh: &'a BTreeMap<String, PathBuf>,
     /// Network for steps without `--network`.
     pub network: Network,
+    /// `--allow network.host`: steps may use the host's network namespace.
+    pub allow_network_host: bool,
+    /// The build's user-mode network, started by the first step that needs it.
+    pub user_network: &'a UserNetwork,
     /// Keep files that differ on every run (off by default).
     pub keep_volatile: bool,
     /// The build context, for bind mounts.
@@ -163,6 +170,29 @@ pub enum RunError {
     },
     /// Preparation failed (bad mount, missing secret, runtime error).
     Setup(StepError),
+    /// The filesystem holding kiln's state is full: the runtime cannot even record its
+    /// container (runc then says only `unable to store init state: %!w(<nil>)`).
+    DiskFull {
+        /// kiln's state directory.
+        path: PathBuf,
+        /// Bytes free there.
+        free: u64,
+    },
+}
+
+/// Below this much free space a step cannot start (the runtime writes its state, the step
+/// its layer): kiln says the disk is full instead of passing on the runtime's confusion.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// [`RunError::DiskFull`] if the filesystem holding `dir` has less than
+/// [`MIN_FREE_BYTES`] free.
+fn disk_full(dir: &Path) -> Option<RunError> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    (free < MIN_FREE_BYTES).then(|| RunError::DiskFull {
+        path: dir.to_path_buf(),
+        free,
+    })
 }
 
 impl From<StepError> for RunError {
@@ -214,7 +244,8 @@ impl Drop for Tmpfs {
     }
 }
 
-fn dedupe_env(env: &[String]) -> Vec<String> {
+/// Keeps the last value of each variable, in first-definition order.
+pub fn dedupe_env(env: &[String]) -> Vec<String> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out: Vec<String> = Vec::new();
     for kv in env {
@@ -230,7 +261,8 @@ fn dedupe_env(env: &[String]) -> Vec<String> {
     out
 }
 
-fn passwd_home(view: &dyn Tree, uid: u32) -> Option<String> {
+/// The home directory /etc/passwd gives `uid`, for `HOME` (RUN steps and `kiln run`).
+pub fn passwd_home(view: &dyn Tree, uid: u32) -> Option<String> {
     let p = tree::resolve(view, "etc/passwd", true).ok()?;
     let n = view.lstat(&p).ok()??;
     let text = fs::read_to_string(n.real).ok()?;
@@ -259,7 +291,7 @@ fn passwd_line(view: &dyn Tree, user: &str, uid: u32) -> Option<Vec<String>> {
 /// the user's primary group from /etc/passwd (also for a numeric uid the image knows), else 0
 /// (`docker run --user 4242` runs with gid 0). Supplementary groups: the primary group (as
 /// containerd and moby do since CVE-2023-25173) and every /etc/group entry listing the user.
-fn identity(view: &dyn Tree, spec: &str) -> Result<(u32, u32, Vec<u32>), StepError> {
+pub fn identity(view: &dyn Tree, spec: &str) -> Result<(u32, u32, Vec<u32>), StepError> {
     let (uid, explicit_gid) = crate::copy::resolve_owner(spec, view)?;
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -311,19 +343,62 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
         dir.path().join("rootfs"),
         dir.path().join("private"),
     );
+    // The upper dir's mode is the rootfs root's mode: exactly 0755, never the umask's.
     for d in [&upper, &work, &rootfs] {
-        fs::create_dir_all(d).map_err(io("creating step dirs"))?;
+        kiln_oci::fsutil::create_dir_all_exact(d, 0o755).map_err(io("creating step dirs"))?;
     }
     let tmp = Tmpfs::mount(&private)?;
-    let _overlay =
+    let overlay_mount =
         OverlayMount::mount(&inp.lowers, &upper, &work, &rootfs, &dir.path().join("empty")).map_err(|e| {
             RunError::Setup(StepError::new(
                 format!("preparing the rootfs: {e}"),
                 "RUN needs overlayfs and root",
             ))
         })?;
+    let (user, mut env) = step_identity(inp)?;
+    let network = match op.network.as_deref() {
+        Some(n) => Network::parse(n).unwrap_or(inp.network),
+        None => inp.network,
+    };
+    let mut mounts = StepMounts::default();
+    let net = step_network(inp, network, &tmp.path, &mut mounts.extra)?;
+    for (n, m) in op.mounts.iter().enumerate() {
+        mounts.add(inp, m, n, &tmp.path, dir.path(), &mut env)?;
+    }
+    mounts.add_scripts(op, &tmp.path)?;
+    let stubs = mount_stubs(inp, net != NetNs::Host, &mounts.extra);
+    let StepMounts { extra, redact, guards } = mounts;
+    let spec = spec::build_spec(
+        &rootfs.display().to_string(),
+        op.args.clone(),
+        dedupe_env(&env),
+        op.workdir.clone(),
+        user,
+        extra,
+        &net,
+    );
+    make_workdir(inp, &rootfs, &op.workdir)?;
+    let bundle = tmp.path.join("bundle");
+    fs::create_dir_all(&bundle).map_err(io("creating the bundle"))?;
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).expect("spec serialises"),
+    )
+    .map_err(io("writing config.json"))?;
 
-    // Identity.
+    let status = run_runtime(inp, &bundle, &redact)?;
+    drop(guards);
+    status?;
+    drop(overlay_mount);
+    let entries = step_changes(inp, &upper, &stubs)?;
+    drop(tmp);
+    Ok(StepResult { entries, _dir: dir })
+}
+
+/// Who the step runs as (USER resolved against the rootfs) and its environment: the
+/// plan's, SOURCE_DATE_EPOCH, and HOME from /etc/passwd unless set.
+fn step_identity(inp: &RunInputs<'_>) -> Result<(User, Vec<String>), RunError> {
+    let op = inp.op;
     let (uid, gid, additional_gids) = match op.user.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => identity(inp.view, u)?,
         None => identity(inp.view, "root").unwrap_or((0, 0, vec![0])),
@@ -334,86 +409,54 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
         let home = passwd_home(inp.view, uid).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
         env.insert(0, format!("HOME={home}"));
     }
-    let network = match op.network.as_deref() {
-        Some(n) => Network::parse(n).unwrap_or(inp.network),
-        None => inp.network,
+    let user = User {
+        uid,
+        gid,
+        additional_gids,
+        umask: 0o022,
     };
+    Ok((user, env))
+}
 
-    // Mounts.
-    let mut extra: Vec<Mount> = Vec::new();
-    let mut redact: Vec<String> = Vec::new();
-    let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
-    if network != Network::None {
-        for f in ["/etc/resolv.conf", "/etc/hosts"] {
-            if Path::new(f).exists() {
-                extra.push(Mount::bind(f, f, false));
-            }
-        }
-    }
-    for (n, m) in op.mounts.iter().enumerate() {
+/// A step's `--mount`s and heredoc scripts as runtime mounts, the secret values to redact
+/// from its output, and what must stay alive while it runs (cache locks, bind sources).
+#[derive(Default)]
+struct StepMounts {
+    extra: Vec<Mount>,
+    redact: Vec<String>,
+    guards: Vec<Box<dyn std::any::Any>>,
+}
+
+impl StepMounts {
+    /// Adds the `n`th `--mount`; secrets and ssh may add to the step's environment.
+    fn add(
+        &mut self,
+        inp: &RunInputs<'_>,
+        m: &RunMount,
+        n: usize,
+        private: &Path,
+        step_dir: &Path,
+        env: &mut Vec<String>,
+    ) -> Result<(), RunError> {
         match m {
             RunMount::Tmpfs { target, size } => {
                 let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=1777".to_string()];
                 if *size > 0 {
                     options.push(format!("size={size}"));
                 }
-                extra.push(Mount {
+                self.extra.push(Mount {
                     destination: target.clone(),
                     kind: "tmpfs".into(),
                     source: "tmpfs".into(),
                     options,
                 });
             }
-            RunMount::Secret {
-                id,
-                target,
-                env: env_name,
-                required,
-                mode,
-                uid,
-                gid,
-            } => {
-                let value = match inp.secrets.get(id) {
-                    Some(SecretSource::File(p)) => Some(fs::read(p).map_err(|e| {
-                        RunError::Setup(StepError::new(
-                            format!("secret {id:?}: cannot read {}: {e}", p.display()),
-                            "check the src= path given to --secret",
-                        ))
-                    })?),
-                    Some(SecretSource::Env(v)) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
-                    None => None,
-                };
-                let Some(value) = value else {
-                    if *required {
-                        return Err(RunError::Setup(StepError::new(
-                            format!("secret {id:?} is required but was not provided"),
-                            format!("pass --secret id={id},src=FILE or --secret id={id},env=VAR"),
-                        )));
-                    }
-                    continue;
-                };
-                redact.extend(secret_needles(&value));
-                if let Some(target) = target {
-                    let file = tmp.path.join(format!("secret-{n}"));
-                    fs::write(&file, &value).map_err(io("writing a secret to tmpfs"))?;
-                    let _ = rustix::fs::chown(
-                        &file,
-                        Some(rustix::fs::Uid::from_raw(*uid)),
-                        Some(rustix::fs::Gid::from_raw(*gid)),
-                    );
-                    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
-                        .map_err(io("secret mode"))?;
-                    extra.push(Mount::bind(&file.display().to_string(), target, false));
-                }
-                if let Some(name) = env_name {
-                    env.push(format!("{name}={}", String::from_utf8_lossy(&value)));
-                }
-            }
+            RunMount::Secret { .. } => self.add_secret(inp, m, n, private, env)?,
             RunMount::Ssh {
                 id, target, required, ..
             } => match inp.ssh.get(id) {
                 Some(sock) => {
-                    extra.push(Mount::bind(&sock.display().to_string(), target, true));
+                    self.extra.push(Mount::bind(&sock.display().to_string(), target, true));
                     env.push(format!("SSH_AUTH_SOCK={target}"));
                 }
                 None if *required => {
@@ -424,56 +467,136 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
                 }
                 None => {}
             },
-            RunMount::Cache {
-                target,
-                id,
-                sharing,
-                from,
-                mode,
-                uid,
-                gid,
-                readonly,
-                ..
-            } => {
-                if from.is_some() {
-                    return Err(RunError::Setup(StepError::new(
-                        "RUN --mount=type=cache,from=… is not supported yet",
-                        "seed the cache in a step instead, or drop from=",
-                    )));
-                }
-                let (path, lock) = cache_mount_dir(inp.meta_dir, id, *mode, *uid, *gid)?;
-                if *sharing == Sharing::Locked {
-                    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-                        .map_err(|e| RunError::Setup(StepError::new(format!("locking cache {id:?}: {e}"), "retry")))?;
-                }
-                guards.push(Box::new(lock));
-                extra.push(Mount::bind(&path.display().to_string(), target, !readonly));
-            }
+            RunMount::Cache { .. } => self.add_cache(inp, m)?,
             RunMount::Bind {
                 target,
                 source,
                 from,
                 rw,
             } => {
-                let src = bind_source(inp, from, source, *rw, dir.path(), n, &mut guards)?;
-                extra.push(Mount::bind(&src.display().to_string(), target, *rw));
+                let src = bind_source(inp, from, source, *rw, step_dir, n, &mut self.guards)?;
+                self.extra.push(Mount::bind(&src.display().to_string(), target, *rw));
             }
         }
+        Ok(())
     }
-    for (i, s) in op.scripts.iter().enumerate() {
-        let file = tmp.path.join(format!("script-{i}"));
-        fs::write(&file, &s.content).map_err(io("writing a heredoc script"))?;
-        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io("script mode"))?;
-        extra.push(Mount::bind(
-            &file.display().to_string(),
-            &format!("/dev/pipes/{}", s.name),
-            false,
-        ));
+
+    /// `type=secret`: the value into a tmpfs file (and/or an environment variable); a
+    /// missing secret is an error only when required.
+    fn add_secret(
+        &mut self,
+        inp: &RunInputs<'_>,
+        m: &RunMount,
+        n: usize,
+        private: &Path,
+        env: &mut Vec<String>,
+    ) -> Result<(), RunError> {
+        let RunMount::Secret {
+            id,
+            target,
+            env: env_name,
+            required,
+            mode,
+            uid,
+            gid,
+        } = m
+        else {
+            unreachable!("called for secrets")
+        };
+        let value = match inp.secrets.get(id) {
+            Some(SecretSource::File(p)) => Some(fs::read(p).map_err(|e| {
+                RunError::Setup(StepError::new(
+                    format!("secret {id:?}: cannot read {}: {e}", p.display()),
+                    "check the src= path given to --secret",
+                ))
+            })?),
+            Some(SecretSource::Env(v)) => std::env::var_os(v).map(|s| s.into_encoded_bytes()),
+            None => None,
+        };
+        let Some(value) = value else {
+            if *required {
+                return Err(RunError::Setup(StepError::new(
+                    format!("secret {id:?} is required but was not provided"),
+                    format!("pass --secret id={id},src=FILE or --secret id={id},env=VAR"),
+                )));
+            }
+            return Ok(());
+        };
+        self.redact.extend(secret_needles(&value));
+        if let Some(target) = target {
+            let file = private.join(format!("secret-{n}"));
+            fs::write(&file, &value).map_err(io("writing a secret to tmpfs"))?;
+            let _ = rustix::fs::chown(
+                &file,
+                Some(rustix::fs::Uid::from_raw(*uid)),
+                Some(rustix::fs::Gid::from_raw(*gid)),
+            );
+            fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+                .map_err(io("secret mode"))?;
+            self.extra.push(Mount::bind(&file.display().to_string(), target, false));
+        }
+        if let Some(name) = env_name {
+            env.push(format!("{name}={}", String::from_utf8_lossy(&value)));
+        }
+        Ok(())
     }
-    // Mount targets that do not exist in the rootfs are stubs the runtime creates; they are
-    // not part of the step's result unless the step writes something there.
+
+    /// `type=cache`: kiln's persistent cache directory for the id, locked for
+    /// `sharing=locked`.
+    fn add_cache(&mut self, inp: &RunInputs<'_>, m: &RunMount) -> Result<(), RunError> {
+        let RunMount::Cache {
+            target,
+            id,
+            sharing,
+            from,
+            mode,
+            uid,
+            gid,
+            readonly,
+            ..
+        } = m
+        else {
+            unreachable!("called for caches")
+        };
+        if from.is_some() {
+            return Err(RunError::Setup(StepError::new(
+                "RUN --mount=type=cache,from=… is not supported yet",
+                "seed the cache in a step instead, or drop from=",
+            )));
+        }
+        let (path, lock) = cache_mount_dir(inp.meta_dir, id, *mode, *uid, *gid)?;
+        if *sharing == Sharing::Locked {
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| RunError::Setup(StepError::new(format!("locking cache {id:?}: {e}"), "retry")))?;
+        }
+        self.guards.push(Box::new(lock));
+        self.extra
+            .push(Mount::bind(&path.display().to_string(), target, !readonly));
+        Ok(())
+    }
+
+    /// Heredoc scripts with a shebang, read-only at `/dev/pipes/NAME`.
+    fn add_scripts(&mut self, op: &RunOp, private: &Path) -> Result<(), RunError> {
+        for (i, s) in op.scripts.iter().enumerate() {
+            let file = private.join(format!("script-{i}"));
+            fs::write(&file, &s.content).map_err(io("writing a heredoc script"))?;
+            fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(io("script mode"))?;
+            self.extra.push(Mount::bind(
+                &file.display().to_string(),
+                &format!("/dev/pipes/{}", s.name),
+                false,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Mount targets that do not exist in the rootfs are stubs the runtime creates; they are
+/// not part of the step's result unless the step writes something there.
+fn mount_stubs(inp: &RunInputs<'_>, new_network_namespace: bool, extra: &[Mount]) -> BTreeSet<String> {
     let mut stubs = BTreeSet::new();
-    for m in spec::base_mounts(network == Network::None).iter().chain(extra.iter()) {
+    for m in spec::base_mounts(new_network_namespace).iter().chain(extra.iter()) {
         let rel = tree::clean_rel(&m.destination);
         let mut prefix = String::new();
         for c in rel.split('/').filter(|c| !c.is_empty()) {
@@ -489,23 +612,12 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
             }
         }
     }
+    stubs
+}
 
-    let cwd = op.workdir.clone();
-    let spec = spec::build_spec(
-        &rootfs.display().to_string(),
-        op.args.clone(),
-        dedupe_env(&env),
-        cwd.clone(),
-        User {
-            uid,
-            gid,
-            additional_gids,
-        },
-        extra,
-        network == Network::None,
-    );
-    // WORKDIR must exist for the runtime to start the process there.
-    let cwd_rel = tree::clean_rel(&cwd);
+/// WORKDIR must exist for the runtime to start the process there.
+fn make_workdir(inp: &RunInputs<'_>, rootfs: &Path, cwd: &str) -> Result<(), RunError> {
+    let cwd_rel = tree::clean_rel(cwd);
     if !cwd_rel.is_empty()
         && inp
             .view
@@ -514,22 +626,17 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
             .flatten()
             .is_none()
     {
-        fs::create_dir_all(rootfs.join(&cwd_rel)).map_err(io("creating the working directory"))?;
+        kiln_oci::fsutil::create_dir_all_exact(&rootfs.join(&cwd_rel), 0o755)
+            .map_err(io("creating the working directory"))?;
     }
-    let bundle = tmp.path.join("bundle");
-    fs::create_dir_all(&bundle).map_err(io("creating the bundle"))?;
-    fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&spec).expect("spec serialises"),
-    )
-    .map_err(io("writing config.json"))?;
+    Ok(())
+}
 
-    let status = run_runtime(inp, &bundle, &redact)?;
-    drop(guards);
-    status?;
-    drop(_overlay);
+/// The step's layer: its overlay upper dir, less volatile files, mount stubs and
+/// directories that hold nothing of this layer.
+fn step_changes(inp: &RunInputs<'_>, upper: &Path, stubs: &BTreeSet<String>) -> Result<Vec<LayerEntry>, RunError> {
     let keep_volatile = inp.keep_volatile;
-    let mut entries = overlay::upper_entries(&upper, &|path, meta| {
+    let mut entries = overlay::upper_entries(upper, &|path, meta| {
         // A volatile file the step wrote is left out (the layers below show through); its
         // deletion (a whiteout) is kept, so `rm`/`apt-get clean` still take effect.
         let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
@@ -573,8 +680,47 @@ pub fn run_step(inp: &RunInputs<'_>) -> Result<StepResult, RunError> {
             break;
         }
     }
-    drop(tmp);
-    Ok(StepResult { entries, _dir: dir })
+    Ok(entries)
+}
+
+/// The step's network namespace, and the name-service files it sees: the host's in the
+/// host's network, loopback-only hosts and a resolv.conf that reaches DNS through the
+/// user-mode network in the default one, none (the image's own) without a network.
+fn step_network(
+    inp: &RunInputs<'_>,
+    network: Network,
+    private: &Path,
+    extra: &mut Vec<Mount>,
+) -> Result<NetNs, RunError> {
+    match network {
+        Network::None => Ok(NetNs::New),
+        Network::Host => {
+            if !inp.allow_network_host {
+                return Err(RunError::Setup(network::host_not_allowed("--network=host")));
+            }
+            for f in ["/etc/resolv.conf", "/etc/hosts"] {
+                if Path::new(f).exists() {
+                    extra.push(Mount::bind(f, f, false));
+                }
+            }
+            Ok(NetNs::Host)
+        }
+        Network::Default => {
+            let ns = inp.user_network.namespace()?.display().to_string();
+            let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            for (name, text) in [
+                ("resolv.conf", network::resolv_conf(&host)),
+                ("hosts", network::HOSTS.to_string()),
+            ] {
+                let file = private.join(name);
+                fs::write(&file, text).map_err(io("writing the step's name-service files"))?;
+                fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                    .map_err(io("name-service file mode"))?;
+                extra.push(Mount::bind(&file.display().to_string(), &format!("/etc/{name}"), false));
+            }
+            Ok(NetNs::Join(ns))
+        }
+    }
 }
 
 fn cache_mount_dir(meta: &Path, id: &str, mode: u32, uid: u32, gid: u32) -> Result<(PathBuf, fs::File), RunError> {
@@ -628,11 +774,11 @@ fn bind_source(
         other => {
             let layers = (inp.source_layers)(other)?;
             let merged = step_dir.join(format!("bind-{n}"));
-            fs::create_dir_all(&merged).map_err(io("bind mount dir"))?;
             let up = step_dir.join(format!("bind-{n}-upper"));
             let wk = step_dir.join(format!("bind-{n}-work"));
-            fs::create_dir_all(&up).map_err(io("bind mount dir"))?;
-            fs::create_dir_all(&wk).map_err(io("bind mount dir"))?;
+            for d in [&merged, &up, &wk] {
+                kiln_oci::fsutil::create_dir_all_exact(d, 0o755).map_err(io("bind mount dir"))?;
+            }
             let m = OverlayMount::mount(&layers, &up, &wk, &merged, &step_dir.join("empty")).map_err(|e| {
                 RunError::Setup(StepError::new(
                     format!("mounting the bind source: {e}"),
@@ -661,7 +807,7 @@ fn bind_source(
         let up = step_dir.join(format!("bind-{n}-upper"));
         let wk = step_dir.join(format!("bind-{n}-work"));
         for d in [&merged, &up, &wk] {
-            fs::create_dir_all(d).map_err(io("bind mount dir"))?;
+            kiln_oci::fsutil::create_dir_all_exact(d, 0o755).map_err(io("bind mount dir"))?;
         }
         let m = OverlayMount::mount(std::slice::from_ref(&base), &up, &wk, &merged, &step_dir.join("empty")).map_err(
             |e| {
@@ -706,6 +852,9 @@ fn redact_line(line: &str, needles: &[String]) -> String {
 }
 
 fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<Result<(), RunError>, RunError> {
+    if let Some(full) = disk_full(inp.meta_dir) {
+        return Err(full);
+    }
     let state = inp.meta_dir.join("runtime-state");
     fs::create_dir_all(&state).map_err(io("creating the runtime state dir"))?;
     let id = format!(
@@ -718,7 +867,16 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<
             .unwrap_or_default()
             .trim_start_matches("step-")
     );
-    let mut child = Command::new(&inp.runtime.path)
+    let mut cmd = Command::new(&inp.runtime.path);
+    super::lifetime::bind_to_parent(&mut cmd);
+    // If kiln dies (even by kill -9), the reaper kills and deletes the container.
+    let _reaper = super::lifetime::Reaper::start(&inp.runtime.path, &state, &id).map_err(|e| {
+        RunError::Setup(StepError::new(
+            format!("starting the container reaper (/bin/sh): {e}"),
+            "RUN steps need /bin/sh on the host",
+        ))
+    })?;
+    let mut child = cmd
         .arg("--root")
         .arg(&state)
         .args(["run", "--bundle"])
@@ -771,6 +929,9 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    if let Some(full) = disk_full(inp.meta_dir) {
+        return Err(full);
+    }
     let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
     let joined = tail.join("\n");
     if joined.contains("cgroups in hybrid mode not supported") {

@@ -3,7 +3,10 @@
 
 pub mod cache_mounts;
 pub mod exec;
-pub mod mounts;
+pub mod lifetime;
+pub mod network;
 pub mod overlay;
+pub mod qemu;
+pub mod seccomp;
 pub mod spec;
 pub mod userns;

@@ -42,7 +42,9 @@ pub struct Process {
     pub capabilities: Capabilities,
     /// Resource limits.
     pub rlimits: Vec<Rlimit>,
-    /// `no_new_privileges`: off, as in Docker, so setuid tools (su, sudo) behave.
+    /// `no_new_privileges`: on, so nothing a step runs (setuid binaries, file capabilities)
+    /// gains privileges beyond the step's own, as `docker run --security-opt
+    /// no-new-privileges` and `kiln run` set it.
     pub no_new_privileges: bool,
 }
 
@@ -57,6 +59,8 @@ pub struct User {
     /// Supplementary groups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub additional_gids: Vec<u32>,
+    /// The step's umask: Docker's 022, never the builder's own (runc would pass kiln's on).
+    pub umask: u32,
 }
 
 /// Capability sets.
@@ -138,6 +142,8 @@ pub struct Linux {
     pub masked_paths: Vec<String>,
     /// Paths made read-only.
     pub readonly_paths: Vec<String>,
+    /// Docker's default seccomp profile.
+    pub seccomp: super::seccomp::Seccomp,
 }
 
 /// A namespace.
@@ -146,7 +152,42 @@ pub struct Namespace {
     /// Namespace type.
     #[serde(rename = "type")]
     pub kind: String,
+    /// An existing namespace to join instead of creating one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
+
+/// The network namespace of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetNs {
+    /// The host's (`--network=host`).
+    Host,
+    /// A new one with only loopback (`--network=none`).
+    New,
+    /// The build's user-mode network namespace at this path.
+    Join(String),
+}
+
+/// runc's default masked paths (`runc spec`), plus the two moby added since
+/// (`/proc/interrupts`, `/sys/devices/virtual/powercap`): bound to /dev/null or an empty
+/// read-only tmpfs, so the step cannot read kernel memory, keys, timers or power readings.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths: the kernel's /proc control files.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// Docker's default capability set for containers, which `docker build` RUN steps get.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -167,7 +208,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
 ];
 
 /// The fixed mounts every step gets: a minimal /proc, /dev, /sys.
-pub fn base_mounts(new_network_namespace: bool) -> Vec<Mount> {
+pub fn base_mounts(own_network_namespace: bool) -> Vec<Mount> {
     vec![
         Mount::fs("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         Mount::fs(
@@ -192,7 +233,7 @@ pub fn base_mounts(new_network_namespace: bool) -> Vec<Mount> {
         // sysfs can only be mounted by the owner of the network namespace; in a user
         // namespace sharing the host's network, the host's /sys is bound read-only instead,
         // as rootless runtimes do.
-        if super::userns::in_user_namespace() && !new_network_namespace {
+        if super::userns::in_user_namespace() && !own_network_namespace {
             Mount::bind("/sys", "/sys", false)
         } else {
             Mount::fs("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])
@@ -209,17 +250,28 @@ pub fn build_spec(
     cwd: String,
     user: User,
     extra_mounts: Vec<Mount>,
-    new_network_namespace: bool,
+    net: &NetNs,
 ) -> Spec {
     let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    let mut mounts = base_mounts(new_network_namespace);
+    let mut mounts = base_mounts(*net != NetNs::Host);
     mounts.extend(extra_mounts);
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
         .iter()
-        .map(|k| Namespace { kind: (*k).into() })
+        .map(|k| Namespace {
+            kind: (*k).into(),
+            path: None,
+        })
         .collect();
-    if new_network_namespace {
-        namespaces.push(Namespace { kind: "network".into() });
+    match net {
+        NetNs::Host => {}
+        NetNs::New => namespaces.push(Namespace {
+            kind: "network".into(),
+            path: None,
+        }),
+        NetNs::Join(path) => namespaces.push(Namespace {
+            kind: "network".into(),
+            path: Some(path.clone()),
+        }),
     }
     Spec {
         oci_version: "1.0.2".into(),
@@ -236,7 +288,7 @@ pub fn build_spec(
             },
             // Inherited from kiln: raising limits may not be permitted where kiln runs.
             rlimits: vec![],
-            no_new_privileges: false,
+            no_new_privileges: true,
         },
         root: Root {
             path: rootfs.into(),
@@ -246,31 +298,9 @@ pub fn build_spec(
         mounts,
         linux: Linux {
             namespaces,
-            masked_paths: [
-                "/proc/acpi",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            readonly_paths: [
-                "/proc/asound",
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+            readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+            seccomp: super::seccomp::profile(DEFAULT_CAPS),
         },
     }
 }

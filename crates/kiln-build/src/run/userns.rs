@@ -26,6 +26,35 @@ fn find(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The caller's login name: `$USER` when it is set, else the password database's entry for
+/// `uid` (getpwuid, so NSS sources such as LDAP count), else the uid as a number (which
+/// /etc/subuid may also use).
+fn user_name(uid: u32) -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| passwd_name(uid))
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// getpwuid_r(3): the name of `uid`, if the password database has one.
+fn passwd_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value (null pointers, zero ids); getpwuid_r only
+    // writes into `pwd` and `buf` (whose length we pass), and sets `result` to either null
+    // or `&mut pwd`. pw_name then points into `buf`, which outlives its use below.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}
+
 fn has_subid_range(file: &Path, user: &str, uid: u32) -> bool {
     std::fs::read_to_string(file)
         .map(|t| {
@@ -67,7 +96,7 @@ pub fn plan() -> Plan {
         return Plan::Unavailable("`unshare` (util-linux) is not installed".into());
     };
     let uid = euid.as_raw();
-    let user = std::env::var("USER").unwrap_or_default();
+    let user = user_name(uid);
     let ranged = find("newuidmap").is_some()
         && find("newgidmap").is_some()
         && has_subid_range(Path::new("/etc/subuid"), &user, uid)
@@ -90,4 +119,22 @@ pub fn plan() -> Plan {
         ))
     };
     Plan::Reexec { unshare, args, note }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup_matches_etc_passwd() {
+        assert_eq!(passwd_name(0).as_deref(), Some("root"));
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        for line in passwd.lines().take(5) {
+            let f: Vec<&str> = line.split(':').collect();
+            let uid: u32 = f[2].parse().unwrap();
+            let first = passwd.lines().find(|l| l.split(':').nth(2) == Some(f[2])).unwrap();
+            assert_eq!(passwd_name(uid).as_deref(), first.split(':').next(), "uid {uid}");
+        }
+        assert_eq!(passwd_name(4_000_000_000), None);
+    }
 }

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use kiln_build::build::{BuildRequest, prepare_with, run};
-use kiln_build::error::BuildError;
+use kiln_build::build::DockerfileRequest;
+use kiln_build::pipeline::{self, BuildRequest, BuildResult, PipelineError, Source};
 use kiln_build::run::exec::SecretSource;
 use kiln_build::solver::RunSettings;
+use kiln_build::spec::SpecRequest;
 use kiln_oci::Store;
 use kiln_oci::layer::Compression;
 use kiln_oci::reference::ImageRef;
@@ -54,7 +55,8 @@ fn parse_output(spec: &str) -> Result<Output, CliError> {
     }
 }
 
-fn parse_build_args(raw: &[String]) -> Vec<(String, String)> {
+/// `--build-arg` values: `KEY=VALUE`, or `KEY` taken from the environment.
+pub fn parse_build_args(raw: &[String]) -> Vec<(String, String)> {
     raw.iter()
         .filter_map(|a| match a.split_once('=') {
             Some((k, v)) => Some((k.to_string(), v.to_string())),
@@ -135,8 +137,35 @@ fn parse_ssh(raw: &[String]) -> Result<BTreeMap<String, std::path::PathBuf>, Cli
     Ok(out)
 }
 
+/// The build engine's pull policy for the `--pull` flag.
+pub fn pull_policy(p: crate::cli::PullPolicy) -> kiln_build::pins::PullPolicy {
+    match p {
+        crate::cli::PullPolicy::Always => kiln_build::pins::PullPolicy::Always,
+        crate::cli::PullPolicy::Missing => kiln_build::pins::PullPolicy::Missing,
+        crate::cli::PullPolicy::Never => kiln_build::pins::PullPolicy::Never,
+    }
+}
+
+/// A lock file error as the CLI reports it (exit 2 for a missing or bad lock).
+pub fn lock_err(e: kiln_build::lockfile::LockFileError) -> CliError {
+    CliError {
+        code: e.exit_code(),
+        message: e.to_string(),
+    }
+}
+
+/// A pipeline error as the CLI reports it: a Dockerfile error with its line and a caret.
+fn pipeline_err(e: PipelineError) -> CliError {
+    let code = e.exit_code();
+    let message = match &e {
+        PipelineError::Frontend { error, .. } => render_frontend(error),
+        _ => e.to_string(),
+    };
+    CliError { code, message }
+}
+
 /// Renders a located Dockerfile error with the offending line and a caret under it.
-fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
+pub fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
     let mut out = e.to_string();
     if let Ok(src) = std::fs::read_to_string(&e.file)
         && let Some(text) = src.lines().nth(e.line.saturating_sub(1))
@@ -152,32 +181,85 @@ fn render_frontend(e: &kiln_build::frontend::FrontendError) -> String {
     out
 }
 
-/// Runs `kiln build`.
-pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
-    if let Some(spec) = kiln_build::spec::find_spec(&args.context, args.file.as_deref()) {
-        return crate::commands::lock::build_spec(store, args, &spec);
+/// Parses `--label KEY=VALUE` flags.
+fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    raw.iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(CliError::input(format!(
+                "--label {l:?}: expected KEY=VALUE (hint: --label org.opencontainers.image.title=app)"
+            ))),
+        })
+        .collect()
+}
+
+/// `-f -`: the Dockerfile comes from standard input. It is spooled to a temp dir outside
+/// the context (a build never writes into its context); the returned guard removes it.
+fn dockerfile_from_stdin(args: &BuildArgs) -> Result<Option<(tempfile::TempDir, std::path::PathBuf)>, CliError> {
+    if args.file.as_deref() != Some(std::path::Path::new("-")) {
+        return Ok(None);
     }
-    let compression = Compression::parse(&args.compression)
-        .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
-    let platform = match &args.platform {
-        Some(p) => Some(kiln_build::platform::parse(p).ok_or_else(|| {
-            CliError::input(format!(
-                "--platform {p:?}: expected os/arch[/variant] (hint: linux/amd64)"
-            ))
-        })?),
-        None => None,
-    };
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
-    let req = BuildRequest {
+    if args.locked {
+        return Err(CliError::input(
+            "--locked needs a Dockerfile file: one read from standard input (-f -) has no Dockerfile.lock beside it (hint: save it to a file and pass -f FILE)",
+        ));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-stdin-")
+        .tempdir()
+        .map_err(|e| CliError::env(format!("creating a temp dir for the Dockerfile: {e}")))?;
+    let path = dir.path().join("Dockerfile");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+        .map_err(|e| CliError::input(format!("-f -: reading the Dockerfile from standard input: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(CliError::input(
+            "-f -: standard input held no Dockerfile (hint: kiln build -f - . < Dockerfile)",
+        ));
+    }
+    std::fs::write(&path, text).map_err(|e| CliError::env(format!("{}: {e}", path.display())))?;
+    Ok(Some((dir, path)))
+}
+
+/// The frontend's input: a kiln.toml request, or a Dockerfile one (`-f -` spooled first).
+fn source(
+    args: &BuildArgs,
+    compression: Compression,
+) -> Result<(Source, Option<(tempfile::TempDir, std::path::PathBuf)>), CliError> {
+    if let Some(spec) = kiln_build::spec::find_spec(&args.context, args.file.as_deref()) {
+        if args.platform.is_some() || args.target.is_some() || !args.build_args.is_empty() {
+            return Err(CliError::input(format!(
+                "{}: --platform, --target and --build-arg apply to Dockerfiles (hint: a kiln.toml lists its `architectures`)",
+                spec.display()
+            )));
+        }
+        let req = SpecRequest {
+            spec,
+            tags: args.tags.clone(),
+            compression,
+            source_date_epoch: args.source_date_epoch,
+            locked: args.locked,
+            no_cache: args.no_cache,
+        };
+        return Ok((Source::Spec(req), None));
+    }
+    let stdin_dockerfile = dockerfile_from_stdin(args)?;
+    if let Some(n) = &args.network
+        && kiln_build::run::exec::Network::parse(n).is_none()
+    {
+        return Err(CliError::input(format!(
+            "--network {n:?} is not a network mode (hint: use default, none or host)"
+        )));
+    }
+    let req = DockerfileRequest {
         context: args.context.clone(),
-        dockerfile: args.file.clone(),
+        dockerfile: match &stdin_dockerfile {
+            Some((_, p)) => Some(p.clone()),
+            None => args.file.clone(),
+        },
         build_args: parse_build_args(&args.build_args),
         target: args.target.clone(),
-        platform,
+        platform: None,
         no_cache: args.no_cache,
         compression,
         source_date_epoch: args.source_date_epoch,
@@ -186,136 +268,206 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
             secrets: parse_secrets(&args.secrets)?,
             ssh: parse_ssh(&args.ssh)?,
             network: args.network.clone(),
+            allow_network_host: allows_network_host(&args.allow)?,
             keep_volatile: args.keep_volatile,
         },
+        labels: parse_labels(&args.labels)?,
     };
-    if let Some(n) = &args.network
-        && kiln_build::run::exec::Network::parse(n).is_none()
-    {
-        return Err(CliError::input(format!(
-            "--network {n:?} is not a network mode (hint: use default, none or host)"
-        )));
+    if args.network.as_deref() == Some("host") && !req.run.allow_network_host {
+        return Err(CliError::input(
+            "--network=host needs the network.host entitlement (hint: add --allow network.host, as with docker buildx build, if this build may reach the host's services)",
+        ));
     }
-    let reporter = Reporter::new(if args.quiet {
+    Ok((platform_source(req, args.platform.as_deref())?, stdin_dockerfile))
+}
+
+/// `--platform`: one platform builds one image; a comma-separated list builds an index.
+fn platform_source(mut req: DockerfileRequest, flag: Option<&str>) -> Result<Source, CliError> {
+    let platforms = match flag {
+        None => return Ok(Source::Dockerfile(Box::new(req))),
+        Some(v) => pipeline::platforms::parse_list(v)
+            .map_err(|e| CliError::input(format!("--platform {v:?}: {e} (hint: linux/amd64,linux/arm64)")))?,
+    };
+    if let [one] = platforms.as_slice() {
+        req.platform = Some(one.clone());
+        return Ok(Source::Dockerfile(Box::new(req)));
+    }
+    Ok(Source::Platforms(Box::new(req), platforms))
+}
+
+/// `--output` values as image references.
+fn outputs(args: &BuildArgs) -> Result<Vec<ImageRef>, CliError> {
+    args.outputs
+        .iter()
+        .map(|o| {
+            Ok(match parse_output(o)? {
+                Output::Oci { dest, tar: false } => ImageRef::OciDir {
+                    path: dest.into(),
+                    reference: None,
+                },
+                Output::Oci { dest, tar: true } => ImageRef::OciArchive {
+                    path: dest.into(),
+                    reference: None,
+                },
+                Output::Docker { dest } => ImageRef::DockerArchive {
+                    path: dest.into(),
+                    reference: None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The pipeline request the flags describe.
+fn request(args: &BuildArgs, source: Source, quiet: bool) -> Result<BuildRequest, CliError> {
+    let sign_key = match (&args.trust.key, args.trust.sign) {
+        (Some(path), true) => Some(crate::commands::sign::read_key(path)?),
+        _ => None,
+    };
+    let gate = match &args.trust.policy {
+        Some(p) if args.tags.is_empty() => {
+            return Err(CliError::input(format!(
+                "--policy {}: rules match image names, so the build needs a -t NAME (hint: -t 127.0.0.1:5000/prod/app:1)",
+                p.display()
+            )));
+        }
+        Some(p) => Some(crate::commands::policy::gate(p)?),
+        None => None,
+    };
+    Ok(BuildRequest {
+        source,
+        tags: args.tags.clone(),
+        registry: crate::commands::registry::progress_options(&args.registry, quiet)?,
+        pull: pull_policy(args.pull),
+        locked: args.locked,
+        write_lock: args.write_lock,
+        sbom: args.sbom,
+        sbom_stages: args.sbom_stages,
+        sign_key,
+        tag_digest: args.trust.tag_digest,
+        outputs: outputs(args)?,
+        push: args.push,
+        gate,
+    })
+}
+
+/// The `--metadata-file` document (the keys `docker buildx` writes, plus kiln's).
+fn metadata(r: &BuildResult, tags: &[String]) -> serde_json::Value {
+    let digest = r.image.digest.to_string();
+    if !r.manifests.is_empty() {
+        return serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.descriptor": r.image,
+            "image.name": tags.join(","),
+            "manifests": r.manifests.iter().map(|(arch, d)| serde_json::json!({"architecture": arch, "digest": d.digest.to_string()})).collect::<Vec<_>>(),
+            "layers": { "cached": r.cache_hits, "built": r.cache_misses },
+            "downloaded": r.downloaded,
+        });
+    }
+    serde_json::json!({
+        "containerimage.digest": digest,
+        "containerimage.config.digest": r.config_digest.as_ref().map(ToString::to_string),
+        "containerimage.descriptor": r.image,
+        "image.name": tags.join(","),
+        "layers": r.layers.iter().map(|l| serde_json::json!({
+            "digest": l.descriptor.digest.to_string(),
+            "diffID": l.diff_id.to_string(),
+            "size": l.descriptor.size,
+            "mediaType": l.descriptor.media_type,
+        })).collect::<Vec<_>>(),
+        "cache": { "hits": r.cache_hits, "misses": r.cache_misses },
+        "kiln.base-images": r.base_images
+            .iter()
+            .map(|((name, plat), pin)| (format!("{name} {plat}"), serde_json::json!({ "digest": pin.digest })))
+            .collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// The last progress line: what was built, as what, and how much work it took.
+fn summary(r: &BuildResult, tags: &[String]) -> String {
+    let named = if tags.is_empty() {
+        String::new()
+    } else {
+        format!(" as {}", tags.join(", "))
+    };
+    let digest = &r.image.digest;
+    if r.manifests.is_empty() {
+        format!(
+            "built {digest}{named} ({} steps cached, {} run)",
+            r.cache_hits, r.cache_misses
+        )
+    } else {
+        format!(
+            "built {digest}{named} ({} architectures; {} layers cached, {} built; {} .debs downloaded)",
+            r.manifests.len(),
+            r.cache_hits,
+            r.cache_misses,
+            r.downloaded
+        )
+    }
+}
+
+/// Runs `kiln build`: flags into a request, the pipeline, then the digest on stdout.
+pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
+    // Names are checked before any work, so `-t App` fails at once with exit 2.
+    for t in &args.tags {
+        kiln_oci::reference::Name::parse(t)?;
+    }
+    // Leftovers of killed builds go first (when no other kiln runs); then a lease for the
+    // whole build, so a `prune` waits until every blob it writes (base pulls, layers, the
+    // image, its attestations) is referenced by a tag.
+    kiln_build::snapshot::clean_if_idle(store)?;
+    let _lease = store.lease()?;
+    let compression = Compression::parse(&args.compression)
+        .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
+    let (source, _stdin_dockerfile) = source(args, compression)?;
+    let quiet = args.quiet || args.progress == crate::cli::ProgressMode::Quiet;
+    let reporter = Reporter::new(if quiet {
         crate::cli::ProgressMode::Quiet
     } else {
         args.progress
     });
-    let pins = crate::commands::registry::BasePins::new(store, args)?;
-    let timing = kiln_sign::provenance::Timing::start();
-    let prepared = prepare_with(&req, &|n, p| pins.resolve(n, p)).map_err(|e| match &e {
-        BuildError::Frontend(f) => CliError::input(render_frontend(f)),
-        _ => CliError::from(e),
-    })?;
+    let req = request(args, source, quiet)?;
     if args.print_plan {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&prepared.plan).expect("plans serialise")
-        );
+        let plan = pipeline::plan(store, &req, &reporter).map_err(pipeline_err)?;
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
         return Ok(());
     }
-    for w in &prepared.warnings {
-        kiln_build::solver::Progress::warn(&reporter, w);
-    }
-    pins.write_lock()?;
-    let solved = run(store, &prepared, &req, &args.tags, &reporter)?;
-    let digest = solved.manifest.digest.to_string();
-    if args.sbom {
-        sbom_for_build(store, args, &prepared, &req, &solved.manifest, &reporter)?;
-    }
+    let result = pipeline::build(store, &req, &reporter).map_err(pipeline_err)?;
+    let digest = result.image.digest.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
     if let Some(f) = &args.metadata_file {
-        let meta = serde_json::json!({
-            "containerimage.digest": digest,
-            "containerimage.config.digest": solved.config_digest.to_string(),
-            "containerimage.descriptor": solved.manifest,
-            "image.name": args.tags.join(","),
-            "layers": solved.layers.iter().map(|l| serde_json::json!({
-                "digest": l.descriptor.digest.to_string(),
-                "diffID": l.diff_id.to_string(),
-                "size": l.descriptor.size,
-                "mediaType": l.descriptor.media_type,
-            })).collect::<Vec<_>>(),
-            "cache": { "hits": solved.cache_hits, "misses": solved.cache_misses },
-            "kiln.base-images": pins.json(),
-        });
+        let meta = metadata(&result, &args.tags);
         std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
             .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
-    let provenance = kiln_sign::provenance::dockerfile(&prepared, &req, &timing)?;
-    crate::commands::sign::after_build(store, &args.trust, &args.tags, &solved.manifest, provenance)?;
-    for o in &outputs {
-        let dest = match o {
-            Output::Oci { dest, tar: false } => ImageRef::OciDir {
-                path: dest.into(),
-                reference: None,
-            },
-            Output::Oci { dest, tar: true } => ImageRef::OciArchive {
-                path: dest.into(),
-                reference: None,
-            },
-            Output::Docker { dest } => ImageRef::DockerArchive {
-                path: dest.into(),
-                reference: None,
-            },
-        };
-        kiln_oci::transport::export(store, &solved.manifest, &dest, &args.tags)?;
-    }
-    if args.push {
-        pins.push(&solved.manifest, &args.tags)?;
-    }
-    reporter.info(&format!(
-        "built {digest}{} ({} steps cached, {} run)",
-        if args.tags.is_empty() {
-            String::new()
-        } else {
-            format!(" as {}", args.tags.join(", "))
-        },
-        solved.cache_hits,
-        solved.cache_misses
-    ));
+    reporter.info(&summary(&result, &args.tags));
     println!("{digest}");
     Ok(())
 }
 
-/// The SBOM of a built image (and, with `--sbom-stages`, of its builder stages, which
-/// are solved again from the cache to learn their layers), attached in the store.
-fn sbom_for_build(
-    store: &Store,
-    args: &BuildArgs,
-    prepared: &kiln_build::build::Prepared,
-    req: &BuildRequest,
-    image: &kiln_oci::Descriptor,
-    reporter: &Reporter,
-) -> Result<(), CliError> {
-    let mut stages = vec![];
-    if args.sbom_stages {
-        for plan in crate::commands::sbom::stage_plans(&prepared.plan) {
-            let opts = kiln_build::solver::SolveOptions {
-                file_name: prepared.file_name.clone(),
-                context: &prepared.context,
-                compression: req.compression,
-                no_cache: false,
-                progress: &kiln_build::solver::Quiet,
-                run: req.run.clone(),
-            };
-            let solved = kiln_build::solver::solve(store, &plan, &opts)?;
-            stages.push(solved.layers.iter().map(|l| l.descriptor.clone()).collect());
+/// `--allow` entitlements (BuildKit's names); only network.host exists in kiln, since every
+/// step runs sandboxed (no security.insecure).
+fn allows_network_host(allow: &[String]) -> Result<bool, CliError> {
+    let mut host = false;
+    for a in allow.iter().flat_map(|a| a.split(',')).map(str::trim) {
+        match a {
+            "network.host" => host = true,
+            "security.insecure" => {
+                return Err(CliError::input(
+                    "--allow security.insecure is not supported: kiln runs every RUN step sandboxed (hint: drop it)",
+                ));
+            }
+            other => {
+                return Err(CliError::input(format!(
+                    "--allow {other:?} is not an entitlement (hint: the one kiln knows is network.host)"
+                )));
+            }
         }
     }
-    let b = crate::commands::sbom::BuildSbom {
-        image,
-        stages,
-        source_date_epoch: Some(prepared.plan.source_date_epoch),
-    };
-    let n = crate::commands::sbom::attach_to_build(store, &b, &|w| kiln_build::solver::Progress::warn(reporter, w))?;
-    match n {
-        Some(n) => reporter.info(&format!("sbom: {n} packages (SPDX and CycloneDX attached)")),
-        None => reporter.info("sbom: already attached to this image"),
-    }
-    Ok(())
+    Ok(host)
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! `kiln lock`, and `kiln build` of a kiln.toml.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use kiln_build::spec::SpecRequest;
 use kiln_oci::Store;
 use kiln_oci::layer::Compression;
 
-use crate::cli::{BuildArgs, LockArgs, ProgressMode};
+use crate::cli::{LockArgs, ProgressMode};
 use crate::error::CliError;
 use crate::progress::Reporter;
 
@@ -17,12 +16,29 @@ fn debian_err(e: kiln_debian::Error) -> CliError {
     }
 }
 
-/// Runs `kiln lock`.
+/// Runs `kiln lock` on a kiln.toml or a Dockerfile.
 pub fn lock(store: &Store, args: &LockArgs) -> Result<(), CliError> {
-    let spec = args.file.clone().unwrap_or_else(|| args.dir.join("kiln.toml"));
+    let file = match &args.file {
+        Some(f) => f.clone(),
+        None if args.dir.is_file() => args.dir.clone(),
+        None => kiln_build::spec::find_spec(&args.dir, None).unwrap_or_else(|| args.dir.join("Dockerfile")),
+    };
+    if file.extension().is_some_and(|e| e == "toml") {
+        return lock_spec(store, args, &file);
+    }
+    lock_dockerfile(store, args, &file)
+}
+
+fn lock_spec(store: &Store, args: &LockArgs, spec: &Path) -> Result<(), CliError> {
+    if !args.platforms.is_empty() || !args.build_args.is_empty() {
+        return Err(CliError::input(format!(
+            "{}: --platform and --build-arg apply to Dockerfiles (hint: a kiln.toml lists its `architectures`)",
+            spec.display()
+        )));
+    }
     let reporter = Reporter::new(args.progress);
     let progress = |m: &str| reporter.info(m);
-    let l = kiln_build::spec::lock(store, &spec, args.update, &progress).map_err(debian_err)?;
+    let l = kiln_build::spec::lock(store, spec, args.update, &progress).map_err(debian_err)?;
     let mut arches: Vec<&str> = l.lock.package.iter().map(|p| p.arch.as_str()).collect();
     arches.dedup();
     // The summary is the command's result: stdout, like `kiln build`'s digest.
@@ -44,91 +60,66 @@ pub fn lock(store: &Store, args: &LockArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `kiln build` when the input is a kiln.toml.
-pub fn build_spec(store: &Store, args: &BuildArgs, spec: &Path) -> Result<(), CliError> {
-    let compression = Compression::parse(&args.compression)
-        .ok_or_else(|| CliError::input(format!("--compression {:?}: use gzip, zstd or none", args.compression)))?;
-    if args.platform.is_some() || args.target.is_some() || !args.build_args.is_empty() {
+/// `kiln lock Dockerfile`: every base image, resolved now (registry names are asked of the
+/// registry, so a moved tag is seen), pinned per platform in `Dockerfile.lock`.
+fn lock_dockerfile(store: &Store, args: &LockArgs, dockerfile: &Path) -> Result<(), CliError> {
+    if !dockerfile.is_file() {
         return Err(CliError::input(format!(
-            "{}: --platform, --target and --build-arg apply to Dockerfiles (hint: a kiln.toml lists its `architectures`)",
-            spec.display()
+            "{}: no Dockerfile or kiln.toml to lock (hint: give the Dockerfile, e.g. `kiln lock -f build/app.Dockerfile`)",
+            dockerfile.display()
         )));
     }
-    let reporter = Reporter::new(if args.quiet { ProgressMode::Quiet } else { args.progress });
-    let progress = |m: &str| reporter.info(m);
-    let timing = kiln_sign::provenance::Timing::start();
-    let req = SpecRequest {
-        spec: spec.to_path_buf(),
-        tags: args.tags.clone(),
-        compression,
-        source_date_epoch: args.source_date_epoch,
-        locked: args.locked,
-        no_cache: args.no_cache,
+    let mut platforms = Vec::new();
+    for p in &args.platforms {
+        platforms.push(super::parse_one_platform(p)?);
+    }
+    if platforms.is_empty() {
+        platforms.push(kiln_plan::platform::host());
+    }
+    // The context only matters for messages here: base images come from the Dockerfile.
+    let context = match dockerfile.parent() {
+        _ if args.dir.is_dir() => args.dir.clone(),
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    if args.print_plan {
-        let plan = kiln_build::spec::plan(store, &req, &progress).map_err(debian_err)?;
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
+    let req = kiln_build::build::DockerfileRequest {
+        context,
+        dockerfile: Some(dockerfile.to_path_buf()),
+        build_args: crate::commands::build::parse_build_args(&args.build_args),
+        target: None,
+        platform: None,
+        no_cache: false,
+        compression: Compression::DEFAULT,
+        source_date_epoch: Some(0),
+        run: Default::default(),
+        labels: vec![],
+    };
+    let quiet = args.progress == ProgressMode::Quiet;
+    let pins = kiln_build::pins::BasePins::new(
+        store,
+        crate::commands::registry::progress_options(&args.registry, quiet)?,
+        kiln_build::pins::PullPolicy::Always,
+        None,
+    );
+    let lock = kiln_build::build::lock_dockerfile(&req, &platforms, &pins).map_err(|e| match &e {
+        kiln_build::error::BuildError::Frontend(f) if pins.environment_failed() => {
+            CliError::env(crate::commands::build::render_frontend(f))
+        }
+        kiln_build::error::BuildError::Frontend(f) => CliError::input(crate::commands::build::render_frontend(f)),
+        _ => CliError::from(e),
+    })?;
+    let path = kiln_build::lockfile::for_dockerfile(dockerfile);
+    let old = kiln_build::lockfile::load_if_present(&path).ok().flatten();
+    if old.as_ref() == Some(&lock) {
+        println!("{} is up to date ({} images)", path.display(), lock.image.len());
         return Ok(());
     }
-    let built = kiln_build::spec::build(store, &req, &progress).map_err(debian_err)?;
-    let digest = built.index.digest.to_string();
-    if args.sbom {
-        // One SBOM per architecture's image (the index's children are the subjects).
-        for (_, image) in &built.manifests {
-            let b = crate::commands::sbom::BuildSbom {
-                image,
-                stages: vec![],
-                source_date_epoch: args.source_date_epoch,
-            };
-            crate::commands::sbom::attach_to_build(store, &b, &|w| reporter.info(&format!("warning: {w}")))?;
-        }
-    }
-    if let Some(f) = &args.iidfile {
-        std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
-    }
-    if let Some(f) = &args.metadata_file {
-        let meta = serde_json::json!({
-            "containerimage.digest": digest,
-            "containerimage.descriptor": built.index,
-            "image.name": args.tags.join(","),
-            "manifests": built.manifests.iter().map(|(arch, d)| serde_json::json!({"architecture": arch, "digest": d.digest.to_string()})).collect::<Vec<_>>(),
-            "layers": { "cached": built.layers_cached, "built": built.layers_built },
-            "downloaded": built.downloaded,
-        });
-        std::fs::write(f, serde_json::to_vec_pretty(&meta).expect("json"))
-            .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
-    }
-    let lock = kiln_debian::Lock::load(&kiln_build::spec::lock_path(spec)).map_err(debian_err)?;
-    let sde = args
-        .source_date_epoch
-        .or_else(|| {
-            kiln_build::build::git_info(
-                spec.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-            )
-            .0
-        })
-        .unwrap_or(0);
-    let provenance = kiln_sign::provenance::spec(spec, &lock, sde, &timing)?;
-    crate::commands::sign::after_build(store, &args.trust, &args.tags, &built.index, provenance)?;
-    if !args.outputs.is_empty() {
-        return Err(CliError::input(
-            "--output is not supported for kiln.toml builds yet (hint: the image is in the store; use `kiln save`)",
-        ));
-    }
-    reporter.info(&format!(
-        "built {digest}{} ({} architectures; {} package layers cached, {} built; {} .debs downloaded)",
-        if args.tags.is_empty() {
-            String::new()
-        } else {
-            format!(" as {}", args.tags.join(", "))
-        },
-        built.manifests.len(),
-        built.layers_cached,
-        built.layers_built,
-        built.downloaded
-    ));
-    println!("{digest}");
+    kiln_build::lockfile::save(&path, &lock, "Dockerfile").map_err(crate::commands::build::lock_err)?;
+    let (a, r, c) = kiln_plan::lock::diff(&old.unwrap_or_default(), &lock);
+    println!(
+        "locked {} images in {} ({a} added, {r} removed, {c} changed)",
+        lock.image.len(),
+        path.display()
+    );
     Ok(())
 }

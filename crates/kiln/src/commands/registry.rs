@@ -1,22 +1,21 @@
-//! `kiln pull`, `push`, `copy`, `login`, `logout`, `referrers`, `attach`, and the registry
-//! side of `kiln build` (`--pull`, `--push`, `--locked` with `Dockerfile.lock`).
+//! `kiln pull`, `push`, `copy`, `login`, `logout`, `referrers`, `attach`, and `kiln build
+//! --push`.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use kiln_build::frontend::ResolvedImage;
 use kiln_oci::reference::{ImageRef, Name};
+use kiln_oci::transport::{OpenedImage, Remote, Scope};
 use kiln_oci::{Descriptor, Platform, Store};
 use kiln_registry::ops::Select;
-use kiln_registry::{Credentials, Options, Retry, Session};
+use kiln_registry::{Credentials, Options, RegistryAccess, Retry, Session};
 
 use crate::cli::{
-    AttachArgs, BuildArgs, CopyArgs, Format, LoginArgs, LogoutArgs, PullArgs, PullPolicy, PushArgs, ReferrersArgs,
-    RegistryFlags,
+    AttachArgs, CopyArgs, Format, LoginArgs, LogoutArgs, ProgressMode, PullArgs, PushArgs, ReferrersArgs, RegistryFlags,
 };
 use crate::error::CliError;
+use crate::progress::transfer::Transfers;
 
 /// Registry options from the command line.
 pub fn options(flags: &RegistryFlags) -> Result<Options, CliError> {
@@ -26,17 +25,19 @@ pub fn options(flags: &RegistryFlags) -> Result<Options, CliError> {
         })?),
         None => None,
     };
+    let c = &flags.connection;
     Ok(Options {
-        insecure_registries: flags.insecure_registries.clone(),
-        cert_dir: flags.cert_dir.clone(),
-        ca_file: flags.ca_file.clone(),
-        auth_file: flags.authfile.clone(),
+        insecure_registries: c.insecure_registries.clone(),
+        cert_dir: c.cert_dir.clone(),
+        ca_file: c.ca_file.clone(),
+        auth_file: c.authfile.clone(),
         credentials,
         retry: Retry {
-            attempts: flags.retry_times.max(1),
+            attempts: c.retry_times.max(1),
             ..Retry::default()
         },
         jobs: flags.jobs.max(1),
+        timeout: std::time::Duration::from_secs(flags.connection.timeout),
         ..Options::default()
     })
 }
@@ -45,37 +46,58 @@ fn session(flags: &RegistryFlags) -> Result<Session, CliError> {
     Ok(Session::new(options(flags)?)?)
 }
 
-/// A session that prints a line per finished blob on stderr (not with -q).
-fn session_with_progress(flags: &RegistryFlags, quiet: bool) -> Result<Session, CliError> {
+/// Registry options that print a line per finished blob on stderr (not with -q).
+pub fn progress_options(flags: &RegistryFlags, quiet: bool) -> Result<Options, CliError> {
+    let mode = if quiet {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Plain
+    };
+    Ok(shown_options(flags, mode)?.0)
+}
+
+/// Registry options whose transfers `mode` shows (bars, lines or nothing), and the display.
+fn shown_options(flags: &RegistryFlags, mode: ProgressMode) -> Result<(Options, Option<Arc<Transfers>>), CliError> {
     let mut opts = options(flags)?;
-    if !quiet {
-        let p: kiln_registry::client::ProgressFn = std::sync::Arc::new(|line: &str| eprintln!("{line}"));
-        opts.progress = Some(p);
+    let shown = Transfers::new(mode);
+    opts.progress = shown.as_ref().map(Transfers::sink);
+    Ok((opts, shown))
+}
+
+/// A session whose transfers `mode` shows, and the display (finish it before the summary).
+fn session_with_progress(
+    flags: &RegistryFlags,
+    mode: ProgressMode,
+) -> Result<(Session, Option<Arc<Transfers>>), CliError> {
+    let (opts, shown) = shown_options(flags, mode)?;
+    Ok((Session::new(opts)?, shown))
+}
+
+/// `--progress`, with `-q` meaning quiet.
+fn progress_mode(quiet: bool, mode: ProgressMode) -> ProgressMode {
+    if quiet { ProgressMode::Quiet } else { mode }
+}
+
+/// Clears the bars of a finished transfer, so the summary line follows the lasting lines.
+fn finish(shown: &Option<Arc<Transfers>>) {
+    if let Some(t) = shown {
+        t.finish();
     }
-    Ok(Session::new(opts)?)
 }
 
 /// A name that says which registry holds it: `docker://NAME`, or a plain name whose first
 /// component is a host.
 pub fn registry_name(s: &str) -> Result<Name, CliError> {
-    match ImageRef::parse(s)? {
-        ImageRef::Registry(n) => Ok(n),
-        ImageRef::Store(n) if n.registry_host().is_some() => Ok(n),
-        _ => Err(CliError::input(format!(
+    ImageRef::parse(s)?.registry_name().cloned().ok_or_else(|| {
+        CliError::input(format!(
             "{s:?} names no registry (hint: write HOST[:PORT]/REPO:TAG, e.g. 127.0.0.1:5000/app:1, or docker://NAME for Docker Hub)"
-        ))),
-    }
+        ))
+    })
 }
 
-fn parse_platform(p: &Option<String>) -> Result<Platform, CliError> {
-    match p {
-        Some(p) => kiln_build::platform::parse(p).ok_or_else(|| {
-            CliError::input(format!(
-                "--platform {p:?}: expected os/arch[/variant] (hint: linux/arm64/v8)"
-            ))
-        }),
-        None => Ok(kiln_build::platform::host()),
-    }
+/// `--platform`, defaulting to this machine's.
+fn platform_or_host(p: &Option<String>) -> Result<Platform, CliError> {
+    Ok(super::parse_platform(p)?.unwrap_or_else(kiln_plan::platform::host))
 }
 
 /// `kiln pull`.
@@ -84,11 +106,12 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<(), CliError> {
     let select = if args.all {
         Select::All
     } else {
-        Select::Platform(parse_platform(&args.platform)?)
+        Select::Platform(platform_or_host(&args.platform)?)
     };
-    let s = session_with_progress(&args.registry, args.quiet)?;
+    let (s, shown) = session_with_progress(&args.registry, progress_mode(args.quiet, args.progress))?;
     let pulled = s.pull(store, &name, &select, Some(&name.store_key()))?;
-    if !args.quiet {
+    finish(&shown);
+    if shown.is_some() {
         eprintln!(
             "pulled {name}: {} blobs ({}) downloaded",
             pulled.fetched,
@@ -105,26 +128,23 @@ fn human(n: u64) -> String {
 
 /// `kiln push`.
 pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
-    let src = ImageRef::parse(&args.image)?;
+    let src = crate::names::parse_image(store, &args.image)?;
     let dest = match &args.destination {
         Some(d) => registry_name(d)?,
-        None => match &src {
-            ImageRef::Store(n) | ImageRef::Registry(n) if n.registry_host().is_some() => n.clone(),
-            _ => {
-                return Err(CliError::input(format!(
-                    "kiln push {}: the image's name names no registry (hint: give a destination, e.g. `kiln push {} 127.0.0.1:5000/app:1`, or tag it with a registry name)",
-                    args.image, args.image
-                )));
-            }
-        },
+        None => src.registry_name().cloned().ok_or_else(|| {
+            CliError::input(format!(
+                "kiln push {}: the image's name names no registry (hint: give a destination, e.g. `kiln push {} 127.0.0.1:5000/app:1`, or tag it with a registry name)",
+                args.image, args.image
+            ))
+        })?,
     };
     let src = match src {
         ImageRef::Registry(n) => ImageRef::Store(n),
         other => other,
     };
-    let opened = kiln_oci::transport::open_image(store, &src, None)?;
-    let s = session_with_progress(&args.registry, args.quiet)?;
-    let pushed = s.push(&opened.layout, &opened.descriptor, &dest)?;
+    let opened = kiln_oci::transport::open_image(store, &src, None, Remote::Never)?;
+    let (s, shown) = session_with_progress(&args.registry, progress_mode(args.quiet, args.progress))?;
+    let pushed = s.push(opened.layout()?, &opened.descriptor, &dest)?;
     let digest = pushed
         .descriptor
         .as_ref()
@@ -134,8 +154,9 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
     // SBOMs, provenance, signatures and attestations kept beside the image follow it.
-    crate::commands::sign::push_along(&s, &opened.layout, &opened.descriptor, &dest)?;
-    if !args.quiet {
+    crate::commands::sign::push_along(&s, opened.layout()?, &opened.descriptor, &dest)?;
+    finish(&shown);
+    if shown.is_some() {
         eprintln!(
             "pushed {dest}: {} blobs uploaded ({}), {} mounted, {} already there",
             pushed.uploaded,
@@ -150,94 +171,130 @@ pub fn push(store: &Store, args: &PushArgs) -> Result<(), CliError> {
 
 /// `kiln copy SRC DST`.
 pub fn copy(store: &Store, args: &CopyArgs) -> Result<(), CliError> {
-    let src = ImageRef::parse(&args.source)?;
+    let src = crate::names::parse_image(store, &args.source)?;
     let dst = ImageRef::parse(&args.destination)?;
-    let select = if args.all {
-        Select::All
+    let platform = platform_or_host(&args.platform)?;
+    let (select, scope) = if args.all {
+        (Select::All, Scope::All)
     } else {
-        Select::Platform(parse_platform(&args.platform)?)
+        (Select::Platform(platform.clone()), Scope::Platform)
     };
     // A host-qualified plain name is a registry on either side of copy (as in skopeo).
-    let as_registry = |r: &ImageRef| match r {
-        ImageRef::Registry(n) => Some(n.clone()),
-        ImageRef::Store(n) if n.registry_host().is_some() => Some(n.clone()),
-        _ => None,
-    };
-    let s = session_with_progress(&args.registry, false)?;
+    let as_registry = |r: &ImageRef| r.registry_name().cloned();
+    let (opts, shown) = shown_options(&args.registry, args.progress)?;
+    let access = RegistryAccess::new(opts);
     let _lease = store.lease()?;
-    let staging_dir = tempfile::Builder::new()
-        .prefix("copy-")
-        .tempdir_in({
-            let t = store.tmp_dir();
-            std::fs::create_dir_all(&t).map_err(|e| CliError::env(format!("{}: {e}", t.display())))?;
-            t
-        })
-        .map_err(|e| CliError::env(format!("{}: {e}", store.tmp_dir().display())))?;
-    let staging = Store::open(staging_dir.path())?;
-    let digest = match (as_registry(&src), as_registry(&dst)) {
-        (Some(from), Some(to)) => s
-            .copy_between(&from, &to, &select, &staging)?
-            .descriptor
-            .map(|d| d.digest.to_string())
-            .unwrap_or_default(),
-        (Some(from), None) => {
-            let pulled = s.pull(&staging, &from, &select, None)?;
-            let names = match &dst {
-                ImageRef::Store(_) => vec![],
-                _ => vec![from.to_string()],
+    // The source is opened the one way every command opens images; for a registry it
+    // reads only the manifests here.
+    let want = (!args.all).then_some(&platform);
+    let opened = kiln_oci::transport::open_image(store, &src, want, Remote::Always(&access))?;
+    let carry = !args.remove_signatures;
+    let (digest, attached) = match (as_registry(&src), as_registry(&dst)) {
+        (Some(from), Some(to)) => {
+            let s = access.session()?;
+            // Pinned to what was opened, so the image and its signatures are the same one
+            // even if the tag moves meanwhile.
+            let pinned = Name {
+                digest: Some(opened.descriptor.digest.clone()),
+                ..from
             };
-            let names = if matches!(
-                dst,
-                ImageRef::OciDir { reference: Some(_), .. }
-                    | ImageRef::OciArchive { reference: Some(_), .. }
-                    | ImageRef::DockerArchive { reference: Some(_), .. }
-            ) {
-                vec![]
+            let (staging, _dir) = store.temp_layout("copy-")?;
+            let pushed = s.copy_between(&pinned, &to, &select, &staging)?;
+            let attached = if carry {
+                carry_attached(&s, store, &opened, scope, &to)?
             } else {
-                names
+                0
             };
-            if matches!(dst, ImageRef::Store(_)) {
-                kiln_oci::transport::copy_image(&staging, &pulled.image, store)?;
-                kiln_oci::transport::export(store, &pulled.image, &dst, &names)?;
-            } else {
-                kiln_oci::transport::export(&staging, &pulled.image, &dst, &names)?;
-            }
-            pulled.image.digest.to_string()
+            (pushed.descriptor.map(|d| d.digest), attached)
         }
-        (None, Some(to)) => {
-            let opened = kiln_oci::transport::open_image(store, &src, platform_of(&select).as_ref())?;
-            let desc = if args.all {
-                &opened.descriptor
+        (_, Some(to)) => {
+            let s = access.session()?;
+            let desc = opened.top(scope);
+            let pushed = s.push(opened.layout()?, &desc, &to)?;
+            let attached = if carry {
+                kiln_sign::place::push_along(&s, opened.layout()?, &desc, &to)?
             } else {
-                &opened.image.descriptor
+                0
             };
-            s.push(&opened.layout, desc, &to)?
-                .descriptor
-                .map(|d| d.digest.to_string())
-                .unwrap_or_default()
+            (pushed.descriptor.map(|d| d.digest), attached)
         }
-        (None, None) => {
-            let opened = kiln_oci::transport::open_image(store, &src, platform_of(&select).as_ref())?;
-            let desc = if args.all {
-                opened.descriptor.clone()
-            } else {
-                opened.image.descriptor.clone()
+        (from, None) => {
+            let desc = copy_to_local(store, &opened, scope, &dst, from.as_ref())?;
+            let attached = match &dst {
+                ImageRef::Store(n) if carry => {
+                    let a = opened.copy_attached_into(store, scope, &n.repository)?;
+                    a.referrers + a.tags
+                }
+                _ => 0,
             };
-            kiln_oci::transport::copy_image(&opened.layout, &desc, store)?;
-            kiln_oci::transport::export(store, &desc, &dst, &[])?;
-            desc.digest.to_string()
+            (Some(desc.digest), attached)
         }
     };
-    eprintln!("copied {} to {}", args.source, args.destination);
-    println!("{digest}");
+    finish(&shown);
+    let with = match attached {
+        0 => String::new(),
+        n => format!(" with {n} signatures, attestations, SBOMs and other referrers"),
+    };
+    if shown.is_some() {
+        eprintln!("copied {} to {}{with}", args.source, args.destination);
+    }
+    println!("{}", digest.map(|d| d.to_string()).unwrap_or_default());
     Ok(())
 }
 
-fn platform_of(s: &Select) -> Option<Platform> {
-    match s {
-        Select::Platform(p) => Some(p.clone()),
-        Select::All => None,
+/// Registry to registry: what is attached to the source image (referrers at any depth,
+/// cosign tags) is read into a temp layout and sent to the destination's repository, as
+/// `oras copy -r` and `cosign copy` do. Returns how many objects were sent.
+fn carry_attached(
+    s: &Session,
+    store: &Store,
+    opened: &OpenedImage,
+    scope: Scope,
+    to: &Name,
+) -> Result<usize, CliError> {
+    let (layout, _dir) = store.temp_layout("attached-")?;
+    let attached = opened.copy_attached_into(&layout, scope, &to.repository)?;
+    Ok(kiln_sign::place::push_attached(
+        s,
+        &layout,
+        &attached.subjects,
+        &to.repository,
+    )?)
+}
+
+/// The local half of `kiln copy`: the image goes into the store, an `oci:` layout or an
+/// archive. Files with no reference of their own are named after a registry source.
+fn copy_to_local(
+    store: &Store,
+    opened: &OpenedImage,
+    scope: Scope,
+    dst: &ImageRef,
+    from: Option<&Name>,
+) -> Result<Descriptor, CliError> {
+    if matches!(dst, ImageRef::Store(_)) {
+        let desc = opened.copy_into(store, scope)?;
+        kiln_oci::transport::export(store, &desc, dst, &[])?;
+        return Ok(desc);
     }
+    let names: Vec<String> = match dst {
+        ImageRef::OciDir { reference: None, .. }
+        | ImageRef::OciArchive { reference: None, .. }
+        | ImageRef::DockerArchive { reference: None, .. } => from.iter().map(|n| n.to_string()).collect(),
+        _ => vec![],
+    };
+    // Files are written from a layout holding the image: the source's own, or a staging
+    // layout (blobs never land in the store only to be exported).
+    let (staging, _dir);
+    let (layout, desc) = match opened.source().layout() {
+        Some(l) => (l, opened.copy_into(l, scope)?),
+        None => {
+            (staging, _dir) = store.temp_layout("copy-")?;
+            let desc = opened.copy_into(&staging, scope)?;
+            (&staging, desc)
+        }
+    };
+    kiln_oci::transport::export(layout, &desc, dst, &names)?;
+    Ok(desc)
 }
 
 /// `kiln login`.
@@ -269,11 +326,11 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
         username: args.username.clone(),
         password,
     };
-    let mut opts = options(&args.flags)?;
+    let mut opts = options(&args.registry_flags())?;
     opts.credentials = Some(creds.clone());
     let s = Session::new(opts)?;
     s.check_login(&host)?;
-    let path = kiln_registry::auth::auth_file_path(args.flags.authfile.as_deref());
+    let path = kiln_registry::auth::auth_file_path(args.connection.authfile.as_deref());
     kiln_registry::auth::store(&path, &host, &creds)?;
     eprintln!("Login Succeeded (credentials saved in {})", path.display());
     Ok(())
@@ -346,198 +403,4 @@ pub fn attach(store: &Store, args: &AttachArgs) -> Result<(), CliError> {
     let d = s.attach(store, &name, &args.artifact_type, &layers, annotations)?;
     println!("{}", d.digest);
     Ok(())
-}
-
-/// The lock file beside a Dockerfile: `Dockerfile` → `Dockerfile.lock`.
-pub fn lock_path(dockerfile: &Path) -> PathBuf {
-    let mut s = dockerfile.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
-/// Base-image resolution for `kiln build`: pulls registry images per `--pull`, records the
-/// digest every FROM / COPY --from image resolved to, and checks them under `--locked`.
-pub struct BasePins<'a> {
-    store: &'a Store,
-    flags: RegistryFlags,
-    policy: PullPolicy,
-    locked: bool,
-    lock_file: PathBuf,
-    lock: BTreeMap<String, String>,
-    session: RefCell<Option<Session>>,
-    pins: RefCell<BTreeMap<String, (String, bool)>>,
-    quiet: bool,
-}
-
-impl<'a> BasePins<'a> {
-    /// Reads the lock file (it must exist under `--locked`).
-    pub fn new(store: &'a Store, args: &BuildArgs) -> Result<BasePins<'a>, CliError> {
-        // Refuse a --push that cannot happen before spending time on the build.
-        if args.push {
-            if args.tags.is_empty() {
-                return Err(CliError::input("--push needs a -t HOST/REPO:TAG to push to"));
-            }
-            for t in &args.tags {
-                registry_name(t)?;
-            }
-        }
-        let dockerfile = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
-        let lock_file = lock_path(&dockerfile);
-        let lock = match std::fs::read(&lock_file) {
-            Ok(d) => {
-                let v: serde_json::Value = serde_json::from_slice(&d).map_err(|e| {
-                    CliError::input(format!(
-                        "{}: malformed JSON: {e} (hint: delete it and build without --locked to recreate it)",
-                        lock_file.display()
-                    ))
-                })?;
-                v.get("images")
-                    .and_then(|i| i.as_object())
-                    .map(|o| {
-                        o.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.get("digest")?.as_str()?.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if args.locked {
-                    return Err(CliError::input(format!(
-                        "--locked: {} does not exist (hint: build once without --locked to pin the base images)",
-                        lock_file.display()
-                    )));
-                }
-                BTreeMap::new()
-            }
-            Err(e) => return Err(CliError::env(format!("{}: {e}", lock_file.display()))),
-        };
-        Ok(BasePins {
-            store,
-            flags: args.registry.clone(),
-            policy: args.pull,
-            locked: args.locked,
-            lock_file,
-            lock,
-            session: RefCell::new(None),
-            pins: RefCell::new(BTreeMap::new()),
-            quiet: args.quiet || args.progress == crate::cli::ProgressMode::Quiet,
-        })
-    }
-
-    /// The resolver handed to the build engine.
-    pub fn resolve(&self, name: &str, platform: &Platform) -> Result<ResolvedImage, String> {
-        let key = format!("{name} {}", kiln_build::platform::format(platform));
-        let r = ImageRef::parse(name).map_err(|e| e.to_string())?;
-        let remote = match &r {
-            ImageRef::Registry(n) => Some(n.clone()),
-            ImageRef::Store(n) if n.registry_host().is_some() => Some(n.clone()),
-            _ => None,
-        };
-        let local_name = match &remote {
-            Some(n) => n.store_key(),
-            None => name.to_string(),
-        };
-        if let Some(n) = &remote {
-            let in_store = match &n.digest {
-                Some(d) => self.store.has_blob(d),
-                None => self.store.resolve(&n.store_key()).ok().flatten().is_some(),
-            };
-            let pull = match self.policy {
-                PullPolicy::Always => true,
-                PullPolicy::Missing => !in_store,
-                PullPolicy::Never => false,
-            };
-            if pull {
-                let mut guard = self.session.borrow_mut();
-                if guard.is_none() {
-                    *guard = Some(session_with_progress(&self.flags, self.quiet).map_err(|e| e.message)?);
-                }
-                let s = guard.as_ref().expect("just set");
-                s.pull(self.store, n, &Select::Platform(platform.clone()), Some(&n.store_key()))
-                    .map_err(|e| e.to_string())?;
-            } else if !in_store && self.policy == PullPolicy::Never {
-                return Err(format!(
-                    "{name} is not in the store and --pull=never forbids pulling it (hint: pull it first, or use --pull=missing)"
-                ));
-            }
-        }
-        let resolved = kiln_build::build::resolve_in_store(self.store, &local_name, platform)?;
-        let digest = resolved.digest.to_string();
-        if self.locked {
-            match self.lock.get(&key) {
-                Some(want) if *want == digest => {}
-                Some(want) => {
-                    return Err(format!(
-                        "base image {name} ({}) resolves to {digest}, but {} pins {want} (hint: the tag has moved; build without --locked to accept the new digest, or pin FROM {name}@{want})",
-                        kiln_build::platform::format(platform),
-                        self.lock_file.display()
-                    ));
-                }
-                None => {
-                    return Err(format!(
-                        "base image {name} ({}) is not pinned in {} (hint: build once without --locked to pin it)",
-                        kiln_build::platform::format(platform),
-                        self.lock_file.display()
-                    ));
-                }
-            }
-        }
-        self.pins.borrow_mut().insert(key, (digest, remote.is_some()));
-        Ok(resolved)
-    }
-
-    /// The pins as JSON for the build metadata file.
-    pub fn json(&self) -> serde_json::Value {
-        let pins = self.pins.borrow();
-        serde_json::Value::Object(
-            pins.iter()
-                .map(|(k, (d, _))| (k.clone(), serde_json::json!({ "digest": d })))
-                .collect(),
-        )
-    }
-
-    /// Writes the lock file (not under `--locked`, which only checks). Written when a base
-    /// image names a registry or the file already exists, so builds from local images
-    /// only do not drop new files into their contexts.
-    pub fn write_lock(&self) -> Result<(), CliError> {
-        let pins = self.pins.borrow();
-        if self.locked || pins.is_empty() || (!self.lock_file.exists() && !pins.values().any(|(_, remote)| *remote)) {
-            return Ok(());
-        }
-        let mut all: BTreeMap<String, String> = self.lock.clone();
-        for (k, (d, _)) in pins.iter() {
-            all.insert(k.clone(), d.clone());
-        }
-        if all == self.lock && self.lock_file.exists() {
-            return Ok(());
-        }
-        let doc = serde_json::json!({
-            "version": 1,
-            "images": all.iter().map(|(k, d)| (k.clone(), serde_json::json!({"digest": d}))).collect::<serde_json::Map<_, _>>(),
-        });
-        let mut data = serde_json::to_vec_pretty(&doc).expect("json");
-        data.push(b'\n');
-        std::fs::write(&self.lock_file, data).map_err(|e| CliError::env(format!("{}: {e}", self.lock_file.display())))
-    }
-
-    /// `kiln build --push`: pushes the image to every `-t` name that names a registry.
-    pub fn push(&self, image: &Descriptor, tags: &[String]) -> Result<(), CliError> {
-        if tags.is_empty() {
-            return Err(CliError::input("--push needs a -t HOST/REPO:TAG to push to"));
-        }
-        let s = session_with_progress(&self.flags, self.quiet)?;
-        for t in tags {
-            let n = registry_name(t)?;
-            let pushed = s.push(self.store, image, &n)?;
-            eprintln!(
-                "pushed {n}: {} blobs uploaded ({}), {} mounted, {} already there",
-                pushed.uploaded,
-                human(pushed.bytes),
-                pushed.mounted,
-                pushed.present
-            );
-            crate::commands::sign::push_along(&s, self.store, image, &n)?;
-        }
-        Ok(())
-    }
 }

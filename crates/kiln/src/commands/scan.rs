@@ -7,10 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use kiln_oci::Store;
-use kiln_oci::image::read_image;
 use kiln_oci::reference::ImageRef;
-use kiln_registry::Session;
-use kiln_registry::ops::Select;
 use kiln_scan::db::Db;
 use kiln_scan::ignore::Ignore;
 use kiln_scan::{Report, Scanners, Severity};
@@ -51,9 +48,10 @@ pub struct ScanArgs {
     /// Exit code when findings remain after filtering (trivy's default: 0).
     #[arg(long, value_name = "N", default_value = "0")]
     pub exit_code: u8,
-    /// Findings to accept: one id (CVE, rule) a line, optional PATH prefix and exp:YYYY-MM-DD.
-    #[arg(long, value_name = "FILE", default_value = ".kilnignore")]
-    pub ignore_file: PathBuf,
+    /// Findings to accept: one id (CVE, rule) a line, optional PATH prefix and exp:YYYY-MM-DD
+    /// (default: .kilnignore, if there is one; a file named here must exist).
+    #[arg(long, value_name = "FILE")]
+    pub ignore_file: Option<PathBuf>,
     /// Write the report to this file instead of standard output.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -96,7 +94,9 @@ pub enum DbCommand {
 impl From<kiln_scan::ScanError> for CliError {
     fn from(e: kiln_scan::ScanError) -> Self {
         match &e {
-            kiln_scan::ScanError::Db(kiln_scan::db::DbError::Io { .. }) => CliError::env(e),
+            kiln_scan::ScanError::Db(kiln_scan::db::DbError::Io { .. }) | kiln_scan::ScanError::NoDatabase { .. } => {
+                CliError::env(e)
+            }
             _ => CliError::input(e),
         }
     }
@@ -146,62 +146,45 @@ fn parse_severities(s: &str) -> Result<Vec<Severity>, CliError> {
         .collect()
 }
 
-/// `kiln scan IMAGE`.
-pub fn scan(store: &Store, args: &ScanArgs) -> Result<(), CliError> {
+/// `kiln scan IMAGE`. `db` is the vulnerability database of the store kiln was pointed at
+/// (which, for a store that does not exist, is not the scratch store `store` is then).
+pub fn scan(store: &Store, db: Db, args: &ScanArgs) -> Result<(), CliError> {
     let scanners = parse_scanners(&args.scanners)?;
     let severities = parse_severities(&args.severity)?;
-    let ignore = match std::fs::read_to_string(&args.ignore_file) {
-        Ok(t) => Ignore::parse(&t, &args.ignore_file.display().to_string()).map_err(CliError::input)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
+    let ignore_file = args.ignore_file.clone().unwrap_or_else(|| PathBuf::from(".kilnignore"));
+    let ignore = match std::fs::read_to_string(&ignore_file) {
+        Ok(t) => Ignore::parse(&t, &ignore_file.display().to_string()).map_err(CliError::input)?,
+        // Only the default file may be absent: a file the user named must be there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.ignore_file.is_none() => Ignore::default(),
         Err(e) => {
             return Err(CliError::input(format!(
                 "--ignore-file {}: {e} (hint: pass a readable file, or remove the flag)",
-                args.ignore_file.display()
+                ignore_file.display()
             )));
         }
     };
     let platform = super::parse_platform(&args.platform)?;
     let opts = kiln_scan::Options {
         scanners,
-        db: Some(Db::at(&store.meta_dir())),
+        db: Some(db),
         max_db_age_days: args.max_db_age,
         ..Default::default()
     };
-    let r = ImageRef::parse(&args.image)?;
-    let remote = match &r {
-        ImageRef::Registry(n) => Some(n.clone()),
-        ImageRef::Store(n) if n.registry_host().is_some() && store.resolve(&n.store_key())?.is_none() => {
-            Some(n.clone())
-        }
-        _ => None,
-    };
-    let mut report: Report = match remote {
+    if scanners.vuln {
+        // Before any pull or conversion: a vulnerability scan with no database cannot run.
+        kiln_scan::vuln::available(&opts)?;
+    }
+    let r = crate::names::parse_image(store, &args.image)?;
+    let mut report: Report = match &r {
         // Without vulnerability matching (which needs the catalogers' layout), a docker-archive
         // is scanned in place: no temp layout, no recompression of its plain tar layers.
-        None if !scanners.vuln && matches!(r, ImageRef::DockerArchive { .. }) => {
-            let ImageRef::DockerArchive { path, reference } = &r else {
-                unreachable!("matched above")
-            };
+        ImageRef::DockerArchive { path, reference } if !scanners.vuln => {
             kiln_scan::scan_docker_archive(path, reference.as_deref(), &args.image, &opts)?
         }
-        Some(name) => {
-            let _lease = store.lease()?;
-            let tmp = store.tmp_dir();
-            std::fs::create_dir_all(&tmp).map_err(|e| CliError::env(format!("{}: {e}", tmp.display())))?;
-            let dir = tempfile::Builder::new()
-                .prefix("scan-")
-                .tempdir_in(&tmp)
-                .map_err(|e| CliError::env(format!("{}: {e}", tmp.display())))?;
-            let staging = Store::open(dir.path())?;
-            let s = Session::new(crate::commands::registry::options(&args.registry)?)?;
-            let select = Select::Platform(platform.clone().unwrap_or_else(kiln_build::platform::host));
-            let pulled = s.pull(&staging, &name, &select, None)?;
-            let image = read_image(&staging, &pulled.image, platform.as_ref())?;
-            kiln_scan::scan_image(&staging, &image, &args.image, &opts)?
-        }
-        None => {
-            let opened = kiln_oci::transport::open_image(store, &r, platform.as_ref())?;
-            kiln_scan::scan_image(&opened.layout, &opened.image, &args.image, &opts)?
+        _ => {
+            let registries = super::registry_access(&args.registry)?;
+            let opened = super::open_image(store, &args.image, platform.as_ref(), &registries)?;
+            kiln_scan::scan_image(opened.layout()?, &opened.image, &args.image, &opts)?
         }
     };
     for w in &report.warnings {
@@ -243,6 +226,13 @@ pub fn db(store: &Store, args: &DbArgs) -> Result<(), CliError> {
     let db = Db::at(&store.meta_dir());
     match &args.command {
         DbCommand::Import { paths } => {
+            // A missing input is the user's mistake (exit 2), not the environment's.
+            if let Some(p) = paths.iter().find(|p| !p.exists()) {
+                return Err(CliError::input(format!(
+                    "{}: no such file or directory (hint: kiln db import takes OSV JSON files, directories of them, or OSV's all.zip)",
+                    p.display()
+                )));
+            }
             let r = db.import(paths)?;
             println!(
                 "imported {} OSV record{} ({} new or updated) for {} into {}",

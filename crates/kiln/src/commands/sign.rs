@@ -1,7 +1,6 @@
 //! `kiln generate-key-pair`, `sign`, `attest`, `verify`, `verify-attestation`, and the trust
 //! steps of `kiln build` (provenance always; `--sign --key`; `--tag-digest`).
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,8 +43,11 @@ pub struct SignArgs {
     /// Extra annotation KEY=VALUE in the signed payload (repeatable).
     #[arg(short = 'a', long = "annotations", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// Image: a store name (first), else HOST/REPO:TAG or docker://NAME in a registry.
+    /// Image: a store name; HOST/REPO:TAG or docker://NAME in a registry (the store keeps a copy of what is written); oci:DIR[:REF] to verify.
     pub image: String,
+    /// Work on the store's copy of a registry image (HOST/REPO:TAG) instead of the registry's.
+    #[arg(long)]
+    pub local: bool,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -60,11 +62,14 @@ pub struct AttestArgs {
     /// The predicate: a JSON file.
     #[arg(long, value_name = "FILE")]
     pub predicate: PathBuf,
-    /// Predicate type: slsaprovenance, spdxjson, cyclonedx, vuln, custom, or a URI.
+    /// Predicate type: slsaprovenance, spdxjson, cyclonedx, vuln, kiln-runtime, custom, or a URI.
     #[arg(long = "type", value_name = "TYPE", default_value = "custom")]
     pub predicate_type: String,
-    /// Image: a store name (first), else HOST/REPO:TAG or docker://NAME in a registry.
+    /// Image: a store name; HOST/REPO:TAG or docker://NAME in a registry (the store keeps a copy of what is written); oci:DIR[:REF] to verify.
     pub image: String,
+    /// Work on the store's copy of a registry image (HOST/REPO:TAG) instead of the registry's.
+    #[arg(long)]
+    pub local: bool,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -79,8 +84,11 @@ pub struct VerifyArgs {
     /// Public key (cosign.pub, PEM).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
-    /// Image: a store name (first), else HOST/REPO:TAG or docker://NAME in a registry.
+    /// Image: a store name; HOST/REPO:TAG or docker://NAME in a registry (the store keeps a copy of what is written); oci:DIR[:REF] to verify.
     pub image: String,
+    /// Work on the store's copy of a registry image (HOST/REPO:TAG) instead of the registry's.
+    #[arg(long)]
+    pub local: bool,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -95,11 +103,14 @@ pub struct VerifyAttestationArgs {
     /// Public key (cosign.pub, PEM).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
-    /// Predicate type: slsaprovenance, spdxjson, cyclonedx, vuln, custom, or a URI.
+    /// Predicate type: slsaprovenance, spdxjson, cyclonedx, vuln, kiln-runtime, custom, or a URI.
     #[arg(long = "type", value_name = "TYPE", default_value = "custom")]
     pub predicate_type: String,
-    /// Image: a store name (first), else HOST/REPO:TAG or docker://NAME in a registry.
+    /// Image: a store name; HOST/REPO:TAG or docker://NAME in a registry (the store keeps a copy of what is written); oci:DIR[:REF] to verify.
     pub image: String,
+    /// Work on the store's copy of a registry image (HOST/REPO:TAG) instead of the registry's.
+    #[arg(long)]
+    pub local: bool,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -117,9 +128,13 @@ pub struct BuildTrustFlags {
     /// Also tag every -t NAME as NAME:sha256-<hex> (the image's content-addressed twin; kept in the store, not pushed).
     #[arg(long)]
     pub tag_digest: bool,
+    /// Check the signed result against this kiln policy before exporting or pushing; a denied build keeps no tag and pushes nothing (exit 1).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
-fn read_key(path: &Path) -> Result<PrivateKey, CliError> {
+/// Reads a cosign private key, asking for its password as cosign does.
+pub fn read_key(path: &Path) -> Result<PrivateKey, CliError> {
     Ok(PrivateKey::read(path, &mut || kiln_sign::keys::password(false))?)
 }
 
@@ -133,26 +148,22 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>, CliErro
         .collect()
 }
 
-/// Runs `f` on the image, with a registry session made only if it is needed.
+/// Runs `f` on the image: a registry reference's image in its registry, unless `local`
+/// asks for the store's copy.
 fn with_image<T>(
     store: &Store,
     image: &str,
     flags: &RegistryFlags,
+    local: bool,
     f: impl FnOnce(&Located) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    let cell: OnceCell<Session> = OnceCell::new();
-    let make = || -> kiln_sign::Result<&Session> {
-        if cell.get().is_none() {
-            let opts = crate::commands::registry::options(flags).map_err(|e| SignError::Input {
-                what: "registry flags".into(),
-                reason: e.message,
-                hint: "see kiln sign --help".into(),
-            })?;
-            let _ = cell.set(Session::new(opts)?);
-        }
-        Ok(cell.get().expect("just set"))
+    let registries = super::registry_access(flags)?;
+    // A short digest names the store's image by its full digest.
+    let image = match crate::names::parse_image(store, image)? {
+        kiln_oci::reference::ImageRef::StoreDigest(d) => d.to_string(),
+        _ => image.to_string(),
     };
-    let loc = locate(store, image, &make)?;
+    let loc = locate(store, &image, (!local).then_some(&registries))?;
     f(&loc)
 }
 
@@ -169,9 +180,13 @@ pub fn generate_key_pair(args: &GenerateKeyPairArgs) -> Result<(), CliError> {
 pub fn sign(store: &Store, args: &SignArgs) -> Result<(), CliError> {
     let key = read_key(&args.key)?;
     let ann = parse_annotations(&args.annotations)?;
-    with_image(store, &args.image, &args.registry, |loc| {
+    with_image(store, &args.image, &args.registry, args.local, |loc| {
         kiln_sign::sign::sign(loc, &key, &ann)?;
-        eprintln!("signed {} (sha256-….sig and a Sigstore bundle referrer)", loc.display());
+        eprintln!(
+            "signed {} (sha256-….sig and a Sigstore bundle referrer){}",
+            loc.display(),
+            where_written(loc)
+        );
         println!("{}", loc.image.digest);
         Ok(())
     })
@@ -189,21 +204,31 @@ pub fn attest(store: &Store, args: &AttestArgs) -> Result<(), CliError> {
             args.predicate.display()
         ))
     })?;
-    with_image(store, &args.image, &args.registry, |loc| {
+    with_image(store, &args.image, &args.registry, args.local, |loc| {
         kiln_sign::sign::attest(loc, &key, &pt, predicate)?;
         eprintln!(
-            "attested {} ({pt}; sha256-….att and a Sigstore bundle referrer)",
-            loc.display()
+            "attested {} ({pt}; sha256-….att and a Sigstore bundle referrer){}",
+            loc.display(),
+            where_written(loc)
         );
         println!("{}", loc.image.digest);
         Ok(())
     })
 }
 
+/// Where signatures went, for the confirmation line.
+fn where_written(loc: &Located) -> &'static str {
+    if loc.is_remote() {
+        ", published to the registry with a copy in the store"
+    } else {
+        ", in the store"
+    }
+}
+
 fn predicate_type(t: &str) -> Result<String, CliError> {
     kiln_sign::envelope::predicate_type(t).ok_or_else(|| {
         CliError::input(format!(
-            "--type {t:?}: unknown predicate type (hint: slsaprovenance, spdxjson, cyclonedx, vuln, custom, or a URI such as https://example.com/my-predicate/v1)"
+            "--type {t:?}: unknown predicate type (hint: slsaprovenance, spdxjson, cyclonedx, vuln, kiln-runtime, custom, or a URI such as https://example.com/my-predicate/v1)"
         ))
     })
 }
@@ -244,7 +269,7 @@ fn report(loc: &Located, r: &Report, what: &str) -> Result<(), CliError> {
 /// `kiln verify`.
 pub fn verify(store: &Store, args: &VerifyArgs) -> Result<(), CliError> {
     let key = PublicKey::read(&args.key)?;
-    with_image(store, &args.image, &args.registry, |loc| {
+    with_image(store, &args.image, &args.registry, args.local, |loc| {
         let r = kiln_sign::sign::verify(loc, &key, &Want::Signature)?;
         report(loc, &r, "signature")
     })
@@ -254,102 +279,10 @@ pub fn verify(store: &Store, args: &VerifyArgs) -> Result<(), CliError> {
 pub fn verify_attestation(store: &Store, args: &VerifyAttestationArgs) -> Result<(), CliError> {
     let key = PublicKey::read(&args.key)?;
     let pt = predicate_type(&args.predicate_type)?;
-    with_image(store, &args.image, &args.registry, |loc| {
+    with_image(store, &args.image, &args.registry, args.local, |loc| {
         let r = kiln_sign::sign::verify(loc, &key, &Want::Attestation(pt.clone()))?;
         report(loc, &r, "attestation")
     })
-}
-
-/// After `kiln build`: stores the provenance statement beside the image (unsigned), adds
-/// the `NAME:sha256-<hex>` twins with `--tag-digest`, and with `--sign` signs the image
-/// and attests the provenance and every SBOM the build attached.
-pub fn after_build(
-    store: &Store,
-    flags: &BuildTrustFlags,
-    tags: &[String],
-    image: &Descriptor,
-    provenance: serde_json::Value,
-) -> Result<(), CliError> {
-    let name = tags
-        .first()
-        .and_then(|t| Name::parse(t).ok())
-        .map(|n| n.repository)
-        .unwrap_or_else(|| "kiln-build".to_string());
-    let statement = kiln_sign::envelope::Statement::new(
-        &name,
-        &image.digest,
-        kiln_sign::provenance::SLSA_PROVENANCE_V1,
-        provenance.clone(),
-    );
-    // One provenance per image: the same digest means the same resolved inputs, so the
-    // record of the build that first produced it stays true for a rebuild that changed
-    // nothing, and is kept rather than piling up a new one per invocation.
-    let mut has_provenance = false;
-    for old in store.referrers(&image.digest, Some(kiln_sign::provenance::IN_TOTO_MEDIA_TYPE))? {
-        let m: kiln_oci::Manifest = store.read_json(&old.digest)?;
-        has_provenance |= m
-            .annotations
-            .get(kiln_sign::provenance::PREDICATE_ANNOTATION)
-            .map(String::as_str)
-            == Some(kiln_sign::provenance::SLSA_PROVENANCE_V1);
-    }
-    if !has_provenance {
-        kiln_sign::place::attach_local(
-            store,
-            image,
-            kiln_sign::provenance::IN_TOTO_MEDIA_TYPE,
-            &[(
-                kiln_sign::provenance::IN_TOTO_MEDIA_TYPE.to_string(),
-                statement.to_bytes(),
-            )],
-            BTreeMap::from([(
-                kiln_sign::provenance::PREDICATE_ANNOTATION.to_string(),
-                kiln_sign::provenance::SLSA_PROVENANCE_V1.to_string(),
-            )]),
-        )?;
-    }
-    if flags.tag_digest {
-        for t in tags {
-            let n = Name::parse(t)?;
-            let twin = Name {
-                repository: n.repository.clone(),
-                tag: Some(kiln_registry::ops::fallback_tag(&image.digest)),
-                digest: None,
-            };
-            store.tag(&twin.store_key(), image)?;
-        }
-    }
-    if !flags.sign {
-        return Ok(());
-    }
-    let key_path = flags
-        .key
-        .as_ref()
-        .ok_or_else(|| CliError::input("--sign needs --key FILE (hint: kiln generate-key-pair makes one)"))?;
-    let key = read_key(key_path)?;
-    let Some(first) = tags.first() else {
-        return Err(CliError::input(
-            "--sign needs a -t NAME: signatures are kept under the image's repository (hint: -t app:1)",
-        ));
-    };
-    let no_session = || -> kiln_sign::Result<&Session> { unreachable!("the image was just built into the store") };
-    let loc = locate(store, &Name::parse(first)?.store_key(), &no_session)?;
-    kiln_sign::sign::sign(&loc, &key, &BTreeMap::new())?;
-    kiln_sign::sign::attest(&loc, &key, kiln_sign::provenance::SLSA_PROVENANCE_V1, provenance)?;
-    for (media_type, predicate_type) in [
-        ("application/spdx+json", "https://spdx.dev/Document"),
-        ("application/vnd.cyclonedx+json", "https://cyclonedx.org/bom"),
-    ] {
-        for r in kiln_sign::place::local_referrers(store, &image.digest, Some(media_type))? {
-            let m: kiln_oci::Manifest = store.read_json(&r.digest)?;
-            if let Some(l) = m.layers.first() {
-                let doc: serde_json::Value = serde_json::from_slice(&store.read_blob(&l.digest)?)
-                    .map_err(|e| CliError::env(format!("SBOM {}: {e}", l.digest)))?;
-                kiln_sign::sign::attest(&loc, &key, predicate_type, doc)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// After a push of `image` from `store` to `dest`: sends the signatures, attestations and

@@ -114,6 +114,27 @@ pub fn normalize(mut p: Platform) -> Platform {
     p
 }
 
+/// The OCI platform of a Debian architecture (`armhf` → `linux/arm/v7`), as kiln.toml
+/// images record it in their config and index. arm64 keeps its `v8` variant there, as it
+/// always has, so [`normalize`] is not applied.
+pub fn debian(arch: &str) -> Platform {
+    let (a, v) = match arch {
+        "amd64" => ("amd64", None),
+        "arm64" => ("arm64", Some("v8")),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v5")),
+        "i386" => ("386", None),
+        "ppc64el" => ("ppc64le", None),
+        "mips64el" => ("mips64le", None),
+        other => (other, None),
+    };
+    Platform {
+        architecture: a.into(),
+        os: "linux".into(),
+        variant: v.map(Into::into),
+    }
+}
+
 /// `os/arch[/variant]`.
 pub fn format(p: &Platform) -> String {
     match &p.variant {

@@ -1,5 +1,6 @@
-//! From a lock to an image index: one layer per package, then one layer of accounts and
-//! spec files, one manifest per architecture.
+//! What the layers of a kiln.toml image hold: one layer per package, then one layer of
+//! accounts and spec files. The kiln.toml frontend (kiln-build) puts these into a plan; the
+//! solver writes them, through its one cache, like any other step.
 //!
 //! **Layer rule** (what makes layers shared between images): each package is a layer of its
 //! own, holding exactly its `data.tar` files, its dpkg record under
@@ -12,142 +13,19 @@
 //! spec's `files`. Past [`MAX_PACKAGE_LAYERS`] packages, the rest share one layer.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use kiln_oci::image::{History, ImageConfig, RootFs, RunConfig, rfc3339, write_image};
-use kiln_oci::layer::{Compression, EntryKind, FileSource, LayerEntry, LayerInfo, LayerWriter};
-use kiln_oci::{Descriptor, Digest, Index, Platform, Store, canonical_json, media};
-use serde::{Deserialize, Serialize};
+use kiln_oci::layer::{EntryKind, FileSource, LayerEntry};
+use kiln_plan::lock::LockedPackage;
+use kiln_plan::plan::{FileEntry, FileKind};
 
 use crate::deb::{self, DebKind};
 use crate::error::Error;
 use crate::fetch;
-use crate::lock::{Lock, LockedPackage};
 use crate::spec::Spec;
 
 /// Images rarely need more; runtimes and registries limit layer counts (about 127).
 pub const MAX_PACKAGE_LAYERS: usize = 100;
-
-/// Bumped when the layer contents for the same .deb change.
-const LAYER_FORMAT: u32 = 1;
-
-/// Build settings.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// Directory `files.src` paths are relative to (the kiln.toml's directory).
-    pub spec_dir: PathBuf,
-    /// Layer compression.
-    pub compression: Compression,
-    /// Clamp for every mtime and the config's `created`.
-    pub source_date_epoch: i64,
-    /// Rebuild package layers even when cached.
-    pub no_cache: bool,
-}
-
-/// What a build produced.
-#[derive(Debug, Clone)]
-pub struct Built {
-    /// The image index (tag this).
-    pub index: Descriptor,
-    /// Per architecture: the manifest.
-    pub manifests: Vec<(String, Descriptor)>,
-    /// Package layers taken from the layer cache.
-    pub layers_cached: usize,
-    /// Package layers written.
-    pub layers_built: usize,
-    /// .debs downloaded.
-    pub downloaded: usize,
-}
-
-/// The OCI platform for a Debian architecture.
-pub fn platform(arch: &str) -> Platform {
-    let (a, v) = match arch {
-        "amd64" => ("amd64", None),
-        "arm64" => ("arm64", Some("v8")),
-        "armhf" => ("arm", Some("v7")),
-        "armel" => ("arm", Some("v5")),
-        "i386" => ("386", None),
-        "ppc64el" => ("ppc64le", None),
-        "mips64el" => ("mips64le", None),
-        other => (other, None),
-    };
-    Platform {
-        architecture: a.into(),
-        os: "linux".into(),
-        variant: v.map(Into::into),
-    }
-}
-
-/// Builds every architecture of the lock into the store and writes the index. Nothing is
-/// tagged here: the caller tags `index` once everything succeeded.
-pub fn build(
-    store: &Store,
-    spec: &Spec,
-    lock: &Lock,
-    opts: &BuildOptions,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Built, Error> {
-    let _lease = store.lease()?;
-    let cache = crate::repo::cache_dir(&store.meta_dir());
-    let mut manifests = Vec::new();
-    let (mut cached, mut built, mut downloaded) = (0, 0, 0);
-    for arch in &spec.architectures {
-        let pkgs: Vec<&LockedPackage> = lock.for_arch(arch).collect();
-        downloaded += fetch::prefetch(&cache, &pkgs, progress)?;
-        let ordered = layer_order(&pkgs);
-        let mut layers: Vec<(LayerInfo, String)> = Vec::new();
-        let (solo, rest) = ordered.split_at(ordered.len().min(MAX_PACKAGE_LAYERS));
-        let mut groups: Vec<Vec<&LockedPackage>> = solo.iter().map(|p| vec![*p]).collect();
-        if !rest.is_empty() {
-            groups.push(rest.to_vec());
-        }
-        for group in groups {
-            let (info, hit) = package_layer(store, &cache, &group, opts)?;
-            if hit {
-                cached += 1;
-            } else {
-                built += 1;
-                progress(&format!(
-                    "layer {} ({arch}): {}",
-                    info.descriptor.digest,
-                    group.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-            }
-            let what = group
-                .iter()
-                .map(|p| format!("{} {}", p.name, p.version))
-                .collect::<Vec<_>>()
-                .join(", ");
-            layers.push((info, format!("kiln.toml: deb {what}")));
-        }
-        let final_layer = config_layer(store, spec, opts)?;
-        layers.push((final_layer, "kiln.toml: accounts, files".into()));
-        let desc = write_arch_image(store, spec, arch, &layers, opts)?;
-        manifests.push((arch.clone(), desc));
-    }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(media::OCI_INDEX.into()),
-        manifests: manifests
-            .iter()
-            .map(|(arch, d)| {
-                let mut d = d.clone();
-                d.platform = Some(platform(arch));
-                d
-            })
-            .collect(),
-        annotations: BTreeMap::new(),
-    };
-    let bytes = canonical_json(&index);
-    let digest = store.put_blob(&bytes)?;
-    Ok(Built {
-        index: Descriptor::new(media::OCI_INDEX, digest, bytes.len() as u64),
-        manifests,
-        layers_cached: cached,
-        layers_built: built,
-        downloaded,
-    })
-}
 
 /// Orders packages by dependency depth (a package with no locked dependencies has depth
 /// 0), then name. Cycles (libc6 ↔ libgcc-s1) are cut where they are met.
@@ -197,76 +75,6 @@ pub fn layer_order<'a>(pkgs: &[&'a LockedPackage]) -> Vec<&'a LockedPackage> {
     keyed.into_iter().map(|(_, _, p)| p).collect()
 }
 
-#[derive(Serialize, Deserialize)]
-struct CachedLayer {
-    diff_id: Digest,
-    descriptor: Descriptor,
-    tar_size: u64,
-}
-
-fn compression_name(c: Compression) -> String {
-    format!("{c:?}")
-}
-
-/// The layer for a group of packages: from the layer cache when this exact input was built
-/// before and its blob is still in the store.
-fn package_layer(
-    store: &Store,
-    cache: &Path,
-    group: &[&LockedPackage],
-    opts: &BuildOptions,
-) -> Result<(LayerInfo, bool), Error> {
-    let mut key_src = format!(
-        "kiln-debian-layer/{LAYER_FORMAT}\n{}\n{}\n",
-        compression_name(opts.compression),
-        opts.source_date_epoch
-    );
-    for p in group {
-        key_src.push_str(&format!("{} {}\n", p.name, p.sha256));
-    }
-    let key = Digest::sha256_of(key_src.as_bytes());
-    let record = cache.join("layers").join(format!("{}.json", key.hex()));
-    if !opts.no_cache
-        && let Ok(bytes) = std::fs::read(&record)
-        && let Ok(c) = serde_json::from_slice::<CachedLayer>(&bytes)
-        && store.has_blob(&c.descriptor.digest)
-    {
-        return Ok((
-            LayerInfo {
-                diff_id: c.diff_id,
-                descriptor: c.descriptor,
-                tar_size: c.tar_size,
-            },
-            true,
-        ));
-    }
-    let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
-    for p in group {
-        let bytes = fetch::get(cache, p)?;
-        let label = format!("{}_{}_{}.deb", p.name, p.version, p.package_arch);
-        let d = deb::read(&label, &bytes)?;
-        add_package(&mut entries, p, &d, opts.source_date_epoch);
-    }
-    let info = write_layer(store, entries, opts)?;
-    let c = CachedLayer {
-        diff_id: info.diff_id.clone(),
-        descriptor: info.descriptor.clone(),
-        tar_size: info.tar_size,
-    };
-    let dir = record.parent().expect("parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    kiln_oci::store::atomic_write(dir, &record, &serde_json::to_vec(&c).expect("json")).map_err(Error::Store)?;
-    Ok((info, false))
-}
-
-fn write_layer(store: &Store, entries: BTreeMap<String, LayerEntry>, opts: &BuildOptions) -> Result<LayerInfo, Error> {
-    let mut w = LayerWriter::new(store, opts.compression, Some(opts.source_date_epoch))?;
-    for e in entries.values() {
-        w.append(e)?;
-    }
-    Ok(w.finish()?)
-}
-
 fn entry(path: &str, kind: EntryKind, mode: u32, uid: u64, gid: u64, mtime: i64) -> LayerEntry {
     LayerEntry {
         path: path.to_string(),
@@ -294,22 +102,23 @@ fn bytes_entry(path: &str, data: Vec<u8>, mode: u32, mtime: i64) -> LayerEntry {
     )
 }
 
+/// The parent directories of a relative path, outermost first (`a/b/c` → `a`, `a/b`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
 /// Adds missing parent directories of `path` (root-owned, 0755).
 fn add_parents(entries: &mut BTreeMap<String, LayerEntry>, path: &str, mtime: i64) {
-    let mut cur = String::new();
-    let parts: Vec<&str> = path.split('/').collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        if !cur.is_empty() {
-            cur.push('/');
-        }
-        cur.push_str(part);
+    for dir in parents(path) {
         entries
-            .entry(cur.clone())
-            .or_insert_with(|| entry(&cur, EntryKind::Dir, 0o755, 0, 0, mtime));
+            .entry(dir.to_string())
+            .or_insert_with(|| entry(dir, EntryKind::Dir, 0o755, 0, 0, mtime));
     }
 }
 
-fn add_package(entries: &mut BTreeMap<String, LayerEntry>, p: &LockedPackage, d: &deb::Deb, sde: i64) {
+/// Adds one package's entries: its files, its dpkg record under `var/lib/dpkg/status.d/`
+/// and its [`derived_files`].
+pub fn add_package(entries: &mut BTreeMap<String, LayerEntry>, p: &LockedPackage, d: &deb::Deb, sde: i64) {
     // Generated entries take the package's own newest mtime (clamped to SOURCE_DATE_EPOCH on
     // write), so a package layer does not change with every commit of the spec's repository.
     let sde = d.entries.iter().map(|e| e.mtime).max().unwrap_or(0).min(sde);
@@ -445,44 +254,33 @@ pub fn passwd_group(spec: &Spec) -> (String, String) {
     (passwd, group)
 }
 
-/// The last layer: accounts, nsswitch.conf, /tmp, homes and the spec's files.
-fn config_layer(store: &Store, spec: &Spec, opts: &BuildOptions) -> Result<LayerInfo, Error> {
-    let sde = opts.source_date_epoch;
-    let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
+/// The entries of the last layer: accounts, nsswitch.conf, /tmp, homes and the spec's
+/// `files`, sorted by path. A `files` entry with `src` names a file relative to `spec_dir`,
+/// which must be a regular file (its content is read when the layer is written).
+pub fn accounts_layer(spec: &Spec, spec_dir: &Path) -> Result<Vec<FileEntry>, Error> {
+    let mut entries: BTreeMap<String, FileEntry> = BTreeMap::new();
+    let text = |s: String| FileKind::File { content: s };
     let (passwd, group) = passwd_group(spec);
-    entries.insert("etc".into(), entry("etc", EntryKind::Dir, 0o755, 0, 0, sde));
-    entries.insert(
-        "etc/passwd".into(),
-        bytes_entry("etc/passwd", passwd.into_bytes(), 0o644, sde),
-    );
-    entries.insert(
-        "etc/group".into(),
-        bytes_entry("etc/group", group.into_bytes(), 0o644, sde),
-    );
+    put(&mut entries, "etc", FileKind::Dir, 0o755, 0, 0);
+    put(&mut entries, "etc/passwd", text(passwd), 0o644, 0, 0);
+    put(&mut entries, "etc/group", text(group), 0o644, 0, 0);
     let nss = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
-    entries.insert(
-        "etc/nsswitch.conf".into(),
-        bytes_entry("etc/nsswitch.conf", nss.as_bytes().to_vec(), 0o644, sde),
-    );
-    entries.insert("tmp".into(), entry("tmp", EntryKind::Dir, 0o1777, 0, 0, sde));
-    entries.insert("root".into(), entry("root", EntryKind::Dir, 0o700, 0, 0, sde));
+    put(&mut entries, "etc/nsswitch.conf", text(nss.into()), 0o644, 0, 0);
+    put(&mut entries, "tmp", FileKind::Dir, 0o1777, 0, 0);
+    put(&mut entries, "root", FileKind::Dir, 0o700, 0, 0);
     for u in spec.users() {
         let home = u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name));
         let rel = home.trim_start_matches('/').to_string();
         if rel.is_empty() || rel == "nonexistent" {
             continue;
         }
-        add_parents(&mut entries, &rel, sde);
-        let gid = u.gid.unwrap_or(u.uid);
-        entries.insert(
-            rel.clone(),
-            entry(&rel, EntryKind::Dir, 0o700, u.uid.into(), gid.into(), sde),
-        );
+        add_parent_dirs(&mut entries, &rel);
+        put(&mut entries, &rel, FileKind::Dir, 0o700, u.uid, u.gid.unwrap_or(u.uid));
     }
     for f in &spec.files {
         let rel = f.path.trim_start_matches('/').trim_end_matches('/').to_string();
         let kind = if let Some(src) = &f.src {
-            let p = opts.spec_dir.join(src);
+            let p = spec_dir.join(src);
             let meta = std::fs::metadata(&p).map_err(|e| Error::Input {
                 message: format!("files: {}: {e}", p.display()),
                 hint: "src is relative to the kiln.toml's directory".into(),
@@ -493,86 +291,66 @@ fn config_layer(store: &Store, spec: &Spec, opts: &BuildOptions) -> Result<Layer
                     hint: "list each file, and make directories with an entry without src".into(),
                 });
             }
-            EntryKind::File {
-                source: FileSource::Path(p),
-                size: meta.len(),
-            }
+            FileKind::Context { src: src.clone() }
         } else if let Some(t) = &f.symlink {
-            EntryKind::Symlink(t.clone())
+            FileKind::Symlink { target: t.clone() }
         } else {
-            EntryKind::Dir
+            FileKind::Dir
         };
         let mode = f.mode.unwrap_or(match kind {
-            EntryKind::Dir => 0o755,
-            EntryKind::Symlink(_) => 0o777,
+            FileKind::Dir => 0o755,
+            FileKind::Symlink { .. } => 0o777,
             _ => 0o644,
         });
-        add_parents(&mut entries, &rel, sde);
-        entries.insert(rel.clone(), entry(&rel, kind, mode, f.uid.into(), f.gid.into(), sde));
+        add_parent_dirs(&mut entries, &rel);
+        put(&mut entries, &rel, kind, mode, f.uid, f.gid);
     }
-    write_layer(store, entries, opts)
+    Ok(entries.into_values().collect())
 }
 
-fn write_arch_image(
-    store: &Store,
-    spec: &Spec,
-    arch: &str,
-    layers: &[(LayerInfo, String)],
-    opts: &BuildOptions,
-) -> Result<Descriptor, Error> {
-    let created = rfc3339(opts.source_date_epoch);
-    let plat = platform(arch);
-    let user = match spec.run_as() {
-        "root" => "0".to_string(),
-        name => {
-            let u = spec
-                .users()
-                .into_iter()
-                .find(|u| u.name == name)
-                .expect("checked by Spec::parse");
-            format!("{}:{}", u.uid, u.gid.unwrap_or(u.uid))
-        }
+fn put(entries: &mut BTreeMap<String, FileEntry>, path: &str, kind: FileKind, mode: u32, uid: u32, gid: u32) {
+    let e = FileEntry {
+        path: path.to_string(),
+        kind,
+        mode,
+        uid,
+        gid,
     };
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
-    for (k, v) in &spec.image.env {
-        if k == "PATH" {
-            env[0] = format!("PATH={v}");
-        } else {
-            env.push(format!("{k}={v}"));
+    entries.insert(path.to_string(), e);
+}
+
+/// Adds missing parent directories of `path` (root-owned, 0755).
+fn add_parent_dirs(entries: &mut BTreeMap<String, FileEntry>, path: &str) {
+    for dir in parents(path) {
+        if !entries.contains_key(dir) {
+            put(entries, dir, FileKind::Dir, 0o755, 0, 0);
         }
     }
-    let img = &spec.image;
-    let config = ImageConfig {
-        created: Some(created.clone()),
-        architecture: plat.architecture.clone(),
-        os: plat.os.clone(),
-        variant: plat.variant.clone(),
-        config: RunConfig {
-            user: Some(user),
-            env: Some(env),
-            entrypoint: img.entrypoint.clone(),
-            cmd: img.cmd.clone(),
-            working_dir: img.workdir.clone(),
-            labels: (!img.labels.is_empty()).then(|| img.labels.clone()),
-            stop_signal: img.stop_signal.clone(),
-            ..Default::default()
-        },
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: layers.iter().map(|(l, _)| l.diff_id.clone()).collect(),
-        },
-        history: layers
-            .iter()
-            .map(|(_, what)| History {
-                created: Some(created.clone()),
-                created_by: Some(what.clone()),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let descs: Vec<Descriptor> = layers.iter().map(|(l, _)| l.descriptor.clone()).collect();
-    Ok(write_image(store, &config, &descs, BTreeMap::new())?)
+}
+
+/// A group of packages' layer entries (sorted by path), each .deb taken from the
+/// content-addressed cache (downloaded on a miss, checked against its sha256).
+pub fn package_layer(cache: &Path, group: &[LockedPackage], sde: i64) -> Result<Vec<LayerEntry>, Error> {
+    let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
+    for p in group {
+        let bytes = fetch::get(cache, p)?;
+        let label = format!("{}_{}_{}.deb", p.name, p.version, p.package_arch);
+        let d = deb::read(&label, &bytes)?;
+        add_package(&mut entries, p, &d, sde);
+    }
+    Ok(entries.into_values().collect())
+}
+
+/// The packages of one architecture split into layers: one each, in [`layer_order`], and
+/// past [`MAX_PACKAGE_LAYERS`] the rest together.
+pub fn layer_groups<'a>(pkgs: &[&'a LockedPackage]) -> Vec<Vec<&'a LockedPackage>> {
+    let ordered = layer_order(pkgs);
+    let (solo, rest) = ordered.split_at(ordered.len().min(MAX_PACKAGE_LAYERS));
+    let mut groups: Vec<Vec<&LockedPackage>> = solo.iter().map(|p| vec![*p]).collect();
+    if !rest.is_empty() {
+        groups.push(rest.to_vec());
+    }
+    groups
 }
 
 #[cfg(test)]

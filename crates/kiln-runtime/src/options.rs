@@ -1,0 +1,161 @@
+//! What `kiln run` was asked to do, as plain data parsed from its flags.
+
+use std::path::PathBuf;
+
+use crate::error::RuntimeError;
+
+/// The network a container gets (`--network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Its own network namespace with loopback only; published ports (`-p`) are proxied in.
+    #[default]
+    Private,
+    /// Its own network namespace with loopback only and nothing published.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl Network {
+    /// Parses `private|none|host`.
+    pub fn parse(s: &str) -> Result<Network, RuntimeError> {
+        match s {
+            "private" | "bridge" | "default" => Ok(Network::Private),
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            _ => Err(RuntimeError::input(
+                format!("--network {s:?} is not a network mode"),
+                "use --network private (the default), none or host",
+            )),
+        }
+    }
+}
+
+/// A published port: connections to `host` on the host reach `container` inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publish {
+    /// Host port.
+    pub host: u16,
+    /// Container port.
+    pub container: u16,
+}
+
+impl Publish {
+    /// Parses `HOST:CTR`, `CTR` (same port on the host) or `HOST:CTR/tcp`.
+    pub fn parse(s: &str) -> Result<Publish, RuntimeError> {
+        let bad = || {
+            RuntimeError::input(
+                format!("-p {s:?}: expected HOST:CONTAINER ports, e.g. -p 8080:8080"),
+                "give two TCP port numbers between 1 and 65535 (UDP is not published)",
+            )
+        };
+        let spec = s.strip_suffix("/tcp").unwrap_or(s);
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        match spec.split_once(':') {
+            Some((h, c)) => Ok(Publish {
+                host: port(h)?,
+                container: port(c)?,
+            }),
+            None => {
+                let p = port(spec)?;
+                Ok(Publish { host: p, container: p })
+            }
+        }
+    }
+}
+
+/// A bind mount from the host (`-v SRC:DST[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Absolute host path.
+    pub source: PathBuf,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+impl Bind {
+    /// Parses `SRC:DST[:ro|rw]`; SRC must exist.
+    pub fn parse(s: &str) -> Result<Bind, RuntimeError> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, "rw"),
+            [s, d, m] => (*s, *d, *m),
+            _ => {
+                return Err(RuntimeError::input(
+                    format!("-v {s:?}: expected SRC:DST[:ro]"),
+                    "e.g. -v ./data:/data:ro",
+                ));
+            }
+        };
+        if !matches!(mode, "ro" | "rw") || !dst.starts_with('/') {
+            return Err(RuntimeError::input(
+                format!("-v {s:?}: the target must be absolute and the mode ro or rw"),
+                "e.g. -v ./data:/data:ro",
+            ));
+        }
+        let source = std::fs::canonicalize(src)
+            .map_err(|e| RuntimeError::input(format!("-v {s:?}: {src}: {e}"), "give an existing file or directory"))?;
+        Ok(Bind {
+            source,
+            target: dst.to_string(),
+            readonly: mode == "ro",
+        })
+    }
+}
+
+/// Everything `kiln run` takes besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Container name (`--name`); a generated id otherwise.
+    pub name: Option<String>,
+    /// Extra environment (`-e K=V`, or `-e K` to pass kiln's own value).
+    pub env: Vec<String>,
+    /// Bind mounts (`-v`).
+    pub binds: Vec<Bind>,
+    /// Extra tmpfs mounts (`--tmpfs PATH`).
+    pub tmpfs: Vec<String>,
+    /// Published ports (`-p`).
+    pub publish: Vec<Publish>,
+    /// Network mode.
+    pub network: Network,
+    /// `--user`; `None` runs as the image's USER.
+    pub user: Option<String>,
+    /// A writable rootfs (`--writable`): writes go to a throwaway upper dir.
+    pub writable: bool,
+    /// Run in the background (`-d`).
+    pub detach: bool,
+    /// `--entrypoint` override.
+    pub entrypoint: Option<Vec<String>>,
+    /// Arguments after the image (replace CMD).
+    pub args: Vec<String>,
+    /// `--runtime`: runc, crun or a path.
+    pub runtime: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_forms() {
+        assert_eq!(
+            Publish::parse("8080:80").unwrap(),
+            Publish {
+                host: 8080,
+                container: 80
+            }
+        );
+        assert_eq!(Publish::parse("9000/tcp").unwrap().host, 9000);
+        assert!(Publish::parse("0:80").is_err());
+        assert!(Publish::parse("a:b").is_err());
+        assert!(Publish::parse("70000").is_err());
+    }
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(Network::parse("none").unwrap(), Network::None);
+        assert!(Network::parse("bridge2").is_err());
+    }
+}
