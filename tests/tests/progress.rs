@@ -404,6 +404,48 @@ fn a_pull_through_a_slow_link_shows_its_bytes_growing() {
     assert!(total_bytes(&end).is_none(), "the bars are cleared at the end:\n{text}");
 }
 
+/// The bytes shown on the running line of the step whose header contains `header`.
+fn running_bytes(screen: &[String], header: &str) -> Option<f64> {
+    let line = screen.iter().find(|l| l.contains(header) && !l.starts_with('#'))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find_map(|w| parse_bytes(&format!("{} {}", w[0], w[1])))
+}
+
+#[test]
+fn a_large_copy_shows_its_bytes_growing_while_it_writes() {
+    let (tmp, store) = busybox_store();
+    let ctx = tmp.path().join("ctx");
+    write_context(&ctx, "FROM localhost/busybox:test\nCOPY big /big\n");
+    // One 384 MiB file of incompressible bytes: compressing it takes seconds, all inside one
+    // file's write, which used to be reported only when the file ended.
+    let size = 384usize << 20;
+    let mut data = Vec::with_capacity(size);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(ctx.join("big"), &data).unwrap();
+    drop(data);
+    let copy = "#1 [stage-0 1/1] COPY big /big";
+    let mut live = Live::start(&store, &["build", "-t", "localhost/big:1", ctx.to_str().unwrap()]);
+    let first = live.wait_for("some of the file's bytes on the COPY line", |s| {
+        running_bytes(s, copy).is_some_and(|b| b > 0.0 && b < size as f64 * 0.7)
+    });
+    let b1 = running_bytes(&first, copy).unwrap();
+    live.wait_for("the COPY line's bytes growing", |s| {
+        running_bytes(s, copy).is_some_and(|b| b > b1)
+    });
+    let (status, end) = live.finish();
+    let text = end.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(finished(&end, copy, false), "{text}");
+}
+
 #[test]
 fn plain_pull_and_push_say_each_blob_once() {
     let (tmp, store) = busybox_store();

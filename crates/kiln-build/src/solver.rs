@@ -547,17 +547,25 @@ impl<'a> Solver<'a> {
         let mut w = LayerWriter::new(self.store, self.opts.compression, Some(self.plan.source_date_epoch))?;
         let mut any = false;
         let (mut pending, mut entries_pending) = (0u64, 0u32);
+        let progress = self.opts.progress;
         for e in entries {
-            w.append(&e)?;
+            // Bytes are reported while a file is read, so one large file grows on screen.
+            w.append_reporting(&e, &mut |n| {
+                pending += n;
+                if let Some(l) = label
+                    && pending >= BATCH
+                {
+                    progress.step_bytes(l, pending);
+                    pending = 0;
+                }
+            })?;
             any = true;
-            if let kiln_oci::layer::EntryKind::File { size, .. } = &e.kind {
-                pending += size;
-            }
             entries_pending += 1;
             if let Some(l) = label
-                && (pending >= BATCH || entries_pending >= 256)
+                && entries_pending >= 256
+                && pending > 0
             {
-                self.opts.progress.step_bytes(l, pending);
+                progress.step_bytes(l, pending);
                 (pending, entries_pending) = (0, 0);
             }
         }

@@ -331,6 +331,12 @@ impl LayerWriter {
 
     /// Appends one entry. Entries must arrive sorted by path (byte order).
     pub fn append(&mut self, entry: &LayerEntry) -> Result<(), LayerError> {
+        self.append_reporting(entry, &mut |_| {})
+    }
+
+    /// Appends one entry and tells `on_bytes` of its file content as it is written, so a
+    /// display can show one multi-gigabyte file growing instead of jumping when it ends.
+    pub fn append_reporting(&mut self, entry: &LayerEntry, on_bytes: &mut dyn FnMut(u64)) -> Result<(), LayerError> {
         if let Some(prev) = &self.last
             && prev.as_str() >= entry.path.as_str()
         {
@@ -419,6 +425,7 @@ impl LayerWriter {
                 let mut limited = ExactReader {
                     inner: f.take(*size),
                     remaining: *size,
+                    on_read: on_bytes,
                 };
                 self.tar.append(&header, &mut limited).map_err(|source| {
                     if source.kind() == io::ErrorKind::UnexpectedEof {
@@ -437,7 +444,10 @@ impl LayerWriter {
             EntryKind::File {
                 source: FileSource::Bytes(b),
                 ..
-            } => self.tar.append(&header, &b[..]).map_err(e)?,
+            } => {
+                self.tar.append(&header, &b[..]).map_err(e)?;
+                on_bytes(b.len() as u64);
+            }
             _ => self.tar.append(&header, io::empty()).map_err(e)?,
         }
         Ok(())
@@ -514,12 +524,13 @@ fn truncated_name(name: &str) -> String {
 
 /// Yields exactly `remaining` bytes or fails with UnexpectedEof, so a file that shrinks while
 /// being read cannot produce a tar whose header lies about its size.
-struct ExactReader<R> {
+struct ExactReader<'a, R> {
     inner: R,
     remaining: u64,
+    on_read: &'a mut dyn FnMut(u64),
 }
 
-impl<R: Read> Read for ExactReader<R> {
+impl<R: Read> Read for ExactReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             return Ok(0);
@@ -529,6 +540,7 @@ impl<R: Read> Read for ExactReader<R> {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
         }
         self.remaining -= n as u64;
+        (self.on_read)(n as u64);
         Ok(n)
     }
 }
