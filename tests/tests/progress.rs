@@ -279,6 +279,29 @@ fn plain_progress_prints_a_step_header_when_the_step_starts() {
 }
 
 #[test]
+fn plain_progress_ends_a_failed_step_with_an_error_line() {
+    let (tmp, store) = busybox_store();
+    let ctx = tmp.path().join("ctx");
+    write_context(
+        &ctx,
+        "FROM localhost/busybox:test\nRUN echo before; exit 3\nRUN echo never\n",
+    );
+    let out = store.cmd(["build", "--progress", "plain"]).arg(&ctx).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |want: &dyn Fn(&str) -> bool| lines.iter().position(|l| want(l)).unwrap_or_else(|| panic!("{err}"));
+    let header = at(&|l| l == "#1 [stage-0 1/2] RUN echo before; exit 3");
+    let before = at(&|l| l.starts_with("#1 ") && kiln_tests::step_output(l).as_deref() == Some("before"));
+    // BuildKit's form: `#N ERROR: ` and the reason, before kiln's own `error:` line.
+    let error = at(&|l| l.starts_with("#1 ERROR: ") && l.contains("exit code 3"));
+    let final_error = at(&|l| l.starts_with("error: "));
+    assert!(header < before && before < error && error < final_error, "{err}");
+    assert!(!lines.iter().any(|l| l.starts_with("#1 DONE")), "{err}");
+    assert!(!err.contains("#2 [stage-0 2/2]"), "{err}");
+}
+
+#[test]
 fn plain_progress_of_parallel_stages_names_the_step_of_every_line() {
     let (tmp, store) = busybox_store();
     let ctx = tmp.path().join("ctx");

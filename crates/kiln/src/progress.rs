@@ -88,6 +88,16 @@ impl Reporter {
     }
 }
 
+impl Reporter {
+    /// The build failed with `message`: plain progress ends each running step with
+    /// `#N ERROR: …`; a terminal marks them ERROR when the display ends.
+    pub fn failed(&self, message: &str) {
+        if let Inner::Plain(p) = &self.inner {
+            p.failed(message);
+        }
+    }
+}
+
 impl Progress for Reporter {
     fn step_started(&self, stage: &str, index: usize, total: usize, created_by: &str) {
         match &self.inner {

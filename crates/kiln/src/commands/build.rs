@@ -433,7 +433,11 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
         return Ok(());
     }
-    let result = pipeline::build(store, &req, &reporter).map_err(pipeline_err)?;
+    let result = pipeline::build(store, &req, &reporter).map_err(|e| {
+        let err = pipeline_err(e);
+        reporter.failed(&err.message);
+        err
+    })?;
     let digest = result.image.digest.to_string();
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &digest).map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;

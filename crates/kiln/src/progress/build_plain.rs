@@ -128,6 +128,22 @@ impl Plain {
         Self::emit(&out);
     }
 
+    /// The build failed: every step still running gets `#N ERROR: MESSAGE`, as BuildKit's
+    /// plain mode ends a failed step, so a CI log shows which step broke and why.
+    pub(super) fn failed(&self, message: &str) {
+        let mut s = self.state.lock().unwrap();
+        let mut steps: Vec<Step> = s.running.drain().map(|(_, st)| st).collect();
+        steps.sort_by_key(|st| st.n);
+        let first = super::sanitize(message.lines().next().unwrap_or_default());
+        let mut out = String::new();
+        for step in steps {
+            s.turn_to(step.n, &step.header, &mut out);
+            out.push_str(&format!("#{} ERROR: {first}\n", step.n));
+        }
+        drop(s);
+        Self::emit(&out);
+    }
+
     /// A line outside of steps (notes, warnings, the summary).
     pub(super) fn line(&self, msg: &str) {
         let mut s = self.state.lock().unwrap();
