@@ -80,8 +80,15 @@ pub fn gather_input(g: &Gather, reference: &str) -> Result<Input, PolicyError> {
         ..Input::default()
     };
     let fail = |e: kiln_sign::SignError| PolicyError::gather(reference, &e, e.is_input());
-    input.signatures = signatures(&loc, g.keys).map_err(fail)?;
-    input.attestations = attestations(&loc, g.keys, &g.types).map_err(fail)?;
+    // The signature and each attestation type are independent reads and checks (network
+    // round trips, a large SBOM statement): verified side by side, merged in a fixed order.
+    let (sigs, atts) = std::thread::scope(|s| {
+        let sigs = s.spawn(|| signatures(&loc, g.keys));
+        let atts = attestations(&loc, g.keys, &g.types);
+        (sigs.join().expect("signature verification panicked"), atts)
+    });
+    input.signatures = sigs.map_err(fail)?;
+    input.attestations = atts.map_err(fail)?;
     input.provenance = provenance(&loc, &input.attestations, &mut input.errors);
     input.sbom = sbom(&loc, &input.attestations, g.needs.sbom, &mut input.errors);
     if g.needs.vulns || g.needs.secrets {
@@ -149,13 +156,25 @@ fn attestations(
     keys: &BTreeMap<String, PublicKey>,
     types: &[String],
 ) -> kiln_sign::Result<Vec<AttestationFact>> {
+    let per_type: Vec<kiln_sign::Result<Vec<(String, kiln_sign::sign::Report)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = types
+            .iter()
+            .map(|t| {
+                s.spawn(move || {
+                    keys.iter()
+                        .map(|(name, key)| Ok((name.clone(), verify(loc, key, &Want::Attestation(t.clone()))?)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("attestation verification panicked"))
+            .collect()
+    });
     let mut out = vec![];
-    for t in types {
-        let mut per_key = vec![];
-        for (name, key) in keys {
-            per_key.push((name.clone(), verify(loc, key, &Want::Attestation(t.clone()))?));
-        }
-        for (source, (authority, rejected, payload)) in merge(per_key) {
+    for (t, per_key) in types.iter().zip(per_type) {
+        for (source, (authority, rejected, payload)) in merge(per_key?) {
             let predicate = payload.and_then(|p| p.get("predicate").cloned());
             // The same statement as a bundle and as a .att layer is one attestation.
             if let Some(same) = out.iter_mut().find(|f: &&mut AttestationFact| {
