@@ -34,6 +34,8 @@ fn request(ctx: &std::path::Path, tags: &[&str]) -> BuildRequest {
         outputs: vec![],
         push: false,
         gate: None,
+        cache: Default::default(),
+        hermetic: false,
     }
 }
 

@@ -185,6 +185,7 @@ pub fn prepare_with(
         revision,
         source_url,
         resolve_image: resolve,
+        hermetic: req.run.hermetic,
     };
     let mut out = frontend::plan(&input)?;
     if !req.labels.is_empty() {
@@ -334,6 +335,17 @@ pub fn looks_like_secret(name: &str, value: &str) -> bool {
     name_hit || value_hit
 }
 
+/// How a build uses caches beyond the local one.
+#[derive(Default, Clone, Copy)]
+pub struct CacheUse<'a> {
+    /// Records from `--cache-from`.
+    pub remote: Option<&'a dyn crate::cache::RemoteCache>,
+    /// `--explain-cache`.
+    pub explain: bool,
+    /// `--cache-to type=inline`.
+    pub inline: bool,
+}
+
 /// Solves a prepared build and tags the result with `tags` (or records it untagged).
 pub fn run(
     store: &Store,
@@ -341,6 +353,7 @@ pub fn run(
     req: &DockerfileRequest,
     tags: &[String],
     progress: &dyn Progress,
+    cache: CacheUse<'_>,
 ) -> Result<Solved, BuildError> {
     let names: Vec<Name> = tags
         .iter()
@@ -358,6 +371,9 @@ pub fn run(
         no_cache: req.no_cache,
         progress,
         run: req.run.clone(),
+        remote: cache.remote,
+        explain: cache.explain,
+        inline_cache: cache.inline,
     };
     // Held until the tag is written: a `prune` in between would collect the new image.
     let _lease = store.lease()?;

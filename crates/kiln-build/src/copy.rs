@@ -35,6 +35,9 @@ pub struct Collected {
     pub inline: Vec<(String, Vec<u8>)>,
     /// sha256 over everything that determines the result: the cache key's input part.
     pub content_key: [u8; 32],
+    /// Per item (path under the destination), the hash of what it contributes to the key,
+    /// kept for `--explain-cache`.
+    pub item_hashes: ItemHashes,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -201,11 +204,12 @@ pub fn collect(
         .iter()
         .map(|f| (f.name.clone(), f.content.clone().into_bytes()))
         .collect();
-    let content_key = content_key(op, &items, &inline, stat_cache).map_err(io)?;
+    let (content_key, item_hashes) = content_key(op, &items, &inline, stat_cache).map_err(io)?;
     Ok(Collected {
         items,
         inline,
         content_key,
+        item_hashes,
     })
 }
 
@@ -239,13 +243,17 @@ fn walk(
     Ok(())
 }
 
+/// Per item, (path, hash of its part of the key).
+type ItemHashes = Vec<(String, [u8; 32])>;
+
 fn content_key(
     op: &CopyOp,
     items: &[Item],
     inline: &[(String, Vec<u8>)],
     stat_cache: Option<&StatCache>,
-) -> std::io::Result<[u8; 32]> {
+) -> std::io::Result<([u8; 32], ItemHashes)> {
     let mut h = Sha256::new();
+    let mut per_item = Vec::with_capacity(items.len());
     h.update(serde_json::to_vec(op).expect("plans serialise"));
     // Hash context files in parallel: on a cold cache this is the only content read before
     // the layer is written.
@@ -255,26 +263,26 @@ fn content_key(
     };
     for (item, fh) in items.iter().zip(hashes) {
         let n = &item.node;
-        h.update(
-            format!(
-                "{}\0{:?}\0{:o}\0{}\0{}\0{}\0",
-                item.rel, n.kind, n.mode, n.uid, n.gid, n.size
-            )
-            .as_bytes(),
-        );
+        let mut part: Vec<u8> = format!(
+            "{}\0{:?}\0{:o}\0{}\0{}\0{}\0",
+            item.rel, n.kind, n.mode, n.uid, n.gid, n.size
+        )
+        .into_bytes();
         if stat_cache.is_none() {
-            h.update(format!("{}\0", n.mtime).as_bytes());
+            part.extend_from_slice(format!("{}\0", n.mtime).as_bytes());
         }
         if let Some(fh) = fh {
-            h.update(fh);
+            part.extend_from_slice(&fh);
         }
+        h.update(&part);
+        per_item.push((item.rel.clone(), Sha256::digest(&part).into()));
     }
     for (name, data) in inline {
         h.update(name.as_bytes());
         h.update([0]);
         h.update(data);
     }
-    Ok(h.finalize().into())
+    Ok((h.finalize().into(), per_item))
 }
 
 fn parallel_hashes(items: &[Item], sc: &StatCache) -> std::io::Result<Vec<Option<[u8; 32]>>> {

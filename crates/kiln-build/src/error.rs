@@ -118,6 +118,13 @@ pub enum BuildError {
         /// Bytes free there.
         free: u64,
     },
+    /// A layer named by `--cache-from` could not be fetched or is not what the cache says;
+    /// the pipeline then builds again without the remote cache.
+    #[error("{message}")]
+    CacheImport {
+        /// What failed.
+        message: String,
+    },
     /// Reading the Dockerfile or context failed.
     #[error("{path}: {source}")]
     Io {
@@ -138,7 +145,7 @@ impl BuildError {
             BuildError::Debian(e) => e.exit_code().into(),
             BuildError::Store(e) if e.is_input() => 2,
             BuildError::Store(_) | BuildError::Layer(_) | BuildError::Io { .. } | BuildError::DiskFull { .. } => 3,
-            BuildError::Environment { .. } => 3,
+            BuildError::Environment { .. } | BuildError::CacheImport { .. } => 3,
         }
     }
 }

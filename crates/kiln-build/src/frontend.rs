@@ -66,6 +66,9 @@ pub struct FrontendInput<'a> {
     pub source_url: Option<String>,
     /// Resolves an image name for a platform; the error string is shown to the user.
     pub resolve_image: &'a dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
+    /// `--hermetic`: an input that is not pinned (ADD of a URL without `--checksum`) is an
+    /// error.
+    pub hermetic: bool,
 }
 
 /// The plan and what the frontend noticed on the way.
@@ -713,6 +716,29 @@ fn plan_run(
     })
 }
 
+/// ADD of a URL or a Git repository: not supported yet; under `--hermetic` the error says
+/// first that the source is not pinned.
+fn refuse_remote(ctx: &Ctx<'_>, line: usize, v: &str) -> Result<(), FrontendError> {
+    let remote = v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git");
+    if !remote {
+        return Ok(());
+    }
+    if ctx.input.hermetic {
+        return Err(ctx.err(
+            line,
+            1,
+            format!("--hermetic: ADD of {v:?} is not pinned (no --checksum=sha256:…)"),
+            Some("pin it with --checksum=sha256:<digest>, or vendor the file into the context and COPY it"),
+        ));
+    }
+    Err(ctx.err(
+        line,
+        1,
+        format!("ADD of remote source {v:?} is not supported yet"),
+        Some("download the file in an earlier step and COPY it, or vendor it into the context"),
+    ))
+}
+
 fn plan_copy(
     ctx: &mut Ctx<'_>,
     earlier: &[StagePlan],
@@ -800,15 +826,8 @@ fn plan_copy(
     let mut sources = Vec::new();
     for s in &args.sources {
         let v = expand(ctx, instr, s, env)?;
-        if is_add
-            && (v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git"))
-        {
-            return Err(ctx.err(
-                instr.line,
-                1,
-                format!("ADD of remote source {v:?} is not supported yet"),
-                Some("download the file in an earlier step and COPY it, or vendor it into the context"),
-            ));
+        if is_add {
+            refuse_remote(ctx, instr.line, &v)?;
         }
         sources.push(v);
     }
@@ -1077,6 +1096,7 @@ mod tests {
             revision: None,
             source_url: None,
             resolve_image: &resolve,
+            hermetic: false,
         };
         plan(&input)
     }

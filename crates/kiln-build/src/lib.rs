@@ -4,6 +4,7 @@
 //! executor (file operations in-process) → image in the store. See DESIGN.md, "Data flow".
 
 pub mod build;
+pub mod cache;
 pub mod copy;
 pub mod error;
 pub mod files;

@@ -17,6 +17,9 @@ use kiln_oci::{Digest, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::cache::RemoteCache;
+use crate::cache::config::StepRecord;
+use crate::cache::explain::{self, KeyInputs};
 use crate::copy::{self, Materialize, Ownership};
 use crate::error::{BuildError, StepError};
 use crate::snapshot::Snapshotter;
@@ -80,6 +83,12 @@ pub struct SolveOptions<'a> {
     pub progress: &'a dyn Progress,
     /// How RUN steps execute.
     pub run: RunSettings,
+    /// Records from `--cache-from`, consulted after the local cache.
+    pub remote: Option<&'a dyn RemoteCache>,
+    /// `--explain-cache`: say why each step that ran missed the cache.
+    pub explain: bool,
+    /// `--cache-to type=inline`: the image's config carries the final stage's records.
+    pub inline_cache: bool,
 }
 
 /// Settings for RUN steps from the command line.
@@ -98,6 +107,8 @@ pub struct RunSettings {
     pub allow_network_host: bool,
     /// `--keep-volatile`.
     pub keep_volatile: bool,
+    /// `--hermetic`: no step has network (not even `RUN --network=default`).
+    pub hermetic: bool,
 }
 
 /// The result of a solve.
@@ -113,6 +124,8 @@ pub struct Solved {
     pub cache_hits: usize,
     /// Steps executed.
     pub cache_misses: usize,
+    /// Every step's key and result, in the order the steps ran (for `--cache-to`).
+    pub records: Vec<StepRecord>,
 }
 
 /// Where a step runs: the step, the key and layers below it, and names for messages.
@@ -134,15 +147,27 @@ struct StepAt<'b> {
 struct StepKeys {
     record: [u8; 32],
     chain: [u8; 32],
+    /// The named hashes the key was made from, for `--explain-cache`.
+    inputs: KeyInputs,
 }
 
 impl StepKeys {
-    fn chained(key: [u8; 32]) -> StepKeys {
+    fn chained(key: [u8; 32], inputs: KeyInputs) -> StepKeys {
         StepKeys {
             record: key,
             chain: key,
+            inputs,
         }
     }
+}
+
+/// Named key inputs: what lies below and the instruction, then `more`.
+fn inputs(below: &[u8; 32], op_json: &[u8], more: impl IntoIterator<Item = (String, [u8; 32])>) -> KeyInputs {
+    let mut m = KeyInputs::new();
+    m.insert(explain::BELOW.into(), hex::encode(below));
+    m.insert(explain::INSTRUCTION.into(), hex::encode(hash(&[op_json])));
+    m.extend(more.into_iter().map(|(k, v)| (k, hex::encode(v))));
+    m
 }
 
 #[derive(Clone)]
@@ -160,6 +185,23 @@ type Producer<'s, 'a> = Box<dyn FnOnce(&Solver<'s>) -> Result<Option<LayerRef>, 
 /// the build needs (as BuildKit checks entitlements when it solves).
 fn check_entitlements(plan: &Plan, opts: &SolveOptions<'_>) -> Result<(), BuildError> {
     let run = &opts.run;
+    if run.hermetic {
+        let host = plan
+            .needed_stages()
+            .flat_map(|s| s.steps.iter())
+            .find(|step| matches!(&step.op, Op::Run(r) if r.network.as_deref().is_some_and(|n| n != "none")));
+        if let Some(step) = host {
+            return Err(BuildError::Step {
+                file: opts.file_name.clone(),
+                line: step.line,
+                error: StepError::new(
+                    "--hermetic: this RUN asks for a network",
+                    "drop its --network, or build without --hermetic",
+                ),
+            });
+        }
+        return Ok(());
+    }
     if run.allow_network_host {
         return Ok(());
     }
@@ -185,6 +227,10 @@ struct Solver<'a> {
     opts: &'a SolveOptions<'a>,
     stat_cache: StatCache,
     counts: Mutex<(usize, usize)>,
+    records: Mutex<Vec<StepRecord>>,
+    /// `--cache-from` hits whose layer is not fetched (and checked) yet: recorded in the
+    /// local cache only once it is.
+    unverified: Mutex<Vec<([u8; 32], LayerRef)>>,
     snapshots: Snapshotter<'a>,
     user_network: crate::run::network::UserNetwork,
 }
@@ -201,6 +247,8 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
         opts,
         stat_cache: StatCache::load(store.meta_dir().join("statcache")),
         counts: Mutex::new((0, 0)),
+        records: Mutex::new(vec![]),
+        unverified: Mutex::new(vec![]),
         snapshots: Snapshotter::new(store),
         user_network: crate::run::network::UserNetwork::new(),
     };
@@ -235,8 +283,15 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
     let mut config: ImageConfig = target.config.clone();
     config.rootfs.diff_ids = out.layers.iter().map(|l| l.diff_id.clone()).collect();
     config.history = out.history;
+    solver.ensure_blobs(&out.layers)?;
     let layers: Vec<Descriptor> = out.layers.iter().map(|l| l.descriptor.clone()).collect();
-    let manifest = write_image(store, &config, &layers, BTreeMap::new())?;
+    let records = solver.records.into_inner().unwrap();
+    let manifest = if opts.inline_cache {
+        let target_records: Vec<StepRecord> = records.iter().filter(|r| r.stage == plan.target).cloned().collect();
+        crate::cache::export::write_inline_image(store, &config, &layers, &target_records)?
+    } else {
+        write_image(store, &config, &layers, BTreeMap::new())?
+    };
     let m: kiln_oci::Manifest = store.read_json(&manifest.digest)?;
     let (hits, misses) = *solver.counts.lock().unwrap();
     Ok(Solved {
@@ -245,6 +300,7 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
         layers: out.layers,
         cache_hits: hits,
         cache_misses: misses,
+        records,
     })
 }
 
@@ -358,8 +414,16 @@ impl<'a> Solver<'a> {
                 Some(f) => self.produce(&keys.record, f)?,
             };
             if !matches!(step.op, Op::Metadata) {
-                let mut c = self.counts.lock().unwrap();
-                if cached { c.0 += 1 } else { c.1 += 1 }
+                {
+                    let mut c = self.counts.lock().unwrap();
+                    if cached { c.0 += 1 } else { c.1 += 1 }
+                }
+                self.records.lock().unwrap().push(StepRecord {
+                    stage: st.index,
+                    key: keys.record,
+                    layer: layer.clone(),
+                });
+                self.keep_inputs(&label, n, &step.created_by, &keys.inputs, cached);
             }
             history.push(History {
                 created: Some(rfc3339(self.plan.source_date_epoch)),
@@ -383,16 +447,66 @@ impl<'a> Solver<'a> {
         Ok(StageOut { layers, history, key })
     }
 
-    /// A step's layer: from the cache record under `key`, or made by `f` and recorded.
+    /// A step's layer: from the cache record under `key` (local, then `--cache-from`), or
+    /// made by `f` and recorded. A layer from `--cache-from` is fetched only when something
+    /// needs its content ([`Solver::ensure_blobs`]).
     fn produce(&self, key: &[u8; 32], f: Producer<'a, '_>) -> Result<(Option<LayerRef>, bool), BuildError> {
-        match self.cache_get(key) {
-            Some(rec) if !self.opts.no_cache => Ok((rec.layer, true)),
-            _ => {
-                let layer = f(self)?;
-                self.cache_put(key, &CacheRecord { layer: layer.clone() })?;
-                Ok((layer, false))
+        if !self.opts.no_cache {
+            if let Some(rec) = self.cache_get(key) {
+                return Ok((rec.layer, true));
+            }
+            if let Some(layer) = self.opts.remote.and_then(|r| r.lookup(key)) {
+                // Kept locally only once its layer is fetched and checked (ensure_blobs).
+                match &layer {
+                    None => self.cache_put(key, &CacheRecord { layer: None })?,
+                    Some(l) => self.unverified.lock().unwrap().push((*key, l.clone())),
+                }
+                return Ok((layer, true));
             }
         }
+        let layer = f(self)?;
+        self.cache_put(key, &CacheRecord { layer: layer.clone() })?;
+        Ok((layer, false))
+    }
+
+    /// Fetches, from `--cache-from`, the blobs of `layers` the store lacks, and checks each
+    /// layer a remote record named against its digest and diff_id. Without a remote cache
+    /// a missing blob is left for the caller to report.
+    fn ensure_blobs(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
+        let Some(remote) = self.opts.remote else { return Ok(()) };
+        for l in layers {
+            // A layer named by a remote record is checked even when its blob is here
+            // already: the record's diff_id is only a claim.
+            let claimed = self.unverified.lock().unwrap().iter().any(|(_, p)| p == l);
+            if claimed || !self.store.has_blob(&l.descriptor.digest) {
+                remote
+                    .fetch(self.store, l)
+                    .map_err(|message| BuildError::CacheImport { message })?;
+                let verified: Vec<[u8; 32]> = {
+                    let mut u = self.unverified.lock().unwrap();
+                    let (done, rest) = u.drain(..).partition(|(_, p)| p == l);
+                    *u = rest;
+                    done.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+                };
+                for k in verified {
+                    self.cache_put(&k, &CacheRecord { layer: Some(l.clone()) })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a step's key inputs for the next `--explain-cache`, and explains a miss now.
+    fn keep_inputs(&self, label: &str, n: usize, created_by: &str, now: &KeyInputs, cached: bool) {
+        let platform = kiln_plan::platform::format(&self.plan.platform);
+        let id = format!("{}\0{platform}\0{label}\0{n}", self.opts.file_name);
+        if self.opts.explain && !cached {
+            let why = explain::explain(explain::load(self.store, &id).as_ref(), now, n == 0);
+            self.opts
+                .progress
+                .note(&format!("explain-cache: [{label} {}] {created_by}: {why}", n + 1));
+        }
+        explain::save(self.store, &id, now);
     }
 
     /// A step's cache keys, and the work that makes its layer on a miss (none for metadata).
@@ -407,20 +521,24 @@ impl<'a> Solver<'a> {
         let layers_now = at.layers.clone();
         let outs = at.outs;
         Ok(match &step.op {
-            Op::Metadata => (StepKeys::chained(hash(&[&key, &op_json])), None),
+            Op::Metadata => (StepKeys::chained(hash(&[&key, &op_json]), KeyInputs::new()), None),
             Op::Run(r) => {
-                let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json];
-                for m in &r.mounts {
-                    parts.push(self.mount_key(step, m, outs)?.to_vec());
+                let mut more = vec![];
+                let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json.clone()];
+                for (i, m) in r.mounts.iter().enumerate() {
+                    let mk = self.mount_key(step, m, outs)?;
+                    parts.push(mk.to_vec());
+                    more.push((format!("mount {}", i + 1), mk));
                 }
                 // --keep-volatile changes the layer, so it is part of the key (only
                 // when set, so the usual keys stay as they are).
                 if self.opts.run.keep_volatile {
                     parts.push(b"keep-volatile".to_vec());
+                    more.push(("--keep-volatile".into(), [1; 32]));
                 }
                 let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
                 (
-                    StepKeys::chained(hash(&refs)),
+                    StepKeys::chained(hash(&refs), inputs(&key, &op_json, more)),
                     Some(Box::new(move |s: &Solver<'a>| {
                         crate::run::qemu::ensure(&arch).map_err(|error| BuildError::Environment {
                             file: s.opts.file_name.clone(),
@@ -432,24 +550,34 @@ impl<'a> Solver<'a> {
                 )
             }
             Op::Mkdir(m) => (
-                StepKeys::chained(hash(&[&key, &op_json])),
+                StepKeys::chained(hash(&[&key, &op_json]), inputs(&key, &op_json, [])),
                 Some(Box::new(move |s: &Solver<'a>| s.mkdir(step, m, &layers_now, &origin))),
             ),
             Op::Copy(c) => {
-                let (k, collected) = match &c.from {
+                let (k, collected, more) = match &c.from {
                     CopyFrom::Context => {
                         let col = copy::collect(c, self.opts.context, Some(&self.stat_cache), &step.created_by)
                             .map_err(|e| self.step_err(step, e))?;
-                        (hash(&[&key, &op_json, &col.content_key]), Some(col))
+                        let files: Vec<(String, [u8; 32])> = col
+                            .item_hashes
+                            .iter()
+                            .map(|(p, h)| (format!("{}{p}", explain::FILE), *h))
+                            .collect();
+                        (hash(&[&key, &op_json, &col.content_key]), Some(col), files)
                     }
                     CopyFrom::Stage { index } => {
                         let o = outs[*index].as_ref().expect("dependency solved");
-                        (hash(&[&key, &op_json, &o.key]), None)
+                        let more = vec![(format!("stage {index}"), o.key)];
+                        (hash(&[&key, &op_json, &o.key]), None, more)
                     }
-                    CopyFrom::Image { digest, .. } => (hash(&[&key, &op_json, digest.to_string().as_bytes()]), None),
+                    CopyFrom::Image { digest, .. } => {
+                        let d = digest.to_string();
+                        let more = vec![("source image".to_string(), hash(&[d.as_bytes()]))];
+                        (hash(&[&key, &op_json, d.as_bytes()]), None, more)
+                    }
                 };
                 (
-                    StepKeys::chained(k),
+                    StepKeys::chained(k, inputs(&key, &op_json, more)),
                     Some(Box::new(move |s: &Solver<'a>| {
                         s.copy(step, c, collected, &layers_now, outs, (&origin, &label))
                     })),
@@ -463,6 +591,7 @@ impl<'a> Solver<'a> {
                     StepKeys {
                         record,
                         chain: hash(&[&key, &record]),
+                        inputs: inputs(&[0; 32], &op_json, []),
                     },
                     Some(Box::new(move |s: &Solver<'a>| {
                         let sde = s.plan.source_date_epoch;
@@ -474,7 +603,10 @@ impl<'a> Solver<'a> {
                 let root = self.opts.context.root();
                 let content = crate::files::content_key(f, root)?;
                 (
-                    StepKeys::chained(hash(&[&key, &op_json, &content])),
+                    StepKeys::chained(
+                        hash(&[&key, &op_json, &content]),
+                        inputs(&key, &op_json, [("files".into(), content)]),
+                    ),
                     Some(Box::new(move |s: &Solver<'a>| {
                         let sde = s.plan.source_date_epoch;
                         s.write_layer(Some(&label), crate::files::file_entries(f, s.opts.context.root(), sde)?)
@@ -533,6 +665,7 @@ impl<'a> Solver<'a> {
     }
 
     fn view(&self, layers: &[LayerRef], image: &str) -> Result<LayeredTree, BuildError> {
+        self.ensure_blobs(layers)?;
         Ok(LayeredTree::new(self.snapshots.stack(layers, image)?))
     }
 
@@ -634,6 +767,7 @@ impl<'a> Solver<'a> {
         let runtime = Runtime::find(settings.runtime.as_deref()).map_err(|e| self.step_err(step, e))?;
         let view = self.view(layers, origin)?;
         let network = match settings.network.as_deref() {
+            _ if settings.hermetic => Network::None,
             None => Network::Default,
             Some(n) => Network::parse(n).ok_or_else(|| {
                 self.step_err(

@@ -319,6 +319,9 @@ pub fn build(store: &Store, req: &SpecRequest, progress: &dyn Progress) -> Resul
         no_cache: req.no_cache,
         progress,
         run: Default::default(),
+        remote: None,
+        explain: false,
+        inline_cache: false,
     };
     let (mut manifests, mut cached, mut built) = (Vec::new(), 0, 0);
     for plan in &prepared.plan.platforms {

@@ -242,6 +242,21 @@ pub struct BuildArgs {
     /// Also catalogue builder stages; their packages are marked build-time only.
     #[arg(long)]
     pub sbom_stages: bool,
+    /// Export the build cache: type=registry,ref=REF[,mode=min|max], type=local,dest=DIR[,mode=min|max]
+    /// or type=inline (repeatable; see docs/build.md).
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Use a build cache: type=registry,ref=REF (a cache, or an image built with
+    /// --cache-to type=inline) or type=local,src=DIR (repeatable; the first match wins).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Every input must be pinned (base images by digest or in Dockerfile.lock, ADD of a URL
+    /// with --checksum) and no step gets a network.
+    #[arg(long)]
+    pub hermetic: bool,
+    /// For each step that runs, say why it missed the cache (which input changed).
+    #[arg(long)]
+    pub explain_cache: bool,
 }
 
 /// Output format for listings.

@@ -73,6 +73,12 @@ pub struct BuildRequest {
     /// Checked after signing, before `--output` and `--push` (`kiln build --policy`); a
     /// denial puts the build's tags back and stops the build.
     pub gate: Option<Box<dyn Gate>>,
+    /// `--cache-to`, `--cache-from`, `--explain-cache` (Dockerfile builds).
+    pub cache: crate::cache::CacheOptions,
+    /// `--hermetic`: every input pinned (base images by digest or in `Dockerfile.lock`, ADD
+    /// of a URL with `--checksum`), and no network for any step (the Dockerfile request's
+    /// `run.hermetic` says the same to the solver).
+    pub hermetic: bool,
 }
 
 /// What a build made.
@@ -123,6 +129,15 @@ fn check_request(req: &BuildRequest) -> Result<(), PipelineError> {
             "the image is in the store; use `kiln save`",
         ));
     }
+    let cache = &req.cache;
+    if matches!(req.source, Source::Spec(_) | Source::Platforms(..))
+        && (!cache.to.is_empty() || !cache.from.is_empty() || cache.explain)
+    {
+        return Err(PipelineError::input(
+            "--cache-to, --cache-from and --explain-cache apply to one-platform Dockerfile builds for now",
+            "build one platform at a time to share its cache",
+        ));
+    }
     if req.sign_key.is_some() && req.tags.is_empty() {
         return Err(PipelineError::input(
             "--sign needs a -t NAME: signatures are kept under the image's repository",
@@ -141,7 +156,10 @@ fn prepare_dockerfile<'s>(
 ) -> Result<(Prepared, BasePins<'s>), PipelineError> {
     let dockerfile = df.dockerfile.clone().unwrap_or_else(|| df.context.join("Dockerfile"));
     let lock_file = lockfile::for_dockerfile(&dockerfile);
-    let (locked, lock_input) = if req.locked {
+    // --hermetic: base images come from the lock when there is one (as --locked), and must
+    // be named by digest when there is none.
+    let hermetic_unlocked = req.hermetic && !req.locked && !lock_file.exists();
+    let (locked, lock_input) = if req.locked || (req.hermetic && lock_file.exists()) {
         let hint = format!("run `kiln lock {}` to pin the base images", dockerfile.display());
         let (lock, input) = lockfile::load_input(&lock_file, &hint)?;
         (Some(Locked { path: lock_file, lock }), Some(input))
@@ -149,7 +167,16 @@ fn prepare_dockerfile<'s>(
         (None, None)
     };
     let pins = BasePins::new(store, req.registry.clone(), req.pull, locked);
-    let mut prepared = crate::build::prepare_with(df, &|n, p| pins.resolve(n, p)).map_err(|e| match e {
+    let resolve = |n: &str, p: &kiln_oci::Platform| {
+        if hermetic_unlocked && !n.contains('@') {
+            return Err(format!(
+                "--hermetic: {n} is not pinned (hint: name it by digest, or run `kiln lock {}` to pin it in Dockerfile.lock)",
+                dockerfile.display()
+            ));
+        }
+        pins.resolve(n, p)
+    };
+    let mut prepared = crate::build::prepare_with(df, &resolve).map_err(|e| match e {
         crate::error::BuildError::Frontend(error) => PipelineError::Frontend {
             error,
             environment: pins.environment_failed(),
@@ -225,7 +252,15 @@ fn build_dockerfile(
     for w in &prepared.warnings {
         progress.warn(w);
     }
-    let solved = crate::build::run(store, &prepared, df, tags, progress)?;
+    let solved = solve_with_caches(store, req, &prepared, df, tags, progress)?;
+    crate::cache::export::export(
+        store,
+        prepared.plan.target,
+        &solved.records,
+        &req.cache.to,
+        &req.registry,
+        progress,
+    )?;
     if req.write_lock {
         write_lock(df, &pins)?;
     }
@@ -258,6 +293,35 @@ fn build_dockerfile(
         sbom_packages,
         plan: prepared.build_plan(),
     })
+}
+
+/// Solves with the records of `--cache-from` (read first; an unreadable source is ignored
+/// with a warning). A layer that a cache names but that cannot be fetched, or is not what
+/// the cache says, stops that solve: the build then runs again without the remote cache
+/// (what it already made stays in the local cache), so a bad cache never fails a build nor
+/// puts a wrong layer into it.
+fn solve_with_caches(
+    store: &Store,
+    req: &BuildRequest,
+    prepared: &Prepared,
+    df: &DockerfileRequest,
+    tags: &[String],
+    progress: &dyn Progress,
+) -> Result<crate::solver::Solved, PipelineError> {
+    let imported = crate::cache::import::import(&req.cache.from, &req.registry, &|w| progress.warn(w));
+    let mut cache = crate::build::CacheUse {
+        remote: imported.as_ref().map(|i| i as &dyn crate::cache::RemoteCache),
+        explain: req.cache.explain,
+        inline: req.cache.inline(),
+    };
+    match crate::build::run(store, prepared, df, tags, progress, cache) {
+        Err(crate::error::BuildError::CacheImport { message }) => {
+            progress.warn(&format!("--cache-from: {message}; building again without it"));
+            cache.remote = None;
+            Ok(crate::build::run(store, prepared, df, tags, progress, cache)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 fn build_spec(
@@ -320,6 +384,9 @@ fn stage_layers(
             no_cache: false,
             progress: &crate::solver::Quiet,
             run: df.run.clone(),
+            remote: None,
+            explain: false,
+            inline_cache: false,
         };
         let solved = crate::solver::solve(store, &plan, &opts)?;
         out.push(solved.layers.iter().map(|l| l.descriptor.clone()).collect());

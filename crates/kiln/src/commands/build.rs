@@ -270,6 +270,7 @@ fn source(
             network: args.network.clone(),
             allow_network_host: allows_network_host(&args.allow)?,
             keep_volatile: args.keep_volatile,
+            hermetic: args.hermetic,
         },
         labels: parse_labels(&args.labels)?,
     };
@@ -348,6 +349,26 @@ fn request(args: &BuildArgs, source: Source, quiet: bool) -> Result<BuildRequest
         outputs: outputs(args)?,
         push: args.push,
         gate,
+        cache: cache_options(args)?,
+        hermetic: args.hermetic,
+    })
+}
+
+/// `--cache-to`, `--cache-from` and `--explain-cache`.
+fn cache_options(args: &BuildArgs) -> Result<kiln_build::cache::CacheOptions, CliError> {
+    let hint = " (hint: type=registry,ref=HOST/REPO:TAG[,mode=max]; see docs/build.md)";
+    Ok(kiln_build::cache::CacheOptions {
+        to: args
+            .cache_to
+            .iter()
+            .map(|s| kiln_build::cache::parse_cache_to(s).map_err(|e| CliError::input(format!("{e}{hint}"))))
+            .collect::<Result<_, _>>()?,
+        from: args
+            .cache_from
+            .iter()
+            .map(|s| kiln_build::cache::parse_cache_from(s).map_err(|e| CliError::input(format!("{e}{hint}"))))
+            .collect::<Result<_, _>>()?,
+        explain: args.explain_cache,
     })
 }
 

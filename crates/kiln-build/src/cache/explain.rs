@@ -1,0 +1,105 @@
+//! `--explain-cache`: every build keeps, per step, the named hashes its cache key was made
+//! from (the step before, the instruction, each context file…); on a miss the previous set
+//! is compared with this one, and the message names what changed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kiln_oci::Store;
+use sha2::{Digest as _, Sha256};
+
+/// A step's key inputs: name → hex hash.
+pub type KeyInputs = BTreeMap<String, String>;
+
+/// The input naming the key of what lies below a step.
+pub const BELOW: &str = "below";
+/// The input naming the step's own definition.
+pub const INSTRUCTION: &str = "instruction";
+/// The prefix of a context file's input.
+pub const FILE: &str = "file ";
+
+/// Where a step's inputs are kept: one file per (Dockerfile, platform, stage, position).
+fn path(store: &Store, step: &str) -> PathBuf {
+    let id = hex::encode(Sha256::digest(step.as_bytes()));
+    store.meta_dir().join("cache-inputs").join(id)
+}
+
+/// The previous build's inputs of `step`.
+pub fn load(store: &Store, step: &str) -> Option<KeyInputs> {
+    serde_json::from_slice(&std::fs::read(path(store, step)).ok()?).ok()
+}
+
+/// Keeps `inputs` as `step`'s latest (failures only cost the next explanation).
+pub fn save(store: &Store, step: &str, inputs: &KeyInputs) {
+    let p = path(store, step);
+    let Some(dir) = p.parent() else { return };
+    if std::fs::create_dir_all(dir).is_ok() {
+        let bytes = serde_json::to_vec(inputs).expect("maps serialise");
+        let _ = kiln_oci::store::atomic_write(&store.tmp_dir(), &p, &bytes);
+    }
+}
+
+/// Why a step missed, from its previous inputs and its current ones.
+pub fn explain(previous: Option<&KeyInputs>, now: &KeyInputs, first_step: bool) -> String {
+    let Some(prev) = previous else {
+        return "no earlier build of this step is recorded".into();
+    };
+    let mut files = vec![];
+    let mut others = vec![];
+    for name in prev.keys().chain(now.keys().filter(|k| !prev.contains_key(*k))) {
+        let (a, b) = (prev.get(name), now.get(name));
+        if a == b {
+            continue;
+        }
+        let what = match (a, b) {
+            (None, _) => "added",
+            (_, None) => "removed",
+            _ => "changed",
+        };
+        match name.strip_prefix(FILE) {
+            Some(f) => files.push(format!("{f} ({what})")),
+            None if name == BELOW => {}
+            None => others.push(format!("{name} {what}")),
+        }
+    }
+    if !files.is_empty() {
+        return format!("context file {}", files.join(", "));
+    }
+    if !others.is_empty() {
+        return others.join(", ");
+    }
+    if prev.get(BELOW) != now.get(BELOW) {
+        return if first_step {
+            "its base (FROM image, platform or SOURCE_DATE_EPOCH) changed".into()
+        } else {
+            "a step before it changed".into()
+        };
+    }
+    "its inputs are unchanged, but its record is gone (pruned, --no-cache, or the layer was deleted)".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_what_changed() {
+        let a: KeyInputs = [(BELOW, "1"), (INSTRUCTION, "2"), ("file app.txt", "3"), ("file b", "4")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut b = a.clone();
+        b.insert("file app.txt".into(), "9".into());
+        b.insert(BELOW.into(), "8".into());
+        assert_eq!(explain(Some(&a), &b, false), "context file app.txt (changed)");
+        let mut c = a.clone();
+        c.insert(BELOW.into(), "8".into());
+        assert_eq!(explain(Some(&a), &c, false), "a step before it changed");
+        assert!(explain(Some(&a), &c, true).contains("base"));
+        let mut d = a.clone();
+        d.insert(INSTRUCTION.into(), "0".into());
+        assert_eq!(explain(Some(&a), &d, false), "instruction changed");
+        assert!(explain(None, &a, false).contains("no earlier"));
+        assert!(explain(Some(&a), &a, false).contains("record is gone"));
+    }
+}
