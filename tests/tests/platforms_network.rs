@@ -46,6 +46,13 @@ fn network_arm64_run_steps_run_under_qemu() {
         Path::new("/usr/bin/qemu-aarch64-static").is_file(),
         "qemu-user-static is missing (hint: run scripts/setup)"
     );
+    // A host's binfmt_misc is mounted by systemd; a bare CI machine may have none. kiln then
+    // mounts it in its own private mount namespace, and since kernel 6.7 handlers live with
+    // that mount's instance, so they vanish when kiln exits. Mount it here as systemd
+    // would, so the handler kiln registers can be read after the build.
+    if !Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
+        run_ok(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"]));
+    }
     let store = KilnStore::new();
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
