@@ -188,6 +188,16 @@ impl Mirror {
 
     /// Like `new`, with extra Release fields (e.g. `Valid-Until: …\n`).
     fn with_release_fields(pkgs: &[Pkg], signer: Option<&[u8]>, extra: &str) -> Mirror {
+        Mirror::crafted(
+            pkgs,
+            signer,
+            "test",
+            &format!("Suite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n{extra}"),
+        )
+    }
+
+    /// A mirror whose `dists/SUITE/InRelease` starts with `head` (Suite, Codename, Date…).
+    fn crafted(pkgs: &[Pkg], signer: Option<&[u8]>, suite: &str, head: &str) -> Mirror {
         let root = tempfile::tempdir().unwrap();
         let mut packages = String::new();
         for p in pkgs {
@@ -215,26 +225,38 @@ impl Mirror {
                 sha256_hex(&deb)
             ));
         }
-        let dist = root.path().join("dists/test/main/binary-amd64");
+        let dist = root.path().join(format!("dists/{suite}/main/binary-amd64"));
         std::fs::create_dir_all(&dist).unwrap();
         std::fs::write(dist.join("Packages"), &packages).unwrap();
+        let url = serve(root.path().to_path_buf());
+        let m = Mirror { root, url };
+        m.set_release(signer, suite, head);
+        m
+    }
+
+    /// (Re)writes `dists/SUITE/InRelease`: `head`, then the fields that name the Packages.
+    fn set_release(&self, signer: Option<&[u8]>, suite: &str, head: &str) {
+        let dist = self.root.path().join(format!("dists/{suite}"));
+        let packages = std::fs::read(dist.join("main/binary-amd64/Packages")).unwrap();
         let release = format!(
-            "Origin: kiln-test\nSuite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n{extra}Architectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
-            sha256_hex(packages.as_bytes()),
+            "Origin: kiln-test\n{head}Architectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            sha256_hex(&packages),
             packages.len()
         );
         let inrelease = match signer {
             Some(secret) => clearsign(secret, &release),
             None => release.into_bytes(),
         };
-        std::fs::write(root.path().join("dists/test/InRelease"), inrelease).unwrap();
-        let url = serve(root.path().to_path_buf());
-        Mirror { root, url }
+        std::fs::write(dist.join("InRelease"), inrelease).unwrap();
     }
 
     fn spec(&self, dir: &Path, packages: &str) -> PathBuf {
+        self.spec_for(dir, packages, "test")
+    }
+
+    fn spec_for(&self, dir: &Path, packages: &str, suite: &str) -> PathBuf {
         let text = format!(
-            "architectures = [\"amd64\"]\npackages = [{packages}]\n\n[[source]]\nurl = \"{}\"\nsuites = [\"test\"]\nkeyring = \"{}\"\n\n[image]\ncmd = [\"/usr/bin/hello\"]\n",
+            "architectures = [\"amd64\"]\npackages = [{packages}]\n\n[[source]]\nurl = \"{}\"\nsuites = [\"{suite}\"]\nkeyring = \"{}\"\n\n[image]\ncmd = [\"/usr/bin/hello\"]\n",
             self.url,
             keys().keyring.display()
         );
@@ -384,6 +406,95 @@ fn signatures_are_required() {
         "the signed Release expired at 2026-01-02T00:00:00Z",
     );
     assert!(!dir.path().join("kiln.lock").exists());
+}
+
+/// Issue 12.5: a validly signed InRelease is still refused when it is another suite's
+/// (substitution), older than the one kiln.lock recorded (replay), missing the Valid-Until
+/// the recorded one had, or expired. Each refusal is one line, exit 2, and the lock stays.
+#[test]
+fn inrelease_substitution_replay_and_expiry_are_refused() {
+    let archive = Some(&keys().archive[..]);
+    let security = |date: &str, extra: &str| {
+        format!("Suite: oldstable-security\nCodename: bookworm-security\nDate: {date}\n{extra}")
+    };
+    let store = KilnStore::new();
+    // The mirror serves bookworm's Release (same key, valid signature) as bookworm-security.
+    let m = Mirror::crafted(
+        &good_packages(),
+        archive,
+        "bookworm-security",
+        "Suite: oldstable\nCodename: bookworm\nDate: Sat, 28 Nov 2026 09:00:00 UTC\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    m.spec_for(dir.path(), "\"hello\"", "bookworm-security");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock"]),
+        "the signed Release is for Suite \"oldstable\", Codename \"bookworm\", not \"bookworm-security\"",
+    );
+    assert!(!dir.path().join("kiln.lock").exists());
+    // The right Release locks, and the lock records its Date and Valid-Until.
+    let until = "Valid-Until: Fri, 01 Jan 2100 00:00:00 UTC\n";
+    m.set_release(
+        archive,
+        "bookworm-security",
+        &security("Sat, 28 Nov 2026 09:00:00 UTC", until),
+    );
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lock_path = dir.path().join("kiln.lock");
+    let locked = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(
+        locked.contains("date = \"Sat, 28 Nov 2026 09:00:00 UTC\"")
+            && locked.contains("valid-until = \"Fri, 01 Jan 2100 00:00:00 UTC\""),
+        "{locked}"
+    );
+    // An older Release, validly signed: a replay.
+    m.set_release(
+        archive,
+        "bookworm-security",
+        &security("Fri, 27 Nov 2026 09:00:00 UTC", until),
+    );
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock", "--update"]),
+        "the signed Release is dated 2026-11-27T09:00:00Z, older than the 2026-11-28T09:00:00Z recorded in kiln.lock",
+    );
+    // A newer one without the Valid-Until the archive sets.
+    m.set_release(
+        archive,
+        "bookworm-security",
+        &security("Sun, 29 Nov 2026 09:00:00 UTC", ""),
+    );
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock", "--update"]),
+        "has no Valid-Until, but the one recorded in kiln.lock had one",
+    );
+    // An expired one.
+    m.set_release(
+        archive,
+        "bookworm-security",
+        &security(
+            "Sun, 29 Nov 2026 09:00:00 UTC",
+            "Valid-Until: Mon, 30 Nov 2026 09:00:00 UTC\n",
+        ),
+    );
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock", "--update"]),
+        "the signed Release expired at 2026-11-30T09:00:00Z",
+    );
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), locked);
+    // A newer, current Release moves the lock forward.
+    m.set_release(
+        archive,
+        "bookworm-security",
+        &security("Sun, 29 Nov 2026 09:00:00 UTC", until),
+    );
+    let o = kiln(&store, dir.path(), &["lock", "--update"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&lock_path)
+            .unwrap()
+            .contains("Sun, 29 Nov 2026")
+    );
 }
 
 #[test]
@@ -694,4 +805,234 @@ fn print_plan_has_one_schema_for_dockerfile_and_kiln_toml() {
         "print-plan --locked wrote the lock"
     );
     no_tags(&store);
+}
+
+/// The real Debian archive keyring and the real InRelease committed as a fuzz seed.
+fn real_inrelease() -> (Vec<u8>, PathBuf) {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/inrelease_verify/bookworm-updates.InRelease");
+    let keyring = PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg");
+    assert!(
+        keyring.is_file(),
+        "{} is missing: install debian-archive-keyring (scripts/setup)",
+        keyring.display()
+    );
+    (std::fs::read(seed).unwrap(), keyring)
+}
+
+/// Issue 12.6: gpgv with Debian's keyring accepts Debian's real InRelease and returns
+/// exactly the signed text; a changed byte, a foreign keyring or text outside the signed
+/// block are refused, and the signed suite must be the one asked for.
+#[test]
+fn real_debian_inrelease_verifies_with_the_debian_keyring() {
+    use kiln_debian::pgp::{PgpError, verify_cleartext};
+    let (raw, keyring) = real_inrelease();
+    let text = verify_cleartext(&raw, &keyring).unwrap();
+    assert!(
+        text.starts_with("Origin: Debian\nLabel: Debian\nSuite: oldstable-updates\n"),
+        "{text}"
+    );
+    assert!(!text.contains("PGP"), "the signature came through: {text}");
+    // gpgv's text is the signed part of the file, unescaped.
+    let raw_text = String::from_utf8(raw.clone()).unwrap();
+    let body = raw_text.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
+    let body = body.split("-----BEGIN PGP SIGNATURE-----").next().unwrap();
+    assert_eq!(text, body);
+    let r =
+        kiln_debian::repo::parse_release("http://deb.debian.org/debian", "bookworm-updates", &raw, &keyring).unwrap();
+    assert_eq!(
+        (r.signed_suite.as_str(), r.codename.as_str()),
+        ("oldstable-updates", "bookworm-updates")
+    );
+    assert!(r.files.contains_key("main/binary-amd64/Packages.xz"));
+    let e = kiln_debian::repo::parse_release("http://deb.debian.org/debian", "bookworm", &raw, &keyring).unwrap_err();
+    assert!(
+        e.to_string().contains("not \"bookworm\" (a substituted InRelease)"),
+        "{e}"
+    );
+    // One byte of the signed text changed.
+    let changed = raw_text.replacen("Label: Debian", "Label: Debiam", 1);
+    assert!(matches!(
+        verify_cleartext(changed.as_bytes(), &keyring),
+        Err(PgpError::BadSignature { .. })
+    ));
+    // A keyring without Debian's keys.
+    let foreign = verify_cleartext(&raw, &keys().keyring).unwrap_err();
+    assert!(matches!(foreign, PgpError::UnknownSigner { .. }), "{foreign}");
+    // Text outside the signed block is never passed on.
+    let prefixed = format!("Suite: bookworm-security\n{raw_text}");
+    assert!(matches!(
+        verify_cleartext(prefixed.as_bytes(), &keyring),
+        Err(PgpError::Malformed(m)) if m.contains("before")
+    ));
+    let twice = format!("{raw_text}{raw_text}");
+    assert!(matches!(
+        verify_cleartext(twice.as_bytes(), &keyring),
+        Err(PgpError::Malformed(_))
+    ));
+}
+
+/// The packets of a binary OpenPGP export: (tag, bytes with header).
+fn packets(data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let c = data[i];
+        let (tag, head, len) = if c & 0x40 != 0 {
+            let l = data[i + 1] as usize;
+            match l {
+                0..=191 => (c & 0x3f, 2, l),
+                192..=223 => (c & 0x3f, 3, ((l - 192) << 8) + data[i + 2] as usize + 192),
+                _ => (
+                    c & 0x3f,
+                    6,
+                    u32::from_be_bytes(data[i + 2..i + 6].try_into().unwrap()) as usize,
+                ),
+            }
+        } else {
+            let n = [1, 2, 4][(c & 3) as usize];
+            let len = data[i + 1..i + 1 + n]
+                .iter()
+                .fold(0usize, |a, b| (a << 8) | *b as usize);
+            ((c >> 2) & 0xf, 1 + n, len)
+        };
+        out.push((tag, data[i..i + head + len].to_vec()));
+        i += head + len;
+    }
+    out
+}
+
+/// A key made in a fresh GnuPG home by `make`, which returns the clearsigned message; then
+/// `finish` may change the home (revoke…) before the public keys are exported.
+fn signed_with<T>(make: impl FnOnce(&Path) -> T, finish: impl FnOnce(&Path)) -> (T, Vec<u8>) {
+    with_gpg_home(|home| {
+        let msg = make(home);
+        finish(home);
+        (msg, gpg(home, &["--export"]))
+    })
+}
+
+fn clearsign_in(home: &Path, extra: &[&str]) -> Vec<u8> {
+    let input = home.join("Release");
+    std::fs::write(&input, "Origin: kiln-test\nSuite: test\n").unwrap();
+    let mut args = vec!["--digest-algo", "SHA256"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--output", "-", "--clearsign", input.to_str().unwrap()]);
+    gpg(home, &args)
+}
+
+fn gen_key(home: &Path, uid: &str, usage: &str, expire: &str, extra: &[&str]) -> String {
+    let mut args = extra.to_vec();
+    args.extend_from_slice(&["--passphrase", "", "--quick-gen-key", uid, "rsa2048", usage, expire]);
+    gpg(home, &args);
+    fingerprints(home)[0].clone()
+}
+
+fn fingerprints(home: &Path) -> Vec<String> {
+    String::from_utf8(gpg(home, &["--with-colons", "--list-keys"]))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .map(|l| l.split(':').nth(9).unwrap().to_string())
+        .collect()
+}
+
+/// Issue 12.6: what the hand-written verifier accepted and gpgv, as kiln runs it, refuses:
+/// a key that has expired, a revoked key, a subkey without its binding signature, an
+/// unknown critical subpacket (a critical notation gpgv does not know) and SHA-1. Each has a
+/// control: the same kind of key, without the defect, verifies.
+#[test]
+fn expired_revoked_unbound_and_critical_signatures_are_refused() {
+    use kiln_debian::pgp::{PgpError, verify_cleartext};
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, (msg, keyring): (Vec<u8>, Vec<u8>)| {
+        let path = dir.path().join(format!("{name}.gpg"));
+        std::fs::write(&path, keyring).unwrap();
+        verify_cleartext(&msg, &path)
+    };
+    let unusable = |r: Result<String, PgpError>, needle: &str| match r {
+        Err(PgpError::Unusable { why, .. }) if why.contains(needle) => {}
+        other => panic!("expected {needle:?}, got {other:?}"),
+    };
+    // Made in 2020, valid until June 2020, signed while valid: expired now.
+    let past = ["--faked-system-time", "20200101T000000!"];
+    let expired = signed_with(
+        |h| {
+            gen_key(h, "expired <e@example.org>", "sign", "2020-06-01", &past);
+            clearsign_in(h, &["--faked-system-time", "20200201T000000!"])
+        },
+        |_| {},
+    );
+    unusable(check("expired", expired), "the key has expired");
+    // The control: a key that has not expired verifies.
+    let fresh = signed_with(
+        |h| {
+            gen_key(h, "fresh <f@example.org>", "sign", "2100-01-01", &[]);
+            clearsign_in(h, &[])
+        },
+        |_| {},
+    );
+    assert!(check("fresh", fresh).unwrap().starts_with("Origin: kiln-test\n"));
+    // Signed, then revoked (GnuPG's own revocation certificate, imported).
+    let revoked = signed_with(
+        |h| {
+            gen_key(h, "revoked <r@example.org>", "sign", "never", &[]);
+            clearsign_in(h, &[])
+        },
+        |h| {
+            let fpr = fingerprints(h)[0].clone();
+            let cert = std::fs::read_to_string(h.join(format!("openpgp-revocs.d/{fpr}.rev"))).unwrap();
+            let rev = h.join("rev.asc");
+            std::fs::write(&rev, cert.replace("\n:-----", "\n-----")).unwrap();
+            gpg(h, &["--import", rev.to_str().unwrap()]);
+        },
+    );
+    unusable(check("revoked", revoked), "the key is revoked");
+    // A certify-only primary key and a signing subkey; the message is signed by the subkey.
+    let (msg, bound) = signed_with(
+        |h| {
+            let fpr = gen_key(h, "sub <s@example.org>", "cert", "never", &[]);
+            gpg(
+                h,
+                &["--passphrase", "", "--quick-add-key", &fpr, "rsa2048", "sign", "never"],
+            );
+            let sub = fingerprints(h)[1].clone();
+            clearsign_in(h, &["--local-user", &format!("{sub}!")])
+        },
+        |_| {},
+    );
+    assert!(check("bound", (msg.clone(), bound.clone())).is_ok());
+    // The same keyring without the subkey binding signature (the packet after the subkey).
+    let pk = packets(&bound);
+    let unbound: Vec<u8> = pk
+        .iter()
+        .enumerate()
+        .filter(|(i, (tag, _))| !(*tag == 2 && *i > 0 && pk[i - 1].0 == 14))
+        .flat_map(|(_, (_, b))| b.clone())
+        .collect();
+    assert!(unbound.len() < bound.len());
+    unusable(check("unbound", (msg, unbound)), "without a valid binding signature");
+    // A critical notation (hashed subpacket 20 with the critical bit) that gpgv does not know.
+    let ((plain, crit), ring) = signed_with(
+        |h| {
+            gen_key(h, "crit <c@example.org>", "sign", "never", &[]);
+            let plain = clearsign_in(h, &[]);
+            (
+                plain,
+                clearsign_in(h, &["--sig-notation", "!policy@kiln.example=strict"]),
+            )
+        },
+        |_| {},
+    );
+    assert!(check("plain", (plain, ring.clone())).is_ok());
+    let r = check("crit", (crit, ring));
+    assert!(matches!(r, Err(PgpError::BadSignature { .. })), "{r:?}");
+    // SHA-1 is weak.
+    let sha1 = signed_with(
+        |h| {
+            gen_key(h, "sha1 <h@example.org>", "sign", "never", &[]);
+            clearsign_in(h, &["--digest-algo", "SHA1"])
+        },
+        |_| {},
+    );
+    unusable(check("sha1", sha1), "digest algorithm is weak");
 }

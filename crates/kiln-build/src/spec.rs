@@ -64,7 +64,7 @@ pub fn lock(store: &Store, spec_path: &Path, update: bool, progress: &(dyn Fn(&s
         });
     }
     let cache = kiln_debian::repo::cache_dir(&store.meta_dir());
-    let new = kiln_debian::lock::lock(&spec, &cache, progress)?;
+    let new = kiln_debian::lock::lock(&spec, &cache, old.as_ref(), progress)?;
     let changes = kiln_plan::lock::diff(&old.unwrap_or_default(), &new);
     lockfile::save(&path, &new, "kiln.toml")?;
     Ok(Locked {

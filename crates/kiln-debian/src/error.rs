@@ -24,6 +24,12 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The signature verifier (gpgv) cannot be run.
+    #[error("{message}")]
+    Verifier {
+        /// Why, with a hint.
+        message: String,
+    },
     /// A download failed.
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
@@ -86,7 +92,12 @@ impl Error {
             | Error::Deb(_)
             | Error::Lock { .. }
             | Error::Input { .. } => 2,
-            Error::Keyring { .. } | Error::Http(_) | Error::Io { .. } | Error::Store(_) | Error::Layer(_) => 3,
+            Error::Keyring { .. }
+            | Error::Verifier { .. }
+            | Error::Http(_)
+            | Error::Io { .. }
+            | Error::Store(_)
+            | Error::Layer(_) => 3,
         }
     }
 }

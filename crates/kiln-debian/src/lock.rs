@@ -30,12 +30,16 @@ pub fn disagreement(lock: &Lock, spec: &Spec) -> Option<String> {
 
 /// Resolves `spec` against the archives and returns a new lock. `progress` gets one line per
 /// download. Nothing is written here.
-pub fn lock(spec: &Spec, cache: &Path, progress: &dyn Fn(&str)) -> Result<Lock, Error> {
+/// `previous` is the lock being replaced, if any: a suite's InRelease may not be older than
+/// the one it recorded (see [`repo::fetch_release`]).
+pub fn lock(spec: &Spec, cache: &Path, previous: Option<&Lock>, progress: &dyn Fn(&str)) -> Result<Lock, Error> {
     let mut releases: Vec<(Release, Vec<String>)> = Vec::new();
     for src in &spec.source {
         for suite in &src.suites {
             progress(&format!("verifying {}/dists/{suite}/InRelease", src.url));
-            let r = repo::fetch_release(&src.url, suite, &src.keyring)?;
+            let url = src.url.trim_end_matches('/');
+            let recorded = previous.and_then(|l| l.snapshot.iter().find(|s| s.url == url && &s.suite == suite));
+            let r = repo::fetch_release(&src.url, suite, &src.keyring, recorded)?;
             releases.push((r, src.components.clone()));
         }
     }
@@ -85,6 +89,7 @@ pub fn lock(spec: &Spec, cache: &Path, progress: &dyn Fn(&str)) -> Result<Lock, 
             codename: r.codename,
             release: r.version,
             date: r.date,
+            valid_until: r.valid_until_text,
             inrelease_sha256: r.inrelease_sha256,
         })
         .collect();

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
-use crate::pgp::{self, Keyring};
+use crate::pgp;
 use crate::{control, http};
+use kiln_plan::lock::Snapshot;
 
 /// A verified Release file.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Release {
     pub url: String,
     /// The suite as asked for.
     pub suite: String,
+    /// The signed `Suite` (e.g. `oldstable`; may be empty).
+    pub signed_suite: String,
     /// `Codename`.
     pub codename: String,
     /// `Version` (may be empty).
@@ -33,6 +36,8 @@ pub struct Release {
     /// `Valid-Until` in seconds since the epoch (security suites set it, so an old signed
     /// InRelease cannot be replayed forever).
     pub valid_until: Option<i64>,
+    /// `Valid-Until` as signed (empty when the archive sets none).
+    pub valid_until_text: String,
 }
 
 /// Parses an RFC 2822 date as Release files write it (`Sat, 29 Nov 2026 00:12:41 UTC`).
@@ -68,16 +73,16 @@ pub fn parse_release_date(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 
-/// Downloads `dists/SUITE/InRelease` and checks its signature against the keyring.
-pub fn fetch_release(url: &str, suite: &str, keyring_path: &Path) -> Result<Release, Error> {
-    let ring_bytes = std::fs::read(keyring_path).map_err(|e| Error::Keyring {
-        path: keyring_path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let keyring = Keyring::parse(&ring_bytes).map_err(|e| Error::Keyring {
-        path: keyring_path.display().to_string(),
-        message: e.to_string(),
-    })?;
+/// Downloads `dists/SUITE/InRelease`, checks its signature against the keyring, and checks
+/// that it is current: not expired (`Valid-Until`), not older than the `Date` recorded in
+/// the previous lock (`recorded`), and carrying a `Valid-Until` again when the recorded one
+/// had it. Each refusal is an [`Error::Input`] naming the InRelease.
+pub fn fetch_release(
+    url: &str,
+    suite: &str,
+    keyring_path: &Path,
+    recorded: Option<&Snapshot>,
+) -> Result<Release, Error> {
     let location = format!("{}/dists/{suite}/InRelease", url.trim_end_matches('/'));
     let raw = http::get_bytes(&location).map_err(|e| {
         if e.is_not_found() {
@@ -89,7 +94,7 @@ pub fn fetch_release(url: &str, suite: &str, keyring_path: &Path) -> Result<Rele
             Error::Http(e)
         }
     })?;
-    let release = parse_release(url, suite, &raw, &keyring).map_err(|e| match e {
+    let release = parse_release(url, suite, &raw, keyring_path).map_err(|e| match e {
         Error::Signature { source, .. } => Error::Signature {
             url: location.clone(),
             source,
@@ -99,31 +104,89 @@ pub fn fetch_release(url: &str, suite: &str, keyring_path: &Path) -> Result<Rele
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    if let Some(until) = release.valid_until
-        && until < now
-    {
-        return Err(Error::Input {
-            message: format!(
-                "{location}: the signed Release expired at {} (Valid-Until)",
-                kiln_oci::image::rfc3339(until)
-            ),
-            hint: "the mirror is stale or replaying an old Release; use another mirror or try again later".into(),
-        });
-    }
+    check_current(&release, &location, recorded, now)?;
     Ok(release)
 }
 
+/// The freshness checks of [`fetch_release`] at time `now` (seconds since the epoch).
+pub fn check_current(release: &Release, location: &str, recorded: Option<&Snapshot>, now: i64) -> Result<(), Error> {
+    let refuse = |message: String, hint: &str| Error::Input {
+        message: format!("{location}: {message}"),
+        hint: hint.to_string(),
+    };
+    let replay = "the mirror is stale or replaying an old Release; use another mirror or try again later";
+    let Some(date) = parse_release_date(&release.date) else {
+        return Err(refuse(
+            format!("the signed Release has no valid Date ({:?})", release.date),
+            "kiln needs the archive's Date to refuse replayed Releases; use a mirror of a Debian-style archive",
+        ));
+    };
+    if let Some(until) = release.valid_until {
+        if until < now {
+            return Err(refuse(
+                format!(
+                    "the signed Release expired at {} (Valid-Until)",
+                    kiln_oci::image::rfc3339(until)
+                ),
+                replay,
+            ));
+        }
+    } else if !release.valid_until_text.is_empty() {
+        return Err(refuse(
+            format!("the signed Valid-Until {:?} is not a date", release.valid_until_text),
+            "the archive's Release file is malformed; use another mirror",
+        ));
+    }
+    let Some(rec) = recorded else { return Ok(()) };
+    if let Some(old) = parse_release_date(&rec.date)
+        && date < old
+    {
+        return Err(refuse(
+            format!(
+                "the signed Release is dated {}, older than the {} recorded in kiln.lock (a replayed InRelease)",
+                kiln_oci::image::rfc3339(date),
+                kiln_oci::image::rfc3339(old)
+            ),
+            replay,
+        ));
+    }
+    if !rec.valid_until.is_empty() && release.valid_until.is_none() {
+        return Err(refuse(
+            "the signed Release has no Valid-Until, but the one recorded in kiln.lock had one".into(),
+            replay,
+        ));
+    }
+    Ok(())
+}
+
 /// Verifies and parses InRelease bytes.
-pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Keyring) -> Result<Release, Error> {
-    let text = pgp::verify_cleartext(raw, keyring).map_err(|source| Error::Signature {
-        url: format!("{url}/dists/{suite}/InRelease"),
-        source,
+/// The signed `Suite` or `Codename` must be the suite that was asked for, so a mirror
+/// cannot serve one suite's Release (validly signed by the same key) for another's.
+pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Path) -> Result<Release, Error> {
+    let url = url.trim_end_matches('/');
+    let location = format!("{url}/dists/{suite}/InRelease");
+    let text = pgp::verify_cleartext(raw, keyring).map_err(|source| match source {
+        pgp::PgpError::Keyring { path, message } => Error::Keyring { path, message },
+        pgp::PgpError::Verifier(message) => Error::Verifier { message },
+        source => Error::Signature {
+            url: location.clone(),
+            source,
+        },
     })?;
     let paras = control::parse(&text).map_err(|e| Error::Input {
-        message: format!("{url}/dists/{suite}/InRelease: {e}"),
+        message: format!("{location}: {e}"),
         hint: "the mirror served a malformed Release file".into(),
     })?;
     let p = paras.first().cloned().unwrap_or_default();
+    let (signed_suite, codename) = (p.get("Suite").unwrap_or(""), p.get("Codename").unwrap_or(""));
+    if signed_suite != suite && codename != suite {
+        return Err(Error::Input {
+            message: format!(
+                "{location}: the signed Release is for Suite {signed_suite:?}, Codename {codename:?}, not {suite:?} (a substituted InRelease)"
+            ),
+            hint: "the mirror serves another suite's Release under this name; use another mirror, or check `suites` in kiln.toml".into(),
+        });
+    }
     let mut files = BTreeMap::new();
     for line in p.get("SHA256").unwrap_or("").lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -134,15 +197,17 @@ pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Keyring) -> R
         }
     }
     Ok(Release {
-        url: url.trim_end_matches('/').to_string(),
+        url: url.to_string(),
         suite: suite.to_string(),
-        codename: p.get("Codename").unwrap_or(suite).to_string(),
+        signed_suite: signed_suite.to_string(),
+        codename: if codename.is_empty() { suite } else { codename }.to_string(),
         version: p.get("Version").unwrap_or("").to_string(),
         date: p.get("Date").unwrap_or("").to_string(),
         inrelease_sha256: hex::encode(Sha256::digest(raw)),
         by_hash: p.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         files,
         valid_until: p.get("Valid-Until").and_then(parse_release_date),
+        valid_until_text: p.get("Valid-Until").unwrap_or("").to_string(),
     })
 }
 

@@ -65,8 +65,13 @@ pub struct Snapshot {
     pub codename: String,
     /// Release version.
     pub release: String,
-    /// Release date.
+    /// Release date (the signed `Date`): a later `kiln lock` refuses an InRelease older
+    /// than this, so a mirror cannot replay an old, validly signed one.
     pub date: String,
+    /// The signed `Valid-Until`, where the archive sets one: a later `kiln lock` then
+    /// requires it again (and refuses an expired one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub valid_until: String,
     /// sha256 of the verified InRelease.
     pub inrelease_sha256: String,
 }
@@ -383,7 +388,11 @@ fn validate_snapshot(s: &Snapshot) -> Result<(), Invalid> {
             return Err((key, format!("{key} {v:?} is not a suite name")));
         }
     }
-    for (key, v) in [("release", &s.release), ("date", &s.date)] {
+    for (key, v) in [
+        ("release", &s.release),
+        ("date", &s.date),
+        ("valid-until", &s.valid_until),
+    ] {
         if v.chars().any(char::is_control) {
             return Err((key, format!("{key} {v:?} holds control characters")));
         }
