@@ -44,6 +44,18 @@ pub fn check(
     cache: Option<&DecisionCache>,
     now: i64,
 ) -> Result<Decision, PolicyError> {
+    check_traced(policy, src, reference, cache, now).map(|(d, _)| d)
+}
+
+/// [`check`], also saying whether the decision came from the cache (`kiln serve` counts
+/// cache hits in its metrics).
+pub fn check_traced(
+    policy: &Policy,
+    src: &Sources,
+    reference: &str,
+    cache: Option<&DecisionCache>,
+    now: i64,
+) -> Result<(Decision, bool), PolicyError> {
     let needs = policy.needs(reference);
     let db = kiln_scan::db::Db::at(src.meta);
     let db_version = if needs.vulns {
@@ -60,7 +72,7 @@ pub fn check(
     if let (Some(c), Some(d)) = (cache, pinned(reference))
         && let Some(hit) = c.get(&key(d), now)
     {
-        return Ok(hit);
+        return Ok((hit, true));
     }
     let g = Gather {
         store: src.store,
@@ -73,17 +85,17 @@ pub fn check(
     let input = match gather_input(&g, reference) {
         Ok(i) => i,
         Err(e) if e.is_input() => return Err(e),
-        Err(e) => return Ok(unreadable(policy, reference, &e)),
+        Err(e) => return Ok((unreadable(policy, reference, &e), false)),
     };
     let d = policy.evaluate_at(&input, now);
     if let Some(c) = cache {
         c.put(key(input.digest.clone()), &d, now);
     }
-    Ok(d)
+    Ok((d, false))
 }
 
 /// The denial of an image whose facts could not be read: verification fails closed.
-fn unreadable(policy: &Policy, reference: &str, e: &PolicyError) -> Decision {
+pub fn unreadable(policy: &Policy, reference: &str, e: &PolicyError) -> Decision {
     Decision {
         reference: reference.to_string(),
         digest: String::new(),

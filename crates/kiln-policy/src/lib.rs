@@ -41,7 +41,7 @@ pub mod scan;
 pub mod time;
 pub mod vex;
 
-pub use check::{Sources, check};
+pub use check::{Sources, check, check_traced};
 pub use decision::{Decision, Violation};
 pub use error::PolicyError;
 pub use gather::{Gather, Needs, gather_input};
