@@ -149,8 +149,8 @@ async fn decide_all(
     now: i64,
 ) -> Result<BTreeMap<String, ImageVerdict>, String> {
     let mut tasks = tokio::task::JoinSet::new();
-    for image in images.iter().cloned() {
-        let e = engine.clone();
+    for image in &images {
+        let (e, image) = (engine.clone(), image.clone());
         tasks.spawn_blocking(move || e.decide(&image, now));
     }
     let all = async {

@@ -86,10 +86,17 @@ impl Engine {
             Err(e) => return self.undecided(image, e),
         };
         if name.digest.is_none() {
-            let resolved = self.access.session().and_then(|s| s.resolve(&name));
+            let resolved = match self.access.session() {
+                Ok(s) => s.resolve(&name),
+                Err(e) => Err(e),
+            };
             match resolved {
                 Ok(d) => name.digest = Some(d.digest),
-                Err(e) => return self.undecided(image, format!("resolving {name}: {e}")),
+                Err(e) => {
+                    let mut v = self.undecided(image, format!("resolving {name}: {e}"));
+                    v.reference = name.to_string();
+                    return v;
+                }
             }
         }
         let reference = name.to_string();

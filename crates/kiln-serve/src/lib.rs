@@ -17,6 +17,7 @@
 pub mod admit;
 pub mod audit;
 pub mod engine;
+pub mod manifests;
 pub mod metrics;
 pub mod pods;
 pub mod review;

@@ -176,6 +176,9 @@ pub fn app(config: &Config) -> Result<Arc<App>, ServeError> {
 /// socket is bound.
 pub fn run(config: Config) -> Result<(), ServeError> {
     let app = app(&config)?;
+    // The registry session owns a runtime, which must not be dropped inside this one: the
+    // last reference to the state is dropped here, after the server's runtime is gone.
+    let keep = app.clone();
     let certs = crate::tls::Reloading::new(&config.tls_cert, &config.tls_key)?;
     let tls = certs
         .server_config()
@@ -202,6 +205,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         }
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
+    drop(keep);
     Ok(())
 }
 

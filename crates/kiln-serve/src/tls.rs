@@ -44,7 +44,10 @@ fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     Ok(ck)
 }
 
-fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+/// A file's modification time and length, if it can be read.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -54,7 +57,7 @@ fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
 pub struct Reloading {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, [Option<(SystemTime, u64)>; 2])>,
+    current: RwLock<(Arc<CertifiedKey>, [Stamp; 2])>,
 }
 
 impl Reloading {

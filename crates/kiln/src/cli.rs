@@ -36,6 +36,8 @@ pub enum Commands {
     VerifyAttestation(crate::commands::sign::VerifyAttestationArgs),
     /// Decide whether images may ship by a policy file (signatures, attestations, CVEs, config, Rego).
     Policy(crate::commands::policy::PolicyArgs),
+    /// Run the Kubernetes admission webhook (HTTPS), or print its manifests.
+    Serve(Box<crate::commands::serve::ServeArgs>),
     /// List images in the store.
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON, or fields of it (--format).

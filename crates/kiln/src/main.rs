@@ -33,6 +33,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
     if let Commands::Info(a) = &cli.command {
         return commands::info::info(&root, a);
     }
+    if let Commands::Serve(a) = &cli.command {
+        return commands::serve::serve(&root, a);
+    }
     let (store, scratch) = open_store(&root, reads_only(&cli.command))?;
     let result = match &cli.command {
         Commands::Build(a) => commands::build::build(&store, a),
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         | Commands::Version(_)
         | Commands::Completion(_)
         | Commands::Info(_)
+        | Commands::Serve(_)
         | Commands::GenerateKeyPair(_)
         | Commands::Login(_)
         | Commands::Logout(_)

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod run;
 pub mod sbom;
 pub mod scan;
+pub mod serve;
 pub mod sign;
 pub mod version;
 

@@ -1,0 +1,588 @@
+//! `kiln serve` (issue 14): AdmissionReview v1 requests shaped as kube-apiserver sends them,
+//! over HTTPS trusting a CA made here (rcgen), to a real `kiln serve` deciding images
+//! built, pushed and signed by kiln in Debian's docker-registry on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use kiln_tests::registry::TestRegistry;
+use kiln_tests::{KilnStore, free_port, run_ok, venv_tool};
+use serde_json::{Value, json};
+
+/// A CA and a serving certificate for 127.0.0.1 and localhost, written as PEM files.
+fn certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("kiln test CA {tag}"));
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    let paths = (
+        dir.join(format!("ca-{tag}.crt")),
+        dir.join(format!("tls-{tag}.crt")),
+        dir.join(format!("tls-{tag}.key")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// A running `kiln serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `curl` over HTTPS trusting `ca`: (HTTP code, body).
+    fn curl_with(&self, ca: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg(format!("https://127.0.0.1:{}{path}", self.port));
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let o = c.output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let (text, code) = out.rsplit_once('\n').unwrap_or(("", "000"));
+        (code.trim().parse().unwrap_or(0), text.to_string())
+    }
+
+    fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.curl_with(&self.ca, method, path, body)
+    }
+
+    /// POSTs a review to `/validate` or `/mutate`; the response object.
+    fn review(&self, endpoint: &str, review: &Value) -> Value {
+        let (code, body) = self.curl("POST", endpoint, Some(&review.to_string()));
+        assert_eq!(
+            code,
+            200,
+            "{body}\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["uid"], review["request"]["uid"], "the uid is echoed");
+        v["response"].clone()
+    }
+}
+
+/// A store, a registry, key `a` and a scratch directory.
+struct Env {
+    store: KilnStore,
+    docker: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    reg: TestRegistry,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env {
+            store: KilnStore::new(),
+            docker: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            reg: TestRegistry::start(),
+        };
+        run_ok(
+            e.kiln(&["generate-key-pair", "--output-key-prefix"])
+                .arg(e.dir.path().join("a")),
+        );
+        e
+    }
+
+    fn kiln(&self, args: &[&str]) -> Command {
+        let mut c = self.store.cmd(args);
+        c.env("DOCKER_CONFIG", self.docker.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("COSIGN_PASSWORD", "");
+        c
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.reg.port())
+    }
+
+    /// Builds an image running as `user` (a file holding `text` makes it unique), pushes it
+    /// as `repo` in the registry and signs it with key `a` when `signed`.
+    fn push(&self, repo: &str, user: &str, text: &str, signed: bool) -> String {
+        let ctx = tempfile::tempdir_in(self.dir.path()).unwrap();
+        std::fs::write(ctx.path().join("f.txt"), text).unwrap();
+        let dockerfile = format!("FROM scratch\nCOPY f.txt /f.txt\nUSER {user}\n");
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+        let name = format!("{}/{repo}", self.host());
+        run_ok(self.kiln(&["build", "-q", "-t", &name]).arg(ctx.path()));
+        run_ok(&mut self.kiln(&["push", "-q", &name]));
+        if signed {
+            let k = self.path("a.key").display().to_string();
+            run_ok(&mut self.kiln(&["sign", "--key", &k, &name]));
+        }
+        name
+    }
+
+    /// The registry's digest for `reference`.
+    fn digest(&self, reference: &str) -> String {
+        let o = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{reference}"),
+        ]));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Starts `kiln serve` with `policy` (text) and waits until it answers `/healthz`.
+    fn serve(&self, policy: &str, extra: &[&str]) -> Server {
+        let p = self.path("kiln-policy.yaml");
+        std::fs::write(&p, policy).unwrap();
+        let (ca, cert, key) = certs(self.dir.path(), "one");
+        let port = free_port();
+        let log = self.path(&format!("serve-{port}.log"));
+        let mut cmd = self.kiln(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.arg("--policy")
+            .arg(&p)
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key);
+        cmd.args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let server = Server {
+            child: cmd.spawn().unwrap(),
+            port,
+            ca,
+            log,
+        };
+        for _ in 0..300 {
+            if server.curl("GET", "/healthz", None) == (200, "ok\n".to_string()) {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "kiln serve did not start: {}",
+            std::fs::read_to_string(&server.log).unwrap_or_default()
+        );
+    }
+}
+
+/// An AdmissionReview v1 as kube-apiserver sends it (Kubernetes documentation, "Dynamic
+/// Admission Control": request fields).
+fn review(uid: &str, kind: &str, group: &str, namespace: &str, object: Value, dry_run: bool) -> Value {
+    let (resource, version) = match kind {
+        "Pod" => ("pods", "v1"),
+        "Deployment" => ("deployments", "v1"),
+        "CronJob" => ("cronjobs", "v1"),
+        other => panic!("no resource for {other}"),
+    };
+    let name = object["metadata"]["name"].clone();
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "requestResource": {"group": group, "version": version, "resource": resource},
+            "name": name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "admin", "uid": "014fbff9a07c", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+/// A container hardened as the restricted profile and `read_only_root` want.
+fn container(name: &str, image: &str) -> Value {
+    json!({"name": name, "image": image, "securityContext": {
+        "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}})
+}
+
+fn pod_spec(containers: Vec<Value>, init: Vec<Value>) -> Value {
+    json!({"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": containers, "initContainers": init})
+}
+
+fn deployment(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": "shop"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}})
+}
+
+fn pod(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop"}, "spec": spec})
+}
+
+const POLICY: &str = "version: 1
+authorities:
+  a: { key: a.pub }
+rules:
+  - name: production
+    images: [\"127.0.0.1:*/prod/**\"]
+    signatures: { by: [a] }
+    pod: { profile: restricted, read_only_root: true }
+  - name: hygiene
+    images: [\"**\"]
+    mode: warn
+    config: { non_root: true }
+";
+
+/// Rows of the audit table, via Python's sqlite3: (uid, endpoint, result).
+fn audit_rows(db: &Path) -> Vec<(String, String, String)> {
+    let script = "import sqlite3,sys,json\nc=sqlite3.connect(sys.argv[1])\nprint(json.dumps(c.execute('select uid,endpoint,result from admissions order by id').fetchall()))";
+    let o = run_ok(Command::new("python3").args(["-c", script]).arg(db));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn message(r: &Value) -> String {
+    r["status"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn admission_verdicts() {
+    let e = Env::new();
+    let app = e.push("prod/app:1", "65532", "app", true);
+    let sidecar = e.push("prod/sidecar:1", "65532", "sidecar", true);
+    let unsigned = e.push("prod/init:1", "65532", "init", false);
+    let root = e.push("prod/root:1", "0", "root", true);
+    let db = e.path("audit.db");
+    let mut s = e.serve(POLICY, &["--database", &format!("sqlite:{}", db.display())]);
+    // Trust what a cluster would: the caBundle of the generated webhook configuration.
+    s.ca = ca_from_manifests(&e, &s.ca);
+
+    // Signed and compliant images in a hardened Deployment: allowed.
+    let good = deployment(
+        "web",
+        pod_spec(vec![container("app", &app), container("sidecar", &sidecar)], vec![]),
+    );
+    let r = s.review(
+        "/validate",
+        &review("u-good", "Deployment", "apps", "shop", good.clone(), false),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+
+    // One unsigned init container: denied, naming it.
+    let init = deployment(
+        "init",
+        pod_spec(vec![container("app", &app)], vec![container("setup", &unsigned)]),
+    );
+    let r = s.review(
+        "/validate",
+        &review("u-init", "Deployment", "apps", "shop", init, false),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["code"], 403);
+    let m = message(&r);
+    assert!(
+        m.contains(&format!(
+            "init container \"setup\" ({unsigned}): production: no signature by 'a'"
+        )),
+        "{m}"
+    );
+    assert!(
+        !m.contains("container \"app\""),
+        "only the failing container is named: {m}"
+    );
+
+    // A compliant image in a privileged pod: denied.
+    let mut spec = pod_spec(vec![container("app", &app)], vec![]);
+    spec["containers"][0]["securityContext"]["privileged"] = json!(true);
+    spec["hostNetwork"] = json!(true);
+    let r = s.review(
+        "/validate",
+        &review("u-priv", "Pod", "", "shop", pod("priv", spec), false),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let m = message(&r);
+    assert!(
+        m.contains(&format!("container \"app\" ({app}): production: it is privileged")),
+        "{m}"
+    );
+    assert!(m.contains("pod: production: hostNetwork is true"), "{m}");
+
+    // A warn-mode rule: allowed, with a warning.
+    let r = s.review(
+        "/validate",
+        &review(
+            "u-warn",
+            "Pod",
+            "",
+            "shop",
+            pod("rooty", pod_spec(vec![container("app", &root)], vec![])),
+            false,
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let w = r["warnings"].to_string();
+    assert!(w.contains("hygiene: the image runs as root"), "{r}");
+
+    // An unreachable registry: denied with the reason.
+    let gone = format!("127.0.0.1:{}/prod/app:1", free_port());
+    let r = s.review(
+        "/validate",
+        &review(
+            "u-gone",
+            "Pod",
+            "",
+            "shop",
+            pod("gone", pod_spec(vec![container("app", &gone)], vec![])),
+            false,
+        ),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("(unreadable)"), "{r}");
+
+    // An exempt namespace: allowed whatever it runs.
+    let r = s.review(
+        "/validate",
+        &review(
+            "u-exempt",
+            "Pod",
+            "",
+            "kube-system",
+            pod("x", json!({"containers": [{"name": "x", "image": unsigned}]})),
+            false,
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+
+    // A dry run is decided, not recorded.
+    let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+        "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": pod_spec(vec![container("job", &unsigned)], vec![])}}}}});
+    let r = s.review("/validate", &review("u-dry", "CronJob", "batch", "shop", cron, true));
+    assert_eq!(r["allowed"], false, "{r}");
+
+    // Malformed reviews: HTTP 400 saying what is wrong.
+    let (code, body) = s.curl("POST", "/validate", Some("{\"apiVersion\": \"admission.k8s.io/v1\""));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.starts_with("malformed AdmissionReview: "), "{body}");
+    let (code, body) = s.curl(
+        "POST",
+        "/validate",
+        Some(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string()),
+    );
+    assert_eq!(
+        (code, body.as_str()),
+        (400, "malformed AdmissionReview: no request in the review\n")
+    );
+
+    // Each answered, non-dry-run request has exactly one audit row.
+    let rows = audit_rows(&db);
+    let uids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        uids,
+        ["u-good", "u-init", "u-priv", "u-warn", "u-gone", "u-exempt"],
+        "{rows:?}"
+    );
+    let results: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(results, ["allowed", "denied", "denied", "allowed", "denied", "exempt"]);
+
+    let (code, m) = s.curl("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        m.contains("kiln_serve_requests_total{endpoint=\"validate\",code=\"400\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("kiln_serve_decisions_total{result=\"denied\"} 4"), "{m}");
+    assert!(m.contains("kiln_serve_request_duration_seconds_count 9"), "{m}");
+    assert_eq!(s.curl("GET", "/readyz", None), (200, "ready\n".to_string()));
+}
+
+#[test]
+fn mutation_pins_tags_to_the_digests_decided_on() {
+    let e = Env::new();
+    let app = e.push("prod/app:1", "65532", "app", true);
+    let init = e.push("prod/init:1", "65532", "init", true);
+    let s = e.serve(POLICY, &[]);
+    let pinned_already = format!("{app}@{}", e.digest(&app));
+    let object = deployment(
+        "web",
+        pod_spec(
+            vec![container("app", &app), container("again", &pinned_already)],
+            vec![container("setup", &init)],
+        ),
+    );
+    let r = s.review(
+        "/mutate",
+        &review("u-m", "Deployment", "apps", "shop", object.clone(), false),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).unwrap();
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let mut want = object;
+    let t = "/spec/template/spec";
+    *want.pointer_mut(&format!("{t}/containers/0/image")).unwrap() = json!(format!("{app}@{}", e.digest(&app)));
+    *want.pointer_mut(&format!("{t}/initContainers/0/image")).unwrap() = json!(format!("{init}@{}", e.digest(&init)));
+    assert_eq!(patched, want);
+    assert_eq!(patch.0.len(), 2, "an image pinned already is left alone: {raw:?}");
+
+    // A denied image gets no patch.
+    let unsigned = e.push("prod/unsigned:1", "65532", "u", false);
+    let object = deployment("bad", pod_spec(vec![container("app", &unsigned)], vec![]));
+    let r = s.review("/mutate", &review("u-m2", "Deployment", "apps", "shop", object, false));
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(r.get("patch").is_none(), "{r}");
+}
+
+#[test]
+fn plain_http_is_refused_and_a_new_certificate_is_served_without_restart() {
+    let e = Env::new();
+    let s = e.serve("version: 1\ndefault: allow\nrules: []\n", &[]);
+    // No TLS, no HTTP answer: the request never reaches a handler.
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/healthz", s.port))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "{plain:?}");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "000");
+    // Rotate: write a certificate from another CA over the served files.
+    let (ca2, cert2, key2) = certs(e.dir.path(), "two");
+    let served = |n: &str| e.dir.path().join(format!("tls-one.{n}"));
+    std::fs::copy(&key2, served("key")).unwrap();
+    std::fs::copy(&cert2, served("crt")).unwrap();
+    let mut switched = false;
+    for _ in 0..200 {
+        if s.curl_with(&ca2, "GET", "/healthz", None).0 == 200 {
+            switched = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(switched, "{}", std::fs::read_to_string(&s.log).unwrap_or_default());
+    assert_eq!(s.curl("GET", "/healthz", None).0, 0, "the old CA no longer verifies it");
+}
+
+/// `kiln serve manifests` for `ca`: the file and its documents (read by PyYAML).
+fn manifests(e: &Env, ca: &Path) -> (PathBuf, Vec<Value>) {
+    let out = run_ok(
+        e.kiln(&[
+            "serve",
+            "manifests",
+            "--namespace",
+            "kiln-system",
+            "--image",
+            "registry.example.com/kiln:1",
+        ])
+        .arg("--ca-bundle")
+        .arg(ca),
+    );
+    let file = e.path("webhook.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let script = "import sys,json,yaml\nprint(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
+    let o = run_ok(Command::new(venv_tool("python3")).args(["-c", script]).arg(&file));
+    (file, serde_json::from_slice(&o.stdout).unwrap())
+}
+
+/// The CA a cluster would trust: the generated ValidatingWebhookConfiguration's caBundle.
+fn ca_from_manifests(e: &Env, ca: &Path) -> PathBuf {
+    use base64::Engine as _;
+    let (_, docs) = manifests(e, ca);
+    let hook = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+        .expect("a ValidatingWebhookConfiguration");
+    let bundle = hook["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap();
+    let pem = base64::engine::general_purpose::STANDARD.decode(bundle).unwrap();
+    let path = e.path("ca-from-manifests.crt");
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+#[test]
+fn manifests_are_valid_kubernetes_and_fail_closed() {
+    let e = Env::new();
+    let (ca, _, _) = certs(e.dir.path(), "m");
+    let (file, docs) = manifests(&e, &ca);
+    let o = run_ok(
+        Command::new(venv_tool("kubernetes-validate"))
+            .arg("--strict")
+            .arg(&file),
+    );
+    let report = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    for kind in [
+        "deployment",
+        "service",
+        "validatingwebhookconfiguration",
+        "mutatingwebhookconfiguration",
+    ] {
+        assert!(
+            report.contains(&format!("passed for resource {kind}/kiln-serve")),
+            "{report}"
+        );
+    }
+    let d = &docs[0];
+    assert_eq!(d["spec"]["replicas"], 2);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
+        let hook = &doc["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Fail", "{kind}");
+        assert_eq!(hook["sideEffects"], "None", "{kind}");
+        assert!(
+            hook["timeoutSeconds"].as_u64().unwrap() > 8,
+            "above the server's deadline"
+        );
+        let excluded = &hook["namespaceSelector"]["matchExpressions"][0];
+        assert_eq!(excluded["operator"], "NotIn");
+        assert_eq!(excluded["values"], json!(["kube-system", "kiln-system"]));
+    }
+    // A bundle that is not a certificate is refused.
+    std::fs::write(e.path("junk.crt"), "junk").unwrap();
+    let o = e
+        .kiln(&["serve", "manifests", "--image", "x:1", "--ca-bundle"])
+        .arg(e.path("junk.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no PEM certificate"));
+}
