@@ -61,7 +61,11 @@ impl Fixture {
     }
 
     fn kiln_json(&self, name: &str) -> serde_json::Value {
-        let out = run_ok(&mut self.store.cmd(["analyze", "--format", "json", &format!("{name}:1")]));
+        self.kiln_json_of(&format!("{name}:1"))
+    }
+
+    fn kiln_json_of(&self, image: &str) -> serde_json::Value {
+        let out = run_ok(&mut self.store.cmd(["analyze", "--format", "json", image]));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -138,6 +142,66 @@ fn efficiency_and_wasted_bytes_equal_dives_on_three_images() {
             ),
         }
     }
+}
+
+/// The report without what names the blobs: a docker archive is read in place, so its layers
+/// are the archive's uncompressed tars (digest = diff_id), not the store's gzip blobs.
+fn without_blob_names(mut v: serde_json::Value) -> serde_json::Value {
+    v.as_object_mut().unwrap().remove("image");
+    v.as_object_mut().unwrap().remove("digest");
+    for l in v["layers"].as_array_mut().unwrap() {
+        l.as_object_mut().unwrap().remove("digest");
+        l.as_object_mut().unwrap().remove("compressed_size");
+    }
+    v
+}
+
+#[test]
+fn a_docker_archive_read_in_place_analyzes_as_the_stored_image_and_is_checked() {
+    let fx = fixture();
+    for name in ["waste", "clean", "whiteouts"] {
+        let tar = fx.tar(name);
+        let archived = fx.kiln_json_of(&format!("docker-archive:{}", tar.display()));
+        let stored = fx.kiln_json(name);
+        let d = fx.dive_json(name);
+        assert_eq!(
+            archived["wasted_bytes"].as_u64(),
+            d["image"]["inefficientBytes"].as_u64(),
+            "{name}"
+        );
+        assert_eq!(
+            archived["efficiency"].as_f64(),
+            d["image"]["efficiencyScore"].as_f64(),
+            "{name}"
+        );
+        let layers = archived["layers"].as_array().unwrap();
+        for (l, dl) in layers.iter().zip(d["layer"].as_array().unwrap()) {
+            assert_eq!(l["digest"], dl["digestId"], "{name}: layers are named by diff_id");
+        }
+        assert_eq!(without_blob_names(archived), without_blob_names(stored), "{name}");
+    }
+    // One flipped byte in the last layer's file data: the diff_id check refuses the archive.
+    let tar = fx.tar("waste");
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let at = bytes.len() - 4096;
+    let pos = bytes[..at]
+        .windows(10)
+        .rposition(|w| w == b"xxxxxxxxxx")
+        .expect("/srv/big's bytes in the archive");
+    bytes[pos] = b'y';
+    let bad = fx.dir.path().join("tampered.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = fx
+        .store
+        .cmd(["analyze", "--format", "json"])
+        .arg(format!("docker-archive:{}", bad.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not match its digest"),
+        "{out:?}"
+    );
 }
 
 fn dive_ci(fx: &Fixture, name: &str, cwd: &Path, flags: &[&str]) -> Option<i32> {

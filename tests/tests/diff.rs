@@ -215,6 +215,35 @@ fn every_change_is_listed_exactly_and_matches_diff_r_over_umoci_trees() {
 }
 
 #[test]
+fn docker_archives_read_in_place_diff_as_the_stored_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    build_busybox_base(&store, tmp.path());
+    build(&store, tmp.path(), "app:1", false);
+    build(&store, tmp.path(), "app:2", true);
+    osv_db(&store, tmp.path());
+    let mut refs = vec![];
+    for tag in ["app:1", "app:2"] {
+        let tar = tmp.path().join(format!("{}.tar", tag.replace(':', "-")));
+        run_ok(
+            store
+                .cmd(["save", "--format", "docker-archive", "-o"])
+                .arg(&tar)
+                .arg(tag),
+        );
+        refs.push(format!("docker-archive:{}", tar.display()));
+    }
+    let stored = diff_json(&store, &[]);
+    let out = run_ok(store.cmd(["diff", "--format", "json"]).args(&refs));
+    let archived: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for section in ["config", "files", "packages", "vulnerabilities", "layers"] {
+        assert_eq!(archived[section], stored[section], "{section}");
+    }
+    assert_eq!(archived["a"]["packages"], stored["a"]["packages"]);
+    assert_eq!(archived["b"]["layers"], stored["b"]["layers"]);
+}
+
+#[test]
 fn fail_on_and_formats() {
     let tmp = tempfile::tempdir().unwrap();
     let store = KilnStore::new();

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use kiln_oci::Store;
 use kiln_oci::image::{Image, ImageConfig};
+use kiln_oci::walk::Tree;
 use kiln_sbom::Sbom;
 use kiln_scan::version::Scheme;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::Layers;
 use crate::error::AnalyzeError;
 use crate::files::{self, FileDiff};
 
@@ -142,8 +143,8 @@ pub struct Diff {
 pub struct Input<'a> {
     /// As named.
     pub reference: &'a str,
-    /// Where its blobs are.
-    pub layout: &'a Store,
+    /// Where its layers are read from.
+    pub layers: Layers<'a>,
     /// The image.
     pub image: &'a Image,
 }
@@ -302,30 +303,37 @@ pub fn vuln_changes(
     })
 }
 
-fn catalog(i: &Input<'_>, jobs: usize) -> Result<Sbom, AnalyzeError> {
+/// One image read once: its final filesystem with file hashes, and its packages catalogued
+/// from the same pass (the catalogers' collector keeps what they read before the hasher
+/// streams the rest).
+fn read_side(i: &Input<'_>, jobs: usize) -> Result<(BTreeMap<String, files::FileEntry>, Sbom), AnalyzeError> {
     let opts = kiln_sbom::Options {
         jobs,
         ..Default::default()
     };
-    kiln_sbom::catalog_image(i.layout, i.image, i.reference, None, &opts).map_err(|e| AnalyzeError::Image {
-        image: i.reference.to_string(),
-        message: e.to_string(),
-        input: true,
-    })
+    let walked = crate::walk_image(i.reference, i.layers, i.image, jobs, |_| {
+        (kiln_sbom::walk::Collector::new(&opts), files::Hasher::default())
+    })?;
+    let tree = Tree::of(walked.iter().map(|w| w.changes.as_slice()));
+    let fs = kiln_sbom::walk::Fs::from_walk(&tree, walked.iter().map(|w| &w.visitor.0));
+    let sbom = kiln_sbom::catalog_walked(&fs, i.image, i.reference, None);
+    Ok((files::entries(&tree, |l| &walked[l].visitor.1), sbom))
 }
 
-/// Compares `a` (the old release) with `b` (the new one).
+/// Compares `a` (the old release) with `b` (the new one). The two images are read at the
+/// same time, each once.
 pub fn diff(
     a: &Input<'_>,
     b: &Input<'_>,
     db: Option<&kiln_scan::vuln::OpenDb>,
     jobs: usize,
 ) -> Result<Diff, AnalyzeError> {
-    let (ta, tb) = (
-        files::final_tree(a.reference, a.layout, a.image, jobs)?,
-        files::final_tree(b.reference, b.layout, b.image, jobs)?,
-    );
-    let (sa, sb) = (catalog(a, jobs)?, catalog(b, jobs)?);
+    let (ra, rb) = std::thread::scope(|s| {
+        let side_b = s.spawn(|| read_side(b, jobs));
+        let ra = read_side(a, jobs);
+        (ra, side_b.join().expect("reading image B panicked"))
+    });
+    let ((ta, sa), (tb, sb)) = (ra?, rb?);
     let ids_a = &a.image.config.rootfs.diff_ids;
     let ids_b = &b.image.config.rootfs.diff_ids;
     let shared: Vec<String> = ids_a

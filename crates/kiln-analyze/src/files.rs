@@ -4,18 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 
-use kiln_oci::Store;
 use kiln_oci::image::Image;
 use kiln_oci::layer::absolute_entry_path;
 use kiln_oci::walk::{Content, Kind, Meta, Tree, Visitor};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::Layers;
 use crate::error::AnalyzeError;
 
-/// Hashes every regular file of one layer as it streams past.
+/// Hashes every regular file of one layer as it streams past: path → sha256 (hex).
 #[derive(Default)]
-struct Hasher(HashMap<String, String>);
+pub struct Hasher(pub HashMap<String, String>);
 
 impl Visitor for Hasher {
     fn entry(&mut self, path: &str, meta: &Meta, content: &mut Content<'_>) -> io::Result<()> {
@@ -71,19 +71,25 @@ fn kind_name(k: Kind) -> &'static str {
 /// Reads `img`'s layers once and returns its final filesystem, path → entry.
 pub fn final_tree(
     reference: &str,
-    layout: &Store,
+    layers: Layers<'_>,
     img: &Image,
     jobs: usize,
 ) -> Result<BTreeMap<String, FileEntry>, AnalyzeError> {
-    let walked = crate::walk_image(reference, layout, img, jobs, |_| Hasher::default())?;
+    let walked = crate::walk_image(reference, layers, img, jobs, |_| Hasher::default())?;
     let tree = Tree::of(walked.iter().map(|w| w.changes.as_slice()));
+    Ok(entries(&tree, |i| &walked[i].visitor))
+}
+
+/// The final filesystem `tree` describes, path → entry, with the file hashes a [`Hasher`]
+/// per layer collected (`hashes(i)` gives layer `i`'s).
+pub fn entries<'h>(tree: &Tree, hashes: impl Fn(usize) -> &'h Hasher) -> BTreeMap<String, FileEntry> {
     let mut out = BTreeMap::new();
     for (path, node) in tree.iter() {
         if path == "/" {
             continue;
         }
         let m = &node.meta;
-        let hashes = &walked[node.layer].visitor.0;
+        let hashes = &hashes(node.layer).0;
         let sha256 = match m.kind {
             Kind::File => hashes.get(path).cloned(),
             Kind::Hardlink => m
@@ -115,7 +121,7 @@ pub fn final_tree(
             },
         );
     }
-    Ok(out)
+    out
 }
 
 /// A path present in both images whose entry differs.

@@ -15,13 +15,23 @@ pub mod sarif;
 pub use error::AnalyzeError;
 
 use kiln_oci::Store;
+use kiln_oci::docker_archive::DockerArchive;
 use kiln_oci::image::Image;
 use kiln_oci::walk::{self, LayerInput, LayerWalk, Visitor};
 
-/// Walks every layer of `img` (blobs in `layout`) once, in parallel, with a visitor per layer.
+/// Where an image's layers are read from.
+#[derive(Clone, Copy)]
+pub enum Layers<'a> {
+    /// Blobs of an OCI layout: the store, an `oci:` directory, or a staging layout.
+    Layout(&'a Store),
+    /// The layer tars of a `docker save` archive, read where they lie.
+    DockerArchive(&'a DockerArchive),
+}
+
+/// Walks every layer of `img` once, in parallel, with a visitor per layer.
 pub fn walk_image<V, F>(
     reference: &str,
-    layout: &Store,
+    layers: Layers<'_>,
     img: &Image,
     jobs: usize,
     visitor: F,
@@ -30,12 +40,15 @@ where
     V: Visitor + Send,
     F: Fn(usize) -> V + Sync,
 {
-    let inputs = img
-        .manifest
-        .layers
-        .iter()
-        .map(|d| LayerInput::blob(layout, d))
-        .collect();
+    let inputs = match layers {
+        Layers::Layout(layout) => img
+            .manifest
+            .layers
+            .iter()
+            .map(|d| LayerInput::blob(layout, d))
+            .collect(),
+        Layers::DockerArchive(a) => a.layer_inputs(),
+    };
     walk::walk_layers(inputs, jobs, visitor).map_err(|source| AnalyzeError::Walk {
         image: reference.to_string(),
         source,

@@ -2,11 +2,11 @@
 //! instruction that made it; for the image dive's efficiency and wasted bytes, each wasted
 //! path tied to the layers (and, for kiln-built images, the Dockerfile lines) involved.
 
-use kiln_oci::Store;
 use kiln_oci::image::Image;
 use kiln_oci::walk::{Change, Tree};
 use serde::Serialize;
 
+use crate::Layers;
 use crate::efficiency;
 use crate::error::AnalyzeError;
 
@@ -93,15 +93,15 @@ pub fn source_line(
         .map(|i| format!("{name}:{}", i.line))
 }
 
-/// Reads every layer of `img` from `layout` once, in parallel, and builds the report.
+/// Reads every layer of `img` from `layers` once, in parallel, and builds the report.
 pub fn analyze(
     reference: &str,
-    layout: &Store,
+    layers: Layers<'_>,
     img: &Image,
     dockerfile: Option<&(String, kiln_dockerfile::ast::Dockerfile)>,
     jobs: usize,
 ) -> Result<Analysis, AnalyzeError> {
-    let walked = crate::walk_image(reference, layout, img, jobs, |_| ())?;
+    let walked = crate::walk_image(reference, layers, img, jobs, |_| ())?;
     let changes: Vec<Vec<Change>> = walked.into_iter().map(|w| w.changes).collect();
     let eff = efficiency::analyze(&changes);
     let instructions = layer_instructions(img);

@@ -192,14 +192,14 @@ fn store_entry(archive: &Path, entry: &str) -> impl FnOnce(StoreError) -> Archiv
 // Compression sniffing (shared by save and load).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Packing {
+pub(crate) enum Packing {
     Plain,
     Gzip,
     Zstd,
 }
 
 /// Peeks at a buffered reader without consuming anything.
-fn sniff(r: &mut impl BufRead) -> io::Result<Packing> {
+pub(crate) fn sniff(r: &mut impl BufRead) -> io::Result<Packing> {
     let head = r.fill_buf()?;
     Ok(if head.starts_with(&ZSTD_MAGIC) {
         Packing::Zstd
@@ -470,13 +470,13 @@ pub fn save_oci_archive(store: &Store, image: &Descriptor, names: &[String], out
 
 /// One image in a `docker save` manifest.json.
 #[derive(Debug, Serialize, Deserialize)]
-struct DockerManifestEntry {
+pub(crate) struct DockerManifestEntry {
     #[serde(rename = "Config")]
-    config: String,
+    pub(crate) config: String,
     #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
+    pub(crate) repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers", default)]
-    layers: Vec<String>,
+    pub(crate) layers: Vec<String>,
 }
 
 /// Just the part of a config a docker archive needs: the layer diff_ids.
@@ -630,8 +630,8 @@ pub fn save_docker_archive(
 // Reading archives.
 
 /// Where each entry of a tar lies, learnt in one pass over the headers.
-struct TarIndex {
-    path: PathBuf,
+pub(crate) struct TarIndex {
+    pub(crate) path: PathBuf,
     file: File,
     len: u64,
     entries: HashMap<String, TarItem>,
@@ -662,7 +662,7 @@ fn normalize(p: &Path) -> Option<String> {
 }
 
 /// A window of the archive file, read with positional reads so several can coexist.
-struct Section<'a> {
+pub(crate) struct Section<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
@@ -688,7 +688,7 @@ impl Read for Section<'_> {
 }
 
 impl TarIndex {
-    fn open(path: &Path) -> Result<TarIndex, ArchiveError> {
+    pub(crate) fn open(path: &Path) -> Result<TarIndex, ArchiveError> {
         let file = File::open(path).map_err(io_at(path, "opening the archive"))?;
         let len = file
             .metadata()
@@ -749,12 +749,12 @@ impl TarIndex {
         })
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
     /// Offset and size of a file entry, following links.
-    fn locate(&self, name: &str, needed_by: &str) -> Result<(u64, u64), ArchiveError> {
+    pub(crate) fn locate(&self, name: &str, needed_by: &str) -> Result<(u64, u64), ArchiveError> {
         let mut cur = normalize(Path::new(name)).unwrap_or_default();
         for _ in 0..32 {
             match self.entries.get(&cur) {
@@ -781,7 +781,7 @@ impl TarIndex {
         })
     }
 
-    fn section(&self, offset: u64, size: u64) -> Section<'_> {
+    pub(crate) fn section(&self, offset: u64, size: u64) -> Section<'_> {
         Section {
             file: &self.file,
             pos: offset,
@@ -794,7 +794,7 @@ impl TarIndex {
         Ok((BufReader::with_capacity(IO_BUFFER, self.section(offset, size)), size))
     }
 
-    fn read_small(&self, name: &str, needed_by: &str) -> Result<Vec<u8>, ArchiveError> {
+    pub(crate) fn read_small(&self, name: &str, needed_by: &str) -> Result<Vec<u8>, ArchiveError> {
         let (offset, size) = self.locate(name, needed_by)?;
         if size > MAX_JSON {
             return Err(ArchiveError::Invalid {
@@ -810,7 +810,7 @@ impl TarIndex {
         Ok(buf)
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(&self, name: &str, bytes: &[u8]) -> Result<T, ArchiveError> {
+    pub(crate) fn json<T: for<'de> Deserialize<'de>>(&self, name: &str, bytes: &[u8]) -> Result<T, ArchiveError> {
         serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json {
             archive: self.path.clone(),
             entry: name.to_string(),
@@ -952,7 +952,7 @@ fn load_oci(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>, Ar
 /// loads: a bare `ref.name` such as `1` (skopeo's `oci-archive:base.tar:1`) becomes `1:latest`,
 /// so the printed name works in every other command. A name no command could address
 /// (`My Image`) is dropped, and the image is loaded untagged under its digest.
-fn store_name(raw: &str) -> Option<String> {
+pub(crate) fn store_name(raw: &str) -> Option<String> {
     Name::parse(raw).ok().map(|n| n.store_key())
 }
 
@@ -999,6 +999,44 @@ fn stage_tree(
     Ok(())
 }
 
+/// Reads a manifest.json entry's config: its bytes, their digest (checked against the digest
+/// in the file name, when it has one) and its diff_ids (one per listed layer).
+pub(crate) fn docker_config(
+    tar: &TarIndex,
+    entry: &DockerManifestEntry,
+) -> Result<(Vec<u8>, Digest, Vec<Digest>), ArchiveError> {
+    let config_bytes = tar.read_small(&entry.config, "manifest.json")?;
+    let config_digest = Digest::sha256_of(&config_bytes);
+    let stem = Path::new(&entry.config)
+        .file_name()
+        .map(|f| f.to_string_lossy().trim_end_matches(".json").to_string())
+        .unwrap_or_default();
+    if let Ok(named) = format!("sha256:{stem}").parse::<Digest>()
+        && named != config_digest
+    {
+        return Err(ArchiveError::Corrupt {
+            archive: tar.path.clone(),
+            entry: entry.config.clone(),
+            reason: format!("content hashes to {config_digest}, not the digest in its name"),
+        });
+    }
+    let rootfs: ConfigRootFs = tar.json(&entry.config, &config_bytes)?;
+    let diff_ids = rootfs.rootfs.diff_ids;
+    if diff_ids.len() != entry.layers.len() {
+        return Err(ArchiveError::Invalid {
+            archive: tar.path.clone(),
+            reason: format!(
+                "manifest.json lists {} layers for {} but the config has {} diff_ids",
+                entry.layers.len(),
+                entry.config,
+                diff_ids.len()
+            ),
+            hint: "the archive is corrupt or was modified; export it again",
+        });
+    }
+    Ok((config_bytes, config_digest, diff_ids))
+}
+
 fn load_docker(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>, ArchiveError> {
     let bytes = tar.read_small("manifest.json", "the docker archive")?;
     let entries: Vec<DockerManifestEntry> = tar.json("manifest.json", &bytes)?;
@@ -1006,35 +1044,7 @@ fn load_docker(tar: &TarIndex, staging: &mut Staging<'_>) -> Result<Vec<Loaded>,
     let mut by_diff_id: HashMap<Digest, Descriptor> = HashMap::new();
     let mut out = Vec::new();
     for entry in &entries {
-        let config_bytes = tar.read_small(&entry.config, "manifest.json")?;
-        let config_digest = Digest::sha256_of(&config_bytes);
-        let stem = Path::new(&entry.config)
-            .file_name()
-            .map(|f| f.to_string_lossy().trim_end_matches(".json").to_string())
-            .unwrap_or_default();
-        if let Ok(named) = format!("sha256:{stem}").parse::<Digest>()
-            && named != config_digest
-        {
-            return Err(ArchiveError::Corrupt {
-                archive: tar.path.clone(),
-                entry: entry.config.clone(),
-                reason: format!("content hashes to {config_digest}, not the digest in its name"),
-            });
-        }
-        let rootfs: ConfigRootFs = tar.json(&entry.config, &config_bytes)?;
-        let diff_ids = rootfs.rootfs.diff_ids;
-        if diff_ids.len() != entry.layers.len() {
-            return Err(ArchiveError::Invalid {
-                archive: tar.path.clone(),
-                reason: format!(
-                    "manifest.json lists {} layers for {} but the config has {} diff_ids",
-                    entry.layers.len(),
-                    entry.config,
-                    diff_ids.len()
-                ),
-                hint: "the archive is corrupt or was modified; export it again",
-            });
-        }
+        let (config_bytes, config_digest, diff_ids) = docker_config(tar, entry)?;
         let mut layers = Vec::with_capacity(diff_ids.len());
         for (i, (path, diff_id)) in entry.layers.iter().zip(&diff_ids).enumerate() {
             if let Some(d) = by_diff_id.get(diff_id) {

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod attached;
 pub mod decompress;
 pub mod digest;
+pub mod docker_archive;
 pub mod entropy;
 pub mod fsutil;
 pub mod image;

@@ -356,7 +356,7 @@ fn choice_names(candidates: &[Loaded]) -> Vec<String> {
         .collect()
 }
 
-fn pick(
+pub(crate) fn pick(
     candidates: &[Loaded],
     reference: Option<&str>,
     path: &Path,

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use kiln_analyze::{AnalyzeError, ci, report, sarif};
+use kiln_analyze::{AnalyzeError, Layers, ci, report, sarif};
 use kiln_oci::Store;
+use kiln_oci::docker_archive::DockerArchive;
+use kiln_oci::image::Image;
+use kiln_oci::transport::OpenedImage;
 
 use crate::error::CliError;
 
@@ -140,16 +143,56 @@ fn table(a: &report::Analysis, results: &[ci::RuleResult]) {
     }
 }
 
+/// An image opened for the commands that only walk its layers (`analyze`, `diff`): a plain
+/// docker archive is read in place (no temp layout, no recompression of its layers);
+/// anything else is opened as every command opens it.
+pub(crate) enum Walkable {
+    /// A `docker save` tar, read where it lies.
+    Archive(Box<DockerArchive>),
+    /// Any other image.
+    Opened(Box<OpenedImage>),
+}
+
+impl Walkable {
+    pub(crate) fn open(
+        store: &Store,
+        image: &str,
+        platform: Option<&kiln_oci::Platform>,
+        registries: &kiln_registry::RegistryAccess,
+    ) -> Result<Walkable, CliError> {
+        let r = crate::names::parse_image(store, image)?;
+        if let Some(a) = DockerArchive::open(&r)? {
+            return Ok(Walkable::Archive(Box::new(a)));
+        }
+        Ok(Walkable::Opened(Box::new(super::open_image(
+            store, image, platform, registries,
+        )?)))
+    }
+
+    pub(crate) fn image(&self) -> &Image {
+        match self {
+            Walkable::Archive(a) => &a.image,
+            Walkable::Opened(o) => &o.image,
+        }
+    }
+
+    pub(crate) fn layers(&self) -> Result<Layers<'_>, CliError> {
+        Ok(match self {
+            Walkable::Archive(a) => Layers::DockerArchive(a),
+            Walkable::Opened(o) => Layers::Layout(o.layout()?),
+        })
+    }
+}
+
 /// Analyzes an image; with `--ci`, exit 1 when a rule fails.
 pub fn analyze(store: &Store, a: &AnalyzeArgs) -> Result<(), CliError> {
     let ci_rules = if a.ci { Some(rules(a)?) } else { None };
     let df = dockerfile(a)?;
     let platform = super::parse_platform(&a.platform)?;
     let registries = super::registry_access(&a.registry)?;
-    let opened = super::open_image(store, &a.image, platform.as_ref(), &registries)?;
-    let layout = opened.layout().map_err(CliError::from)?;
+    let opened = Walkable::open(store, &a.image, platform.as_ref(), &registries)?;
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let analysis = report::analyze(&a.image, layout, &opened.image, df.as_ref(), jobs)?;
+    let analysis = report::analyze(&a.image, opened.layers()?, opened.image(), df.as_ref(), jobs)?;
     let results = ci_rules
         .as_ref()
         .map(|r| ci::evaluate(r, &analysis))

@@ -4,6 +4,7 @@ use clap::Args;
 use kiln_analyze::{diff, render};
 use kiln_oci::Store;
 
+use super::analyze::Walkable;
 use crate::error::CliError;
 
 /// `kiln diff` flags.
@@ -44,8 +45,8 @@ fn database(store: &Store) -> Option<kiln_scan::vuln::OpenDb> {
 pub fn diff(store: &Store, a: &DiffArgs) -> Result<(), CliError> {
     let platform = super::parse_platform(&a.platform)?;
     let registries = super::registry_access(&a.registry)?;
-    let ia = super::open_image(store, &a.image_a, platform.as_ref(), &registries)?;
-    let ib = super::open_image(store, &a.image_b, platform.as_ref(), &registries)?;
+    let ia = Walkable::open(store, &a.image_a, platform.as_ref(), &registries)?;
+    let ib = Walkable::open(store, &a.image_b, platform.as_ref(), &registries)?;
     let db = database(store);
     if db.is_none() && a.fail_on.iter().any(|s| s == "vulns") {
         return Err(CliError::env(
@@ -53,22 +54,16 @@ pub fn diff(store: &Store, a: &DiffArgs) -> Result<(), CliError> {
         ));
     }
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let input =
-        |r: &str, o: &kiln_oci::transport::OpenedImage| -> Result<(Store, kiln_oci::image::Image, String), CliError> {
-            Ok((o.layout()?.clone(), o.image.clone(), r.to_string()))
-        };
-    let (la, img_a, ra) = input(&a.image_a, &ia)?;
-    let (lb, img_b, rb) = input(&a.image_b, &ib)?;
     let d = diff::diff(
         &diff::Input {
-            reference: &ra,
-            layout: &la,
-            image: &img_a,
+            reference: &a.image_a,
+            layers: ia.layers()?,
+            image: ia.image(),
         },
         &diff::Input {
-            reference: &rb,
-            layout: &lb,
-            image: &img_b,
+            reference: &a.image_b,
+            layers: ib.layers()?,
+            image: ib.image(),
         },
         db.as_ref(),
         jobs,
