@@ -360,6 +360,32 @@ fn hermetic_refuses_unpinned_inputs() {
     run_ok(kiln(&store, dc.path(), &["build", "-q", "--write-lock"]).arg(ctx.path()));
     let out = run_ok(kiln(&store, dc.path(), &["build", "--hermetic", "--progress", "plain"]).arg(ctx.path()));
     assert!(String::from_utf8_lossy(&out.stderr).contains("steps cached"));
+
+    // No step has a network: only the loopback interface, and RUN --network=default is refused.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:test\nRUN cat /proc/net/dev\n",
+    )
+    .unwrap();
+    let out = run_ok(kiln(&store, dc.path(), &["build", "--hermetic", "--progress", "plain"]).arg(ctx.path()));
+    let ifaces: Vec<String> = kiln_tests::step_lines(&out)
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(i, _)| i.trim().to_string()))
+        .filter(|i| !i.contains(' ') && !i.contains('|'))
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:test\nRUN --network=default true\n",
+    )
+    .unwrap();
+    let out = kiln(&store, dc.path(), &["build", "--hermetic"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--hermetic: this RUN asks for a network"), "{err}");
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub fn cache_roots(store: &Store) -> BTreeSet<Digest> {
     out
 }
 
-/// Removes the build cache records, snapshots and stat cache; returns the bytes they held.
+/// Removes the build cache records, snapshots, stat cache and the key inputs kept for
+/// `--explain-cache`; returns the bytes they held.
 /// The caller holds the GC lock, so no build is using them; each is renamed away before it
 /// is deleted.
 pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
@@ -57,6 +58,7 @@ pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
         snapshots_dir(store),
         meta.join("layers"),
         meta.join("statcache"),
+        meta.join("cache-inputs"),
     ] {
         if fs::symlink_metadata(&d).is_ok() {
             move_to_trash(store, &d)?;
