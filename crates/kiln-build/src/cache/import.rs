@@ -27,6 +27,9 @@ enum Origin {
 pub struct Imported {
     origins: Vec<(String, Origin)>,
     records: HashMap<[u8; 32], (usize, Option<LayerRef>)>,
+    /// One fetch at a time: stages solved in parallel may need the same layer, and a
+    /// download resumes from the partial file another one is writing.
+    fetching: std::sync::Mutex<()>,
 }
 
 impl Imported {
@@ -51,6 +54,7 @@ pub fn import(sources: &[CacheFrom], registry: &kiln_registry::Options, warn: &d
     let mut imported = Imported {
         origins: vec![],
         records: HashMap::new(),
+        fetching: std::sync::Mutex::new(()),
     };
     for s in sources {
         let (label, loaded) = match s {
@@ -239,6 +243,7 @@ impl RemoteCache for Imported {
             .map(|(i, _)| *i)
             .ok_or_else(|| format!("no cache holds layer {}", d.digest))?;
         let (label, origin) = &self.origins[origin];
+        let _one = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fetched = match origin {
             Origin::Registry { session, repo } => session
                 .block_on(repo.fetch_blob(d, store))

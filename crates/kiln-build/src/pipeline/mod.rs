@@ -309,6 +309,9 @@ fn solve_with_caches(
     progress: &dyn Progress,
 ) -> Result<crate::solver::Solved, PipelineError> {
     let imported = crate::cache::import::import(&req.cache.from, &req.registry, &|w| progress.warn(w));
+    if let Some(i) = &imported {
+        progress.note(&format!("--cache-from: {} step records", i.len()));
+    }
     let mut cache = crate::build::CacheUse {
         remote: imported.as_ref().map(|i| i as &dyn crate::cache::RemoteCache),
         explain: req.cache.explain,
