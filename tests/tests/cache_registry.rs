@@ -164,6 +164,23 @@ fn two_stores_share_a_cache_through_the_registry() {
         }
     }
     assert_eq!(builder_only, 2, "{m}");
+
+    // A runner that reads and writes the same ref keeps what it did not need itself: the
+    // next runner still finds every stage.
+    let (_t3, third) = runner();
+    let both = [
+        "--cache-from",
+        &format!("type=registry,ref={cache}"),
+        "--cache-to",
+        &format!("type=registry,ref={cache},mode=max"),
+    ];
+    let (d, out) = build(&third, ctx.path(), &both);
+    assert_eq!((d.as_str(), ran(&out)), (cold.as_str(), 0), "{out}");
+    let (_, cfg) = cache_manifest(&reg, "team/cache", "max");
+    assert_eq!(cfg["records"].as_array().unwrap().len(), 5, "{cfg}");
+    let (_t4, fourth) = runner();
+    let (d, out) = build(&fourth, ctx.path(), &both[..2]);
+    assert_eq!((d.as_str(), ran(&out)), (cold.as_str(), 0), "{out}");
 }
 
 #[test]

@@ -9,22 +9,47 @@ use kiln_oci::reference::Name;
 use kiln_oci::{Descriptor, Manifest, Store, StoreError, canonical_json, media};
 
 use super::config::{self, StepRecord};
-use super::{CacheTo, Mode};
+use super::{CacheTo, Mode, RemoteCache};
 use crate::pipeline::PipelineError;
 use crate::solver::Progress;
 
+/// The records `mode` selects.
+fn chosen(records: &[StepRecord], target: usize, mode: Mode) -> impl Iterator<Item = &StepRecord> {
+    records.iter().filter(move |r| mode == Mode::Max || r.stage == target)
+}
+
+/// Fetches, from `--cache-from`, the layers of chosen records that this build never needed
+/// (a builder stage answered by the cache), so the exported cache keeps them: a runner that
+/// both reads and writes one cache ref does not drop what it did not download. A layer that
+/// cannot be fetched (or fails its check) is reported and its record left out.
+fn fetch_missing(
+    store: &Store,
+    records: &[StepRecord],
+    (target, mode): (usize, Mode),
+    remote: Option<&dyn RemoteCache>,
+    progress: &dyn Progress,
+) {
+    let Some(remote) = remote else { return };
+    for r in chosen(records, target, mode) {
+        if let Some(l) = &r.layer
+            && !store.has_blob(&l.descriptor.digest)
+            && let Err(e) = remote.fetch(store, l)
+        {
+            progress.warn(&format!("--cache-to: leaving out a record: {e}"));
+        }
+    }
+}
+
 /// Writes the cache manifest of `records` (those `mode` selects) into `store`; returns its
-/// descriptor and the number of records. Records whose layer is not in the store (a step
-/// answered by `--cache-from` whose layer this build never needed) are left out.
+/// descriptor and the number of records. Records whose layer is not in the store are left
+/// out.
 fn write_manifest(
     store: &Store,
     target: usize,
     records: &[StepRecord],
     mode: Mode,
 ) -> Result<(Descriptor, usize), StoreError> {
-    let chosen: Vec<&StepRecord> = records
-        .iter()
-        .filter(|r| mode == Mode::Max || r.stage == target)
+    let chosen: Vec<&StepRecord> = chosen(records, target, mode)
         .filter(|r| r.layer.as_ref().is_none_or(|l| store.has_blob(&l.descriptor.digest)))
         .collect();
     let (cfg, layers) = config::build(chosen.iter().copied());
@@ -46,16 +71,20 @@ fn write_manifest(
 }
 
 /// Exports the build's records to every `--cache-to` destination except `inline` (which the
-/// solver writes into the image itself).
+/// solver writes into the image itself). `remote` is the `--cache-from` the build used (when
+/// it was not given up), for the layers this build did not download.
 pub fn export(
     store: &Store,
-    target: usize,
-    records: &[StepRecord],
+    (target, records): (usize, &[StepRecord]),
     to: &[CacheTo],
     registry: &kiln_registry::Options,
+    remote: Option<&dyn RemoteCache>,
     progress: &dyn Progress,
 ) -> Result<(), PipelineError> {
     for dest in to {
+        if let CacheTo::Registry { mode, .. } | CacheTo::Local { mode, .. } = dest {
+            fetch_missing(store, records, (target, *mode), remote, progress);
+        }
         match dest {
             CacheTo::Inline => {}
             CacheTo::Registry { reference, mode } => {

@@ -252,13 +252,18 @@ fn build_dockerfile(
     for w in &prepared.warnings {
         progress.warn(w);
     }
-    let solved = solve_with_caches(store, req, &prepared, df, tags, progress)?;
+    let imported = crate::cache::import::import(&req.cache.from, &req.registry, &|w| progress.warn(w));
+    if let Some(i) = &imported {
+        progress.note(&format!("--cache-from: {} step records", i.len()));
+    }
+    let remote = imported.as_ref().map(|i| i as &dyn crate::cache::RemoteCache);
+    let (solved, remote) = solve_with_caches(store, req, (&prepared, df), tags, remote, progress)?;
     crate::cache::export::export(
         store,
-        prepared.plan.target,
-        &solved.records,
+        (prepared.plan.target, &solved.records),
         &req.cache.to,
         &req.registry,
+        remote,
         progress,
     )?;
     if req.write_lock {
@@ -300,20 +305,17 @@ fn build_dockerfile(
 /// the cache says, stops that solve: the build then runs again without the remote cache
 /// (what it already made stays in the local cache), so a bad cache never fails a build nor
 /// puts a wrong layer into it.
-fn solve_with_caches(
+/// Returns the solve, and the remote cache unless it was given up.
+fn solve_with_caches<'r>(
     store: &Store,
     req: &BuildRequest,
-    prepared: &Prepared,
-    df: &DockerfileRequest,
+    (prepared, df): (&Prepared, &DockerfileRequest),
     tags: &[String],
+    remote: Option<&'r dyn crate::cache::RemoteCache>,
     progress: &dyn Progress,
-) -> Result<crate::solver::Solved, PipelineError> {
-    let imported = crate::cache::import::import(&req.cache.from, &req.registry, &|w| progress.warn(w));
-    if let Some(i) = &imported {
-        progress.note(&format!("--cache-from: {} step records", i.len()));
-    }
+) -> Result<(crate::solver::Solved, Option<&'r dyn crate::cache::RemoteCache>), PipelineError> {
     let mut cache = crate::build::CacheUse {
-        remote: imported.as_ref().map(|i| i as &dyn crate::cache::RemoteCache),
+        remote,
         explain: req.cache.explain,
         inline: req.cache.inline(),
     };
@@ -321,9 +323,9 @@ fn solve_with_caches(
         Err(crate::error::BuildError::CacheImport { message }) => {
             progress.warn(&format!("--cache-from: {message}; building again without it"));
             cache.remote = None;
-            Ok(crate::build::run(store, prepared, df, tags, progress, cache)?)
+            Ok((crate::build::run(store, prepared, df, tags, progress, cache)?, None))
         }
-        other => Ok(other?),
+        other => Ok((other?, remote)),
     }
 }
 
