@@ -403,6 +403,21 @@ fn hermetic_refuses_unpinned_inputs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--hermetic: this RUN asks for a network"), "{err}");
+
+    // A kiln.toml build is held to its lock, as under --locked.
+    let spec = tempfile::tempdir().unwrap();
+    std::fs::write(
+        spec.path().join("kiln.toml"),
+        "architectures = [\"amd64\"]\npackages = [\"hello\"]\n\n[[source]]\nurl = \"http://127.0.0.1:9/debian\"\nsuites = [\"bookworm\"]\n",
+    )
+    .unwrap();
+    let out = kiln(&store, dc.path(), &["build", "--hermetic"])
+        .arg(spec.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no lock file"), "{err}");
 }
 
 #[test]

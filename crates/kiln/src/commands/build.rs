@@ -238,7 +238,8 @@ fn source(
             tags: args.tags.clone(),
             compression,
             source_date_epoch: args.source_date_epoch,
-            locked: args.locked,
+            // --hermetic: every package pinned, so kiln.lock must match the spec.
+            locked: args.locked || args.hermetic,
             no_cache: args.no_cache,
         };
         return Ok((Source::Spec(req), None));
