@@ -120,16 +120,22 @@ pub fn resolve_in_store(store: &Store, name: &str, platform: &Platform) -> Resul
 
 /// Reads the Dockerfile and context and makes the plan (no layer work).
 pub fn prepare(store: &Store, req: &DockerfileRequest) -> Result<Prepared, BuildError> {
-    prepare_with(req, &|name: &str, p: &Platform| resolve_in_store(store, name, p))
+    prepare_with(
+        req,
+        &|name: &str, p: &Platform| resolve_in_store(store, name, p),
+        &frontend::no_remote,
+    )
 }
 
 /// [`prepare`] with the caller's base-image resolver, usually
 /// [`crate::pins::BasePins::resolve`], which pulls from registries (`--pull`) and checks
 /// digests against `Dockerfile.lock` (`--locked`). The resolver must leave the image's blobs
-/// in the store the build will run against.
+/// in the store the build will run against; `remote` pins `ADD` URLs and git sources
+/// (usually [`crate::remote::RemoteInputs::resolve`]).
 pub fn prepare_with(
     req: &DockerfileRequest,
     resolve: &dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
+    remote: frontend::ResolveRemote<'_>,
 ) -> Result<Prepared, BuildError> {
     let dockerfile = req.dockerfile.clone().unwrap_or_else(|| req.context.join("Dockerfile"));
     if !req.context.is_dir() {
@@ -186,6 +192,7 @@ pub fn prepare_with(
         source_url,
         resolve_image: resolve,
         hermetic: req.run.hermetic,
+        resolve_remote: remote,
     };
     let mut out = frontend::plan(&input)?;
     if !req.labels.is_empty() {
@@ -274,8 +281,9 @@ fn escape_pattern(path: &str) -> String {
 }
 
 /// `kiln lock` for a Dockerfile: runs the frontend once per platform, resolving every base
-/// image through `pins` (which pulls what names a registry), and returns the lock of what
-/// they resolved to. No layer work, and nothing is written.
+/// image through `pins` (which pulls what names a registry) and every `ADD` URL or git
+/// source through its [`crate::pins::BasePins::remote`], and returns the lock of what they
+/// resolved to. No layer work, and nothing is written.
 pub fn lock_dockerfile(
     req: &DockerfileRequest,
     platforms: &[Platform],
@@ -284,7 +292,9 @@ pub fn lock_dockerfile(
     for p in platforms {
         let mut r = req.clone();
         r.platform = Some(p.clone());
-        prepare_with(&r, &|name, plat| pins.resolve(name, plat))?;
+        prepare_with(&r, &|name, plat| pins.resolve(name, plat), &|s| {
+            pins.remote().resolve(s)
+        })?;
     }
     Ok(pins.to_lock())
 }

@@ -320,6 +320,9 @@ pub struct Materialize<'a> {
     pub from_context: bool,
     /// Where ADD extracts archives (kept alive by the caller until the layer is written).
     pub scratch_dir: &'a std::path::Path,
+    /// mtime of the files of an `ADD URL` (the server's `Last-Modified`), instead of
+    /// SOURCE_DATE_EPOCH.
+    pub file_mtime: Option<i64>,
 }
 
 /// Resolves destinations against the rootfs and returns sorted layer entries.
@@ -362,7 +365,7 @@ pub fn materialize(op: &CopyOp, c: &Collected, m: &Materialize<'_>) -> Result<BT
             extract_archive(&item.node.real, &dir).map_err(|e| {
                 StepError::new(
                     format!("extracting {}: {e}", item.rel),
-                    "ADD only extracts tar, tar.gz and tar.zst archives",
+                    "ADD extracts tar archives, plain or compressed with gzip, bzip2, xz or zstd",
                 )
             })?;
             let t = tree::ContextTree::new(dir, None);
@@ -470,7 +473,11 @@ fn add_entry(
         (_, Some(c)) => c,
         (_, None) => n.mode,
     };
-    let mtime = if from_context { m.source_date_epoch } else { n.mtime };
+    let mtime = match (from_context, m.file_mtime) {
+        (true, Some(t)) if n.kind == NodeKind::File => t,
+        (true, _) => m.source_date_epoch,
+        (false, _) => n.mtime,
+    };
     out.insert(
         path.clone(),
         LayerEntry {
@@ -486,7 +493,7 @@ fn add_entry(
 }
 
 /// Recognises the archives ADD extracts, as BuildKit does: the file, decompressed if it is
-/// gzip or zstd, starts with a valid tar header. Anything else (a `.gz` of plain text, say)
+/// gzip, bzip2, xz or zstd, starts with a valid tar header. Anything else (a `.gz` of plain text, say)
 /// is copied as it is.
 fn is_archive(path: &std::path::Path) -> std::io::Result<bool> {
     fn read_block(r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
@@ -507,8 +514,9 @@ fn is_archive(path: &std::path::Path) -> std::io::Result<bool> {
     }
     let mut f = std::fs::File::open(path)?;
     let head = read_block(&mut f)?;
-    let block = if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        match kiln_oci::decompress::open_layer_stream(std::fs::File::open(path)?) {
+    let compressed = [&GZIP[..], &ZSTD[..], &BZIP2[..], &XZ[..]];
+    let block = if compressed.iter().any(|m| head.starts_with(m)) {
+        match open_archive(path) {
             Ok(mut r) => read_block(&mut r)?,
             Err(_) => return Ok(false),
         }
@@ -516,6 +524,28 @@ fn is_archive(path: &std::path::Path) -> std::io::Result<bool> {
         head
     };
     Ok(tar_header_ok(&block))
+}
+
+const GZIP: [u8; 2] = [0x1f, 0x8b];
+const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const BZIP2: [u8; 3] = *b"BZh";
+const XZ: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
+
+/// An archive ADD extracts, decompressed: bzip2 and xz here (as BuildKit's `archive`
+/// package does), gzip, zstd or plain tar through kiln-oci's layer decoder.
+fn open_archive(path: &std::path::Path) -> std::io::Result<Box<dyn Read>> {
+    let mut head = [0u8; 6];
+    let mut f = std::fs::File::open(path)?;
+    let n = f.read(&mut head)?;
+    let f = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    if head[..n].starts_with(&BZIP2) {
+        Ok(Box::new(bzip2::read::MultiBzDecoder::new(f)))
+    } else if head[..n].starts_with(&XZ) {
+        let stream = xz2::stream::Stream::new_stream_decoder(u64::MAX, xz2::stream::CONCATENATED)?;
+        Ok(Box::new(xz2::read::XzDecoder::new_stream(f, stream)))
+    } else {
+        kiln_oci::decompress::open_layer_stream(f)
+    }
 }
 
 /// Is this a tar header block with a correct checksum (what Go's `tar.Reader.Next` needs)?
@@ -544,8 +574,7 @@ fn tar_header_ok(b: &[u8]) -> bool {
 /// Mode, uid, gid and mtime of an archive's first entry when it is the archive's root
 /// directory (`./`), as `tar -C dir .` writes it.
 fn archive_root_entry(path: &std::path::Path) -> std::io::Result<Option<(u32, u32, u32, i64)>> {
-    let stream = kiln_oci::decompress::open_layer_stream(std::fs::File::open(path)?)?;
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(open_archive(path)?);
     let Some(first) = archive.entries()?.next() else {
         return Ok(None);
     };
@@ -566,8 +595,7 @@ fn archive_root_entry(path: &std::path::Path) -> std::io::Result<Option<(u32, u3
 
 fn extract_archive(path: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let stream = kiln_oci::decompress::open_layer_stream(f).map_err(|e| e.to_string())?;
+    let stream = open_archive(path).map_err(|e| e.to_string())?;
     let opts = kiln_oci::unpack::UnpackOptions::default();
     kiln_oci::unpack::unpack_layer(stream, dir, &opts).map_err(|e| e.to_string())?;
     Ok(())

@@ -44,6 +44,56 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
+/// An `ADD` source outside the context, for the caller to pin (and fetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteSource<'r> {
+    /// `ADD https://…`, with its `--checksum` if given.
+    Url {
+        /// The URL.
+        url: &'r str,
+        /// `--checksum=sha256:…`.
+        checksum: Option<&'r Digest>,
+        /// `--hermetic`: refuse it unless something pins it.
+        hermetic: bool,
+    },
+    /// `ADD <git repository>#ref`.
+    Git {
+        /// The source as written (`https://host/repo.git#ref`): the lock's key.
+        source: &'r str,
+        /// The repository, without `#…`.
+        url: &'r str,
+        /// The ref after `#` (empty: the default branch).
+        reference: &'r str,
+        /// `--hermetic`: refuse it unless something pins it.
+        hermetic: bool,
+    },
+}
+
+/// What a [`RemoteSource`] was pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemotePin {
+    /// A URL's content, now in the store.
+    Url {
+        /// sha256 of the content.
+        digest: Digest,
+        /// The server's `Last-Modified`.
+        mtime: Option<i64>,
+    },
+    /// A git ref's commit.
+    Git {
+        /// Full commit id.
+        commit: String,
+    },
+}
+
+/// The resolver of remote `ADD` sources; the error string is shown at the instruction.
+pub type ResolveRemote<'a> = &'a dyn Fn(&RemoteSource<'_>) -> Result<RemotePin, String>;
+
+/// A resolver for callers that have no network access to give: every remote source is refused.
+pub fn no_remote(_: &RemoteSource<'_>) -> Result<RemotePin, String> {
+    Err("remote sources cannot be fetched here (hint: build with `kiln build`)".into())
+}
+
 /// Everything the frontend needs besides the Dockerfile text.
 pub struct FrontendInput<'a> {
     /// Name used in messages (`Dockerfile`, `docker/app.Dockerfile`).
@@ -66,9 +116,11 @@ pub struct FrontendInput<'a> {
     pub source_url: Option<String>,
     /// Resolves an image name for a platform; the error string is shown to the user.
     pub resolve_image: &'a dyn Fn(&str, &Platform) -> Result<ResolvedImage, String>,
-    /// `--hermetic`: an input that is not pinned (ADD of a URL without `--checksum`) is an
-    /// error.
+    /// `--hermetic`: an input that is not pinned (ADD of a URL without `--checksum` or a lock
+    /// pin, a git ref that is not a commit) is an error; the remote resolver refuses it.
     pub hermetic: bool,
+    /// Pins (and fetches) `ADD` sources outside the context: URLs and git repositories.
+    pub resolve_remote: ResolveRemote<'a>,
 }
 
 /// The plan and what the frontend noticed on the way.
@@ -716,29 +768,6 @@ fn plan_run(
     })
 }
 
-/// ADD of a URL or a Git repository: not supported yet; under `--hermetic` the error says
-/// first that the source is not pinned.
-fn refuse_remote(ctx: &Ctx<'_>, line: usize, v: &str) -> Result<(), FrontendError> {
-    let remote = v.starts_with("http://") || v.starts_with("https://") || v.starts_with("git@") || v.ends_with(".git");
-    if !remote {
-        return Ok(());
-    }
-    if ctx.input.hermetic {
-        return Err(ctx.err(
-            line,
-            1,
-            format!("--hermetic: ADD of {v:?} is not pinned (no --checksum=sha256:…)"),
-            Some("pin it with --checksum=sha256:<digest>, or vendor the file into the context and COPY it"),
-        ));
-    }
-    Err(ctx.err(
-        line,
-        1,
-        format!("ADD of remote source {v:?} is not supported yet"),
-        Some("download the file in an earlier step and COPY it, or vendor it into the context"),
-    ))
-}
-
 fn plan_copy(
     ctx: &mut Ctx<'_>,
     earlier: &[StagePlan],
@@ -809,28 +838,45 @@ fn plan_copy(
             )
         }
     };
-    if is_add && instr.flag("checksum").is_some() {
+    let mut sources = Vec::new();
+    for s in &args.sources {
+        sources.push(expand(ctx, instr, s, env)?);
+    }
+    let remote = match sources.iter().find(|s| is_add && remote_kind(s).is_some()) {
+        Some(src) if sources.len() > 1 || !args.heredocs.is_empty() || from != CopyFrom::Context => {
+            return Err(ctx.err(
+                instr.line,
+                1,
+                format!("ADD {src:?}: a URL or git source must be the instruction's only source"),
+                Some("write one ADD per remote source (and no --from)"),
+            ));
+        }
+        Some(src) => Some(plan_remote(ctx, instr, src, env)?),
+        None => None,
+    };
+    let checksum_ok = matches!(remote, Some(CopyFrom::Url { .. }));
+    if is_add && instr.flag("checksum").is_some() && !checksum_ok {
         return Err(flag_err(
             "checksum",
             "--checksum is only valid for ADD of an HTTP(S) URL".into(),
             "remove --checksum, or ADD a URL",
         ));
     }
-    if is_add && instr.flag("keep-git-dir").is_some() {
+    let keep_ok = matches!(remote, Some(CopyFrom::Git { .. }));
+    if is_add && instr.flag("keep-git-dir").is_some() && !keep_ok {
         return Err(flag_err(
             "keep-git-dir",
             "--keep-git-dir is only valid for ADD of a Git repository".into(),
             "remove --keep-git-dir",
         ));
     }
-    let mut sources = Vec::new();
-    for s in &args.sources {
-        let v = expand(ctx, instr, s, env)?;
-        if is_add {
-            refuse_remote(ctx, instr.line, &v)?;
+    let from = match remote {
+        Some(r) => {
+            sources = vec![remote_copy_source(&r, &sources[0])];
+            r
         }
-        sources.push(v);
-    }
+        None => from,
+    };
     let mut inline = Vec::new();
     for h in &args.heredocs {
         // BuildKit expands unquoted heredoc bodies of COPY/ADD with the build's variables,
@@ -866,6 +912,8 @@ fn plan_copy(
         .flag_values("exclude")
         .map(|e| expand(ctx, instr, e, env))
         .collect::<Result<Vec<_>, _>>()?;
+    // Remote archives are never extracted (BuildKit's rule); a git checkout is a tree.
+    let extract_archives = is_add && !matches!(from, CopyFrom::Url { .. } | CopyFrom::Git { .. });
     Ok(CopyOp {
         from,
         sources,
@@ -873,11 +921,136 @@ fn plan_copy(
         dest,
         chown,
         chmod,
-        extract_archives: is_add,
+        extract_archives,
         parents: instr.flag_bool("parents"),
         excludes,
         link: instr.flag_bool("link"),
     })
+}
+
+/// Which kind of remote source `ADD` was given, if any: `Some(true)` for a git repository,
+/// `Some(false)` for a URL to download. Git is what BuildKit takes for one: `git@…`,
+/// `git://…`, `ssh://…`, `file://…`, or an http(s) URL whose path ends in `.git`.
+fn remote_kind(src: &str) -> Option<bool> {
+    let repo = src.split('#').next().unwrap_or(src);
+    if ["git@", "git://", "ssh://", "file://"]
+        .iter()
+        .any(|p| src.starts_with(p))
+    {
+        return Some(true);
+    }
+    if src.starts_with("http://") || src.starts_with("https://") {
+        return Some(repo.trim_end_matches('/').ends_with(".git"));
+    }
+    None
+}
+
+/// An `ADD` of a URL or git repository, pinned through the caller's resolver.
+fn plan_remote(
+    ctx: &Ctx<'_>,
+    instr: &Instruction,
+    src: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CopyFrom, FrontendError> {
+    let located = |e: String| {
+        let (message, hint) = match e.split_once(" (hint: ") {
+            Some((m, h)) => (m.to_string(), Some(h.trim_end_matches(')').to_string())),
+            None => (e, None),
+        };
+        FrontendError {
+            file: ctx.input.file_name.to_string(),
+            line: instr.line,
+            col: 1,
+            message: format!("ADD {src}: {message}"),
+            hint,
+        }
+    };
+    if remote_kind(src) == Some(true) {
+        let (url, fragment) = src.split_once('#').unwrap_or((src, ""));
+        let reference = fragment.split_once(':').map_or(fragment, |(r, _)| r);
+        if url.starts_with('-') || url.is_empty() {
+            return Err(located("not a repository URL".into()));
+        }
+        let pin = (ctx.input.resolve_remote)(&RemoteSource::Git {
+            source: src,
+            url,
+            reference,
+            hermetic: ctx.input.hermetic,
+        })
+        .map_err(located)?;
+        let RemotePin::Git { commit } = pin else {
+            return Err(located("the resolver answered for a URL".into()));
+        };
+        return Ok(CopyFrom::Git {
+            url: url.to_string(),
+            reference: reference.to_string(),
+            commit,
+            keep_git_dir: instr
+                .flag("keep-git-dir")
+                .is_some_and(|f| f.value.as_deref() != Some("false")),
+        });
+    }
+    let checksum = match instr.flag_value("checksum") {
+        None => None,
+        Some(raw) => {
+            let v = expand(ctx, instr, raw, env)?;
+            let f = instr.flag("checksum").expect("flag present");
+            let d = v
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| format!("sha256:{}", h.to_ascii_lowercase()).parse::<Digest>().ok());
+            Some(d.ok_or_else(|| {
+                ctx.err(
+                    f.line,
+                    f.col,
+                    format!("invalid --checksum {v:?}"),
+                    Some("give sha256:<64 hex digits>, e.g. from `sha256sum FILE`"),
+                )
+            })?)
+        }
+    };
+    let pin = (ctx.input.resolve_remote)(&RemoteSource::Url {
+        url: src,
+        checksum: checksum.as_ref(),
+        hermetic: ctx.input.hermetic,
+    })
+    .map_err(located)?;
+    let RemotePin::Url { digest, mtime } = pin else {
+        return Err(located("the resolver answered for a git repository".into()));
+    };
+    Ok(CopyFrom::Url {
+        url: src.to_string(),
+        digest,
+        file_name: url_file_name(src),
+        mtime,
+    })
+}
+
+/// The file name BuildKit gives an `ADD URL`: the last component of the URL's path, or
+/// `__unnamed__`.
+pub fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.split_once('/').map_or("", |(_, p)| p).trim_end_matches('/');
+    match path.rsplit('/').next() {
+        Some(base) if !base.is_empty() && base != "." && base != ".." => base.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// The copy's one source inside a remote tree: the URL's file, or the git checkout's
+/// subdirectory (`#ref:dir`) or root.
+fn remote_copy_source(from: &CopyFrom, written: &str) -> String {
+    match from {
+        CopyFrom::Url { file_name, .. } => file_name.clone(),
+        _ => {
+            let fragment = written.split_once('#').map_or("", |(_, f)| f);
+            match fragment.split_once(':') {
+                Some((_, dir)) if !dir.is_empty() => dir.to_string(),
+                _ => "/".to_string(),
+            }
+        }
+    }
 }
 
 /// The argv of a RUN: BuildKit runs a lone heredoc as the script (a file when it has a
@@ -1097,6 +1270,7 @@ mod tests {
             source_url: None,
             resolve_image: &resolve,
             hermetic: false,
+            resolve_remote: &no_remote,
         };
         plan(&input)
     }

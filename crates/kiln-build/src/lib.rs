@@ -12,6 +12,7 @@ pub mod frontend;
 pub mod lockfile;
 pub mod pins;
 pub mod pipeline;
+pub mod remote;
 pub mod run;
 pub mod snapshot;
 pub mod solver;

@@ -60,6 +60,8 @@ pub struct BasePins<'a> {
     /// Set when a pull failed on the environment (registry unreachable, disk), not on what
     /// the Dockerfile says.
     environment_failed: std::sync::atomic::AtomicBool,
+    /// The build's `ADD` URLs and git sources, pinned under the same lock.
+    remote: crate::remote::RemoteInputs<'a>,
 }
 
 impl<'a> BasePins<'a> {
@@ -68,6 +70,7 @@ impl<'a> BasePins<'a> {
     pub fn new(store: &'a Store, registry: Options, policy: PullPolicy, locked: Option<Locked>) -> BasePins<'a> {
         BasePins {
             store,
+            remote: crate::remote::RemoteInputs::new(store, registry.clone(), locked.clone()),
             registry,
             policy,
             locked,
@@ -81,7 +84,13 @@ impl<'a> BasePins<'a> {
     /// full disk) rather than the Dockerfile, so the build exits 3 as `kiln pull` would,
     /// although the error is reported at the FROM line.
     pub fn environment_failed(&self) -> bool {
-        self.environment_failed.load(std::sync::atomic::Ordering::Relaxed)
+        self.environment_failed.load(std::sync::atomic::Ordering::Relaxed) || self.remote.environment_failed()
+    }
+
+    /// The resolver of the build's `ADD` URLs and git sources (same store, registry
+    /// settings and lock).
+    pub fn remote(&self) -> &crate::remote::RemoteInputs<'a> {
+        &self.remote
     }
 
     fn note(&self, e: &kiln_registry::RegistryError) -> String {
@@ -148,12 +157,13 @@ impl<'a> BasePins<'a> {
         self.pins.lock().expect("pins lock").clone()
     }
 
-    /// The pins as a lock (what `kiln lock` writes for a Dockerfile).
+    /// The pins as a lock (what `kiln lock` writes for a Dockerfile), `ADD` sources included.
     pub fn to_lock(&self) -> Lock {
         let mut lock = Lock::new();
         for ((name, plat), pin) in self.pins() {
             lock.pin_image(&name, &plat, pin.digest);
         }
+        self.remote.add_to_lock(&mut lock);
         lock
     }
 }

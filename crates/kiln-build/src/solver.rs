@@ -575,6 +575,15 @@ impl<'a> Solver<'a> {
                         let more = vec![("source image".to_string(), hash(&[d.as_bytes()]))];
                         (hash(&[&key, &op_json, d.as_bytes()]), None, more)
                     }
+                    // The digest or commit is in the op; --explain-cache names it.
+                    CopyFrom::Url { url, digest, .. } => {
+                        let more = vec![(url.clone(), hash(&[digest.to_string().as_bytes()]))];
+                        (hash(&[&key, &op_json]), None, more)
+                    }
+                    CopyFrom::Git { url, commit, .. } => {
+                        let more = vec![(url.clone(), hash(&[commit.as_bytes()]))];
+                        (hash(&[&key, &op_json]), None, more)
+                    }
                 };
                 (
                     StepKeys::chained(k, inputs(&key, &op_json, more)),
@@ -876,8 +885,15 @@ impl<'a> Solver<'a> {
         (origin, label): (&str, &str),
     ) -> Result<Option<LayerRef>, BuildError> {
         let source_view;
+        let remote;
         let (source, from_context): (&dyn Tree, bool) = match &op.from {
             CopyFrom::Context => (self.opts.context, true),
+            CopyFrom::Url { .. } | CopyFrom::Git { .. } => {
+                let (dir, root) =
+                    crate::remote::source_tree(self.store, &op.from).map_err(|e| self.step_err(step, e))?;
+                remote = (dir, ContextTree::new(root, None));
+                (&remote.1, true)
+            }
             CopyFrom::Stage { index } => {
                 let o = outs[*index].as_ref().expect("dependency solved");
                 source_view = self.view(&o.layers, &format!("stage {index}"))?;
@@ -914,6 +930,10 @@ impl<'a> Solver<'a> {
             source_date_epoch: self.plan.source_date_epoch,
             from_context,
             scratch_dir: scratch.path(),
+            file_mtime: match &op.from {
+                CopyFrom::Url { mtime, .. } => *mtime,
+                _ => None,
+            },
         };
         let entries = copy::materialize(op, &collected, &m).map_err(|e| self.step_err(step, e))?;
         self.write_layer(Some(label), entries.into_values())

@@ -99,6 +99,8 @@ pub fn lock(spec: &Spec, cache: &Path, previous: Option<&Lock>, progress: &dyn F
         image: vec![],
         snapshot,
         package,
+        url: vec![],
+        git: vec![],
     })
 }
 

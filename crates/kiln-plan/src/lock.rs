@@ -39,6 +39,32 @@ pub struct Lock {
     /// Debian packages, sorted by architecture then name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub package: Vec<LockedPackage>,
+    /// Files a Dockerfile `ADD`s from a URL, sorted by URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub url: Vec<LockedUrl>,
+    /// Git repositories a Dockerfile `ADD`s, sorted by URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git: Vec<LockedGit>,
+}
+
+/// A URL `ADD`ed by a Dockerfile, pinned to the sha256 of its content.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedUrl {
+    /// The URL as written in the Dockerfile (after ARG expansion).
+    pub url: String,
+    /// sha256 of what it served.
+    pub digest: Digest,
+}
+
+/// A git repository `ADD`ed by a Dockerfile, its ref pinned to a commit.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedGit {
+    /// The source as written (`https://host/repo.git#ref`), after ARG expansion.
+    pub url: String,
+    /// The commit the ref named.
+    pub commit: String,
 }
 
 /// One image name, for one platform, pinned to a manifest digest.
@@ -129,6 +155,8 @@ impl Lock {
             image: vec![],
             snapshot: vec![],
             package: vec![],
+            url: vec![],
+            git: vec![],
         }
     }
 
@@ -183,6 +211,36 @@ impl Lock {
             .sort_by(|a, b| (&a.name, &a.platform).cmp(&(&b.name, &b.platform)));
     }
 
+    /// The digest a URL is pinned to.
+    pub fn url(&self, url: &str) -> Option<&Digest> {
+        self.url.iter().find(|u| u.url == url).map(|u| &u.digest)
+    }
+
+    /// Pins a URL's content, replacing an older pin, keeping the list sorted.
+    pub fn pin_url(&mut self, url: &str, digest: Digest) {
+        self.url.retain(|u| u.url != url);
+        self.url.push(LockedUrl {
+            url: url.to_string(),
+            digest,
+        });
+        self.url.sort_by(|a, b| a.url.cmp(&b.url));
+    }
+
+    /// The commit a git source (`repo#ref`) is pinned to.
+    pub fn git(&self, url: &str) -> Option<&str> {
+        self.git.iter().find(|g| g.url == url).map(|g| g.commit.as_str())
+    }
+
+    /// Pins a git source to a commit, replacing an older pin, keeping the list sorted.
+    pub fn pin_git(&mut self, url: &str, commit: &str) {
+        self.git.retain(|g| g.url != url);
+        self.git.push(LockedGit {
+            url: url.to_string(),
+            commit: commit.to_string(),
+        });
+        self.git.sort_by(|a, b| a.url.cmp(&b.url));
+    }
+
     fn validate(&self) -> Result<(), (At, String)> {
         if self.version != LOCK_VERSION {
             return Err((
@@ -215,6 +273,7 @@ impl Lock {
         for (i, s) in self.snapshot.iter().enumerate() {
             validate_snapshot(s).map_err(|(key, m)| (At::entry("snapshot", i, key), m))?;
         }
+        self.validate_remote()?;
         let mut seen = BTreeSet::new();
         for (i, p) in self.package.iter().enumerate() {
             validate_package(p).map_err(|(key, m)| (At::entry("package", i, key), m))?;
@@ -229,6 +288,53 @@ impl Lock {
     }
 }
 
+impl Lock {
+    fn validate_remote(&self) -> Result<(), (At, String)> {
+        let mut seen = BTreeSet::new();
+        for (i, u) in self.url.iter().enumerate() {
+            let ok = (u.url.starts_with("http://") || u.url.starts_with("https://"))
+                && u.url.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err((
+                    At::entry("url", i, "url"),
+                    format!("url {:?} is not an http(s) URL", u.url),
+                ));
+            }
+            if !is_sha256_digest(&u.digest.to_string()) {
+                return Err((
+                    At::entry("url", i, "digest"),
+                    format!("digest {} is not a sha256 digest", u.digest),
+                ));
+            }
+            if !seen.insert(&u.url) {
+                return Err((At::entry("url", i, "url"), format!("url {} is pinned twice", u.url)));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, g) in self.git.iter().enumerate() {
+            if g.url.is_empty() || !g.url.bytes().all(|b| b.is_ascii_graphic()) || g.url.starts_with('-') {
+                return Err((
+                    At::entry("git", i, "url"),
+                    format!("git source {:?} is not a repository URL", g.url),
+                ));
+            }
+            if !(is_lower_hex(&g.commit, 40) || is_lower_hex(&g.commit, 64)) {
+                return Err((
+                    At::entry("git", i, "commit"),
+                    format!("commit {:?} is not a full lowercase hex commit id", g.commit),
+                ));
+            }
+            if !seen.insert(&g.url) {
+                return Err((
+                    At::entry("git", i, "url"),
+                    format!("git source {} is pinned twice", g.url),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Lock {
     fn default() -> Self {
         Lock::new()
@@ -236,7 +342,7 @@ impl Default for Lock {
 }
 
 /// How a new lock differs from an old one: (added, removed, changed), counting packages by
-/// (architecture, name) and images by (name, platform).
+/// (architecture, name), images by (name, platform), and URLs and git sources by URL.
 pub fn diff(old: &Lock, new: &Lock) -> (usize, usize, usize) {
     fn keyed(l: &Lock) -> BTreeMap<(String, String), String> {
         let pkgs = l
@@ -247,7 +353,12 @@ pub fn diff(old: &Lock, new: &Lock) -> (usize, usize, usize) {
             .image
             .iter()
             .map(|i| ((i.platform.clone(), i.name.clone()), i.digest.to_string()));
-        pkgs.chain(imgs).collect()
+        let urls = l
+            .url
+            .iter()
+            .map(|u| (("url".into(), u.url.clone()), u.digest.to_string()));
+        let gits = l.git.iter().map(|g| (("git".into(), g.url.clone()), g.commit.clone()));
+        pkgs.chain(imgs).chain(urls).chain(gits).collect()
     }
     let (o, n) = (keyed(old), keyed(new));
     let added = n.keys().filter(|k| !o.contains_key(*k)).count();
@@ -522,6 +633,32 @@ mod tests {
                 "a rewrite keeps the file byte for byte"
             );
         }
+    }
+
+    #[test]
+    fn urls_and_git_sources_pin() {
+        let mut lock = Lock::new();
+        let d = Digest::sha256_of(b"file");
+        lock.pin_url("https://example.org/b.tar.gz", d.clone());
+        lock.pin_url("http://127.0.0.1:8000/a", d.clone());
+        lock.pin_git("https://example.org/r.git#main", &"ab".repeat(20));
+        let text = lock.to_text("Dockerfile");
+        assert!(text.contains("[[url]]") && text.contains("[[git]]"), "{text}");
+        let back = Lock::parse(&text).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.url[0].url, "http://127.0.0.1:8000/a");
+        assert_eq!(back.url("https://example.org/b.tar.gz"), Some(&d));
+        assert_eq!(
+            back.git("https://example.org/r.git#main"),
+            Some("ab".repeat(20).as_str())
+        );
+        let bad = text.replace(&"ab".repeat(20), "HEAD");
+        assert!(Lock::parse(&bad).unwrap_err().message.contains("commit"));
+        let bad = text.replace("http://127.0.0.1:8000/a", "file:///etc/passwd");
+        assert!(Lock::parse(&bad).unwrap_err().message.contains("http(s)"));
+        let mut newer = lock.clone();
+        newer.pin_url("http://127.0.0.1:8000/a", Digest::sha256_of(b"other"));
+        assert_eq!(diff(&lock, &newer), (0, 0, 1));
     }
 
     #[test]

@@ -189,6 +189,32 @@ pub enum CopyFrom {
         /// Manifest digest.
         digest: Digest,
     },
+    /// `ADD https://…`: one file downloaded before the build, pinned by its sha256 (the
+    /// `--checksum`, or the digest `Dockerfile.lock` recorded). Never extracted, as in
+    /// BuildKit; the copy's one source is [`CopyFrom::Url::file_name`].
+    Url {
+        /// The URL as written (after expansion).
+        url: String,
+        /// sha256 of the content.
+        digest: Digest,
+        /// The file's name: the last component of the URL's path (`__unnamed__` if none).
+        file_name: String,
+        /// The file's mtime: the server's `Last-Modified`, when it sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime: Option<i64>,
+    },
+    /// `ADD <git repository>`: a checkout of one commit, made with the `git` CLI. Files get
+    /// SOURCE_DATE_EPOCH as mtime; `.git` is dropped unless `keep_git_dir`.
+    Git {
+        /// The repository (`https://…/repo.git`, `git@host:repo`, `file:///…`), without `#ref`.
+        url: String,
+        /// The ref as written after `#` (branch, tag or commit; empty: the default branch).
+        reference: String,
+        /// The commit it resolved to (or the lock pinned).
+        commit: String,
+        /// `--keep-git-dir`.
+        keep_git_dir: bool,
+    },
 }
 
 /// A file written from a heredoc.

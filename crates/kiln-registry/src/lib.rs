@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod download;
 pub mod error;
 pub mod ops;
 pub mod repo;

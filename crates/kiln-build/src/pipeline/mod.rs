@@ -176,13 +176,14 @@ fn prepare_dockerfile<'s>(
         }
         pins.resolve(n, p)
     };
-    let mut prepared = crate::build::prepare_with(df, &resolve).map_err(|e| match e {
-        crate::error::BuildError::Frontend(error) => PipelineError::Frontend {
-            error,
-            environment: pins.environment_failed(),
-        },
-        other => other.into(),
-    })?;
+    let mut prepared =
+        crate::build::prepare_with(df, &resolve, &|s| pins.remote().resolve(s)).map_err(|e| match e {
+            crate::error::BuildError::Frontend(error) => PipelineError::Frontend {
+                error,
+                environment: pins.environment_failed(),
+            },
+            other => other.into(),
+        })?;
     prepared.inputs.lock = lock_input;
     Ok((prepared, pins))
 }
@@ -409,6 +410,7 @@ fn write_lock(df: &DockerfileRequest, pins: &BasePins<'_>) -> Result<(), Pipelin
     for ((name, plat), pin) in pins.pins() {
         lock.pin_image(&name, &plat, pin.digest);
     }
+    pins.remote().add_to_lock(&mut lock);
     if lock != before || !path.exists() {
         lockfile::save(&path, &lock, "Dockerfile")?;
     }
