@@ -965,7 +965,16 @@ fn plan_remote(
             hint,
         }
     };
-    if remote_kind(src) == Some(true) {
+    let is_git = remote_kind(src) == Some(true);
+    let misplaced = match (is_git, instr.flag("checksum"), instr.flag("keep-git-dir")) {
+        (true, Some(f), _) => Some((f, "--checksum is only valid for ADD of an HTTP(S) URL")),
+        (false, _, Some(f)) => Some((f, "--keep-git-dir is only valid for ADD of a Git repository")),
+        _ => None,
+    };
+    if let Some((f, message)) = misplaced {
+        return Err(ctx.err(f.line, f.col, message, Some("remove the flag")));
+    }
+    if is_git {
         let (url, fragment) = src.split_once('#').unwrap_or((src, ""));
         let reference = fragment.split_once(':').map_or(fragment, |(r, _)| r);
         if url.starts_with('-') || url.is_empty() {
@@ -1414,6 +1423,29 @@ mod tests {
                 .map(|e| e.iter().any(|e| e.contains("proxy"))),
             Some(false)
         );
+    }
+
+    #[test]
+    fn remote_add_sources() {
+        assert_eq!(url_file_name("https://h/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_file_name("https://h/"), "__unnamed__");
+        assert_eq!(url_file_name("https://h"), "__unnamed__");
+        assert_eq!(url_file_name("http://127.0.0.1:8/dir/"), "dir");
+        assert_eq!(remote_kind("https://h/r.git#main"), Some(true));
+        assert_eq!(remote_kind("git@github.com:o/r.git"), Some(true));
+        assert_eq!(remote_kind("file:///srv/r#v1"), Some(true));
+        assert_eq!(remote_kind("https://h/f.tar.gz"), Some(false));
+        assert_eq!(remote_kind("./local.git"), None);
+        // Without a resolver (plain `prepare`), a remote ADD is refused at its line.
+        let e = plan_of("FROM scratch\nADD https://h/f /f\n", &[]).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("cannot be fetched here"), "{e}");
+        let e = plan_of("FROM scratch\nADD --checksum=sha256:00 https://h/f /f\n", &[]).unwrap_err();
+        assert!(e.message.contains("invalid --checksum"), "{e}");
+        let e = plan_of("FROM scratch\nADD https://h/f local /d/\n", &[]).unwrap_err();
+        assert!(e.message.contains("only source"), "{e}");
+        let e = plan_of("FROM scratch\nADD --keep-git-dir https://h/f /f\n", &[]).unwrap_err();
+        assert!(e.message.contains("--keep-git-dir"), "{e}");
     }
 
     #[test]

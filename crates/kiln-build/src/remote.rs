@@ -295,7 +295,7 @@ fn run_git(c: &mut Command, what: &str) -> Result<String, String> {
         .map_err(|e| format!("{what}: cannot run git: {e} (hint: install git)"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim();
+        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
         return Err(format!(
             "{what}: git failed: {last} (hint: check the repository URL and ref, and that git can reach it)"
         ));
@@ -399,18 +399,4 @@ pub fn source_tree(store: &Store, from: &CopyFrom) -> Result<(tempfile::TempDir,
         _ => dir.path().to_path_buf(),
     };
     Ok((dir, root))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_of_urls() {
-        use crate::frontend::url_file_name;
-        assert_eq!(url_file_name("https://h/a/b.tar.gz?x=1"), "b.tar.gz");
-        assert_eq!(url_file_name("https://h/"), "__unnamed__");
-        assert_eq!(url_file_name("https://h"), "__unnamed__");
-        assert_eq!(url_file_name("http://127.0.0.1:8/dir/"), "dir");
-    }
 }
