@@ -768,20 +768,19 @@ fn plan_run(
     })
 }
 
-fn plan_copy(
+/// Where a COPY reads from: `--from` as an earlier stage (by name or index) or an image.
+fn copy_from(
     ctx: &mut Ctx<'_>,
     earlier: &[StagePlan],
     state: &mut StageState,
     instr: &Instruction,
-    args: &kiln_dockerfile::CopyArgs,
-    is_add: bool,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<CopyOp, FrontendError> {
+) -> Result<CopyFrom, FrontendError> {
     let flag_err = |name: &str, msg: String, hint: &str| {
         let f = instr.flag(name);
         ctx.err(instr.line, f.map(|f| f.col).unwrap_or(1), msg, Some(hint))
     };
-    let from = match instr.flag_value("from") {
+    Ok(match instr.flag_value("from") {
         None => CopyFrom::Context,
         Some(raw) => {
             let v = expand(ctx, instr, raw, env)?;
@@ -814,6 +813,22 @@ fn plan_copy(
                 }
             }
         }
+    })
+}
+
+fn plan_copy(
+    ctx: &mut Ctx<'_>,
+    earlier: &[StagePlan],
+    state: &mut StageState,
+    instr: &Instruction,
+    args: &kiln_dockerfile::CopyArgs,
+    is_add: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CopyOp, FrontendError> {
+    let from = copy_from(ctx, earlier, state, instr, env)?;
+    let flag_err = |name: &str, msg: String, hint: &str| {
+        let f = instr.flag(name);
+        ctx.err(instr.line, f.map(|f| f.col).unwrap_or(1), msg, Some(hint))
     };
     let chown = instr
         .flag_value("chown")
