@@ -50,7 +50,7 @@ mkdir -p "$work/ctx"
 cp -a /usr/lib/python3 "$work/ctx/python3"
 cp -a /usr/share/doc "$work/ctx/doc"
 mkdir -p "$work/ctx/bin"
-find /usr/bin -maxdepth 1 -type f -size -8M -exec cp -p {} "$work/ctx/bin/" +
+find /usr/bin -maxdepth 1 -type f -size -8M -exec cp -p -t "$work/ctx/bin/" {} +
 printf 'FROM scratch\nCOPY python3 /usr/lib/python3\nCOPY doc /usr/share/doc\nCOPY bin /usr/bin\n' > "$work/ctx/Dockerfile"
 KILN_HOME=$src "$kiln" build -q -t bench:gzip "$work/ctx" >/dev/null
 rm -rf "$work/ctx"
