@@ -59,6 +59,40 @@ fn run_runtime_by_name_and_by_path() {
     );
 }
 
+/// crun runs steps on this host too (hybrid cgroups, which crun 1.8 refuses): kiln gives its
+/// private mount namespace a cgroup2 view and runs crun without a cgroup manager. The image
+/// is the same as runc's, and the host's /sys/fs/cgroup is untouched.
+#[test]
+fn crun_runs_steps_with_the_same_digests_as_runc() {
+    require_tool("runc");
+    require_tool("crun");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    build_busybox_base(&store, tmp.path());
+    let ctx = tmp.path().join("ctx");
+    context(
+        &ctx,
+        "FROM localhost/busybox:test\nRUN mkdir -p /app && echo ran > /app/ran && ln -s ran /app/link\nUSER 1000:1000\nRUN id -u > /tmp/uid; echo uid=$(id -u)\nWORKDIR /w\nRUN touch here\n",
+    );
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let runc = build(&store, &ctx, "localhost/rt:runc", &["--runtime", "runc", "--no-cache"]);
+    let crun = build(&store, &ctx, "localhost/rt:crun", &["--runtime", "crun", "--no-cache"]);
+    let lines = step_lines(&crun);
+    assert!(lines.iter().any(|l| l.trim() == "uid=1000"), "{lines:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&runc.stdout),
+        String::from_utf8_lossy(&crun.stdout),
+        "crun and runc give the same image"
+    );
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cgroup2 = |m: &str| m.lines().filter(|l| l.contains(" - cgroup2 ")).count();
+    assert_eq!(
+        cgroup2(&mounts_before),
+        cgroup2(&mounts_after),
+        "kiln's cgroup2 view stays in its own mount namespace"
+    );
+}
+
 #[test]
 fn run_keep_volatile_keeps_package_logs_and_is_part_of_the_cache_key() {
     require_tool("runc");

@@ -39,6 +39,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// True for crun (by its file name), which kiln runs without a cgroup manager.
+    pub fn is_crun(&self) -> bool {
+        self.name.starts_with("crun")
+    }
+
+    /// Global options before the runtime's subcommand. kiln sets no resource limits on RUN
+    /// steps, so crun runs with its cgroup manager disabled: crun refuses hybrid cgroup
+    /// hosts otherwise, and creating a cgroup per step is time no step needs.
+    pub fn global_args(&self) -> &'static [&'static str] {
+        if self.is_crun() {
+            &["--cgroup-manager=disabled"]
+        } else {
+            &[]
+        }
+    }
+
     /// Finds the runtime: `--runtime runc|crun|PATH`, or runc (which works on every cgroup
     /// layout this project targets), else crun.
     pub fn find(choice: Option<&str>) -> Result<Runtime, StepError> {
@@ -867,16 +883,20 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<
             .unwrap_or_default()
             .trim_start_matches("step-")
     );
+    if inp.runtime.is_crun() {
+        super::lifetime::unified_cgroup_view();
+    }
     let mut cmd = Command::new(&inp.runtime.path);
     super::lifetime::bind_to_parent(&mut cmd);
     // If kiln dies (even by kill -9), the reaper kills and deletes the container.
-    let _reaper = super::lifetime::Reaper::start(&inp.runtime.path, &state, &id).map_err(|e| {
+    let _reaper = super::lifetime::Reaper::start(inp.runtime, &state, &id).map_err(|e| {
         RunError::Setup(StepError::new(
             format!("starting the container reaper (/bin/sh): {e}"),
             "RUN steps need /bin/sh on the host",
         ))
     })?;
     let mut child = cmd
+        .args(inp.runtime.global_args())
         .arg("--root")
         .arg(&state)
         .args(["run", "--bundle"])
@@ -923,6 +943,7 @@ fn run_runtime(inp: &RunInputs<'_>, bundle: &Path, redact: &[String]) -> Result<
     }
     // After a failure the container may be left behind (e.g. it never started).
     let _ = Command::new(&inp.runtime.path)
+        .args(inp.runtime.global_args())
         .arg("--root")
         .arg(&state)
         .args(["delete", "-f", &id])

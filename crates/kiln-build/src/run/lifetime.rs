@@ -27,6 +27,7 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
     )?;
+    PRIVATE_MOUNTS.store(true, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 
@@ -36,6 +37,38 @@ pub fn private_mounts_as_root() {
     if rustix::process::geteuid().is_root() {
         let _ = enter_private_mount_namespace();
     }
+}
+
+/// Gives kiln's private mount namespace a cgroup v2 view at /sys/fs/cgroup when the host
+/// has a hybrid or legacy layout (a tmpfs of v1 hierarchies there). crun reads the layout
+/// from that path and refuses hybrid hosts; with a cgroup2 filesystem mounted over it in
+/// this namespace only, and its cgroup manager disabled, crun runs steps here. The host
+/// never sees the mount. Once per process; failures leave crun's own error to speak.
+pub fn unified_cgroup_view() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        let cgroup = Path::new("/sys/fs/cgroup");
+        let unified = rustix::fs::statfs(cgroup).is_ok_and(|s| s.f_type == CGROUP2_SUPER_MAGIC);
+        if unified || !rustix::process::geteuid().is_root() || !in_private_mount_namespace() {
+            return;
+        }
+        let _ = rustix::mount::mount(
+            "cgroup2",
+            cgroup,
+            "cgroup2",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV | rustix::mount::MountFlags::NOEXEC,
+            None,
+        );
+    });
+}
+
+/// Set once [`enter_private_mount_namespace`] succeeded: mounts made after it cannot reach
+/// the host.
+static PRIVATE_MOUNTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn in_private_mount_namespace() -> bool {
+    PRIVATE_MOUNTS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Makes `cmd` die with kiln (SIGKILL when the thread that spawns it exits) and start with
@@ -62,13 +95,15 @@ impl Reaper {
     /// Starts the reaper for container `id` of `runtime` with state in `state`. It ignores
     /// the terminal's signals (a Ctrl-C reaches kiln, which stops the step itself) and
     /// waits on a pipe that only kiln holds open.
-    pub fn start(runtime: &Path, state: &Path, id: &str) -> io::Result<Reaper> {
+    pub fn start(runtime: &super::exec::Runtime, state: &Path, id: &str) -> io::Result<Reaper> {
         let child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(r#"trap '' INT HUP TERM QUIT; read -r _; exec "$0" --root "$1" delete -f "$2""#)
-            .arg(runtime)
+            .arg(r#"trap '' INT HUP TERM QUIT; read -r _; exec "$0" "$@""#)
+            .arg(&runtime.path)
+            .args(runtime.global_args())
+            .arg("--root")
             .arg(state)
-            .arg(id)
+            .args(["delete", "-f", id])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -145,18 +145,23 @@ fn unescape_mountinfo(s: &str) -> String {
 /// Kills and deletes every container left in a runtime state dir (a reaper that never ran).
 fn kill_stale_containers(state: &Path) {
     let Ok(entries) = fs::read_dir(state) else { return };
-    let Ok(runtime) = crate::run::exec::Runtime::find(None) else {
-        return;
-    };
+    // Either runtime may have left it: each deletes only containers it knows.
+    let runtimes: Vec<_> = ["runc", "crun"]
+        .iter()
+        .filter_map(|n| crate::run::exec::Runtime::find(Some(n)).ok())
+        .collect();
     for e in entries.flatten() {
-        let _ = std::process::Command::new(&runtime.path)
-            .arg("--root")
-            .arg(state)
-            .args(["delete", "-f"])
-            .arg(e.file_name())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        for runtime in &runtimes {
+            let _ = std::process::Command::new(&runtime.path)
+                .args(runtime.global_args())
+                .arg("--root")
+                .arg(state)
+                .args(["delete", "-f"])
+                .arg(e.file_name())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 
