@@ -1,15 +1,17 @@
 # Shared helpers for the benchmarks: timing with peak memory, medians, machine description.
 
-# measure LABEL CMD...: runs CMD once, appends "LABEL seconds peak_kib" to $RESULTS.
+# measure LABEL CMD...: runs CMD once, appends "LABEL seconds peak_kib cpu_seconds" to
+# $RESULTS (cpu = user + system, which other load on the machine barely changes).
 measure() {
   local label=$1; shift
   local tf; tf=$(mktemp)
-  /usr/bin/time -f "%e %M" -o "$tf" "$@" >/dev/null 2>>"${BENCH_LOG:-/dev/null}" || { echo "failed: $*" >&2; cat "$tf" >&2; [ -z "${BENCH_LOG:-}" ] || tail -5 "$BENCH_LOG" >&2; return 1; }
-  echo "$label $(tail -1 "$tf")" >> "$RESULTS"
+  /usr/bin/time -f "%e %M %U %S" -o "$tf" "$@" >/dev/null 2>>"${BENCH_LOG:-/dev/null}" || { echo "failed: $*" >&2; cat "$tf" >&2; [ -z "${BENCH_LOG:-}" ] || tail -5 "$BENCH_LOG" >&2; return 1; }
+  echo "$label $(tail -1 "$tf" | awk '{ printf "%s %s %.2f", $1, $2, $3 + $4 }')" >> "$RESULTS"
   rm -f "$tf"
 }
 
-# median LABEL FIELD: median of field 2 (seconds) or 3 (KiB) over the runs of LABEL.
+# median LABEL FIELD: median of field 2 (seconds), 3 (KiB) or 4 (CPU seconds) over the runs
+# of LABEL.
 median() {
   awk -v l="$1" -v f="$2" '$1 == l { print $f }' "$RESULTS" | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
