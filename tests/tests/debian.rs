@@ -158,7 +158,11 @@ fn serve(root: PathBuf) -> String {
                     }
                 }
                 let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                // Through a proxy: `GET http://host/path`.
+                if let Some(rest) = path.strip_prefix("http://") {
+                    path = rest.find('/').map_or("/".into(), |i| rest[i..].to_string());
+                }
                 let rel = path.trim_start_matches("/debian/");
                 match std::fs::read(root.join(rel)) {
                     Ok(body) if !rel.contains("..") => {
@@ -237,12 +241,16 @@ impl Mirror {
     /// (Re)writes `dists/SUITE/InRelease`: `head`, then the fields that name the Packages.
     fn set_release(&self, signer: Option<&[u8]>, suite: &str, head: &str) {
         let dist = self.root.path().join(format!("dists/{suite}"));
-        let packages = std::fs::read(dist.join("main/binary-amd64/Packages")).unwrap();
-        let release = format!(
-            "Origin: kiln-test\n{head}Architectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
-            sha256_hex(&packages),
-            packages.len()
-        );
+        let mut release = format!("Origin: kiln-test\n{head}Architectures: amd64\nComponents: main\nSHA256:\n");
+        for index in ["Packages", "Packages.xz"] {
+            if let Ok(data) = std::fs::read(dist.join("main/binary-amd64").join(index)) {
+                release.push_str(&format!(
+                    " {} {} main/binary-amd64/{index}\n",
+                    sha256_hex(&data),
+                    data.len()
+                ));
+            }
+        }
         let inrelease = match signer {
             Some(secret) => clearsign(secret, &release),
             None => release.into_bytes(),
@@ -1035,4 +1043,172 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
         |_| {},
     );
     unusable(check("sha1", sha1), "digest algorithm is weak");
+}
+
+/// `openssl s_server -WWW` serving `root` as `https://127.0.0.1:PORT/debian/…` with a
+/// certificate from a throwaway CA; stopped when dropped.
+struct HttpsMirror {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for HttpsMirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl HttpsMirror {
+    fn start(root: &Path) -> (HttpsMirror, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = kiln_tests::registry::make_certs(dir.path());
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).unwrap();
+        std::os::unix::fs::symlink(root, www.join("debian")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(require_tool("openssl"))
+            .args(["s_server", "-WWW", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .current_dir(&www)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let m = HttpsMirror {
+            child,
+            url: format!("https://127.0.0.1:{port}/debian"),
+            _dir: dir,
+        };
+        (m, ca)
+    }
+}
+
+/// Issue 12.7: the Debian client is kiln-registry's reqwest client. An https mirror whose
+/// certificate comes from a private CA works once the CA is trusted (SSL_CERT_FILE, the
+/// standard variable) and fails with one line until then; a mirror reached only through
+/// an HTTP proxy (http_proxy) works, lock and build.
+#[test]
+fn https_mirror_with_a_private_ca_and_a_proxy() {
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
+    let (https, ca) = HttpsMirror::start(m.root.path());
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = m.spec(dir.path(), "\"hello\"");
+    let text = std::fs::read_to_string(&spec).unwrap().replace(&m.url, &https.url);
+    std::fs::write(&spec, text).unwrap();
+    let untrusted = kiln(&store, dir.path(), &["lock"]);
+    let err = stderr(&untrusted);
+    assert_eq!(untrusted.status.code(), Some(3), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("certificate") && line.contains("SSL_CERT_FILE"), "{line}");
+    let with_ca = |args: &[&str]| {
+        store
+            .cmd(args)
+            .current_dir(dir.path())
+            .env("SSL_CERT_FILE", &ca)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    };
+    let o = with_ca(&["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lock = std::fs::read_to_string(dir.path().join("kiln.lock")).unwrap();
+    assert!(lock.contains(&format!("url = \"{}\"", https.url)), "{lock}");
+    let o = with_ca(&["build", "--locked", "-t", "tls:1", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    // Through a proxy: the mirror's name does not resolve; only the proxy can reach it.
+    let upstream = m
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = kiln_tests::proxy::Proxy::forwarding(&upstream, |_| false);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = m.spec(dir.path(), "\"hello\"");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(&m.url, "http://mirror.invalid/debian");
+    std::fs::write(&spec, text).unwrap();
+    let fresh = KilnStore::new();
+    let via_proxy = |args: &[&str]| {
+        fresh
+            .cmd(args)
+            .current_dir(dir.path())
+            .env("http_proxy", format!("http://{}", proxy.addr))
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    };
+    let o = via_proxy(&["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = via_proxy(&["build", "--locked", "-t", "proxied:1", "."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // InRelease, Packages and two .debs went through the proxy.
+    assert!(proxy.requests.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    // Without the proxy the name does not resolve: one line, exit 3.
+    let o = kiln(&KilnStore::new(), dir.path(), &["lock", "--update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mirror.invalid"), "{}", stderr(&o));
+}
+
+/// Issue 12.7/12.8: limits on what a mirror sends. A signed Packages.xz that decompresses to
+/// more than 256 MiB (a bomb) is refused as it is read; a Packages longer than the size the
+/// signed InRelease gives is cut off at that size.
+#[test]
+fn packages_bomb_and_oversized_bodies_are_refused() {
+    use std::io::Write as _;
+    let m = Mirror::new(&good_packages(), Some(&keys().archive[..]));
+    let dist = m.root.path().join("dists/test");
+    // 300 MiB of newlines compress to about 45 KiB.
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    let block = vec![b'\n'; 1 << 20];
+    for _ in 0..300 {
+        xz.write_all(&block).unwrap();
+    }
+    let bomb = xz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    std::fs::write(dist.join("main/binary-amd64/Packages.xz"), &bomb).unwrap();
+    m.set_release(
+        Some(&keys().archive[..]),
+        "test",
+        "Suite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n",
+    );
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    m.spec(dir.path(), "\"hello\"");
+    assert_input_error(
+        &kiln(&store, dir.path(), &["lock"]),
+        "Packages.xz: decompresses to more than 256 MiB",
+    );
+    // Without the .xz, a Packages longer than signed: refused at the signed size.
+    std::fs::remove_file(dist.join("main/binary-amd64/Packages.xz")).unwrap();
+    m.set_release(
+        Some(&keys().archive[..]),
+        "test",
+        "Suite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n",
+    );
+    let packages = dist.join("main/binary-amd64/Packages");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&packages).unwrap();
+    f.write_all(&vec![b'\n'; 4 << 20]).unwrap();
+    assert_input_error(&kiln(&store, dir.path(), &["lock"]), "the mirror sent more than");
+    assert!(!dir.path().join("kiln.lock").exists());
 }

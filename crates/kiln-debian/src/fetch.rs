@@ -39,7 +39,18 @@ pub fn get(cache: &Path, p: &LockedPackage) -> Result<Vec<u8>, Error> {
         let _ = std::fs::remove_file(&path);
     }
     let url = format!("{}/{}", p.url.trim_end_matches('/'), p.path);
-    let data = http::get_bytes(&url)?;
+    let data = match http::get_bytes(&url, p.size) {
+        Err(http::HttpError::TooLarge { .. }) => {
+            return Err(Error::Input {
+                message: format!(
+                    "{url}: the mirror sent more than the {} bytes kiln.lock gives for {} {} ({})",
+                    p.size, p.name, p.version, p.arch
+                ),
+                hint: "the mirror or kiln.lock was tampered with, or the lock is stale: check kiln.lock, then `kiln lock --update`".into(),
+            });
+        }
+        other => other?,
+    };
     let got = hex::encode(Sha256::digest(&data));
     if got != p.sha256 {
         return Err(Error::Input {

@@ -1,33 +1,46 @@
-//! A small HTTP/1.1 GET client for Debian mirrors.
+//! Downloads from Debian mirrors, on the reqwest client kiln-registry builds
+//! ([`kiln_registry::client::client_builder`]): `http://` and `https://` mirrors (rustls,
+//! with the system's roots, `SSL_CERT_FILE`/`SSL_CERT_DIR`, and `certs.d/HOST` CA
+//! directories), proxies from the standard environment (`http_proxy`, `https_proxy`,
+//! `no_proxy`), redirects, a connect timeout and a read timeout (a mirror that stops
+//! sending is given up on), and a size limit on every body: the caller says how many bytes
+//! it expects at most (the size the signed InRelease or kiln.lock gives), and a longer body
+//! is cut off there, never buffered. Header size and count are bounded by hyper's limits.
 //!
-//! Debian mirrors are served over plain HTTP, and apt trusts them the same way kiln does:
-//! every byte is checked against a hash that comes from the OpenPGP-signed InRelease. So
-//! this needs no TLS, and a full HTTP stack (and its compile time) buys nothing. It honours
-//! `http_proxy`, follows redirects, and reads `Content-Length`, chunked and close-delimited
-//! bodies.
+//! kiln's code is synchronous here; requests run on one small tokio runtime of this module,
+//! so it can be called from any thread, inside another runtime or not.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+/// The largest InRelease kiln reads (Debian's are about 150 KiB).
+pub const MAX_INRELEASE_BYTES: u64 = 16 << 20;
+
+/// How long a mirror may send nothing in the middle of a response.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tries per download (a connection error, a cut-off body, 429 or 5xx is tried again).
+const ATTEMPTS: u32 = 3;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// A URL kiln cannot fetch.
-    #[error(
-        "{url}: unsupported URL (hint: Debian mirrors are used over http://; integrity comes from the signed InRelease)"
-    )]
+    #[error("{url}: unsupported URL (hint: Debian mirrors are used over http:// or https://)")]
     BadUrl {
         /// The URL.
         url: String,
     },
     /// The connection or transfer failed.
-    #[error("{url}: {source} (hint: check the network and the mirror URL)")]
+    #[error(
+        "{url}: {message} (hint: check the network, the mirror URL and any http_proxy/https_proxy; for an https mirror with a private CA, set SSL_CERT_FILE or add it to /etc/containers/certs.d/HOST/)"
+    )]
     Io {
         /// The URL.
         url: String,
-        /// The failure.
-        source: io::Error,
+        /// The failure, with its causes.
+        message: String,
     },
     /// The server answered with an error status.
     #[error("{url}: HTTP {status} (hint: {hint})")]
@@ -39,6 +52,19 @@ pub enum HttpError {
         /// What to check.
         hint: &'static str,
     },
+    /// The body is longer than the caller allows.
+    #[error(
+        "{url}: the mirror sent more than {limit} bytes, the most expected here (hint: the mirror serves something other than what was signed or locked; use another mirror)"
+    )]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The HTTP client cannot be set up (for example, an unreadable CA file).
+    #[error("{0}")]
+    Client(String),
 }
 
 impl HttpError {
@@ -46,231 +72,128 @@ impl HttpError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, HttpError::Status { status: 404 | 410, .. })
     }
-}
 
-struct Url<'a> {
-    host: &'a str,
-    port: u16,
-    path: &'a str,
-}
-
-fn parse_url(url: &str) -> Option<Url<'_>> {
-    let rest = url.strip_prefix("http://")?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()?),
-        _ => (hostport, 80),
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some(Url { host, port, path })
-}
-
-/// Downloads `url` into `out`, returning the number of bytes written. Retries a failed
-/// connection twice; a partial body is reported as an error (the caller discards `out`).
-pub fn get(url: &str, out: &mut dyn Write) -> Result<u64, HttpError> {
-    let mut url = url.to_string();
-    for _ in 0..5 {
-        match get_once(&url, out)? {
-            Outcome::Done(n) => return Ok(n),
-            Outcome::Redirect(to) => {
-                url = if to.starts_with("http://") || to.starts_with("https://") {
-                    to
-                } else {
-                    let u = parse_url(&url).ok_or(HttpError::BadUrl { url: url.clone() })?;
-                    format!("http://{}:{}{}", u.host, u.port, to)
-                };
-            }
+    fn retryable(&self) -> bool {
+        match self {
+            HttpError::Io { .. } => true,
+            HttpError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
         }
     }
-    Err(HttpError::Status {
-        url,
-        status: 310,
-        hint: "too many redirects",
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kiln-debian-http")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for Debian downloads")
     })
 }
 
-/// Downloads `url` into memory. A transfer cut off midway (a reset, a short body) is tried
-/// again from the start, twice; an HTTP error status is not.
-pub fn get_bytes(url: &str) -> Result<Vec<u8>, HttpError> {
-    let mut attempt = 0;
-    loop {
-        let mut v = Vec::new();
-        match get(url, &mut v) {
-            Ok(_) => return Ok(v),
-            Err(HttpError::Io { .. }) if attempt < 2 => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(500 * attempt));
-            }
-            Err(e) => return Err(e),
-        }
+/// The client for a mirror host (one per host: CA directories are per host).
+fn client(host: &str) -> Result<reqwest::Client, HttpError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<String, reqwest::Client>>> = OnceLock::new();
+    let mut clients = CLIENTS.get_or_init(Default::default).lock().expect("lock");
+    if let Some(c) = clients.get(host) {
+        return Ok(c.clone());
     }
+    let opts = kiln_registry::client::Options::default();
+    let c = kiln_registry::client::client_builder(host, &opts)
+        .map_err(|e| HttpError::Client(e.to_string()))?
+        .read_timeout(READ_TIMEOUT)
+        .build()
+        .map_err(|e| HttpError::Client(format!("cannot set up HTTP for {host}: {e}")))?;
+    clients.insert(host.to_string(), c.clone());
+    Ok(c)
 }
 
-enum Outcome {
-    Done(u64),
-    Redirect(String),
-}
-
-fn connect(url: &str) -> Result<(TcpStream, String), HttpError> {
-    let proxy = std::env::var("http_proxy")
-        .or_else(|_| std::env::var("HTTP_PROXY"))
-        .ok()
-        .filter(|p| !p.is_empty());
-    let u = parse_url(url).ok_or(HttpError::BadUrl { url: url.to_string() })?;
-    let no_proxy = std::env::var("no_proxy").unwrap_or_default();
-    let bypass = no_proxy.split(',').any(|d| {
-        let d = d.trim().trim_start_matches('.');
-        !d.is_empty() && (u.host == d || u.host.ends_with(&format!(".{d}")))
+/// Downloads `url` into memory: at most `max` bytes, or [`HttpError::TooLarge`]. A failed
+/// connection, a cut-off body, 429 or a 5xx is tried again from the start, twice.
+pub fn get_bytes(url: &str, max: u64) -> Result<Vec<u8>, HttpError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| HttpError::BadUrl { url: url.to_string() })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(HttpError::BadUrl { url: url.to_string() });
+    }
+    let host = match parsed.port() {
+        Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
+        None => parsed.host_str().unwrap_or_default().to_string(),
+    };
+    let client = client(&host)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let url = url.to_string();
+    runtime().spawn(async move {
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match get_once(&client, &url, max).await {
+                Err(e) if e.retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+                other => break other,
+            }
+        };
+        let _ = tx.send(result);
     });
-    let (target, request_path) = match proxy.as_deref().filter(|_| !bypass) {
-        Some(p) => {
-            let pu = parse_url(p).ok_or(HttpError::BadUrl { url: p.to_string() })?;
-            (format!("{}:{}", pu.host, pu.port), url.to_string())
-        }
-        None => (format!("{}:{}", u.host, u.port), u.path.to_string()),
-    };
-    let mut last = None;
-    for attempt in 0..3 {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(300 * attempt));
-        }
-        match TcpStream::connect(&target) {
-            Ok(s) => {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-                let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
-                return Ok((s, request_path));
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(HttpError::Io {
-        url: url.to_string(),
-        source: last.expect("an attempt was made"),
-    })
+    rx.recv()
+        .unwrap_or_else(|_| Err(HttpError::Client("the download task ended early".into())))
 }
 
-fn get_once(url: &str, out: &mut dyn Write) -> Result<Outcome, HttpError> {
-    let io_e = |source| HttpError::Io {
+async fn get_once(client: &reqwest::Client, url: &str, max: u64) -> Result<Vec<u8>, HttpError> {
+    let io = |e: reqwest::Error| HttpError::Io {
         url: url.to_string(),
-        source,
+        message: kiln_registry::client::error_chain(&e),
     };
-    let u = parse_url(url).ok_or(HttpError::BadUrl { url: url.to_string() })?;
-    let (mut stream, path) = connect(url)?;
-    let host = if u.port == 80 {
-        u.host.to_string()
-    } else {
-        format!("{}:{}", u.host, u.port)
-    };
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kiln/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
-        env!("CARGO_PKG_VERSION")
-    )
-    .map_err(io_e)?;
-    let mut r = BufReader::with_capacity(256 * 1024, stream);
-    let mut status_line = String::new();
-    r.read_line(&mut status_line).map_err(io_e)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io_e(io::Error::new(io::ErrorKind::InvalidData, "not an HTTP response")))?;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut location = None;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).map_err(io_e)? == 0 {
-            return Err(io_e(io::ErrorKind::UnexpectedEof.into()));
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let v = v.trim();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = v.parse().ok(),
-                "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
-                "location" => location = Some(v.to_string()),
-                _ => {}
+    let mut resp = client
+        .get(url)
+        .header(reqwest::header::ACCEPT_ENCODING, "identity")
+        .send()
+        .await
+        .map_err(io)?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let hint = match status {
+            404 | 410 => {
+                "the file is not on this mirror; if it is a .deb of an old lock, the archive removed it: run `kiln lock --update`"
             }
-        }
+            407 => "the proxy wants credentials: give them in http_proxy/https_proxy (http://user:pass@host:port)",
+            _ => "the mirror refused the request; try again or use another mirror",
+        };
+        return Err(HttpError::Status {
+            url: url.to_string(),
+            status,
+            hint,
+        });
     }
-    match status {
-        200 => {}
-        301 | 302 | 303 | 307 | 308 => {
-            return location.map(Outcome::Redirect).ok_or(HttpError::Status {
-                url: url.to_string(),
-                status,
-                hint: "a redirect without a Location",
-            });
-        }
-        404 | 410 => {
-            return Err(HttpError::Status {
-                url: url.to_string(),
-                status,
-                hint: "the file is not on this mirror; if it is a .deb of an old lock, the archive removed it: run `kiln lock --update`",
-            });
-        }
-        _ => {
-            return Err(HttpError::Status {
-                url: url.to_string(),
-                status,
-                hint: "the mirror refused the request; try again or use another mirror",
-            });
-        }
-    }
-    let n = if chunked {
-        let mut total = 0u64;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).map_err(io_e)?;
-            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io_e(io::Error::new(io::ErrorKind::InvalidData, "bad chunk size")))?;
-            if size == 0 {
-                break;
-            }
-            let copied = io::copy(&mut (&mut r).take(size), out).map_err(io_e)?;
-            if copied != size {
-                return Err(io_e(io::ErrorKind::UnexpectedEof.into()));
-            }
-            total += copied;
-            let mut crlf = String::new();
-            r.read_line(&mut crlf).map_err(io_e)?;
-        }
-        total
-    } else if let Some(len) = length {
-        let copied = io::copy(&mut (&mut r).take(len), out).map_err(io_e)?;
-        if copied != len {
-            return Err(io_e(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("connection closed after {copied} of {len} bytes"),
-            )));
-        }
-        copied
-    } else {
-        io::copy(&mut r, out).map_err(io_e)?
+    let too_large = || HttpError::TooLarge {
+        url: url.to_string(),
+        limit: max,
     };
-    Ok(Outcome::Done(n))
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(max).min(64 << 20) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(io)? {
+        if out.len() as u64 + chunk.len() as u64 > max {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn urls() {
-        let u = parse_url("http://deb.debian.org/debian/dists").unwrap();
-        assert_eq!((u.host, u.port, u.path), ("deb.debian.org", 80, "/debian/dists"));
-        let u = parse_url("http://127.0.0.1:8080").unwrap();
-        assert_eq!((u.host, u.port, u.path), ("127.0.0.1", 8080, "/"));
-        assert!(parse_url("https://x/").is_none());
+        assert!(matches!(get_bytes("ftp://x/", 1), Err(HttpError::BadUrl { .. })));
+        assert!(matches!(get_bytes("not a url", 1), Err(HttpError::BadUrl { .. })));
     }
 
     #[test]
@@ -278,7 +201,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let t = std::thread::spawn(move || {
-            for (i, s) in l.incoming().take(5).enumerate() {
+            for (i, s) in l.incoming().take(6).enumerate() {
                 let mut s = s.unwrap();
                 // Read the whole request, so closing never resets the connection.
                 let mut req = Vec::new();
@@ -291,16 +214,25 @@ mod tests {
                     req.extend_from_slice(&buf[..n]);
                 }
                 let resp: &[u8] = match i {
-                    0 => b"HTTP/1.1 302 Found\r\nLocation: /b\r\n\r\n",
-                    1 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-                    _ => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                    0 => b"HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    1 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                    2 => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde",
+                    _ => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort",
                 };
                 s.write_all(resp).unwrap();
             }
         });
-        assert_eq!(get_bytes(&format!("http://127.0.0.1:{port}/a")).unwrap(), b"abcde");
+        assert_eq!(get_bytes(&format!("http://127.0.0.1:{port}/a"), 5).unwrap(), b"abcde");
+        // Longer than the caller allows: refused, not retried.
+        assert!(matches!(
+            get_bytes(&format!("http://127.0.0.1:{port}/c"), 4),
+            Err(HttpError::TooLarge { limit: 4, .. })
+        ));
         // A short body is an error after the first try and two retries (3 connections).
-        assert!(get_bytes(&format!("http://127.0.0.1:{port}/c")).is_err());
+        assert!(matches!(
+            get_bytes(&format!("http://127.0.0.1:{port}/d"), 100),
+            Err(HttpError::Io { .. })
+        ));
         t.join().unwrap();
     }
 }

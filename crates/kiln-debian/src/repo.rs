@@ -84,7 +84,7 @@ pub fn fetch_release(
     recorded: Option<&Snapshot>,
 ) -> Result<Release, Error> {
     let location = format!("{}/dists/{suite}/InRelease", url.trim_end_matches('/'));
-    let raw = http::get_bytes(&location).map_err(|e| {
+    let raw = http::get_bytes(&location, http::MAX_INRELEASE_BYTES).map_err(|e| {
         if e.is_not_found() {
             Error::Input {
                 message: format!("{location}: no such suite on this mirror"),
@@ -231,8 +231,16 @@ pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Pa
                 } else {
                     format!("{}/dists/{}/{rel}", release.url, release.suite)
                 };
-                let d = match http::get_bytes(&location) {
+                let d = match http::get_bytes(&location, *size) {
                     Ok(d) => d,
+                    Err(http::HttpError::TooLarge { .. }) => {
+                        return Err(Error::Input {
+                            message: format!(
+                                "{location}: the mirror sent more than the {size} bytes the signed InRelease gives"
+                            ),
+                            hint: "the mirror is inconsistent or being updated; run `kiln lock` again, or use another mirror".into(),
+                        });
+                    }
                     Err(e) => {
                         last = Some(Error::Http(e));
                         continue;
@@ -254,7 +262,11 @@ pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Pa
         };
         return decompress(&data, ext).map_err(|e| Error::Input {
             message: format!("{}/dists/{}/{rel}: {e}", release.url, release.suite),
-            hint: "the index cannot be decompressed; delete the cache and retry".into(),
+            hint: if e.kind() == std::io::ErrorKind::FileTooLarge {
+                "the signed index is a decompression bomb or not Debian's; use another mirror".into()
+            } else {
+                "the index cannot be decompressed; delete the cache and retry".into()
+            },
         });
     }
     Err(last.unwrap_or_else(|| Error::Input {
@@ -275,13 +287,28 @@ fn write_cache(path: &Path, data: &[u8]) -> Result<(), Error> {
     })
 }
 
+/// The largest Packages index kiln reads, decompressed (Debian's largest, sid main amd64,
+/// was 62 MiB on 2026-12-05). A bigger one is refused once 256 MiB are read, never read to
+/// its end.
+pub const MAX_PACKAGES_BYTES: u64 = 256 << 20;
+
 fn decompress(data: &[u8], ext: &str) -> std::io::Result<String> {
-    let mut out = String::new();
-    match ext {
-        ".xz" => xz2::read::XzDecoder::new(data).read_to_string(&mut out)?,
-        ".gz" => flate2::read::GzDecoder::new(data).read_to_string(&mut out)?,
-        _ => std::io::Cursor::new(data).read_to_string(&mut out)?,
+    let reader: Box<dyn Read + '_> = match ext {
+        ".xz" => Box::new(xz2::read::XzDecoder::new(data)),
+        ".gz" => Box::new(flate2::read::GzDecoder::new(data)),
+        _ => Box::new(data),
     };
+    let mut out = String::new();
+    reader.take(MAX_PACKAGES_BYTES + 1).read_to_string(&mut out)?;
+    if out.len() as u64 > MAX_PACKAGES_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "decompresses to more than {} MiB, the most kiln reads for a Packages index",
+                MAX_PACKAGES_BYTES >> 20
+            ),
+        ));
+    }
     Ok(out)
 }
 

@@ -265,11 +265,11 @@ impl Spec {
                     "suites = [\"bookworm\", \"bookworm-updates\"]",
                 ));
             }
-            if !s.url.starts_with("http://") {
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
                 return Err(at(
                     "url",
-                    format!("source url {:?} is not http://", s.url),
-                    "Debian mirrors are used over http://, as apt does; the signed InRelease protects every byte",
+                    format!("source url {:?} is not http:// or https://", s.url),
+                    "give the mirror's base URL, e.g. http://deb.debian.org/debian (the signed InRelease protects every byte either way)",
                 ));
             }
         }

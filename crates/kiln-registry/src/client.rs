@@ -201,6 +201,86 @@ pub fn scope(repository: &str, push: bool) -> String {
     }
 }
 
+/// The HTTP client settings every kiln download shares (registries and Debian mirrors):
+/// rustls with the platform's roots (honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus
+/// `opts.ca_file`, `opts.cert_dir` and the `certs.d/HOST` directories of podman and docker
+/// (CA `*.crt`, client `*.cert` + `*.key`), a connect timeout, kiln's User-Agent, and
+/// proxies from the standard environment (`http_proxy`, `https_proxy`, `no_proxy`).
+pub fn client_builder(host: &str, opts: &Options) -> Result<reqwest::ClientBuilder> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // No read timeout: registries judge stalls by progress per operation (crate::stall);
+    // Debian mirrors add their own.
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15).min(opts.timeout))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
+    let mut certs = Vec::new();
+    let mut ca_paths: Vec<PathBuf> = opts.ca_file.iter().cloned().collect();
+    let mut cert_dirs: Vec<PathBuf> = opts.cert_dir.iter().cloned().collect();
+    for d in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
+        let p = Path::new(d).join(host);
+        if p.is_dir() {
+            cert_dirs.push(p);
+        }
+    }
+    let mut identity: Option<(PathBuf, PathBuf)> = None;
+    for dir in &cert_dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Config {
+            path: dir.clone(),
+            reason: e.to_string(),
+            hint: "--cert-dir must be a directory of *.crt CA files".into(),
+        })?;
+        let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            match p.extension().and_then(|e| e.to_str()) {
+                Some("crt") => ca_paths.push(p),
+                Some("cert") => {
+                    let key = p.with_extension("key");
+                    if key.is_file() {
+                        identity = Some((p, key));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for p in &ca_paths {
+        let pem = std::fs::read(p).map_err(|e| RegistryError::Config {
+            path: p.clone(),
+            reason: e.to_string(),
+            hint: "give a readable PEM file of CA certificates".into(),
+        })?;
+        let mut c = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
+            path: p.clone(),
+            reason: format!("not a PEM certificate bundle: {e}"),
+            hint: "give the CA certificate in PEM form".into(),
+        })?;
+        if c.is_empty() {
+            return Err(RegistryError::Config {
+                path: p.clone(),
+                reason: "no certificates in the file".into(),
+                hint: "give the CA certificate in PEM form".into(),
+            });
+        }
+        certs.append(&mut c);
+    }
+    if !certs.is_empty() {
+        b = b.tls_certs_merge(certs);
+    }
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(&cert).unwrap_or_default();
+        pem.extend(std::fs::read(&key).unwrap_or_default());
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| RegistryError::Config {
+            path: cert.clone(),
+            reason: format!("client certificate and key unusable: {e}"),
+            hint: "give a PEM certificate and its PEM private key".into(),
+        })?;
+        b = b.identity(id);
+    }
+    Ok(b)
+}
+
 /// A connection to one registry host. Cheap to clone; clones share tokens and the
 /// transport decision.
 #[derive(Clone)]
@@ -233,76 +313,7 @@ pub enum Idempotent {
 impl Registry {
     /// A client for `host` (`host`, `host:port`, or `docker.io`).
     pub fn new(host: &str, opts: Arc<Options>) -> Result<Registry> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // No read timeout: stalls are judged by progress per operation (crate::stall).
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15).min(opts.timeout))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
-        let mut certs = Vec::new();
-        let mut ca_paths: Vec<PathBuf> = opts.ca_file.iter().cloned().collect();
-        let mut cert_dirs: Vec<PathBuf> = opts.cert_dir.iter().cloned().collect();
-        for d in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
-            let p = Path::new(d).join(host);
-            if p.is_dir() {
-                cert_dirs.push(p);
-            }
-        }
-        let mut identity: Option<(PathBuf, PathBuf)> = None;
-        for dir in &cert_dirs {
-            let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Config {
-                path: dir.clone(),
-                reason: e.to_string(),
-                hint: "--cert-dir must be a directory of *.crt CA files".into(),
-            })?;
-            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            names.sort();
-            for p in names {
-                match p.extension().and_then(|e| e.to_str()) {
-                    Some("crt") => ca_paths.push(p),
-                    Some("cert") => {
-                        let key = p.with_extension("key");
-                        if key.is_file() {
-                            identity = Some((p, key));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for p in &ca_paths {
-            let pem = std::fs::read(p).map_err(|e| RegistryError::Config {
-                path: p.clone(),
-                reason: e.to_string(),
-                hint: "give a readable PEM file of CA certificates".into(),
-            })?;
-            let mut c = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
-                path: p.clone(),
-                reason: format!("not a PEM certificate bundle: {e}"),
-                hint: "give the CA certificate in PEM form".into(),
-            })?;
-            if c.is_empty() {
-                return Err(RegistryError::Config {
-                    path: p.clone(),
-                    reason: "no certificates in the file".into(),
-                    hint: "give the CA certificate in PEM form".into(),
-                });
-            }
-            certs.append(&mut c);
-        }
-        if !certs.is_empty() {
-            b = b.tls_certs_merge(certs);
-        }
-        if let Some((cert, key)) = identity {
-            let mut pem = std::fs::read(&cert).unwrap_or_default();
-            pem.extend(std::fs::read(&key).unwrap_or_default());
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| RegistryError::Config {
-                path: cert.clone(),
-                reason: format!("client certificate and key unusable: {e}"),
-                hint: "give a PEM certificate and its PEM private key".into(),
-            })?;
-            b = b.identity(id);
-        }
+        let b = client_builder(host, &opts)?;
         let http = b.build().map_err(|e| RegistryError::Config {
             path: PathBuf::from(host),
             reason: format!("cannot set up HTTPS: {e}"),
