@@ -1212,3 +1212,158 @@ fn packages_bomb_and_oversized_bodies_are_refused() {
     assert_input_error(&kiln(&store, dir.path(), &["lock"]), "the mirror sent more than");
     assert!(!dir.path().join("kiln.lock").exists());
 }
+
+/// An OpenPGP MPI: bit count, then the big-endian bytes.
+fn mpi(bytes: &[u8]) -> Vec<u8> {
+    let b: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    let bits = b
+        .first()
+        .map_or(0, |f| (b.len() - 1) * 8 + (8 - f.leading_zeros() as usize));
+    let mut out = (bits as u16).to_be_bytes().to_vec();
+    out.extend(b);
+    out
+}
+
+/// Reads `n` MPIs from `data`, returning them and the rest.
+fn read_mpis(mut data: &[u8], n: usize) -> (Vec<Vec<u8>>, &[u8]) {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let bits = u16::from_be_bytes([data[0], data[1]]) as usize;
+        let len = bits.div_ceil(8);
+        out.push(data[2..2 + len].to_vec());
+        data = &data[2 + len..];
+    }
+    (out, data)
+}
+
+fn crc24(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0xB7_04CE;
+    for b in data {
+        crc ^= u32::from(*b) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x100_0000 != 0 {
+                crc ^= 0x186_4CFB;
+            }
+        }
+    }
+    crc & 0xFF_FFFF
+}
+
+/// A cleartext-signed `text` whose v4 signature, made here with the RSA secret key of
+/// `secret` (an unprotected GnuPG export) and SHA-256, carries `extra` as a hashed
+/// subpacket (type byte, data).
+fn craft_clearsigned(secret: &[u8], fingerprint: &str, text: &str, extra: (u8, &[u8])) -> Vec<u8> {
+    use base64::Engine as _;
+    use num_bigint::BigUint;
+    let (_, key) = packets(secret).into_iter().find(|(t, _)| *t == 5).unwrap();
+    let head = if key[0] & 0x40 != 0 {
+        match key[1] {
+            0..=191 => 2,
+            192..=223 => 3,
+            _ => 6,
+        }
+    } else {
+        1 + [1, 2, 4][(key[0] & 3) as usize]
+    };
+    let body = &key[head..];
+    assert_eq!((body[0], body[5]), (4, 1), "a v4 RSA key");
+    let (public, rest) = read_mpis(&body[6..], 2);
+    assert_eq!(rest[0], 0, "the secret key is not protected");
+    let (secret_mpis, _) = read_mpis(&rest[1..], 1);
+    let (n, d) = (
+        BigUint::from_bytes_be(&public[0]),
+        BigUint::from_bytes_be(&secret_mpis[0]),
+    );
+    let fpr = hex_bytes(fingerprint);
+    let mut hashed = vec![5, 2];
+    // Made now: a signature older than its key is refused ("time conflict").
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    hashed.extend((now.as_secs() as u32).to_be_bytes());
+    hashed.extend([22, 33, 4]);
+    hashed.extend(&fpr);
+    hashed.push(extra.1.len() as u8 + 1);
+    hashed.push(extra.0);
+    hashed.extend(extra.1);
+    let mut sig = vec![4, 0x01, 1, 8];
+    sig.extend((hashed.len() as u16).to_be_bytes());
+    sig.extend(&hashed);
+    let mut digest_input: Vec<u8> = text.trim_end_matches('\n').replace('\n', "\r\n").into_bytes();
+    digest_input.extend(&sig);
+    digest_input.extend([4, 0xff]);
+    digest_input.extend((sig.len() as u32).to_be_bytes());
+    let hash = hex_bytes(&sha256_hex(&digest_input));
+    // EMSA-PKCS1-v1_5 with SHA-256's DigestInfo.
+    let k = public[0].len();
+    let info = hex_bytes("3031300d060960864801650304020105000420");
+    let mut em = vec![0, 1];
+    em.extend(std::iter::repeat_n(0xff, k - 3 - info.len() - hash.len()));
+    em.push(0);
+    em.extend(&info);
+    em.extend(&hash);
+    let s = BigUint::from_bytes_be(&em).modpow(&d, &n).to_bytes_be();
+    sig.extend([0, 10, 9, 16]);
+    sig.extend(&fpr[12..]);
+    sig.extend(&hash[..2]);
+    sig.extend(mpi(&s));
+    let mut packet = vec![0xC2];
+    if sig.len() < 192 {
+        packet.push(sig.len() as u8);
+    } else {
+        let l = sig.len() - 192;
+        packet.extend([(l >> 8) as u8 + 192, l as u8]);
+    }
+    packet.extend(&sig);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let crc = crc24(&packet).to_be_bytes();
+    format!(
+        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{text}-----BEGIN PGP SIGNATURE-----\n\n{}\n={}\n-----END PGP SIGNATURE-----\n",
+        b64.encode(&packet),
+        b64.encode(&crc[1..])
+    )
+    .into_bytes()
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Issue 12.6: a signature with an unknown subpacket type (100, experimental) marked
+/// critical is refused as a BAD signature (gpgv: "unknown critical bit"); the same
+/// signature with the subpacket not critical verifies (so
+/// the crafting is right and the critical bit is what is refused).
+#[test]
+fn unknown_critical_subpacket_type_is_refused() {
+    use kiln_debian::pgp::{PgpError, verify_cleartext};
+    let ((secret, fpr), ring) = signed_with(
+        |h| {
+            let fpr = gen_key(h, "crafted <x@example.org>", "sign", "never", &[]);
+            let secret = gpg(
+                h,
+                &[
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                    "--export-secret-keys",
+                ],
+            );
+            (secret, fpr)
+        },
+        |_| {},
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("crafted.gpg");
+    std::fs::write(&keyring, ring).unwrap();
+    let text = "Origin: kiln-test\nSuite: test\n";
+    let plain = craft_clearsigned(&secret, &fpr, text, (100, b"x"));
+    assert_eq!(verify_cleartext(&plain, &keyring).unwrap(), text);
+    let critical = craft_clearsigned(&secret, &fpr, text, (0x80 | 100, b"x"));
+    let r = verify_cleartext(&critical, &keyring);
+    assert!(matches!(r, Err(PgpError::BadSignature { .. })), "{r:?}");
+}
