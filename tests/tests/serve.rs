@@ -586,3 +586,117 @@ fn manifests_are_valid_kubernetes_and_fail_closed() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no PEM certificate"));
 }
+
+/// An image with one Debian package in its dpkg status, so its SBOM lists something.
+fn push_with_package(e: &Env, repo: &str, version: &str, record: Option<(&Server, &Path)>) -> String {
+    let ctx = tempfile::tempdir_in(e.dir.path()).unwrap();
+    let status = format!(
+        "Package: hello\nStatus: install ok installed\nVersion: {version}\nArchitecture: amd64\nMaintainer: x <x@example.com>\nDescription: hi\n\n"
+    );
+    std::fs::write(ctx.path().join("status"), status).unwrap();
+    let dockerfile = "FROM scratch\nCOPY status /var/lib/dpkg/status\nUSER 65532\n";
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    let name = format!("{}/{repo}", e.host());
+    let mut build = e.kiln(&["build", "-q", "-t", &name]);
+    if let Some((s, token)) = record {
+        build
+            .args(["--record", &format!("https://127.0.0.1:{}", s.port)])
+            .env("KILN_RECORD_TOKEN", std::fs::read_to_string(token).unwrap())
+            .env("KILN_RECORD_CA", &s.ca);
+    }
+    run_ok(build.arg(ctx.path()));
+    run_ok(&mut e.kiln(&["push", "-q", &name]));
+    let k = e.path("a.key").display().to_string();
+    run_ok(&mut e.kiln(&["sign", "--key", &k, &name]));
+    name
+}
+
+#[test]
+fn metadata_by_digest_after_build_record_and_push() {
+    let e = Env::new();
+    let token = e.path("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let s = e.serve(POLICY, &["--token-file", token.to_str().unwrap()]);
+    let app = push_with_package(&e, "prod/app:1", "2.10-3", Some((&s, &token)));
+    let digest = e.digest(&app);
+    // An admission of it joins its history.
+    let r = s.review(
+        "/validate",
+        &review(
+            "u-md",
+            "Pod",
+            "",
+            "shop",
+            pod("web", pod_spec(vec![container("app", &app)], vec![])),
+            false,
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let (code, body) = s.curl("GET", &format!("/metadata/{digest}.json"), None);
+    assert_eq!(code, 200, "{body}");
+    let m: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(m["digest"], digest.as_str());
+    assert_eq!(m["build"]["builder"]["id"], "https://kiln.dev/builder/kiln/v1", "{m}");
+    assert!(
+        m["build"]["resolvedDependencies"].to_string().contains("Dockerfile"),
+        "{m}"
+    );
+    assert_eq!(m["sbom"]["packages"][0]["name"], "hello", "{m}");
+    assert_eq!(m["sbom"]["packages"][0]["version"], "2.10-3", "{m}");
+    assert_eq!(
+        m["provenance"]["runDetails"]["builder"]["id"],
+        "https://kiln.dev/builder/kiln/v1"
+    );
+    let sigs = m["signatures"].as_array().unwrap_or_else(|| panic!("{m}"));
+    assert!(sigs.iter().any(|s| s["authority"] == "a"), "{m}");
+    let adm = m["admissions"].as_array().unwrap();
+    assert_eq!(adm.len(), 1, "{m}");
+    assert_eq!(
+        (adm[0]["uid"].as_str(), adm[0]["namespace"].as_str()),
+        (Some("u-md"), Some("shop"))
+    );
+    assert_eq!(adm[0]["result"], "allowed");
+    let spdx = m["sbom"]["documents"]["spdx"].as_str().unwrap().to_string();
+    let (code, doc) = s.curl("GET", &spdx, None);
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&doc).unwrap()["spdxVersion"], "SPDX-2.3");
+    let cdx = m["sbom"]["documents"]["cyclonedx"].as_str().unwrap().to_string();
+    let (code, doc) = s.curl("GET", &cdx, None);
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&doc).unwrap()["bomFormat"], "CycloneDX");
+
+    // Unknown digests are 404.
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(s.curl("GET", &format!("/metadata/{unknown}.json"), None).0, 404);
+
+    // kiln record push: a bad token is refused and nothing is stored; the right one
+    // stores it once.
+    let other = push_with_package(&e, "prod/other:1", "2.10-4", None);
+    let other_digest = e.digest(&other);
+    let bad = e.path("bad-token");
+    std::fs::write(&bad, "wrong").unwrap();
+    let push = |t: &Path| {
+        e.kiln(&["record", "push", "--server", &format!("https://127.0.0.1:{}", s.port)])
+            .arg("--token-file")
+            .arg(t)
+            .arg("--server-ca")
+            .arg(&s.ca)
+            .arg(&other)
+            .output()
+            .unwrap()
+    };
+    let o = push(&bad);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"), "{o:?}");
+    assert_eq!(s.curl("GET", &format!("/metadata/{other_digest}.json"), None).0, 404);
+    let o = push(&token);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("recorded: "), "{o:?}");
+    let o = push(&token);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("already recorded: "),
+        "{o:?}"
+    );
+    assert_eq!(s.curl("GET", &format!("/metadata/{other_digest}.json"), None).0, 200);
+}

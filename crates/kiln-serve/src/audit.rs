@@ -80,6 +80,13 @@ pub trait AuditStore: Send + Sync {
     fn recent(&self, limit: usize) -> Result<Vec<AuditRow>, AuditError>;
     /// Whether the store answers (`/readyz`).
     fn ping(&self) -> Result<(), AuditError>;
+    /// Keeps a build record for `digest` once: `false` when one exists (submitting is
+    /// idempotent by digest; the first record stays).
+    fn put_record(&self, digest: &str, at: i64, record: &str) -> Result<bool, AuditError>;
+    /// The build record of `digest`, if any.
+    fn record_of(&self, digest: &str) -> Result<Option<String>, AuditError>;
+    /// Digests of the most recent records, newest first.
+    fn recent_records(&self, limit: usize) -> Result<Vec<(String, i64, String)>, AuditError>;
 }
 
 /// Opens `--database`: `sqlite:PATH`.
@@ -91,7 +98,8 @@ pub fn open(database: &str) -> Result<Box<dyn AuditStore>, AuditError> {
 }
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE admissions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     uid TEXT NOT NULL, endpoint TEXT NOT NULL, at INTEGER NOT NULL,
@@ -106,7 +114,14 @@ CREATE TRIGGER admissions_no_update BEFORE UPDATE ON admissions
     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
 CREATE TRIGGER admissions_no_delete BEFORE DELETE ON admissions
     BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
-"];
+",
+    "
+CREATE TABLE records (
+    digest TEXT PRIMARY KEY, at INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'build records are append-only'); END;
+",
+];
 
 /// The embedded default.
 pub struct Sqlite {
@@ -256,6 +271,32 @@ impl AuditStore for Sqlite {
     fn recent(&self, limit: usize) -> Result<Vec<AuditRow>, AuditError> {
         let sql = format!("SELECT {COLUMNS} FROM admissions ORDER BY id DESC LIMIT ?1");
         self.rows(&sql, &(limit as i64))
+    }
+
+    fn put_record(&self, digest: &str, at: i64, record: &str) -> Result<bool, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute(
+            "INSERT OR IGNORE INTO records (digest, at, record) VALUES (?1, ?2, ?3)",
+            params![digest, at, record],
+        )
+        .map(|n| n == 1)
+        .map_err(self.err())
+    }
+
+    fn record_of(&self, digest: &str) -> Result<Option<String>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT record FROM records WHERE digest = ?1", [digest], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn recent_records(&self, limit: usize) -> Result<Vec<(String, i64, String)>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached("SELECT digest, at, record FROM records ORDER BY rowid DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+        rows.and_then(|r| r.collect()).map_err(self.err())
     }
 
     fn ping(&self) -> Result<(), AuditError> {

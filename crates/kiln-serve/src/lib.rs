@@ -15,11 +15,13 @@
 #![deny(missing_docs)]
 
 pub mod admit;
+pub mod api;
 pub mod audit;
 pub mod engine;
 pub mod manifests;
 pub mod metrics;
 pub mod pods;
+pub mod record;
 pub mod review;
 pub mod security;
 pub mod server;

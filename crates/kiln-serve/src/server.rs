@@ -38,6 +38,8 @@ pub struct Config {
     pub registry: kiln_registry::Options,
     /// Admission settings.
     pub settings: Settings,
+    /// The bearer token `POST /records` requires (`--token-file`); `None` disables it.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A failure that stops the server.
@@ -67,6 +69,8 @@ pub struct App {
     pub audit: Arc<dyn AuditStore>,
     /// Counters.
     pub metrics: Metrics,
+    /// The bearer token of `POST /records`.
+    pub token: Option<String>,
 }
 
 /// The routes.
@@ -77,6 +81,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/records",
+            post(crate::api::post_record).layer(axum::extract::DefaultBodyLimit::max(crate::record::MAX_RECORD_BYTES)),
+        )
+        .route("/metadata/{name}", get(crate::api::metadata))
+        .route("/metadata/{digest}/{doc}", get(crate::api::sbom))
         .with_state(app)
 }
 
@@ -164,11 +174,27 @@ pub fn app(config: &Config) -> Result<Arc<App>, ServeError> {
         cache: kiln_policy::cache::DecisionCache::in_memory(),
     };
     let audit: Arc<dyn AuditStore> = Arc::from(crate::audit::open(&config.database)?);
+    let token = match &config.token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .map_err(|e| ServeError::Other(format!("--token-file {}: {e}", f.display())))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(ServeError::Other(format!(
+                    "--token-file {}: the file is empty",
+                    f.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
     Ok(Arc::new(App {
         engine: Arc::new(engine),
         settings: config.settings.clone(),
         audit,
         metrics: Metrics::default(),
+        token,
     }))
 }
 

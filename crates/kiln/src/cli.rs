@@ -38,6 +38,8 @@ pub enum Commands {
     Policy(crate::commands::policy::PolicyArgs),
     /// Run the Kubernetes admission webhook (HTTPS), or print its manifests.
     Serve(Box<crate::commands::serve::ServeArgs>),
+    /// Send an image's build record (provenance, SBOMs) to a kiln serve.
+    Record(crate::commands::record::RecordArgs),
     /// List images in the store.
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON, or fields of it (--format).
@@ -179,6 +181,9 @@ pub struct BuildArgs {
     /// Write build metadata (JSON: digests, layers) to this file.
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Send the build record (provenance, SBOMs) to this kiln serve (token: $KILN_RECORD_TOKEN, CA: $KILN_RECORD_CA).
+    #[arg(long, value_name = "URL")]
+    pub record: Option<String>,
     /// Also export the image: type=oci,dest=PATH[,tar=false] or type=docker,dest=FILE.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,

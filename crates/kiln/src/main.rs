@@ -44,6 +44,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Verify(a) => commands::sign::verify(&store, a),
         Commands::VerifyAttestation(a) => commands::sign::verify_attestation(&store, a),
         Commands::Policy(a) => commands::policy::policy(&store, &root.join("kiln"), a),
+        Commands::Record(a) => commands::record::record(&store, a),
         Commands::Images(a) => commands::images::images(&store, a),
         Commands::Inspect(a) => commands::images::inspect(&store, a),
         Commands::History(a) => commands::history::history(&store, a),

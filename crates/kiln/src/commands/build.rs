@@ -470,6 +470,12 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::env(format!("{}: {e}", f.display())))?;
     }
     reporter.info(&summary(&result, &args.tags));
+    if let Some(server) = &args.record {
+        // The store's copy, by its first name (or digest): what was built, pushed or not.
+        let name = args.tags.first().cloned().unwrap_or_else(|| digest.clone());
+        let line = super::record::send(store, &name, server, None, None, None)?;
+        reporter.info(&line);
+    }
     println!("{digest}");
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod info;
 pub mod lint;
 pub mod lock;
 pub mod policy;
+pub mod record;
 pub mod registry;
 pub mod run;
 pub mod sbom;

@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Seconds a decision may take before the request is denied (under the API server's timeout).
     #[arg(long, value_name = "SECONDS", default_value = "8", value_parser = clap::value_parser!(u64).range(1..=29))]
     pub deadline: u64,
+    /// File holding the bearer token `POST /records` requires (records are refused without it).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Registry settings.
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -97,6 +100,7 @@ pub fn serve(root: &Path, args: &ServeArgs) -> Result<(), CliError> {
             deadline: Duration::from_secs(args.deadline),
             exempt: args.exempt_namespaces.clone(),
         },
+        token_file: args.token_file.clone(),
     };
     kiln_serve::run(config).map_err(|e| match e {
         kiln_serve::ServeError::Policy(p) => CliError::from(p),

@@ -1,0 +1,178 @@
+//! The metadata API: `POST /records` (bearer token) and `GET /metadata/sha256:<hex>.json`,
+//! with the full SBOM documents at `/metadata/sha256:<hex>/sbom.spdx.json` and
+//! `…/sbom.cdx.json`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::record::{build_summary, is_digest, spdx_packages};
+use crate::server::App;
+
+fn text(code: StatusCode, body: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+}
+
+fn json_response(v: &Value) -> Response {
+    let body = serde_json::to_vec_pretty(v).expect("JSON serialises");
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /records`: 401 without the right bearer token (nothing stored), 400 for a record
+/// that is not one, 201 when stored, 200 when the digest has a record already.
+pub async fn post_record(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = &app.token else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "records are disabled: start kiln serve with --token-file\n",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same(given.trim().as_bytes(), token.as_bytes()) {
+        return text(StatusCode::UNAUTHORIZED, "a valid bearer token is required\n");
+    }
+    let record: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed record: {e}\n")),
+    };
+    let digest = record
+        .get("digest")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !is_digest(&digest) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("malformed record: digest {digest:?} is not sha256:<64 hex>\n"),
+        );
+    }
+    let (audit, now) = (app.audit.clone(), kiln_policy::time::now());
+    let stored = tokio::task::spawn_blocking(move || audit.put_record(&digest, now, &record.to_string())).await;
+    match stored {
+        Ok(Ok(true)) => text(StatusCode::CREATED, "recorded\n"),
+        Ok(Ok(false)) => text(StatusCode::OK, "already recorded\n"),
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// `GET /metadata/sha256:<hex>.json`.
+pub async fn metadata(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let Some(digest) = name.strip_suffix(".json").filter(|d| is_digest(d)) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: ask for /metadata/sha256:<hex>.json\n",
+        );
+    };
+    match everything(&app, digest).await {
+        Ok(Some(v)) => json_response(&v),
+        Ok(None) => text(StatusCode::NOT_FOUND, format!("nothing is known about {digest}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// `GET /metadata/sha256:<hex>/sbom.spdx.json` and `…/sbom.cdx.json`.
+pub async fn sbom(State(app): State<Arc<App>>, Path((digest, doc)): Path<(String, String)>) -> Response {
+    let key = match doc.as_str() {
+        "sbom.spdx.json" => "spdx",
+        "sbom.cdx.json" => "cyclonedx",
+        _ => return text(StatusCode::NOT_FOUND, "not found: sbom.spdx.json or sbom.cdx.json\n"),
+    };
+    let audit = app.audit.clone();
+    let d = digest.clone();
+    let record = match tokio::task::spawn_blocking(move || audit.record_of(&d)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    };
+    let doc = record
+        .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+        .and_then(|r| r.pointer(&format!("/sbom/{key}")).cloned())
+        .filter(|d| !d.is_null());
+    match doc {
+        Some(d) => json_response(&d),
+        None => text(StatusCode::NOT_FOUND, format!("no {key} document for {digest}\n")),
+    }
+}
+
+/// Everything known about `digest`: the record, its summaries, live signatures, and the
+/// admissions that decided it. `None` when nothing is known.
+pub async fn everything(app: &Arc<App>, digest: &str) -> Result<Option<Value>, String> {
+    let audit = app.audit.clone();
+    let d = digest.to_string();
+    let (record, admissions) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let r = audit.record_of(&d).map_err(|e| e.to_string())?;
+        let a = audit.admissions_of(&d).map_err(|e| e.to_string())?;
+        Ok((r, a))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if record.is_none() && admissions.is_empty() {
+        return Ok(None);
+    }
+    let record: Value = record
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or(Value::Null);
+    let provenance = record.get("provenance").cloned().unwrap_or(Value::Null);
+    let spdx = record.pointer("/sbom/spdx").cloned().unwrap_or(Value::Null);
+    let packages = spdx_packages(&spdx);
+    let repository = record.get("repository").and_then(Value::as_str).map(String::from);
+    let signatures = match repository {
+        Some(repo) => signatures(app, &format!("{repo}@{digest}")).await,
+        None => json!({"error": "no build record names the repository to read signatures from"}),
+    };
+    let has = |k: &str| !record.pointer(&format!("/sbom/{k}")).unwrap_or(&Value::Null).is_null();
+    Ok(Some(json!({
+        "digest": digest,
+        "reference": record.get("reference"),
+        "build": build_summary(&provenance),
+        "sbom": {
+            "packages": packages,
+            "documents": {
+                "spdx": has("spdx").then(|| format!("/metadata/{digest}/sbom.spdx.json")),
+                "cyclonedx": has("cyclonedx").then(|| format!("/metadata/{digest}/sbom.cdx.json")),
+            },
+        },
+        "provenance": provenance,
+        "signatures": signatures,
+        "scan": record.get("scan").cloned().unwrap_or(Value::Null),
+        "admissions": admissions,
+    })))
+}
+
+/// Signatures of `reference` read from its registry now, each checked with the policy's
+/// authorities: who made it, or why it was rejected.
+async fn signatures(app: &Arc<App>, reference: &str) -> Value {
+    let engine = app.engine.clone();
+    let r = reference.to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let g = kiln_policy::Gather {
+            store: &engine.store,
+            registries: Some(&engine.access),
+            keys: engine.policy.keys(),
+            db: None,
+            types: vec![],
+            needs: kiln_policy::Needs::default(),
+        };
+        kiln_policy::gather_input(&g, &r).map(|i| i.signatures)
+    });
+    match tokio::time::timeout(app.settings.deadline, work).await {
+        Ok(Ok(Ok(sigs))) => serde_json::to_value(sigs).unwrap_or(Value::Null),
+        Ok(Ok(Err(e))) => json!({"error": e.to_string()}),
+        Ok(Err(e)) => json!({"error": e.to_string()}),
+        Err(_) => json!({"error": format!("reading signatures of {reference} took too long")}),
+    }
+}
