@@ -700,3 +700,60 @@ fn metadata_by_digest_after_build_record_and_push() {
     );
     assert_eq!(s.curl("GET", &format!("/metadata/{other_digest}.json"), None).0, 200);
 }
+
+/// Headless Chromium on `url`: `--dump-dom` output, and a screenshot written to `png`.
+fn chromium(e: &Env, url: &str, png: &Path) -> String {
+    let profile = tempfile::tempdir_in(e.dir.path()).unwrap();
+    let base = |c: &mut Command| {
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            // The test CA is not in Chromium's NSS store; curl checks the chain above.
+            .arg("--ignore-certificate-errors")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .env("HOME", profile.path());
+    };
+    let mut shot = Command::new("chromium");
+    base(&mut shot);
+    shot.arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1280,1600")
+        .arg(url);
+    run_ok(&mut shot);
+    let mut dom = Command::new("chromium");
+    base(&mut dom);
+    String::from_utf8(run_ok(dom.arg("--dump-dom").arg(url)).stdout).unwrap()
+}
+
+#[test]
+fn web_page_in_headless_chromium() {
+    let e = Env::new();
+    let token = e.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let s = e.serve(POLICY, &["--token-file", token.to_str().unwrap()]);
+    let app = push_with_package(&e, "prod/web:1", "1.0-1", Some((&s, &token)));
+    let digest = e.digest(&app);
+    let mut spec = pod_spec(vec![container("app", &app)], vec![]);
+    spec["containers"][0]["securityContext"]["privileged"] = json!(true);
+    let r = s.review(
+        "/validate",
+        &review("u-web", "Pod", "", "shop", pod("priv", spec), false),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+
+    let index_png = e.path("index.png");
+    let dom = chromium(&e, &format!("https://127.0.0.1:{}/", s.port), &index_png);
+    assert!(dom.contains(&format!("href=\"/images/{digest}\"")), "{dom}");
+    assert!(dom.contains("it is privileged"), "{dom}");
+    let image_png = e.path("image.png");
+    let dom = chromium(&e, &format!("https://127.0.0.1:{}/images/{digest}", s.port), &image_png);
+    assert!(dom.contains(&format!("<code id=\"digest\">{digest}</code>")), "{dom}");
+    assert!(dom.contains("<td>hello</td><td>1.0-1</td>"), "the package: {dom}");
+    assert!(dom.contains("production: it is privileged"), "the denial reason: {dom}");
+    assert!(dom.contains("<td>a</td>"), "the signer: {dom}");
+    for png in [index_png, image_png] {
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+            "{}",
+            png.display()
+        );
+    }
+}

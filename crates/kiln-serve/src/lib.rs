@@ -26,6 +26,7 @@ pub mod review;
 pub mod security;
 pub mod server;
 pub mod tls;
+pub mod web;
 
 pub use admit::{Endpoint, Settings};
 pub use server::{Config, ServeError, run};

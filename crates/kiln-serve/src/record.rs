@@ -111,6 +111,27 @@ pub fn build_summary(provenance: &Value) -> Value {
     })
 }
 
+/// `at` (seconds since the epoch) as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(at: i64) -> String {
+    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Packages of an SPDX document: name, version, purl (the image itself left out).
 pub fn spdx_packages(doc: &Value) -> Vec<Value> {
     let pkgs = doc.get("packages").and_then(Value::as_array);
@@ -138,6 +159,9 @@ mod tests {
 
     #[test]
     fn digests_and_summaries() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_428_800), "2026-12-05T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01Z");
         assert!(is_digest(&format!("sha256:{}", "a".repeat(64))));
         assert!(!is_digest(&format!("sha256:{}", "A".repeat(64))));
         assert!(!is_digest("sha256:abc"));

@@ -87,6 +87,8 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/metadata/{name}", get(crate::api::metadata))
         .route("/metadata/{digest}/{doc}", get(crate::api::sbom))
+        .route("/", get(crate::web::index))
+        .route("/images/{digest}", get(crate::web::image))
         .with_state(app)
 }
 
