@@ -757,3 +757,235 @@ fn web_page_in_headless_chromium() {
         );
     }
 }
+
+/// Sends `count` reviews (uids `{prefix}-N`) spread over `ports` by 4 threads, each
+/// request to the next port in turn; writes one line per request to `out`: `uid port
+/// code` (code 0: no answer).
+const DRIVER: &str = r#"
+import http.client, json, ssl, sys, threading
+ca, image, prefix, count, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+ports = [int(p) for p in sys.argv[6:]]
+ctx = ssl.create_default_context(cafile=ca)
+lock = threading.Lock()
+results = []
+def review(uid):
+    c = {"name": "app", "image": image, "securityContext": {"allowPrivilegeEscalation": False,
+         "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+         "seccompProfile": {"type": "RuntimeDefault"}}}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": "shop", "operation": "CREATE", "userInfo": {"username": "load"},
+        "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": uid},
+                   "spec": {"containers": [c]}}, "dryRun": False}}
+def worker(w):
+    conns = {}
+    for n in range(w, count, 4):
+        uid, port = "%s-%d" % (prefix, n), ports[n % len(ports)]
+        code = 0
+        for attempt in range(2):
+            try:
+                if port not in conns:
+                    conns[port] = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+                conns[port].request("POST", "/validate", json.dumps(review(uid)), {"Content-Type": "application/json"})
+                r = conns[port].getresponse()
+                body = json.loads(r.read())
+                if r.status == 200 and body["response"]["uid"] == uid:
+                    code = r.status
+                break
+            except Exception:
+                conns.pop(port, None)
+        with lock:
+            results.append("%s %d %d" % (uid, port, code))
+threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+open(out, "w").write("\n".join(results) + "\n")
+"#;
+
+/// Runs a PostgreSQL cluster as an unprivileged user on a free port; stopped when dropped.
+struct Postgres {
+    dir: PathBuf,
+    port: u16,
+    uid: u32,
+    gid: u32,
+}
+
+impl Postgres {
+    fn start(parent: &Path) -> Postgres {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = kiln_tests::rootless_user();
+        let dir = parent.join("pg");
+        std::fs::create_dir_all(&dir).unwrap();
+        run_ok(Command::new("chown").arg(format!("{uid}:{gid}")).arg(&dir));
+        let port = free_port();
+        let as_user = |c: &mut Command| {
+            c.uid(uid).gid(gid).env("HOME", &dir).current_dir(&dir);
+        };
+        let mut init = Command::new("initdb");
+        as_user(&mut init);
+        run_ok(init.args(["-A", "trust", "-U", "kiln", "-D"]).arg(dir.join("data")));
+        let mut start = Command::new("pg_ctl");
+        as_user(&mut start);
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.display()
+        );
+        run_ok(
+            start
+                .args(["-w", "-D"])
+                .arg(dir.join("data"))
+                .args(["-l"])
+                .arg(dir.join("log"))
+                .args(["-o", &opts, "start"]),
+        );
+        Postgres { dir, port, uid, gid }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://kiln@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn sql(&self, query: &str) -> String {
+        let o = run_ok(Command::new("psql").args([
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "kiln",
+            "-d",
+            "postgres",
+            "-c",
+            query,
+        ]));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let _ = Command::new("pg_ctl")
+            .uid(self.uid)
+            .gid(self.gid)
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// `count` admissions over `servers`; the second, if any, is killed (SIGKILL) once the
+/// audit table holds `kill_at` rows. Returns the uids answered.
+fn load(
+    e: &Env,
+    servers: &mut [Server],
+    image: &str,
+    count: usize,
+    rows: &dyn Fn() -> usize,
+    kill_at: usize,
+) -> Vec<String> {
+    let script = e.path("driver.py");
+    std::fs::write(&script, DRIVER).unwrap();
+    let out = e.path("answers.txt");
+    let mut driver = Command::new("python3");
+    driver
+        .arg(&script)
+        .arg(&servers[0].ca)
+        .args([image, "load", &count.to_string()])
+        .arg(&out);
+    for s in servers.iter() {
+        driver.arg(s.port.to_string());
+    }
+    let mut child = driver.spawn().unwrap();
+    if servers.len() > 1 {
+        while rows() < kill_at {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        servers[1].child.kill().unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    text.lines()
+        .filter(|l| l.ends_with(" 200"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+/// Every answered request has exactly one audit row, no uid has two, and every row is a
+/// request that was sent.
+fn one_row_each(answered: &[String], audit: &[(String, usize)], count: usize) {
+    let dups: Vec<&(String, usize)> = audit.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(dups.is_empty(), "duplicate audit rows: {dups:?}");
+    let have: std::collections::BTreeSet<&str> = audit.iter().map(|(u, _)| u.as_str()).collect();
+    let missing: Vec<&String> = answered.iter().filter(|u| !have.contains(u.as_str())).collect();
+    assert!(missing.is_empty(), "answered without an audit row: {missing:?}");
+    assert!(audit.len() <= count, "{} rows for {count} requests", audit.len());
+    assert!(
+        answered.len() >= count / 2,
+        "only {} of {count} answered",
+        answered.len()
+    );
+}
+
+#[test]
+fn two_replicas_on_postgresql_one_killed_halfway() {
+    let e = Env::new();
+    let app = e.push("prod/app:1", "65532", "app", true);
+    let pg = Postgres::start(e.dir.path());
+    let db = ["--database", &pg.url()];
+    let mut servers = vec![e.serve(POLICY, &db), e.serve(POLICY, &db)];
+    let rows = || pg.sql("select count(*) from admissions").parse::<usize>().unwrap_or(0);
+    let answered = load(&e, &mut servers, &app, 2000, &rows, 1000);
+    let audit: Vec<(String, usize)> = pg
+        .sql("select uid || ' ' || count(*) from admissions group by uid")
+        .lines()
+        .map(|l| {
+            let (u, n) = l.split_once(' ').unwrap();
+            (u.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    one_row_each(&answered, &audit, 2000);
+    assert!(answered.len() < 2000, "the killed replica answered everything?");
+    // Both replicas wrote (the table is shared), and the survivor still serves.
+    assert_eq!(pg.sql("select count(distinct endpoint) from admissions"), "1");
+    assert_eq!(servers[0].curl("GET", "/readyz", None).0, 200);
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "kiln",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", "delete from admissions"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("append-only"), "{o:?}");
+}
+
+#[test]
+fn one_replica_on_sqlite_the_embedded_default() {
+    let e = Env::new();
+    let app = e.push("prod/app:1", "65532", "app", true);
+    let db = e.path("audit.db");
+    let mut servers = vec![e.serve(POLICY, &["--database", &format!("sqlite:{}", db.display())])];
+    let answered = load(&e, &mut servers, &app, 2000, &|| 0, 0);
+    let script = "import sqlite3,sys\nfor u,n in sqlite3.connect(sys.argv[1]).execute('select uid, count(*) from admissions group by uid'): print(u, n)";
+    let o = run_ok(Command::new("python3").args(["-c", script]).arg(&db));
+    let audit: Vec<(String, usize)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let (u, n) = l.split_once(' ').unwrap();
+            (u.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    one_row_each(&answered, &audit, 2000);
+    assert_eq!(answered.len(), 2000);
+    assert_eq!(audit.len(), 2000);
+}

@@ -65,8 +65,18 @@ pub enum AuditError {
         #[source]
         source: rusqlite::Error,
     },
+    /// PostgreSQL failed.
+    #[error("audit store ({url}): {reason}")]
+    Postgres {
+        /// The database, without its password.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
     /// The database named is not one this server knows.
-    #[error("--database {0:?}: expected sqlite:PATH (hint: sqlite:/var/lib/kiln/serve.db)")]
+    #[error(
+        "--database {0:?}: expected sqlite:PATH or postgres://USER@HOST:PORT/DB (hint: sqlite:/var/lib/kiln/serve.db)"
+    )]
     Unknown(String),
 }
 
@@ -89,12 +99,15 @@ pub trait AuditStore: Send + Sync {
     fn recent_records(&self, limit: usize) -> Result<Vec<(String, i64, String)>, AuditError>;
 }
 
-/// Opens `--database`: `sqlite:PATH`.
+/// Opens `--database`: `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`.
 pub fn open(database: &str) -> Result<Box<dyn AuditStore>, AuditError> {
-    match database.strip_prefix("sqlite:") {
-        Some(path) => Ok(Box::new(Sqlite::open(Path::new(path))?)),
-        None => Err(AuditError::Unknown(database.to_string())),
+    if let Some(path) = database.strip_prefix("sqlite:") {
+        return Ok(Box::new(Sqlite::open(Path::new(path))?));
     }
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Ok(Box::new(crate::postgres::Postgres::open(database)?));
+    }
+    Err(AuditError::Unknown(database.to_string()))
 }
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied.

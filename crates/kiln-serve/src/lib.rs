@@ -21,6 +21,7 @@ pub mod engine;
 pub mod manifests;
 pub mod metrics;
 pub mod pods;
+pub mod postgres;
 pub mod record;
 pub mod review;
 pub mod security;

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Issue 14's benchmark: `kiln serve` answering AdmissionReview v1 requests on loopback, with
+# Debian's wrk as the load generator (closed loop: N connections, each sending its next
+# request when the last is answered; latency percentiles from --latency).
+#   images = 3 signed images in Debian's docker-registry on loopback (a 3-container pod);
+#   policy = signatures by `release`, non_root, and `pod: { profile: restricted }`;
+#   warm   = the same pod again and again (each image's tag resolved in the registry, its
+#            decision read from the cache by digest), a new uid per request, every answer
+#            written to the SQLite audit table;
+#   cold   = each request names an image the server has never decided (COLD_IMAGES images
+#            pushed first), one request at a time (Python, keep-alive): resolve, read the
+#            signatures, decide, record;
+#   CLI    = `kiln policy check --no-cache` of the same three images (a whole process);
+#   memory = the server's resident memory after 20,000 and after 100,000 requests.
+# Usage: bench/serve.sh   (prints a markdown table; needs scripts/setup and wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+work=$(mktemp -d /var/tmp/kiln-bench-serve.XXXXXX)
+reg_pid=""; srv_pid=""
+trap '[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null; [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"' EXIT
+if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
+command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+cold_images=${COLD_IMAGES:-60}
+export DOCKER_CONFIG=$work/docker KILN_HOME=$work/store COSIGN_PASSWORD=bench
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port); reg=127.0.0.1:$port
+mkdir -p "$work/registry"
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$work/registry" "$reg" > "$work/registry.yml"
+docker-registry serve "$work/registry.yml" 2>>"$work/log" &
+reg_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+"$kiln" generate-key-pair --output-key-prefix "$work/release" 2>/dev/null
+push() { # push NAME TEXT: a signed one-file image running as 65532
+  mkdir -p "$work/ctx" && printf '%s' "$2" > "$work/ctx/f.txt"
+  printf 'FROM scratch\nCOPY f.txt /f.txt\nUSER 65532\n' > "$work/ctx/Dockerfile"
+  "$kiln" build -q -t "$1" "$work/ctx" >/dev/null
+  "$kiln" push -q "$1" >/dev/null
+  "$kiln" sign --key "$work/release.key" "$1" >/dev/null 2>&1
+}
+for c in app sidecar init; do push "$reg/prod/$c:1" "$c"; done
+for i in $(seq "$cold_images"); do push "$reg/prod/cold$i:1" "cold $i"; done
+cat > "$work/kiln-policy.yaml" <<'YAML'
+version: 1
+authorities:
+  release: { key: release.pub }
+rules:
+  - name: production
+    images: ["127.0.0.1:*/prod/**"]
+    signatures: { by: [release] }
+    config: { non_root: true }
+    pod: { profile: restricted }
+YAML
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" -out "$work/ca.crt" -days 1 -subj /CN=bench-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/tls.key" -out "$work/tls.csr" -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' > "$work/san"
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 1 -extfile "$work/san" -out "$work/tls.crt" 2>/dev/null
+sport=$(free_port)
+"$kiln" serve --policy "$work/kiln-policy.yaml" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+  --listen "127.0.0.1:$sport" --database "sqlite:$work/audit.db" 2>>"$work/log" &
+srv_pid=$!
+for _ in $(seq 100); do curl -sf --cacert "$work/ca.crt" "https://127.0.0.1:$sport/healthz" >/dev/null && break; sleep 0.1; done
+
+sc='{"allowPrivilegeEscalation":false,"runAsNonRoot":true,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}'
+pod="{\"containers\":[{\"name\":\"app\",\"image\":\"$reg/prod/app:1\",\"securityContext\":$sc},{\"name\":\"sidecar\",\"image\":\"$reg/prod/sidecar:1\",\"securityContext\":$sc}],\"initContainers\":[{\"name\":\"init\",\"image\":\"$reg/prod/init:1\",\"securityContext\":$sc}]}"
+cat > "$work/post.lua" <<LUA
+local n = 0
+local thread_id = tostring(math.random(1, 1e9))
+local head = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"'
+local tail = '","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"shop","operation":"CREATE","userInfo":{"username":"bench"},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":$pod}}}'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/validate", nil, head .. thread_id .. "-" .. n .. tail)
+end
+LUA
+answer=$(curl -s --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
+  --data-binary "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"w\",\"kind\":{\"group\":\"\",\"version\":\"v1\",\"kind\":\"Pod\"},\"namespace\":\"shop\",\"operation\":\"CREATE\",\"object\":{\"metadata\":{\"name\":\"web\"},\"spec\":$pod}}}" \
+  "https://127.0.0.1:$sport/validate")
+echo "$answer" | grep -q '"allowed":true' || { echo "error: the warm-up pod was not allowed: $answer" >&2; exit 1; }
+
+rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status"; }
+# wrk's report: "50%" and "99%" latency lines, "Requests/sec:".
+run_wrk() { # run_wrk CONNECTIONS SECONDS -> "p50 p99 rps requests"
+  wrk -t 2 -c "$1" -d "$2s" --latency -s "$work/post.lua" "https://127.0.0.1:$sport/validate" > "$work/wrk.out" 2>>"$work/log"
+  python3 - "$work/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    v, unit = re.search(r"^\s+%s\s+([\d.]+)(us|ms|s)\b" % re.escape(label), t, re.M).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+n = int(re.search(r"(\d+) requests in", t).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print("%.2f %.2f %.0f %d %s" % (ms("50%"), ms("99%"), rps, n, errors.group(1) if errors else 0))
+PY
+}
+read -r w1_p50 w1_p99 w1_rps w1_n w1_err <<<"$(run_wrk 1 10)"
+read -r w4_p50 w4_p99 w4_rps w4_n w4_err <<<"$(run_wrk 4 10)"
+total=$((w1_n + w4_n + 1))
+while [ "$total" -lt 20000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 5)"; total=$((total + n)); done
+rss20=$(rss); at20=$total
+while [ "$total" -lt 100000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 10)"; total=$((total + n)); done
+rss100=$(rss); hwm=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status")
+
+# Cold: each request a new image.
+python3 - "$work/ca.crt" "$sport" "$reg" "$cold_images" > "$work/cold" <<'PY'
+import http.client, json, ssl, sys, time
+ca, port, reg, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=ca))
+sc = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+      "seccompProfile": {"type": "RuntimeDefault"}}
+times = []
+for i in range(1, n + 1):
+    body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "cold-%d" % i, "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "shop",
+        "operation": "CREATE", "object": {"metadata": {"name": "c"}, "spec": {"containers": [
+            {"name": "app", "image": "%s/prod/cold%d:1" % (reg, i), "securityContext": sc}]}}}}
+    t = time.perf_counter()
+    c.request("POST", "/validate", json.dumps(body), {"Content-Type": "application/json"})
+    r = json.loads(c.getresponse().read())
+    times.append((time.perf_counter() - t) * 1000)
+    assert r["response"]["allowed"], r
+times.sort()
+pct = lambda p: times[min(len(times) - 1, int(round(p / 100 * len(times) + 0.5)) - 1)]
+print("%.1f %.1f" % (pct(50), pct(99)))
+PY
+read -r c_p50 c_p99 < "$work/cold"
+hyperfine -N --warmup 2 --runs 10 --export-json "$work/hf.json" \
+  "$kiln policy check --no-cache --policy $work/kiln-policy.yaml $reg/prod/app:1 $reg/prod/sidecar:1 $reg/prod/init:1" >/dev/null 2>>"$work/log"
+cli=$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"] * 1000))' "$work/hf.json")
+rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from admissions").fetchone()[0])' "$work/audit.db")
+
+echo "### kiln serve, loopback docker-registry $(dpkg-query -W -f='${Version}' docker-registry), wrk $(dpkg-query -W -f='${Version}' wrk) ($(date -u +%F), $(machine), load average $(cut -d' ' -f1 /proc/loadavg))"
+echo
+echo "| what | p50 | p99 | requests/s |"
+echo "|---|---|---|---|"
+echo "| warm, 3-container pod, 1 connection | $w1_p50 ms | $w1_p99 ms | $w1_rps |"
+echo "| warm, 3-container pod, 4 connections | $w4_p50 ms | $w4_p99 ms | $w4_rps |"
+echo "| cold, a new image each request ($cold_images requests, one at a time) | $c_p50 ms | $c_p99 ms | |"
+echo "| \`kiln policy check --no-cache\` of the same 3 images (whole process, hyperfine median) | $cli ms | | |"
+echo "| **CLI / warm webhook (p50, 1 connection)** | **$(awk -v a="$cli" -v b="$w1_p50" 'BEGIN { printf "%.0fx", a / b }')** | | |"
+echo
+echo "Resident memory: $rss20 MiB after $at20 requests, $rss100 MiB after $total (peak $hwm MiB); $rows audit rows. Non-2xx answers: $w1_err + $w4_err."
