@@ -699,6 +699,27 @@ fn metadata_by_digest_after_build_record_and_push() {
         "{o:?}"
     );
     assert_eq!(s.curl("GET", &format!("/metadata/{other_digest}.json"), None).0, 200);
+
+    // Admitted, never recorded: the record comes from the registry's referrers.
+    let third = push_with_package(&e, "prod/third:1", "2.10-5", None);
+    let third_digest = e.digest(&third);
+    let r = s.review(
+        "/validate",
+        &review(
+            "u-3",
+            "Pod",
+            "",
+            "shop",
+            pod("third", pod_spec(vec![container("app", &third)], vec![])),
+            false,
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let (code, body) = s.curl("GET", &format!("/metadata/{third_digest}.json"), None);
+    assert_eq!(code, 200, "{body}");
+    let m: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(m["sbom"]["packages"][0]["version"], "2.10-5", "{m}");
+    assert_eq!(m["build"]["builder"]["id"], "https://kiln.dev/builder/kiln/v1", "{m}");
 }
 
 /// Headless Chromium on `url`: `--dump-dom` output, and a screenshot written to `png`.

@@ -123,9 +123,10 @@ pub async fn everything(app: &Arc<App>, digest: &str) -> Result<Option<Value>, S
     if record.is_none() && admissions.is_empty() {
         return Ok(None);
     }
-    let record: Value = record
-        .and_then(|r| serde_json::from_str(&r).ok())
-        .unwrap_or(Value::Null);
+    let record: Value = match record.and_then(|r| serde_json::from_str(&r).ok()) {
+        Some(r) => r,
+        None => from_registry(app, digest, &admissions).await,
+    };
     let provenance = record.get("provenance").cloned().unwrap_or(Value::Null);
     let spdx = record.pointer("/sbom/spdx").cloned().unwrap_or(Value::Null);
     let packages = spdx_packages(&spdx);
@@ -151,6 +152,29 @@ pub async fn everything(app: &Arc<App>, digest: &str) -> Result<Option<Value>, S
         "scan": record.get("scan").cloned().unwrap_or(Value::Null),
         "admissions": admissions,
     })))
+}
+
+/// A digest admitted but never recorded: its record read from the registry's referrers
+/// (provenance, SBOMs) under the name an admission gave it, and kept (first request only).
+async fn from_registry(app: &Arc<App>, digest: &str, admissions: &[crate::audit::AuditRow]) -> Value {
+    let image = admissions
+        .iter()
+        .flat_map(|a| &a.images)
+        .find(|i| i.digest == digest)
+        .and_then(|i| crate::engine::normalise(&i.image).ok());
+    let Some(mut name) = image else { return Value::Null };
+    name.tag = None;
+    name.digest = digest.parse().ok();
+    let (engine, audit, reference) = (app.engine.clone(), app.audit.clone(), name.to_string());
+    let work = tokio::task::spawn_blocking(move || {
+        let r = crate::record::collect(&engine.store, &reference, Some(&engine.access)).ok()?;
+        let _ = audit.put_record(r["digest"].as_str()?, kiln_policy::time::now(), &r.to_string());
+        Some(r)
+    });
+    match tokio::time::timeout(app.settings.deadline, work).await {
+        Ok(Ok(Some(r))) => r,
+        _ => Value::Null,
+    }
 }
 
 /// Signatures of `reference` read from its registry now, each checked with the policy's
