@@ -52,30 +52,31 @@ pub fn list(meta: &Path) -> io::Result<Vec<CacheMount>> {
     Ok(out)
 }
 
-/// Removes the cache mount with this id, waiting for a `sharing=locked` user to finish.
+/// Removes the cache mount with this id (every directory of it: `sharing=private` and
+/// `from=` make more than one), waiting for a `sharing=locked` or `private` user to finish.
 /// Returns false when there is none.
 pub fn remove(meta: &Path, id: &str) -> io::Result<bool> {
-    let Some(m) = list(meta)?.into_iter().find(|m| m.id == id) else {
-        return Ok(false);
-    };
-    let key = m
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let found: Vec<CacheMount> = list(meta)?.into_iter().filter(|m| m.id == id).collect();
     let dir = base(meta);
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!("{key}.lock")))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-    if m.path.exists() {
-        fs::remove_dir_all(&m.path)?;
+    for m in &found {
+        let key = m
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{key}.lock")))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+        if m.path.exists() {
+            fs::remove_dir_all(&m.path)?;
+        }
+        fs::remove_file(dir.join(format!("{key}.id")))?;
+        let _ = fs::remove_file(dir.join(format!("{key}.lock")));
     }
-    fs::remove_file(dir.join(format!("{key}.id")))?;
-    let _ = fs::remove_file(dir.join(format!("{key}.lock")));
-    Ok(true)
+    Ok(!found.is_empty())
 }
 
 #[cfg(test)]

@@ -483,7 +483,7 @@ impl StepMounts {
                 }
                 None => {}
             },
-            RunMount::Cache { .. } => self.add_cache(inp, m)?,
+            RunMount::Cache { .. } => self.add_cache(inp, m, step_dir, n)?,
             RunMount::Bind {
                 target,
                 source,
@@ -557,34 +557,51 @@ impl StepMounts {
         Ok(())
     }
 
-    /// `type=cache`: kiln's persistent cache directory for the id, locked for
-    /// `sharing=locked`.
-    fn add_cache(&mut self, inp: &RunInputs<'_>, m: &RunMount) -> Result<(), RunError> {
+    /// `type=cache`: kiln's persistent cache directory for the id (and, with `from=`, for
+    /// that source, as BuildKit keys it), held for the step: `sharing=locked` waits for
+    /// other users, `sharing=private` takes another directory when it is in use.
+    fn add_cache(&mut self, inp: &RunInputs<'_>, m: &RunMount, step_dir: &Path, n: usize) -> Result<(), RunError> {
         let RunMount::Cache {
             target,
             id,
             sharing,
             from,
+            source,
             mode,
             uid,
             gid,
             readonly,
-            ..
         } = m
         else {
             unreachable!("called for caches")
         };
-        if from.is_some() {
-            return Err(RunError::Setup(StepError::new(
-                "RUN --mount=type=cache,from=… is not supported yet",
-                "seed the cache in a step instead, or drop from=",
-            )));
-        }
-        let (path, lock) = cache_mount_dir(inp.meta_dir, id, *mode, *uid, *gid)?;
-        if *sharing == Sharing::Locked {
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-                .map_err(|e| RunError::Setup(StepError::new(format!("locking cache {id:?}: {e}"), "retry")))?;
-        }
+        // A seeded cache is its own cache: the id with the source's layers and path.
+        let variant = match from {
+            Some(f) => {
+                let layers = (inp.source_layers)(f).map_err(RunError::Setup)?;
+                let mut v = format!("\0from\0{}", tree::clean_rel(source));
+                for l in layers {
+                    v.push('\0');
+                    v.push_str(&l.display().to_string());
+                }
+                v
+            }
+            None => String::new(),
+        };
+        let mut seed = |dir: &Path| -> Result<(), RunError> {
+            let Some(f) = from else { return Ok(()) };
+            let src = bind_source(inp, f, source, false, step_dir, n, &mut self.guards)?;
+            seed_cache(&src, dir)
+        };
+        let want = CacheDir {
+            id,
+            variant: &variant,
+            sharing: *sharing,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+        };
+        let (path, lock) = cache_mount_dir(inp.meta_dir, &want, &mut seed)?;
         self.guards.push(Box::new(lock));
         self.extra
             .push(Mount::bind(&path.display().to_string(), target, !readonly));
@@ -739,29 +756,114 @@ fn step_network(
     }
 }
 
-fn cache_mount_dir(meta: &Path, id: &str, mode: u32, uid: u32, gid: u32) -> Result<(PathBuf, fs::File), RunError> {
+/// Which cache directory a step asks for.
+struct CacheDir<'a> {
+    id: &'a str,
+    /// Empty, or what a `from=` seed adds to the key.
+    variant: &'a str,
+    sharing: Sharing,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// The directory of a cache mount, created (and seeded) if missing, with its lock held as
+/// `sharing` says: none for shared, waited for when locked; for private, the first of
+/// `KEY`, `KEY-p1`, `KEY-p2`… that no other step holds, so concurrent steps never share one.
+fn cache_mount_dir(
+    meta: &Path,
+    want: &CacheDir<'_>,
+    seed: &mut dyn FnMut(&Path) -> Result<(), RunError>,
+) -> Result<(PathBuf, fs::File), RunError> {
+    use rustix::fs::FlockOperation;
     use sha2::Digest as _;
-    let key = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..12]);
+    let key = hex::encode(&sha2::Sha256::digest(format!("{}{}", want.id, want.variant).as_bytes())[..12]);
     let base = meta.join("cache-mounts");
-    let path = base.join(&key);
-    if !path.exists() {
-        fs::create_dir_all(&path).map_err(io("creating a cache mount"))?;
-        fs::write(base.join(format!("{key}.id")), id).map_err(io("naming a cache mount"))?;
-        let _ = rustix::fs::chown(
-            &path,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        );
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(io("cache mount mode"))?;
+    fs::create_dir_all(&base).map_err(io("creating the cache mount dir"))?;
+    for instance in 0.. {
+        let name = if instance == 0 {
+            key.clone()
+        } else {
+            format!("{key}-p{instance}")
+        };
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(base.join(format!("{name}.lock")))
+            .map_err(io("cache lock"))?;
+        let locking = |op| {
+            rustix::fs::flock(&lock, op)
+                .map_err(|e| RunError::Setup(StepError::new(format!("locking cache {:?}: {e}", want.id), "retry")))
+        };
+        match want.sharing {
+            Sharing::Shared => {}
+            Sharing::Locked => locking(FlockOperation::LockExclusive)?,
+            Sharing::Private => match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => continue,
+                Err(e) => return Err(io("cache lock")(e.into())),
+            },
+        }
+        let path = base.join(&name);
+        if !path.exists() {
+            create_cache_dir(&base, &name, want, seed)?;
+        }
+        return Ok((path, lock));
     }
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(base.join(format!("{key}.lock")))
-        .map_err(io("cache lock"))?;
-    Ok((path, lock))
+    unreachable!("the loop returns")
+}
+
+/// Makes a cache directory beside its final name and renames it there, so a concurrent
+/// step never sees it half seeded (the loser of a race keeps the winner's).
+fn create_cache_dir(
+    base: &Path,
+    name: &str,
+    want: &CacheDir<'_>,
+    seed: &mut dyn FnMut(&Path) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}-new-"))
+        .tempdir_in(base)
+        .map_err(io("creating a cache mount"))?;
+    seed(tmp.path())?;
+    let _ = rustix::fs::chown(
+        tmp.path(),
+        Some(rustix::fs::Uid::from_raw(want.uid)),
+        Some(rustix::fs::Gid::from_raw(want.gid)),
+    );
+    fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(want.mode))
+        .map_err(io("cache mount mode"))?;
+    fs::write(base.join(format!("{name}.id")), want.id).map_err(io("naming a cache mount"))?;
+    let dir = tmp.keep();
+    if fs::rename(&dir, base.join(name)).is_err() {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// Copies a `from=` source (a directory or a file of the mounted stage or image) into a new
+/// cache directory, keeping modes, owners, links and times (`cp -a`).
+fn seed_cache(src: &Path, dir: &Path) -> Result<(), RunError> {
+    let from = if src.is_dir() { src.join(".") } else { src.to_path_buf() };
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(&from)
+        .arg(dir)
+        .output()
+        .map_err(io("running cp to seed a cache mount"))?;
+    if !out.status.success() {
+        return Err(RunError::Setup(StepError::new(
+            format!(
+                "seeding the cache mount from {}: {}",
+                src.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            "check the mount's from= and source=",
+        )));
+    }
+    Ok(())
 }
 
 fn bind_source(

@@ -24,7 +24,8 @@ pub fn cache(store: &Store, args: &CacheArgs) -> Result<(), CliError> {
             }
         }
         CacheCommand::Rm { ids, all } => {
-            let targets: Vec<String> = if *all {
+            // `list` is sorted by id; one id may have several directories (private, from=).
+            let mut targets: Vec<String> = if *all {
                 cache_mounts::list(&meta)
                     .map_err(env)?
                     .into_iter()
@@ -33,6 +34,7 @@ pub fn cache(store: &Store, args: &CacheArgs) -> Result<(), CliError> {
             } else {
                 ids.clone()
             };
+            targets.dedup();
             if targets.is_empty() && !*all {
                 return Err(CliError::input(
                     "kiln cache rm: name the cache ids to remove, or --all (hint: kiln cache ls)",
