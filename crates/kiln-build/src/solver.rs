@@ -285,7 +285,10 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
     config.history = out.history;
     solver.ensure_blobs(&out.layers)?;
     let layers: Vec<Descriptor> = out.layers.iter().map(|l| l.descriptor.clone()).collect();
-    let records = solver.records.into_inner().unwrap();
+    let mut records = solver.records.into_inner().unwrap();
+    // Stages of one wave ran side by side: stage order (steps stay in order) keeps an
+    // exported cache the same bytes for the same build.
+    records.sort_by_key(|r| r.stage);
     let manifest = if opts.inline_cache {
         let target_records: Vec<StepRecord> = records.iter().filter(|r| r.stage == plan.target).cloned().collect();
         crate::cache::export::write_inline_image(store, &config, &layers, &target_records)?
