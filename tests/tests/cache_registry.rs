@@ -244,13 +244,22 @@ fn local_cache_directory() {
     );
     assert!(dest.join("index.json").is_file());
     let (_t2, second) = runner();
+    let dest2 = dir.path().join("again");
     let (warm, out) = build(
         &second,
         ctx.path(),
-        &["--cache-from", &format!("type=local,src={}", dest.display())],
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", dest.display()),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", dest2.display()),
+        ],
     );
     assert_eq!(warm, cold);
     assert_eq!(ran(&out), 0, "{out}");
+    // The same build exports the same cache, byte for byte, from either runner.
+    let top = |d: &Path| read_json(&d.join("index.json"))["manifests"][0]["digest"].clone();
+    assert_eq!(top(&dest), top(&dest2));
 }
 
 fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
