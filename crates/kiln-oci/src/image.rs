@@ -248,8 +248,18 @@ pub fn write_image(
     layers: &[Descriptor],
     annotations: BTreeMap<String, String>,
 ) -> Result<Descriptor, StoreError> {
-    let config_bytes = canonical_json(config);
-    let config_digest = store.put_blob(&config_bytes)?;
+    write_image_with_config(store, &canonical_json(config), layers, annotations)
+}
+
+/// [`write_image`] for a config that is not (only) an [`ImageConfig`], such as a build-cache
+/// image whose config carries the cache records: the caller gives its canonical bytes.
+pub fn write_image_with_config(
+    store: &Store,
+    config_bytes: &[u8],
+    layers: &[Descriptor],
+    annotations: BTreeMap<String, String>,
+) -> Result<Descriptor, StoreError> {
+    let config_digest = store.put_blob(config_bytes)?;
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media::OCI_MANIFEST.into()),

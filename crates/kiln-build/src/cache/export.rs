@@ -134,18 +134,5 @@ pub fn write_inline_image(
         .as_object_mut()
         .expect("a config is an object")
         .insert(config::INLINE_KEY.into(), serde_json::Value::String(encoded));
-    let config_bytes = canonical_json(&value);
-    let config_digest = store.put_blob(&config_bytes)?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: Descriptor::new(media::OCI_CONFIG, config_digest, config_bytes.len() as u64),
-        layers: layers.to_vec(),
-        subject: None,
-        annotations: BTreeMap::new(),
-    };
-    let bytes = canonical_json(&manifest);
-    let digest = store.put_blob(&bytes)?;
-    Ok(Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64))
+    kiln_oci::image::write_image_with_config(store, &canonical_json(&value), layers, BTreeMap::new())
 }
