@@ -33,18 +33,7 @@ else
   kiln=$(pwd)/target/release/kiln; rev=$(git rev-parse --short HEAD)
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-reg=127.0.0.1:$port
-fresh_registry() {
-  stop_registry
-  rm -rf "$work/registry" && mkdir -p "$work/registry"
-  printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-    "$work/registry" "$reg" > "$work/registry.yml"
-  docker-registry serve "$work/registry.yml" 2>>"$BENCH_LOG" &
-  reg_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
-  echo "docker-registry did not start" >&2; exit 3
-}
+fresh_registry() { stop_registry; start_registry "$work" "$BENCH_LOG"; }
 
 # The base: busybox (Debian's busybox-static) on scratch, built once, pushed on every run.
 base=$work/base

@@ -16,6 +16,26 @@ median() {
   awk -v l="$1" -v f="$2" '$1 == l { print $f }' "$RESULTS" | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# free_port: a TCP port on 127.0.0.1 that nothing listens on.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_registry DIR LOG: Debian's docker-registry on loopback with empty storage in
+# DIR/registry, its errors appended to LOG; sets port (kept across calls, so a restarted
+# registry has the same address), reg (127.0.0.1:PORT) and reg_pid. Exits 3 if it does not
+# answer within 10 s.
+start_registry() {
+  local dir=$1 log=$2
+  [ -n "${port:-}" ] || port=$(free_port)
+  reg=127.0.0.1:$port
+  rm -rf "$dir/registry" && mkdir -p "$dir/registry"
+  printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+    "$dir/registry" "$reg" > "$dir/registry.yml"
+  docker-registry serve "$dir/registry.yml" 2>>"$log" &
+  reg_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+  echo "docker-registry did not start (see $log)" >&2; exit 3
+}
+
 machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
 }

@@ -17,30 +17,10 @@ kiln=$(pwd)/target/release/kiln
 export RESULTS=$work/results BENCH_LOG=$work/log DOCKER_CONFIG=$work/docker
 : > "$RESULTS"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 reg=127.0.0.1:$port
 # A registry with empty storage on every call.
-fresh_registry() {
-  stop_registry
-  rm -rf "$work/registry"
-  mkdir -p "$work/registry"
-  cat > "$work/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: $reg
-YML
-  docker-registry serve "$work/registry.yml" 2>>"$BENCH_LOG" &
-  reg_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
-  echo "docker-registry did not start" >&2; exit 3
-}
+fresh_registry() { stop_registry; start_registry "$work" "$BENCH_LOG"; }
 
 # The image: 8 COPY layers of 128 MiB of random data each, built by kiln into a store that
 # is an OCI layout, so skopeo reads exactly the same blobs (oci:STORE:bench:1).

@@ -28,24 +28,7 @@ fi
 export RESULTS=$work/results BENCH_LOG=$work/log DOCKER_CONFIG=$work/docker
 : > "$RESULTS"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-reg=127.0.0.1:$port
-mkdir -p "$work/registry"
-cat > "$work/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: $reg
-YML
-docker-registry serve "$work/registry.yml" 2>>"$BENCH_LOG" &
-reg_pid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+start_registry "$work" "$BENCH_LOG"
 
 src=$work/src
 mkdir -p "$work/ctx"
