@@ -958,3 +958,52 @@ fn serve_token(
     )?;
     Ok(())
 }
+
+/// What the policy and serve tests sign and push with: a store, a docker-registry on
+/// loopback, an empty `DOCKER_CONFIG` (no host credentials) and a scratch directory holding
+/// cosign key pairs (password empty).
+pub struct SigningEnv {
+    /// The kiln store.
+    pub store: crate::KilnStore,
+    /// `DOCKER_CONFIG` for every kiln command.
+    pub docker: tempfile::TempDir,
+    /// Scratch files: keys, contexts, policies.
+    pub dir: tempfile::TempDir,
+    /// The registry images are pushed to.
+    pub reg: TestRegistry,
+}
+
+impl SigningEnv {
+    /// A fresh environment with a key pair `DIR/NAME.key`/`.pub` for each of `keys`.
+    pub fn new(keys: &[&str]) -> SigningEnv {
+        let e = SigningEnv {
+            store: crate::KilnStore::new(),
+            docker: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            reg: TestRegistry::start(),
+        };
+        for k in keys {
+            run_ok(e.kiln(&["generate-key-pair", "--output-key-prefix"]).arg(e.path(k)));
+        }
+        e
+    }
+
+    /// `kiln ARGS` on this store, with this `DOCKER_CONFIG` and the keys' empty password.
+    pub fn kiln(&self, args: &[&str]) -> Command {
+        let mut c = self.store.cmd(args);
+        c.env("DOCKER_CONFIG", self.docker.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("COSIGN_PASSWORD", "");
+        c
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The registry's `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.reg.port())
+    }
+}

@@ -2,51 +2,24 @@
 //! pushed and signed by kiln (issue 13): signature thresholds, wrong keys, signatures for
 //! another digest, config checks, modes and defaults, and bad policies.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use kiln_tests::registry::{TestRegistry, skopeo};
-use kiln_tests::{KilnStore, free_port, run_ok};
+use kiln_tests::registry::{SigningEnv, skopeo};
+use kiln_tests::{free_port, run_ok};
 
 /// A store, a registry, keys `a`, `b`, `c` and a scratch directory.
-struct Env {
-    store: KilnStore,
-    docker: tempfile::TempDir,
-    dir: tempfile::TempDir,
-    reg: TestRegistry,
+struct Env(SigningEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let e = Env {
-            store: KilnStore::new(),
-            docker: tempfile::tempdir().unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-            reg: TestRegistry::start(),
-        };
-        for k in ["a", "b", "c"] {
-            run_ok(
-                e.kiln(&["generate-key-pair", "--output-key-prefix"])
-                    .arg(e.dir.path().join(k)),
-            );
-        }
-        e
-    }
-
-    fn kiln(&self, args: &[&str]) -> Command {
-        let mut c = self.store.cmd(args);
-        c.env("DOCKER_CONFIG", self.docker.path())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env("COSIGN_PASSWORD", "");
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.reg.port())
+        Env(SigningEnv::new(&["a", "b", "c"]))
     }
 
     /// Builds `dockerfile` (with a file f.txt holding `text`), pushes it as `repo:tag` in the

@@ -2,18 +2,19 @@
 //! (issue 13), with images built, signed and attested by `kiln build --sign` and pushed to
 //! Debian's docker-registry on loopback.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use kiln_tests::registry::TestRegistry;
-use kiln_tests::{KilnStore, run_ok, validate_sarif_file};
+use kiln_tests::registry::SigningEnv;
+use kiln_tests::{run_ok, validate_sarif_file};
 use serde_json::Value;
 
-struct Env {
-    store: KilnStore,
-    docker: tempfile::TempDir,
-    dir: tempfile::TempDir,
-    reg: TestRegistry,
+struct Env(SigningEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.0
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -26,28 +27,7 @@ fn text(o: &Output) -> String {
 
 impl Env {
     fn new() -> Env {
-        let e = Env {
-            store: KilnStore::new(),
-            docker: tempfile::tempdir().unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-            reg: TestRegistry::start(),
-        };
-        for k in ["ci", "release"] {
-            run_ok(e.kiln(&["generate-key-pair", "--output-key-prefix"]).arg(e.path(k)));
-        }
-        e
-    }
-
-    fn kiln(&self, args: &[&str]) -> Command {
-        let mut c = self.store.cmd(args);
-        c.env("DOCKER_CONFIG", self.docker.path())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env("COSIGN_PASSWORD", "");
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Env(SigningEnv::new(&["ci", "release"]))
     }
 
     fn name(&self, repo: &str) -> String {

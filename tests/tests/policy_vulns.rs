@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_tests::registry::TestRegistry;
+use kiln_tests::registry::{SigningEnv, TestRegistry};
 use kiln_tests::{KilnStore, last_line, run_ok, venv_tool};
 use serde_json::{Value, json};
 
@@ -26,37 +26,26 @@ fn text(o: &Output) -> String {
 }
 
 struct Env {
-    store: KilnStore,
-    docker: tempfile::TempDir,
-    dir: tempfile::TempDir,
-    _reg: TestRegistry,
+    base: SigningEnv,
     image: String,
     digest: String,
 }
 
+impl std::ops::Deref for Env {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.base
+    }
+}
+
 impl Env {
-    fn kiln(&self, args: &[&str]) -> Command {
-        let mut c = self.store.cmd(args);
-        c.env("DOCKER_CONFIG", self.docker.path())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env("COSIGN_PASSWORD", "");
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// A Debian 12 image with openssl 3.0.11-1~deb12u2 in its dpkg database, pushed; a
     /// database where DSA-0001-1 (CVE-2024-0727, CVSS 9.8) affects it; keys `vex` and `other`.
     fn new() -> Env {
-        let reg = TestRegistry::start();
+        let base = SigningEnv::new(&[]);
         let mut e = Env {
-            store: KilnStore::new(),
-            docker: tempfile::tempdir().unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-            image: format!("127.0.0.1:{}/prod/vuln:1", reg.port()),
-            _reg: reg,
+            image: format!("{}/prod/vuln:1", base.host()),
+            base,
             digest: String::new(),
         };
         let ctx = e.path("ctx");

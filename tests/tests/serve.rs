@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use kiln_tests::registry::TestRegistry;
-use kiln_tests::{KilnStore, free_port, run_ok, venv_tool};
+use kiln_tests::registry::SigningEnv;
+use kiln_tests::{free_port, run_ok, venv_tool};
 use serde_json::{Value, json};
 
 /// A CA and a serving certificate for 127.0.0.1 and localhost, written as PEM files.
@@ -95,42 +95,18 @@ impl Server {
 }
 
 /// A store, a registry, key `a` and a scratch directory.
-struct Env {
-    store: KilnStore,
-    docker: tempfile::TempDir,
-    dir: tempfile::TempDir,
-    reg: TestRegistry,
+struct Env(SigningEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let e = Env {
-            store: KilnStore::new(),
-            docker: tempfile::tempdir().unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-            reg: TestRegistry::start(),
-        };
-        run_ok(
-            e.kiln(&["generate-key-pair", "--output-key-prefix"])
-                .arg(e.dir.path().join("a")),
-        );
-        e
-    }
-
-    fn kiln(&self, args: &[&str]) -> Command {
-        let mut c = self.store.cmd(args);
-        c.env("DOCKER_CONFIG", self.docker.path())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env("COSIGN_PASSWORD", "");
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.reg.port())
+        Env(SigningEnv::new(&["a"]))
     }
 
     /// Builds an image running as `user` (a file holding `text` makes it unique), pushes it
