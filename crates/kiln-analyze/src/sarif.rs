@@ -2,7 +2,7 @@
 //! layer that made the earlier copy wasted (the last layer that wrote or removed it), so code
 //! scanning shows the waste on the instruction to fix; plus one result per failed CI rule.
 
-use kiln_sarif::{Configuration, Driver, Level, Location, Log, Message, Run, SarifResult, Tool};
+use kiln_sarif::{Configuration, Level, Location, Log, Message, Run, SarifResult};
 
 use crate::ci::RuleResult;
 use crate::report::Analysis;
@@ -71,29 +71,23 @@ pub fn to_sarif(a: &Analysis, ci: &[RuleResult]) -> Log {
             partial_fingerprints: serde_json::Map::new(),
         });
     }
-    Log::new(Run {
-        tool: Tool {
-            driver: Driver {
-                name: "kiln analyze".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                information_uri: None,
-                rules: vec![
-                    rule(
-                        WASTE,
-                        "WastedBytes",
-                        "A file is stored in more than one layer, or stored and then removed",
-                        Level::Warning,
-                    ),
-                    rule(
-                        THRESHOLD,
-                        "CiThreshold",
-                        "The image crosses a --ci efficiency or waste threshold",
-                        Level::Error,
-                    ),
-                ],
-            },
-        },
+    Log::new(Run::kiln(
+        "kiln analyze",
+        None,
+        vec![
+            rule(
+                WASTE,
+                "WastedBytes",
+                "A file is stored in more than one layer, or stored and then removed",
+                Level::Warning,
+            ),
+            rule(
+                THRESHOLD,
+                "CiThreshold",
+                "The image crosses a --ci efficiency or waste threshold",
+                Level::Error,
+            ),
+        ],
         results,
-        column_kind: "unicodeCodePoints",
-    })
+    ))
 }

@@ -71,8 +71,7 @@ pub fn json(findings: &[Finding], files: usize) -> String {
 // ── SARIF 2.1.0 ──────────────────────────────────────────────────────────
 
 use kiln_sarif::{
-    ArtifactLocation, Configuration, Driver, Level, Location, Log, Message, PhysicalLocation, Region, Run, SarifResult,
-    Tool,
+    ArtifactLocation, Configuration, Level, Location, Log, Message, PhysicalLocation, Region, Run, SarifResult,
 };
 
 /// The schema URI kiln declares.
@@ -136,19 +135,7 @@ pub fn sarif(findings: &[Finding]) -> String {
             partial_fingerprints: Default::default(),
         })
         .collect();
-    Log::new(Run {
-        tool: Tool {
-            driver: Driver {
-                name: "kiln-lint".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                information_uri: None,
-                rules,
-            },
-        },
-        results,
-        column_kind: "unicodeCodePoints",
-    })
-    .to_json()
+    Log::new(Run::kiln("kiln-lint", None, rules, results)).to_json()
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! SARIF 2.1.0, as much of it as kiln's checkers fill in.
 //!
-//! One model for every kiln command that speaks SARIF (`kiln scan` today; `kiln lint`'s
-//! private model can move onto it), so that what GitHub code scanning reads is validated in
-//! one place. Only the objects kiln writes are modelled, and optional members are skipped
+//! One model for every kiln command that speaks SARIF (`kiln scan`, `lint`, `analyze` and
+//! `policy check`), so that what GitHub code scanning reads is validated in one place. Only the objects kiln writes are modelled, and optional members are skipped
 //! when empty, which keeps the output valid against the official schema.
 
 #![deny(missing_docs)]
@@ -52,6 +51,25 @@ pub struct Run {
     pub results: Vec<SarifResult>,
     /// `unicodeCodePoints` (what GitHub expects for columns).
     pub column_kind: &'static str,
+}
+
+impl Run {
+    /// A run of one of kiln's own tools (`kiln-scan`, `kiln-lint`, …): kiln's version, and
+    /// columns counted as GitHub counts them, the same for every command.
+    pub fn kiln(name: &str, information_uri: Option<String>, rules: Vec<Rule>, results: Vec<SarifResult>) -> Run {
+        Run {
+            tool: Tool {
+                driver: Driver {
+                    name: name.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    information_uri,
+                    rules,
+                },
+            },
+            results,
+            column_kind: "unicodeCodePoints",
+        }
+    }
 }
 
 /// `tool`.

@@ -323,18 +323,12 @@ pub fn render_sarif(r: &Report) -> String {
         let loc = p.path.as_deref().unwrap_or("image");
         results.push(result(NOT_CHECKED, i, Severity::Unknown, msg, loc, None, &p.purl));
     }
-    let log = sarif::Log::new(sarif::Run {
-        tool: sarif::Tool {
-            driver: sarif::Driver {
-                name: "kiln-scan".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                information_uri: Some("https://github.com/kiln/kiln/blob/main/docs/scan.md".into()),
-                rules,
-            },
-        },
+    let log = sarif::Log::new(sarif::Run::kiln(
+        "kiln-scan",
+        Some("https://github.com/kiln/kiln/blob/main/docs/scan.md".into()),
+        rules,
         results,
-        column_kind: "unicodeCodePoints",
-    });
+    ));
     log.to_json()
 }
 

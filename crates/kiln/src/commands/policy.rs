@@ -244,19 +244,7 @@ fn sarif(decisions: &[Decision], policy: &Path) -> String {
             });
         }
     }
-    s::Log::new(s::Run {
-        tool: s::Tool {
-            driver: s::Driver {
-                name: "kiln-policy".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                information_uri: None,
-                rules,
-            },
-        },
-        results,
-        column_kind: "unicodeCodePoints",
-    })
-    .to_json()
+    s::Log::new(s::Run::kiln("kiln-policy", None, rules, results)).to_json()
 }
 
 fn input(store: &Store, meta: &Path, args: &InputArgs) -> Result<(), CliError> {
