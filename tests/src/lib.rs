@@ -330,6 +330,23 @@ pub fn layout_image(layout: &Path, reference: Option<&str>) -> Result<(Value, Va
 
 /// `umoci unpack --image LAYOUT:REF BUNDLE` (run as root so ownership is kept); returns the
 /// bundle's rootfs.
+/// The file `path` of the `arch` image under the store's `tag` (an index of several
+/// platforms), as skopeo picks the platform and umoci unpacks it: tools we did not write.
+pub fn platform_file(store: &KilnStore, tag: &str, arch: &str, path: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    run_ok(Command::new(require_tool("skopeo")).args([
+        "copy",
+        "-q",
+        "--override-arch",
+        arch,
+        &format!("oci:{}:{tag}", store.path().display()),
+        &format!("oci:{}:img", layout.display()),
+    ]));
+    let rootfs = umoci_unpack(&layout, "img", &tmp.path().join("bundle")).unwrap();
+    std::fs::read_to_string(rootfs.join(path.trim_start_matches('/'))).unwrap()
+}
+
 pub fn umoci_unpack(layout: &Path, reference: &str, bundle: &Path) -> Result<PathBuf, String> {
     let mut c = Command::new(require_tool("umoci"));
     c.arg("unpack")

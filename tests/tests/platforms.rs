@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kiln_tests::{KilnStore, busybox_store, require_tool, run_ok, umoci_unpack, write_context};
+use kiln_tests::{KilnStore, busybox_store, require_tool, run_ok, write_context};
 use serde_json::Value;
 
 const EPOCH: &str = "1700000000";
@@ -41,22 +41,6 @@ fn skopeo_inspect(store: &KilnStore, tag: &str, arch: &str) -> Value {
         &format!("oci:{}:{tag}", store.path().display()),
     ]));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The file `path` of the `arch` image of the store's `tag`, through skopeo and umoci.
-fn file_of(store: &KilnStore, tag: &str, arch: &str, path: &str) -> String {
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("layout");
-    run_ok(Command::new(require_tool("skopeo")).args([
-        "copy",
-        "-q",
-        "--override-arch",
-        arch,
-        &format!("oci:{}:{tag}", store.path().display()),
-        &format!("oci:{}:img", layout.display()),
-    ]));
-    let rootfs = umoci_unpack(&layout, "img", &tmp.path().join("bundle")).unwrap();
-    std::fs::read_to_string(rootfs.join(path.trim_start_matches('/'))).unwrap()
 }
 
 const CROSS: &str = "FROM --platform=$BUILDPLATFORM localhost/busybox:test AS build
@@ -121,11 +105,11 @@ fn two_platforms_make_one_index_with_reproducible_images() {
     }
     // The build stage ran on the build platform for each target, with BuildKit's args.
     assert_eq!(
-        file_of(&store, "app:multi", "arm64", "/platform"),
+        kiln_tests::platform_file(&store, "app:multi", "arm64", "/platform"),
         "linux/amd64 linux amd64 -> linux/arm64 linux arm64 []\n"
     );
     assert_eq!(
-        file_of(&store, "app:multi", "amd64", "/platform"),
+        kiln_tests::platform_file(&store, "app:multi", "amd64", "/platform"),
         "linux/amd64 linux amd64 -> linux/amd64 linux amd64 []\n"
     );
 
@@ -157,7 +141,7 @@ fn a_variant_reaches_targetvariant_and_the_index() {
     let m = blob(&store, index["manifests"][0]["digest"].as_str().unwrap());
     assert_eq!(blob(&store, m["config"]["digest"].as_str().unwrap())["variant"], "v7");
     assert_eq!(
-        file_of(&store, "app:v", "arm", "/platform"),
+        kiln_tests::platform_file(&store, "app:v", "arm", "/platform"),
         "linux/amd64 linux amd64 -> linux/arm/v7 linux arm [v7]\n"
     );
 }

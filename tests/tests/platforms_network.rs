@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kiln_tests::{KilnStore, require_tool, run_ok, umoci_unpack, write_context};
+use kiln_tests::{KilnStore, run_ok, write_context};
 
 const SPEC: &str = r#"architectures = ["amd64", "arm64"]
 packages = ["busybox-static"]
@@ -23,21 +23,6 @@ USER 0
 ARG TARGETARCH
 RUN ["/bin/busybox", "sh", "-c", "echo \"$TARGETARCH $(/bin/busybox uname -m)\" | /bin/busybox tee /arch"]
 "#;
-
-fn file_of(store: &KilnStore, tag: &str, arch: &str, path: &str) -> String {
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("layout");
-    run_ok(Command::new(require_tool("skopeo")).args([
-        "copy",
-        "-q",
-        "--override-arch",
-        arch,
-        &format!("oci:{}:{tag}", store.path().display()),
-        &format!("oci:{}:img", layout.display()),
-    ]));
-    let rootfs = umoci_unpack(&layout, "img", &tmp.path().join("bundle")).unwrap();
-    std::fs::read_to_string(rootfs.join(path.trim_start_matches('/'))).unwrap()
-}
 
 #[test]
 #[ignore = "network: the real Debian mirror; scripts/test runs it in CI"]
@@ -79,8 +64,14 @@ fn network_arm64_run_steps_run_under_qemu() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("arm64 aarch64"), "{log}");
     assert!(log.contains("amd64 x86_64"), "{log}");
-    assert_eq!(file_of(&store, "app:qemu", "arm64", "/arch"), "arm64 aarch64\n");
-    assert_eq!(file_of(&store, "app:qemu", "amd64", "/arch"), "amd64 x86_64\n");
+    assert_eq!(
+        kiln_tests::platform_file(&store, "app:qemu", "arm64", "/arch"),
+        "arm64 aarch64\n"
+    );
+    assert_eq!(
+        kiln_tests::platform_file(&store, "app:qemu", "amd64", "/arch"),
+        "amd64 x86_64\n"
+    );
 
     // The handler kiln relies on is registered with the F flag (by kiln or by the host).
     let handler = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap();
