@@ -706,12 +706,14 @@ impl<'a> Solver<'a> {
             })?;
             any = true;
             entries_pending += 1;
-            if let Some(l) = label
-                && entries_pending >= 256
-                && pending > 0
-            {
-                progress.step_bytes(l, pending);
-                (pending, entries_pending) = (0, 0);
+            if entries_pending >= 256 {
+                if let Some(l) = label
+                    && pending > 0
+                {
+                    progress.step_bytes(l, pending);
+                    pending = 0;
+                }
+                entries_pending = 0;
             }
         }
         if let Some(l) = label
