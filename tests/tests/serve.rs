@@ -570,7 +570,9 @@ fn push_with_package(e: &Env, repo: &str, version: &str, record: Option<(&Server
         "Package: hello\nStatus: install ok installed\nVersion: {version}\nArchitecture: amd64\nMaintainer: x <x@example.com>\nDescription: hi\n\n"
     );
     std::fs::write(ctx.path().join("status"), status).unwrap();
-    let dockerfile = "FROM scratch\nCOPY status /var/lib/dpkg/status\nUSER 65532\n";
+    let os = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+    std::fs::write(ctx.path().join("os-release"), os).unwrap();
+    let dockerfile = "FROM scratch\nCOPY status /var/lib/dpkg/status\nCOPY os-release /etc/os-release\nUSER 65532\n";
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
     let name = format!("{}/{repo}", e.host());
     let mut build = e.kiln(&["build", "-q", "-t", &name]);
@@ -696,6 +698,130 @@ fn metadata_by_digest_after_build_record_and_push() {
     let m: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(m["sbom"]["packages"][0]["version"], "2.10-5", "{m}");
     assert_eq!(m["build"]["builder"]["id"], "https://kiln.dev/builder/kiln/v1", "{m}");
+}
+
+/// Imports OSV records for the Debian package `hello`: (id, events).
+fn osv_db(e: &Env, records: &[(&str, Value)]) {
+    let dir = tempfile::tempdir_in(e.dir.path()).unwrap();
+    for (id, events) in records {
+        let r = json!({"id": id, "modified": "2026-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "hello"},
+                          "ranges": [{"type": "ECOSYSTEM", "events": events}]}]});
+        std::fs::write(dir.path().join(format!("{id}.json")), r.to_string()).unwrap();
+    }
+    run_ok(e.kiln(&["db", "import"]).arg(dir.path()));
+}
+
+/// `kiln record push --scan`: the answer line, and the exit status.
+fn record_scan(e: &Env, s: &Server, token: &Path, image: &str) -> String {
+    let o = run_ok(
+        e.kiln(&[
+            "record",
+            "push",
+            "--scan",
+            "--server",
+            &format!("https://127.0.0.1:{}", s.port),
+        ])
+        .arg("--token-file")
+        .arg(token)
+        .arg("--server-ca")
+        .arg(&s.ca)
+        .arg(image),
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn scan_ids(s: &Server, digest: &str) -> Vec<String> {
+    let (code, body) = s.curl("GET", &format!("/metadata/{digest}.json"), None);
+    assert_eq!(code, 200, "{body}");
+    let m: Value = serde_json::from_str(&body).unwrap();
+    let mut ids: Vec<String> = m["scan"]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no scan: {m}"))
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 14: "the latest scan" in the metadata, and "a diff against the previous image
+/// with the same name" on the web page (packages from the SBOMs, vulnerabilities from the
+/// latest scans).
+#[test]
+fn latest_scan_and_release_diff_on_the_web_page() {
+    let e = Env::new();
+    let token = e.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let s = e.serve(POLICY, &["--token-file", token.to_str().unwrap()]);
+    osv_db(
+        &e,
+        &[
+            ("DEMO-1", json!([{"introduced": "0"}, {"fixed": "2.10-5"}])),
+            ("DEMO-2", json!([{"introduced": "2.10-8"}])),
+        ],
+    );
+    let v1 = push_with_package(&e, "prod/rel:1", "2.10-3", Some((&s, &token)));
+    let d1 = e.digest(&v1);
+    assert!(record_scan(&e, &s, &token, &v1).starts_with("already recorded, with a new scan: "));
+    let v2 = push_with_package(&e, "prod/rel:2", "2.10-10", Some((&s, &token)));
+    let d2 = e.digest(&v2);
+    assert!(record_scan(&e, &s, &token, &v2).starts_with("already recorded, with a new scan: "));
+    assert_eq!(scan_ids(&s, &d1), ["DEMO-1"]);
+    assert_eq!(scan_ids(&s, &d2), ["DEMO-2"]);
+
+    let dom = chromium(
+        &e,
+        &format!("https://127.0.0.1:{}/images/{d2}", s.port),
+        &e.path("rel.png"),
+    );
+    // dpkg order: 2.10-10 is an upgrade from 2.10-3.
+    assert!(
+        dom.contains("<td>upgraded</td><td>hello</td><td>2.10-3</td><td>2.10-10</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!("href=\"/images/{d1}\"")), "{dom}");
+    assert!(
+        dom.contains("<td>introduced</td><td>DEMO-2</td><td>hello</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>fixed</td><td>DEMO-1</td><td>hello</td>"), "{dom}");
+    let (_, first) = s.curl("GET", &format!("/images/{d1}"), None);
+    assert!(first.contains("no earlier release of this name is recorded"), "{first}");
+
+    // A newer database, scanned again: the latest scan is the one shown; the build record
+    // stays as first sent.
+    osv_db(&e, &[("DEMO-3", json!([{"introduced": "0"}]))]);
+    let (_, before) = s.curl("GET", &format!("/metadata/{d1}.json"), None);
+    record_scan(&e, &s, &token, &v1);
+    assert_eq!(scan_ids(&s, &d1), ["DEMO-1", "DEMO-3"]);
+    let (_, after) = s.curl("GET", &format!("/metadata/{d1}.json"), None);
+    let build = |b: &str| serde_json::from_str::<Value>(b).unwrap()["build"].clone();
+    assert_eq!(build(&before), build(&after));
+
+    // No database: the scan is refused (exit 3, as kiln scan), nothing half-sent.
+    let empty = tempfile::tempdir_in(e.dir.path()).unwrap();
+    let o = e
+        .kiln(&[
+            "record",
+            "push",
+            "--scan",
+            "--server",
+            &format!("https://127.0.0.1:{}", s.port),
+        ])
+        .env("KILN_HOME", empty.path())
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--server-ca")
+        .arg(&s.ca)
+        .arg(&v1)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no vulnerability database"),
+        "{o:?}"
+    );
 }
 
 /// Headless Chromium on `url`: `--dump-dom` output, and a screenshot written to `png`.

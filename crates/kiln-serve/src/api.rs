@@ -44,7 +44,7 @@ pub async fn post_record(State(app): State<Arc<App>>, headers: HeaderMap, body: 
     if !same(given.trim().as_bytes(), token.as_bytes()) {
         return text(StatusCode::UNAUTHORIZED, "a valid bearer token is required\n");
     }
-    let record: Value = match serde_json::from_slice(&body) {
+    let mut record: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed record: {e}\n")),
     };
@@ -59,13 +59,42 @@ pub async fn post_record(State(app): State<Arc<App>>, headers: HeaderMap, body: 
             format!("malformed record: digest {digest:?} is not sha256:<64 hex>\n"),
         );
     }
+    // The scan is kept apart: the record is the build's and stays as first sent; scans
+    // are appended, and the newest is the one shown.
+    let scan = record
+        .as_object_mut()
+        .and_then(|o| o.remove("scan"))
+        .filter(|s| !s.is_null());
+    if scan.as_ref().is_some_and(|s| !s.is_object()) {
+        return text(StatusCode::BAD_REQUEST, "malformed record: scan is not an object\n");
+    }
+    let repository = record
+        .get("repository")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let (audit, now) = (app.audit.clone(), kiln_policy::time::now());
-    let stored = tokio::task::spawn_blocking(move || audit.put_record(&digest, now, &record.to_string())).await;
+    let stored = tokio::task::spawn_blocking(move || {
+        let new = audit.put_record(&digest, &repository, now, &record.to_string())?;
+        if let Some(scan) = &scan {
+            audit.put_scan(&digest, now, &scan.to_string())?;
+        }
+        Ok::<_, crate::audit::AuditError>((new, scan.is_some()))
+    })
+    .await;
     match stored {
-        Ok(Ok(true)) => text(StatusCode::CREATED, "recorded\n"),
-        Ok(Ok(false)) => text(StatusCode::OK, "already recorded\n"),
+        Ok(Ok((true, scanned))) => text(StatusCode::CREATED, answer("recorded", scanned)),
+        Ok(Ok((false, scanned))) => text(StatusCode::OK, answer("already recorded", scanned)),
         Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+fn answer(what: &str, scanned: bool) -> String {
+    if scanned {
+        format!("{what}, with a new scan\n")
+    } else {
+        format!("{what}\n")
     }
 }
 
@@ -113,10 +142,11 @@ pub async fn sbom(State(app): State<Arc<App>>, Path((digest, doc)): Path<(String
 pub async fn everything(app: &Arc<App>, digest: &str) -> Result<Option<Value>, String> {
     let audit = app.audit.clone();
     let d = digest.to_string();
-    let (record, admissions) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+    let (record, admissions, scan) = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let r = audit.record_of(&d).map_err(|e| e.to_string())?;
         let a = audit.admissions_of(&d).map_err(|e| e.to_string())?;
-        Ok((r, a))
+        let s = audit.latest_scan(&d).map_err(|e| e.to_string())?;
+        Ok((r, a, s))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -149,9 +179,28 @@ pub async fn everything(app: &Arc<App>, digest: &str) -> Result<Option<Value>, S
         },
         "provenance": provenance,
         "signatures": signatures,
-        "scan": record.get("scan").cloned().unwrap_or(Value::Null),
+        "scan": scan.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null),
         "admissions": admissions,
     })))
+}
+
+/// The release before `digest`: the record sent just before its own for the same
+/// repository, as (digest, packages, latest scan). `None` when there is none.
+pub async fn previous(app: &Arc<App>, digest: &str) -> Result<Option<(String, Vec<Value>, Value)>, String> {
+    let audit = app.audit.clone();
+    let d = digest.to_string();
+    tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let Some((prev, record)) = audit.previous_record(&d).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let scan = audit.latest_scan(&prev).map_err(|e| e.to_string())?;
+        let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+        let packages = spdx_packages(record.pointer("/sbom/spdx").unwrap_or(&Value::Null));
+        let scan = scan.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null);
+        Ok(Some((prev, packages, scan)))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// A digest admitted but never recorded: its record read from the registry's referrers
@@ -168,7 +217,13 @@ async fn from_registry(app: &Arc<App>, digest: &str, admissions: &[crate::audit:
     let (engine, audit, reference) = (app.engine.clone(), app.audit.clone(), name.to_string());
     let work = tokio::task::spawn_blocking(move || {
         let r = crate::record::collect(&engine.store, &reference, Some(&engine.access)).ok()?;
-        let _ = audit.put_record(r["digest"].as_str()?, kiln_policy::time::now(), &r.to_string());
+        let repository = r["repository"].as_str().unwrap_or_default();
+        let _ = audit.put_record(
+            r["digest"].as_str()?,
+            repository,
+            kiln_policy::time::now(),
+            &r.to_string(),
+        );
         Some(r)
     });
     match tokio::time::timeout(app.settings.deadline, work).await {

@@ -90,9 +90,18 @@ pub trait AuditStore: Send + Sync {
     fn recent(&self, limit: usize) -> Result<Vec<AuditRow>, AuditError>;
     /// Whether the store answers (`/readyz`).
     fn ping(&self) -> Result<(), AuditError>;
-    /// Keeps a build record for `digest` once: `false` when one exists (submitting is
-    /// idempotent by digest; the first record stays).
-    fn put_record(&self, digest: &str, at: i64, record: &str) -> Result<bool, AuditError>;
+    /// Keeps a build record for `digest` (of `repository`, the image's name without tag)
+    /// once: `false` when one exists (submitting is idempotent by digest; the first record
+    /// stays).
+    fn put_record(&self, digest: &str, repository: &str, at: i64, record: &str) -> Result<bool, AuditError>;
+    /// Appends a vulnerability scan of `digest`: scans are facts of their day, so every
+    /// one is kept and the newest is "the latest scan".
+    fn put_scan(&self, digest: &str, at: i64, scan: &str) -> Result<(), AuditError>;
+    /// The newest scan of `digest`, if any.
+    fn latest_scan(&self, digest: &str) -> Result<Option<String>, AuditError>;
+    /// The record submitted just before `digest`'s for the same repository (the previous
+    /// release, for the web page's diff): its digest and record.
+    fn previous_record(&self, digest: &str) -> Result<Option<(String, String)>, AuditError>;
     /// The build record of `digest`, if any.
     fn record_of(&self, digest: &str) -> Result<Option<String>, AuditError>;
     /// Digests of the most recent records, newest first.
@@ -111,7 +120,7 @@ pub fn open(database: &str) -> Result<Box<dyn AuditStore>, AuditError> {
 }
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE admissions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -133,6 +142,17 @@ CREATE TABLE records (
     digest TEXT PRIMARY KEY, at INTEGER NOT NULL, record TEXT NOT NULL);
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records
     BEGIN SELECT RAISE(ABORT, 'build records are append-only'); END;
+",
+    "
+ALTER TABLE records ADD COLUMN repository TEXT;
+CREATE INDEX records_repository ON records(repository);
+CREATE TABLE scans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, digest TEXT NOT NULL, at INTEGER NOT NULL, scan TEXT NOT NULL);
+CREATE INDEX scans_digest ON scans(digest);
+CREATE TRIGGER scans_no_update BEFORE UPDATE ON scans
+    BEGIN SELECT RAISE(ABORT, 'scans are append-only'); END;
+CREATE TRIGGER scans_no_delete BEFORE DELETE ON scans
+    BEGIN SELECT RAISE(ABORT, 'scans are append-only'); END;
 ",
 ];
 
@@ -286,13 +306,47 @@ impl AuditStore for Sqlite {
         self.rows(&sql, &(limit as i64))
     }
 
-    fn put_record(&self, digest: &str, at: i64, record: &str) -> Result<bool, AuditError> {
+    fn put_record(&self, digest: &str, repository: &str, at: i64, record: &str) -> Result<bool, AuditError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.execute(
-            "INSERT OR IGNORE INTO records (digest, at, record) VALUES (?1, ?2, ?3)",
-            params![digest, at, record],
+            "INSERT OR IGNORE INTO records (digest, repository, at, record) VALUES (?1, ?2, ?3, ?4)",
+            params![digest, repository, at, record],
         )
         .map(|n| n == 1)
+        .map_err(self.err())
+    }
+
+    fn put_scan(&self, digest: &str, at: i64, scan: &str) -> Result<(), AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute(
+            "INSERT INTO scans (digest, at, scan) VALUES (?1, ?2, ?3)",
+            params![digest, at, scan],
+        )
+        .map(|_| ())
+        .map_err(self.err())
+    }
+
+    fn latest_scan(&self, digest: &str) -> Result<Option<String>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT scan FROM scans WHERE digest = ?1 ORDER BY id DESC LIMIT 1",
+            [digest],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.err())
+    }
+
+    fn previous_record(&self, digest: &str) -> Result<Option<(String, String)>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT p.digest, p.record FROM records r JOIN records p
+               ON p.repository = r.repository AND p.rowid < r.rowid
+             WHERE r.digest = ?1 ORDER BY p.rowid DESC LIMIT 1",
+            [digest],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
         .map_err(self.err())
     }
 
@@ -366,6 +420,31 @@ mod tests {
         let e = conn.execute("DELETE FROM admissions", []).unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
         let e = conn.execute("UPDATE admissions SET allowed = 1", []).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
+
+    #[test]
+    fn records_scans_and_the_previous_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("serve.db")).unwrap();
+        assert!(s.put_record("sha256:a1", "reg/app", 1, "{\"v\":1}").unwrap());
+        assert!(s.put_record("sha256:b1", "reg/other", 2, "{}").unwrap());
+        assert!(s.put_record("sha256:a2", "reg/app", 2, "{\"v\":2}").unwrap());
+        assert!(
+            !s.put_record("sha256:a2", "reg/app", 3, "{\"v\":3}").unwrap(),
+            "idempotent"
+        );
+        assert_eq!(
+            s.previous_record("sha256:a2").unwrap(),
+            Some(("sha256:a1".to_string(), "{\"v\":1}".to_string()))
+        );
+        assert_eq!(s.previous_record("sha256:a1").unwrap(), None);
+        assert_eq!(s.latest_scan("sha256:a1").unwrap(), None);
+        s.put_scan("sha256:a1", 5, "old").unwrap();
+        s.put_scan("sha256:a1", 5, "new").unwrap();
+        assert_eq!(s.latest_scan("sha256:a1").unwrap().as_deref(), Some("new"));
+        let conn = s.conn.lock().unwrap();
+        let e = conn.execute("DELETE FROM scans", []).unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
     }
 }

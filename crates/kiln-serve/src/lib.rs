@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod pods;
 pub mod postgres;
 pub mod record;
+pub mod release;
 pub mod review;
 pub mod security;
 pub mod server;

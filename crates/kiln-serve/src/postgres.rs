@@ -13,7 +13,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::audit::{AuditError, AuditRow, AuditStore, ImageRow};
 
 /// Each migration, in order; `kiln_schema` holds how many were applied.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE admissions (
     id BIGSERIAL PRIMARY KEY,
@@ -33,6 +33,15 @@ CREATE TRIGGER admissions_append_only BEFORE UPDATE OR DELETE ON admissions
     "
 CREATE TABLE records (digest TEXT PRIMARY KEY, at BIGINT NOT NULL, record TEXT NOT NULL);
 CREATE TRIGGER records_append_only BEFORE UPDATE ON records
+    FOR EACH ROW EXECUTE FUNCTION kiln_append_only();
+",
+    "
+ALTER TABLE records ADD COLUMN repository TEXT;
+ALTER TABLE records ADD COLUMN seq BIGSERIAL;
+CREATE INDEX records_repository ON records(repository);
+CREATE TABLE scans (id BIGSERIAL PRIMARY KEY, digest TEXT NOT NULL, at BIGINT NOT NULL, scan TEXT NOT NULL);
+CREATE INDEX scans_digest ON scans(digest);
+CREATE TRIGGER scans_append_only BEFORE UPDATE OR DELETE ON scans
     FOR EACH ROW EXECUTE FUNCTION kiln_append_only();
 ",
 ];
@@ -222,16 +231,54 @@ impl AuditStore for Postgres {
         self.rt.block_on(c.batch_execute("SELECT 1")).map_err(|e| self.err(e))
     }
 
-    fn put_record(&self, digest: &str, at: i64, record: &str) -> Result<bool, AuditError> {
+    fn put_record(&self, digest: &str, repository: &str, at: i64, record: &str) -> Result<bool, AuditError> {
         let c = self.client()?;
         let n = self
             .rt
             .block_on(c.execute(
-                "INSERT INTO records (digest, at, record) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
-                &[&digest, &at, &record],
+                "INSERT INTO records (digest, repository, at, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (digest) DO NOTHING",
+                &[&digest, &repository, &at, &record],
             ))
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
+    }
+
+    fn put_scan(&self, digest: &str, at: i64, scan: &str) -> Result<(), AuditError> {
+        let c = self.client()?;
+        self.rt
+            .block_on(c.execute(
+                "INSERT INTO scans (digest, at, scan) VALUES ($1, $2, $3)",
+                &[&digest, &at, &scan],
+            ))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn latest_scan(&self, digest: &str) -> Result<Option<String>, AuditError> {
+        let c = self.client()?;
+        let row = self
+            .rt
+            .block_on(c.query_opt(
+                "SELECT scan FROM scans WHERE digest = $1 ORDER BY id DESC LIMIT 1",
+                &[&digest],
+            ))
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn previous_record(&self, digest: &str) -> Result<Option<(String, String)>, AuditError> {
+        let c = self.client()?;
+        let row = self
+            .rt
+            .block_on(c.query_opt(
+                "SELECT p.digest, p.record FROM records r JOIN records p
+                   ON p.repository = r.repository AND p.seq < r.seq
+                 WHERE r.digest = $1 ORDER BY p.seq DESC LIMIT 1",
+                &[&digest],
+            ))
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     fn record_of(&self, digest: &str) -> Result<Option<String>, AuditError> {

@@ -50,6 +50,58 @@ pub fn collect(store: &Store, reference: &str, registries: Option<&RegistryAcces
     }))
 }
 
+/// A vulnerability scan of `reference` against `db` (kiln scan's vulnerability scanner over
+/// every layer), as a record's `scan`: when, against which database, and each finding.
+/// Fails when there is no database: an empty list would read as "no vulnerabilities".
+pub fn scan(
+    store: &Store,
+    reference: &str,
+    registries: Option<&RegistryAccess>,
+    db: kiln_scan::db::Db,
+) -> Result<Value, ScanFailure> {
+    let opts = kiln_scan::Options {
+        scanners: kiln_scan::Scanners {
+            vuln: true,
+            secret: false,
+            misconfig: false,
+        },
+        db: Some(db),
+        ..kiln_scan::Options::default()
+    };
+    let (_, meta) = kiln_scan::vuln::available(&opts).map_err(|e| ScanFailure::NoDatabase(e.to_string()))?;
+    let loc = kiln_sign::place::locate(store, reference, registries).map_err(|e| ScanFailure::Image(e.to_string()))?;
+    let opened = loc.opened();
+    let layout = opened.layout().map_err(|e| ScanFailure::Image(e.to_string()))?;
+    let report = kiln_scan::scan_image(layout, &opened.image, reference, &opts)
+        .map_err(|e| ScanFailure::Image(e.to_string()))?;
+    let findings: Vec<Value> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            json!({"id": v.id, "aliases": v.aliases, "severity": v.severity.as_str(), "package": v.package,
+                   "installed": v.installed, "fixed": v.fixed, "purl": v.purl})
+        })
+        .collect();
+    Ok(json!({
+        "at": rfc3339(kiln_policy::time::now()),
+        "db": meta.imported,
+        "packages": report.packages,
+        "not_checked": report.not_checked.len(),
+        "findings": findings,
+    }))
+}
+
+/// Why a record's scan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    /// No vulnerability database to scan against.
+    #[error("{0}")]
+    NoDatabase(String),
+    /// The image could not be read.
+    #[error("{0}")]
+    Image(String),
+}
+
 /// Sends `record` to `server`'s `POST /records` with `token`, trusting `ca` besides the
 /// system roots. Returns the server's answer (`recorded` or `already recorded`).
 pub fn submit(server: &str, token: &str, ca: Option<&Path>, record: &Value) -> Result<String, String> {
@@ -132,12 +184,16 @@ pub fn rfc3339(at: i64) -> String {
     )
 }
 
-/// Packages of an SPDX document: name, version, purl (the image itself left out).
+/// Packages of an SPDX document: name, version, purl (the image itself and its operating
+/// system left out: neither is a package one installs).
 pub fn spdx_packages(doc: &Value) -> Vec<Value> {
     let pkgs = doc.get("packages").and_then(Value::as_array);
     pkgs.into_iter()
         .flatten()
-        .filter(|p| p.get("primaryPackagePurpose").and_then(Value::as_str) != Some("CONTAINER"))
+        .filter(|p| {
+            let purpose = p.get("primaryPackagePurpose").and_then(Value::as_str);
+            !matches!(purpose, Some("CONTAINER" | "OPERATING-SYSTEM"))
+        })
         .map(|p| {
             let purl = p
                 .get("externalRefs")
@@ -171,6 +227,7 @@ mod tests {
         assert_eq!(s["externalParameters"]["buildArgs"], json!(["TOKEN"]));
         assert!(!s.to_string().contains("s3cret"), "build-arg values stay out");
         let doc = json!({"packages": [{"name": "img", "primaryPackagePurpose": "CONTAINER"},
+            {"name": "debian", "versionInfo": "12", "primaryPackagePurpose": "OPERATING-SYSTEM"},
             {"name": "libc6", "versionInfo": "2.36", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:deb/debian/libc6@2.36"}]}]});
         assert_eq!(
             spdx_packages(&doc),

@@ -136,6 +136,70 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// "Changes since the previous release": packages, then vulnerabilities; files are
+/// `kiln diff`'s (both images' layers), so the command is shown.
+fn release_section(b: &mut String, reference: &str, digest: &str, diff: Option<&crate::release::ReleaseDiff>) {
+    let Some(d) = diff else {
+        b.push_str("<h2>Changes since the previous release</h2>");
+        b.push_str("<p id=\"release\">no earlier release of this name is recorded</p>");
+        return;
+    };
+    let repo = reference.split('@').next().unwrap_or(reference);
+    let repo = repo
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or(repo, |(r, _)| r);
+    let pkg = |what: &str, p: &crate::release::Pkg| vec![what.into(), p.name.clone(), String::new(), p.version.clone()];
+    let change =
+        |what: &str, c: &crate::release::Change| vec![what.into(), c.name.clone(), c.from.clone(), c.to.clone()];
+    let mut rows: Vec<Vec<String>> = d.added.iter().map(|p| pkg("added", p)).collect();
+    rows.extend(
+        d.removed
+            .iter()
+            .map(|p| vec!["removed".into(), p.name.clone(), p.version.clone(), String::new()]),
+    );
+    rows.extend(d.upgraded.iter().map(|c| change("upgraded", c)));
+    rows.extend(d.downgraded.iter().map(|c| change("downgraded", c)));
+    list_section(
+        b,
+        "release",
+        "Changes since the previous release",
+        &["change", "package", "from", "to"],
+        rows,
+        "no package changed",
+    );
+    let _ = write!(
+        b,
+        "<p>against <a href=\"/images/{p}\"><code>{p}</code></a>; for files: <code>kiln diff {r}@{p} {r}@{digest}</code></p>",
+        p = esc(&d.previous),
+        r = esc(repo),
+        digest = esc(digest)
+    );
+    let vulns = match (&d.introduced, &d.fixed) {
+        (Some(i), Some(f)) => {
+            let row = |what: &str, v: &crate::release::Vuln| {
+                vec![what.into(), v.id.clone(), v.package.clone(), v.severity.clone()]
+            };
+            let mut rows: Vec<Vec<String>> = i.iter().map(|v| row("introduced", v)).collect();
+            rows.extend(f.iter().map(|v| row("fixed", v)));
+            rows
+        }
+        _ => {
+            b.push_str("<p id=\"release-vulnerabilities\">vulnerabilities: not both releases have a scan (kiln record push --scan)</p>");
+            return;
+        }
+    };
+    let head = ["change", "id", "package", "severity"];
+    list_section(
+        b,
+        "release-vulnerabilities",
+        "Vulnerabilities since the previous release",
+        &head,
+        vulns,
+        "none introduced or fixed",
+    );
+}
+
 /// `GET /images/sha256:<hex>`.
 pub async fn image(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Response {
     if !crate::record::is_digest(&digest) {
@@ -185,6 +249,12 @@ pub async fn image(State(app): State<Arc<App>>, Path(digest): Path<String>) -> R
         findings,
         "no scan recorded",
     );
+    let before = crate::api::previous(&app, &digest).await.ok().flatten();
+    let diff = before.map(|(prev, packages, scan)| {
+        let now = m["sbom"]["packages"].as_array().cloned().unwrap_or_default();
+        crate::release::compare(&prev, (&packages, &scan), (&now, &m["scan"]))
+    });
+    release_section(&mut b, &s(&m["reference"]), &digest, diff.as_ref());
     let sigs = match m["signatures"].as_array() {
         Some(a) => a
             .iter()

@@ -473,7 +473,13 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<(), CliError> {
     if let Some(server) = &args.record {
         // The store's copy, by its first name (or digest): what was built, pushed or not.
         let name = args.tags.first().cloned().unwrap_or_else(|| digest.clone());
-        let line = super::record::send(store, &name, server, None, None, None)?;
+        let to = super::record::Destination {
+            server,
+            token_file: None,
+            ca: None,
+            scan: None,
+        };
+        let line = super::record::send(store, &name, to, None)?;
         reporter.info(&line);
     }
     println!("{digest}");

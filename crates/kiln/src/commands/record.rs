@@ -37,6 +37,10 @@ pub struct PushArgs {
     /// CA certificate (PEM) to trust for the server, besides the system's (default: $KILN_RECORD_CA).
     #[arg(long, value_name = "FILE")]
     pub server_ca: Option<PathBuf>,
+    /// Scan the image for vulnerabilities (kiln scan's database) and send the findings as its
+    /// latest scan; sent again, a record keeps its first build facts and gains the new scan.
+    #[arg(long)]
+    pub scan: bool,
     /// The image: a store name, or HOST/REPO:TAG read from its registry when the store lacks it.
     pub image: String,
     /// Registry settings.
@@ -56,19 +60,37 @@ fn token(file: Option<&PathBuf>) -> Result<String, CliError> {
     Ok(t.trim().to_string())
 }
 
-/// Sends the record of `image` (in `store`, or its registry) to `server`.
+/// Where a record goes and how: the server, its token and CA, and whether to scan.
+pub struct Destination<'a> {
+    /// The kiln serve.
+    pub server: &'a str,
+    /// `--token-file` (else `$KILN_RECORD_TOKEN`).
+    pub token_file: Option<&'a PathBuf>,
+    /// `--server-ca` (else `$KILN_RECORD_CA`).
+    pub ca: Option<PathBuf>,
+    /// The vulnerability database to scan with, when a scan is sent along.
+    pub scan: Option<kiln_scan::db::Db>,
+}
+
+/// Sends the record of `image` (in `store`, or its registry) to `to.server`.
 pub fn send(
     store: &Store,
     image: &str,
-    server: &str,
-    token_file: Option<&PathBuf>,
-    ca: Option<PathBuf>,
+    to: Destination<'_>,
     registries: Option<&kiln_registry::RegistryAccess>,
 ) -> Result<String, CliError> {
-    let token = token(token_file)?;
-    let ca = ca.or_else(|| std::env::var_os("KILN_RECORD_CA").map(PathBuf::from));
-    let record = kiln_serve::record::collect(store, image, registries)
+    let server = to.server;
+    let token = token(to.token_file)?;
+    let ca = to.ca.or_else(|| std::env::var_os("KILN_RECORD_CA").map(PathBuf::from));
+    let mut record = kiln_serve::record::collect(store, image, registries)
         .map_err(|e| CliError::input(format!("reading the build record of {image}: {e}")))?;
+    if let Some(db) = to.scan {
+        use kiln_serve::record::ScanFailure;
+        record["scan"] = kiln_serve::record::scan(store, image, registries, db).map_err(|e| match e {
+            ScanFailure::NoDatabase(m) => CliError::env(format!("scanning {image}: {m}")),
+            ScanFailure::Image(m) => CliError::input(format!("scanning {image}: {m}")),
+        })?;
+    }
     let answer = kiln_serve::record::submit(server, &token, ca.as_deref(), &record)
         .map_err(|e| CliError::env(format!("sending the build record of {image}: {e}")))?;
     let digest = record["digest"].as_str().unwrap_or_default();
@@ -80,14 +102,13 @@ pub fn record(store: &Store, args: &RecordArgs) -> Result<(), CliError> {
     match &args.command {
         RecordCommand::Push(a) => {
             let access = super::registry_access(&a.registry)?;
-            let line = send(
-                store,
-                &a.image,
-                &a.server,
-                a.token_file.as_ref(),
-                a.server_ca.clone(),
-                Some(&access),
-            )?;
+            let to = Destination {
+                server: &a.server,
+                token_file: a.token_file.as_ref(),
+                ca: a.server_ca.clone(),
+                scan: a.scan.then(|| kiln_scan::db::Db::at(&store.meta_dir())),
+            };
+            let line = send(store, &a.image, to, Some(&access))?;
             println!("{line}");
             Ok(())
         }
