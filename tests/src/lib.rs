@@ -77,43 +77,35 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Runs a command to its end and returns its output with its peak resident memory in KiB
-/// (the kernel's `ru_maxrss` for that one child, from `wait4`), so a test can bound the
-/// memory a command needs without sampling it.
-// The child is reaped by `wait4` (which `Child::wait` cannot do with its rusage).
-#[allow(clippy::zombie_processes)]
+/// Runs a command to its end and returns its output with its peak resident memory in KiB,
+/// so a test can bound the memory a command needs without sampling it. GNU time starts the
+/// command and reports its `ru_maxrss`: a child spawned straight from the test process
+/// would be charged the test process's own peak (`exec` carries the high-water mark of the
+/// memory it replaces, and Rust spawns with `CLONE_VM`), which is how an earlier version of
+/// this function read 100 MiB for a command that used 11.
 pub fn run_measured(cmd: &mut Command) -> (Output, u64) {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data (all zeroes is a valid value) that the kernel fills.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: the pid is our own child, not yet waited for; both pointers are valid.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    use std::os::unix::process::ExitStatusExt;
-    let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    };
-    (output, usage.ru_maxrss as u64)
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = Command::new(require_tool("time"));
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    let out = timed.output().unwrap_or_else(|e| panic!("cannot start {timed:?}: {e}"));
+    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    // GNU time writes "Command exited with non-zero status N" before the number.
+    let kib = text.lines().last().and_then(|l| l.trim().parse().ok());
+    let kib = kib.unwrap_or_else(|| panic!("{}\n--- time\n{text}", describe_failure(cmd, &out)));
+    (out, kib)
 }
 
 /// Runs a command; `Err` carries a readable description (command, status, stdout, stderr).

@@ -1171,8 +1171,9 @@ fn https_mirror_with_a_private_ca_and_a_proxy() {
 }
 
 /// Issue 12.7/12.8: limits on what a mirror sends. A signed Packages.xz that decompresses to
-/// more than 256 MiB (a bomb) is refused as it is read; a Packages longer than the size the
-/// signed InRelease gives is cut off at that size.
+/// more than 256 MiB (a bomb) is refused as it is read, in under 256 MiB of memory (the
+/// child's `ru_maxrss`); a Packages longer than the size the signed InRelease gives is cut
+/// off at that size.
 #[test]
 fn packages_bomb_and_oversized_bodies_are_refused() {
     use std::io::Write as _;
@@ -1195,10 +1196,16 @@ fn packages_bomb_and_oversized_bodies_are_refused() {
     let store = KilnStore::new();
     let dir = tempfile::tempdir().unwrap();
     m.spec(dir.path(), "\"hello\"");
-    assert_input_error(
-        &kiln(&store, dir.path(), &["lock"]),
-        "Packages.xz: decompresses to more than 256 MiB",
+    let (out, kib) = kiln_tests::run_measured(
+        store
+            .cmd(["lock"])
+            .current_dir(dir.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
     );
+    assert_input_error(&out, "Packages.xz: decompresses to more than 256 MiB");
+    // Refused as it is read: the index is parsed while it is decompressed, never held whole.
+    assert!(kib < 256 * 1024, "kiln lock used {kib} KiB on the Packages bomb");
+    eprintln!("kiln lock refused the Packages bomb in {kib} KiB");
     // Without the .xz, a Packages longer than signed: refused at the signed size.
     std::fs::remove_file(dist.join("main/binary-amd64/Packages.xz")).unwrap();
     m.set_release(

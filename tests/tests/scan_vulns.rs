@@ -642,30 +642,10 @@ fn packages_the_database_does_not_cover_are_not_checked_in_every_format() {
     );
 }
 
-/// Peak resident memory of a command in KiB, from GNU time.
-fn peak_kib(cmd: &Command, out: &std::process::Output, report: &Path) -> u64 {
-    let text = std::fs::read_to_string(report).unwrap();
-    // GNU time says "Command exited with non-zero status N" first.
-    let last = text.lines().last().unwrap_or_default();
-    last.trim().parse().unwrap_or_else(|_| {
-        panic!(
-            "{}",
-            kiln_tests::describe_failure(cmd, out) + &format!("\n--- time\n{text}")
-        )
-    })
-}
-
 /// `kiln db import ZIP` fails with exit code 2 and one line naming the archive, saying
-/// `expect`, with a hint, and its peak memory (GNU time) stays under 256 MiB.
+/// `expect`, with a hint, and its peak memory (the child's `ru_maxrss`) stays under 256 MiB.
 fn refused_in_bounded_memory(store: &KilnStore, zip: &Path, expect: &str) {
-    let time_report = zip.with_extension("time");
-    let mut cmd = Command::new(kiln_tests::require_tool("time"));
-    cmd.args(["-f", "%M", "-o"])
-        .arg(&time_report)
-        .arg(kiln_tests::kiln_bin());
-    cmd.env("KILN_HOME", store.path()).args(["db", "import"]).arg(zip);
-    let out = cmd.output().unwrap();
-    let kib = peak_kib(&cmd, &out, &time_report);
+    let (out, kib) = kiln_tests::run_measured(store.cmd(["db", "import"]).arg(zip));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{} ({kib} KiB): {err}", zip.display());
     assert!(

@@ -49,8 +49,7 @@ pub fn lock(spec: &Spec, cache: &Path, previous: Option<&Lock>, progress: &dyn F
         for (i, (r, comps)) in releases.iter().enumerate() {
             for comp in comps {
                 progress(&format!("reading {}/dists/{} {comp}/binary-{arch}", r.url, r.suite));
-                let text = repo::fetch_packages(r, comp, arch, cache)?;
-                indexes.push((i, repo::parse_packages(&text)));
+                indexes.push((i, repo::fetch_packages(r, comp, arch, cache)?));
             }
         }
         let universe = Universe::new(arch, indexes)?;

@@ -2,7 +2,7 @@
 //! hash. Indexes are cached by their sha256, so a re-lock only downloads what changed.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -211,9 +211,10 @@ pub fn parse_release(url: &str, suite: &str, raw: &[u8], keyring: &Path) -> Resu
     })
 }
 
-/// Fetches (or takes from the cache) `COMPONENT/binary-ARCH/Packages` and returns its text.
-/// Every byte is checked against the InRelease hash.
-pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Path) -> Result<String, Error> {
+/// Fetches (or takes from the cache) `COMPONENT/binary-ARCH/Packages` and returns its
+/// stanzas, parsed while the index is decompressed (it is never held whole). Every byte is
+/// checked against the InRelease hash.
+pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Path) -> Result<Vec<Stanza>, Error> {
     let base = format!("{component}/binary-{arch}/Packages");
     let mut last = None;
     for ext in [".xz", ".gz", ""] {
@@ -260,7 +261,7 @@ pub fn fetch_packages(release: &Release, component: &str, arch: &str, cache: &Pa
                 d
             }
         };
-        return decompress(&data, ext).map_err(|e| Error::Input {
+        return read_packages(&data, ext).map_err(|e| Error::Input {
             message: format!("{}/dists/{}/{rel}: {e}", release.url, release.suite),
             hint: if e.kind() == std::io::ErrorKind::FileTooLarge {
                 "the signed index is a decompression bomb or not Debian's; use another mirror".into()
@@ -292,24 +293,69 @@ fn write_cache(path: &Path, data: &[u8]) -> Result<(), Error> {
 /// its end.
 pub const MAX_PACKAGES_BYTES: u64 = 256 << 20;
 
-fn decompress(data: &[u8], ext: &str) -> std::io::Result<String> {
+/// The longest line kiln reads from a Packages index (the longest in Debian's, a `Provides`
+/// of a Rust library, are tens of KiB), so a bomb without newlines is refused as it is read.
+const MAX_PACKAGES_LINE: u64 = 16 << 20;
+
+/// Decompresses a Packages index (`ext` is `.xz`, `.gz` or empty) and parses it as it goes.
+fn read_packages(data: &[u8], ext: &str) -> std::io::Result<Vec<Stanza>> {
     let reader: Box<dyn Read + '_> = match ext {
         ".xz" => Box::new(xz2::read::XzDecoder::new(data)),
         ".gz" => Box::new(flate2::read::GzDecoder::new(data)),
         _ => Box::new(data),
     };
-    let mut out = String::new();
-    reader.take(MAX_PACKAGES_BYTES + 1).read_to_string(&mut out)?;
-    if out.len() as u64 > MAX_PACKAGES_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!(
+    parse_packages_from(std::io::BufReader::with_capacity(1 << 16, reader), MAX_PACKAGES_BYTES)
+}
+
+/// Parses a Packages index from a reader, a line at a time, refusing it (`FileTooLarge`)
+/// once more than `limit` bytes or a line longer than 16 MiB are read. A run of blank lines
+/// is skipped in one step, so a bomb of newlines costs no more than its bytes.
+pub fn parse_packages_from(mut reader: impl BufRead, limit: u64) -> std::io::Result<Vec<Stanza>> {
+    let too_large = |what: String| std::io::Error::new(std::io::ErrorKind::FileTooLarge, what);
+    let mut parser = PackagesParser::default();
+    let mut line: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let used = if line.is_empty() && buf[0] == b'\n' {
+            // Blank lines: one ends the stanza, the rest change nothing.
+            parser.line("");
+            buf.iter().position(|b| *b != b'\n').unwrap_or(buf.len())
+        } else if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            parser.line(utf8(&line)?);
+            line.clear();
+            end + 1
+        } else {
+            line.extend_from_slice(buf);
+            buf.len()
+        };
+        reader.consume(used);
+        total += used as u64;
+        if total > limit {
+            return Err(too_large(format!(
                 "decompresses to more than {} MiB, the most kiln reads for a Packages index",
-                MAX_PACKAGES_BYTES >> 20
-            ),
-        ));
+                limit >> 20
+            )));
+        }
+        if line.len() as u64 > MAX_PACKAGES_LINE {
+            return Err(too_large(format!(
+                "has a line longer than {} MiB; it is not a Debian index",
+                MAX_PACKAGES_LINE >> 20
+            )));
+        }
     }
-    Ok(out)
+    if !line.is_empty() {
+        parser.line(utf8(&line)?);
+    }
+    Ok(parser.finish())
+}
+
+fn utf8(line: &[u8]) -> std::io::Result<&str> {
+    std::str::from_utf8(line).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }
 
 /// The fields of a Packages stanza kiln uses.
@@ -348,59 +394,70 @@ pub struct Stanza {
 /// Parses a Packages index into stanzas, keeping only the fields the resolver needs (an
 /// index is tens of megabytes; descriptions are skipped without copying).
 pub fn parse_packages(text: &str) -> Vec<Stanza> {
-    let mut out = Vec::new();
-    let mut cur = Stanza::default();
-    let mut depends = String::new();
-    let mut pre = String::new();
-    let mut breaks = String::new();
-    let mut last_field = "";
-    let mut flush = |cur: &mut Stanza, depends: &mut String, pre: &mut String, breaks: &mut String| {
-        if !cur.package.is_empty() {
-            let mut s = std::mem::take(cur);
-            s.depends = [pre.as_str(), depends.as_str()]
-                .iter()
-                .filter(|x| !x.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if !breaks.is_empty() {
-                s.conflicts = [s.conflicts.as_str(), breaks.as_str()]
-                    .iter()
-                    .filter(|x| !x.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
-            }
-            if s.source.is_empty() {
-                s.source = s.package.clone();
-            }
-            if s.source_version.is_empty() {
-                s.source_version = s.version.clone();
-            }
-            out.push(s);
-        }
-        *cur = Stanza::default();
-        depends.clear();
-        pre.clear();
-        breaks.clear();
-    };
+    let mut parser = PackagesParser::default();
     for line in text.lines() {
+        parser.line(line);
+    }
+    parser.finish()
+}
+
+/// The state of a Packages parse: the stanzas so far and the one being read.
+#[derive(Default)]
+struct PackagesParser {
+    out: Vec<Stanza>,
+    cur: Stanza,
+    depends: String,
+    pre: String,
+    breaks: String,
+    /// The relation field a continuation line belongs to (`Depends` or `Pre-Depends`).
+    last_field: &'static str,
+}
+
+impl PackagesParser {
+    /// Ends the current stanza (a blank line or the end of the index).
+    fn flush(&mut self) {
+        let mut s = std::mem::take(&mut self.cur);
+        let (pre, depends, breaks) = (
+            std::mem::take(&mut self.pre),
+            std::mem::take(&mut self.depends),
+            std::mem::take(&mut self.breaks),
+        );
+        if s.package.is_empty() {
+            return;
+        }
+        s.depends = join_relations(&pre, &depends);
+        if !breaks.is_empty() {
+            s.conflicts = join_relations(&s.conflicts, &breaks);
+        }
+        if s.source.is_empty() {
+            s.source = s.package.clone();
+        }
+        if s.source_version.is_empty() {
+            s.source_version = s.version.clone();
+        }
+        self.out.push(s);
+    }
+
+    /// Takes one line (without its newline).
+    fn line(&mut self, line: &str) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
-            flush(&mut cur, &mut depends, &mut pre, &mut breaks);
-            continue;
+            self.flush();
+            return;
         }
         if line.starts_with(' ') || line.starts_with('\t') {
             // Continuations only matter for relation fields (rarely folded).
-            match last_field {
-                "Depends" => depends.push_str(line),
-                "Pre-Depends" => pre.push_str(line),
+            match self.last_field {
+                "Depends" => self.depends.push_str(line),
+                "Pre-Depends" => self.pre.push_str(line),
                 _ => {}
             }
-            continue;
+            return;
         }
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else { return };
         let v = v.trim();
-        last_field = "";
+        self.last_field = "";
+        let cur = &mut self.cur;
         match k {
             "Package" => cur.package = v.to_string(),
             "Version" => cur.version = v.to_string(),
@@ -413,16 +470,16 @@ pub fn parse_packages(text: &str) -> Vec<Stanza> {
                 None => cur.source = v.to_string(),
             },
             "Depends" => {
-                depends.push_str(v);
-                last_field = "Depends";
+                self.depends.push_str(v);
+                self.last_field = "Depends";
             }
             "Pre-Depends" => {
-                pre.push_str(v);
-                last_field = "Pre-Depends";
+                self.pre.push_str(v);
+                self.last_field = "Pre-Depends";
             }
             "Provides" => cur.provides = v.to_string(),
             "Conflicts" => cur.conflicts = v.to_string(),
-            "Breaks" => breaks.push_str(v),
+            "Breaks" => self.breaks.push_str(v),
             "Multi-Arch" => cur.multi_arch = v.to_string(),
             "Essential" => cur.essential = v == "yes",
             "Priority" => cur.priority = v.to_string(),
@@ -432,8 +489,20 @@ pub fn parse_packages(text: &str) -> Vec<Stanza> {
             _ => {}
         }
     }
-    flush(&mut cur, &mut depends, &mut pre, &mut breaks);
-    out
+
+    fn finish(mut self) -> Vec<Stanza> {
+        self.flush();
+        self.out
+    }
+}
+
+/// `a, b`, leaving out an empty side.
+fn join_relations(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}, {b}"),
+    }
 }
 
 /// Where kiln keeps downloaded indexes and .debs: `<store>/kiln/debian`.
@@ -465,5 +534,24 @@ mod tests {
         assert_eq!(s[0].size, 100);
         assert!(s[1].essential);
         assert_eq!(s[1].source, "base-files");
+        // Read from a stream (with CRLF line ends), the same stanzas.
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(parse_packages_from(crlf.as_bytes(), 1 << 20).unwrap(), s);
+    }
+
+    #[test]
+    fn packages_limits() {
+        let text = "Package: a\nVersion: 1\n\n".repeat(100);
+        assert_eq!(
+            parse_packages_from(text.as_bytes(), text.len() as u64).unwrap().len(),
+            100
+        );
+        let e = parse_packages_from(text.as_bytes(), text.len() as u64 - 1).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(e.to_string().contains("decompresses to more than"), "{e}");
+        // One line longer than 16 MiB: refused before its end.
+        let long = std::io::Read::chain(&b"Package: "[..], std::io::repeat(b'a').take(17 << 20));
+        let e = parse_packages_from(std::io::BufReader::new(long), 64 << 20).unwrap_err();
+        assert!(e.to_string().contains("a line longer than 16 MiB"), "{e}");
     }
 }
