@@ -14,14 +14,20 @@ use std::sync::OnceLock;
 use kiln_debian::deb::build_test_deb;
 use kiln_tests::{KilnStore, require_tool, run_ok, sha256_hex};
 
-/// Two RSA keys made by GnuPG once per test process: the archive's and a stranger's.
+/// Three RSA keys made by GnuPG once per test process: the archive's, a stranger's, and a
+/// weak one (1024 bits) that the keyring holds too.
 struct Keys {
     _dir: tempfile::TempDir,
     /// The archive's secret key (armored), for signing.
     archive: Vec<u8>,
     /// The stranger's secret key.
     stranger: Vec<u8>,
-    /// The archive's public key as a binary keyring (what kiln.toml's `keyring` names).
+    /// The 1024-bit key's secret key.
+    weak: Vec<u8>,
+    /// The 1024-bit key's fingerprint.
+    weak_fingerprint: String,
+    /// The archive's and the weak key's public keys as a binary keyring (what kiln.toml's
+    /// `keyring` names).
     keyring: PathBuf,
 }
 
@@ -49,23 +55,24 @@ fn keys() -> &'static Keys {
     KEYS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let keyring = dir.path().join("archive.gpg");
+        let mut public = Vec::new();
         let mut secrets = Vec::new();
-        for name in ["archive", "stranger"] {
+        let mut weak_fingerprint = String::new();
+        for (name, algo) in [("archive", "rsa2048"), ("stranger", "rsa2048"), ("weak", "rsa1024")] {
             secrets.push(with_gpg_home(|home| {
-                gpg(
+                let fpr = gen_key(
                     home,
-                    &[
-                        "--passphrase",
-                        "",
-                        "--quick-gen-key",
-                        &format!("{name} <{name}@example.org>"),
-                        "rsa2048",
-                        "sign",
-                        "never",
-                    ],
+                    &format!("{name} <{name}@example.org>"),
+                    algo,
+                    "sign",
+                    "never",
+                    &[],
                 );
-                if name == "archive" {
-                    std::fs::write(&keyring, gpg(home, &["--export"])).unwrap();
+                if name != "stranger" {
+                    public.extend(gpg(home, &["--export"]));
+                }
+                if name == "weak" {
+                    weak_fingerprint = fpr;
                 }
                 gpg(
                     home,
@@ -80,12 +87,16 @@ fn keys() -> &'static Keys {
                 )
             }));
         }
+        std::fs::write(&keyring, public).unwrap();
+        let weak = secrets.pop().unwrap();
         let stranger = secrets.pop().unwrap();
         let archive = secrets.pop().unwrap();
         Keys {
             _dir: dir,
             archive,
             stranger,
+            weak,
+            weak_fingerprint,
             keyring,
         }
     })
@@ -928,9 +939,9 @@ fn clearsign_in(home: &Path, extra: &[&str]) -> Vec<u8> {
     gpg(home, &args)
 }
 
-fn gen_key(home: &Path, uid: &str, usage: &str, expire: &str, extra: &[&str]) -> String {
+fn gen_key(home: &Path, uid: &str, algo: &str, usage: &str, expire: &str, extra: &[&str]) -> String {
     let mut args = extra.to_vec();
-    args.extend_from_slice(&["--passphrase", "", "--quick-gen-key", uid, "rsa2048", usage, expire]);
+    args.extend_from_slice(&["--passphrase", "", "--quick-gen-key", uid, algo, usage, expire]);
     gpg(home, &args);
     fingerprints(home)[0].clone()
 }
@@ -942,6 +953,105 @@ fn fingerprints(home: &Path) -> Vec<String> {
         .filter(|l| l.starts_with("fpr:"))
         .map(|l| l.split(':').nth(9).unwrap().to_string())
         .collect()
+}
+
+/// Issue 12.6: a minimum key size, which gpgv does not set. A mirror whose InRelease is
+/// signed by a 1024-bit RSA key that the keyring holds (gpgv reports a good signature) is
+/// refused with one line naming the key's fingerprint, with a hint; the same mirror signed
+/// by the archive's 2048-bit key locks.
+#[test]
+fn a_signature_by_a_key_under_2048_bits_is_refused() {
+    let store = KilnStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let weak = &keys().weak_fingerprint;
+    let m = Mirror::new(&good_packages(), Some(&keys().weak[..]));
+    m.spec(dir.path(), "\"hello\"");
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert_input_error(
+        &o,
+        &format!("signature by key {weak} is not accepted: it is a 1024-bit RSA key, below the minimum of 2048 bits"),
+    );
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("error: ")).count(), 1);
+    assert!(!dir.path().join("kiln.lock").exists());
+    // gpgv alone accepts the signature: the minimum is kiln's.
+    let status = run_ok(
+        Command::new(require_tool("gpgv"))
+            .args(["--status-fd", "1", "--keyring"])
+            .arg(&keys().keyring)
+            .arg(m.root.path().join("dists/test/InRelease")),
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&format!("VALIDSIG {weak} ")));
+    // The control: signed by the archive's 2048-bit key, the same mirror locks.
+    m.set_release(
+        Some(&keys().archive[..]),
+        "test",
+        "Suite: test\nCodename: test\nDate: Thu, 01 Jan 2026 00:00:00 UTC\n",
+    );
+    let o = kiln(&store, dir.path(), &["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// (fingerprint, algorithm, bits) of every key and subkey of a keyring, as GnuPG lists them
+/// (`gpg --show-keys --with-colons`: field 3 is the length, 4 the algorithm).
+fn gnupg_key_sizes(ring: &Path) -> Vec<(String, u8, u32)> {
+    let listing = with_gpg_home(|h| gpg(h, &["--with-colons", "--show-keys", ring.to_str().unwrap()]));
+    let mut out = Vec::new();
+    let mut pending = None;
+    for line in String::from_utf8(listing).unwrap().lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        match f[0] {
+            "pub" | "sub" => pending = Some((f[3].parse().unwrap(), f[2].parse().unwrap())),
+            "fpr" => {
+                if let Some((algo, bits)) = pending.take() {
+                    out.push((f[9].to_string(), algo, bits));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 12.6: the key sizes kiln reads from a keyring (for the minimum) agree with GnuPG's
+/// own listing: on Debian's archive keyring, and on 1024-bit RSA and DSA keys, an Ed25519
+/// key and an RSA subkey made here. Curves have no bit count in kiln's reading.
+#[test]
+fn key_sizes_read_from_keyrings_agree_with_gnupg() {
+    let (_, debian) = real_inrelease();
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made.gpg");
+    let ring = with_gpg_home(|h| {
+        let rsa = gen_key(h, "rsa <r@example.org>", "rsa1024", "cert", "never", &[]);
+        gpg(
+            h,
+            &["--passphrase", "", "--quick-add-key", &rsa, "rsa3072", "sign", "never"],
+        );
+        gen_key(h, "dsa <d@example.org>", "dsa1024", "sign", "never", &[]);
+        gen_key(h, "ed <e@example.org>", "ed25519", "sign", "never", &[]);
+        gpg(h, &["--export"])
+    });
+    std::fs::write(&made, ring).unwrap();
+    for ring in [debian.as_path(), made.as_path(), keys().keyring.as_path()] {
+        let want = gnupg_key_sizes(ring);
+        let mut got: Vec<(String, u8, u32)> = kiln_debian::pgp::keyring::keys(&std::fs::read(ring).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|k| {
+                let gnupg = want.iter().find(|w| w.0 == k.fingerprint);
+                let curve_bits = gnupg.map_or(0, |w| w.2);
+                (k.fingerprint, k.algorithm, k.bits.unwrap_or(curve_bits))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{}", ring.display());
+        assert!(want.len() >= 2, "{want:?}");
+    }
+    let made = gnupg_key_sizes(&made);
+    let algos: Vec<(u8, u32)> = made.iter().map(|k| (k.1, k.2)).collect();
+    for want in [(1, 1024), (1, 3072), (17, 1024)] {
+        assert!(algos.contains(&want), "{algos:?}");
+    }
 }
 
 /// Issue 12.6: what the hand-written verifier accepted and gpgv, as kiln runs it, refuses:
@@ -965,7 +1075,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     let past = ["--faked-system-time", "20200101T000000!"];
     let expired = signed_with(
         |h| {
-            gen_key(h, "expired <e@example.org>", "sign", "2020-06-01", &past);
+            gen_key(h, "expired <e@example.org>", "rsa2048", "sign", "2020-06-01", &past);
             clearsign_in(h, &["--faked-system-time", "20200201T000000!"])
         },
         |_| {},
@@ -974,7 +1084,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     // The control: a key that has not expired verifies.
     let fresh = signed_with(
         |h| {
-            gen_key(h, "fresh <f@example.org>", "sign", "2100-01-01", &[]);
+            gen_key(h, "fresh <f@example.org>", "rsa2048", "sign", "2100-01-01", &[]);
             clearsign_in(h, &[])
         },
         |_| {},
@@ -983,7 +1093,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     // Signed, then revoked (GnuPG's own revocation certificate, imported).
     let revoked = signed_with(
         |h| {
-            gen_key(h, "revoked <r@example.org>", "sign", "never", &[]);
+            gen_key(h, "revoked <r@example.org>", "rsa2048", "sign", "never", &[]);
             clearsign_in(h, &[])
         },
         |h| {
@@ -998,7 +1108,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     // A certify-only primary key and a signing subkey; the message is signed by the subkey.
     let (msg, bound) = signed_with(
         |h| {
-            let fpr = gen_key(h, "sub <s@example.org>", "cert", "never", &[]);
+            let fpr = gen_key(h, "sub <s@example.org>", "rsa2048", "cert", "never", &[]);
             gpg(
                 h,
                 &["--passphrase", "", "--quick-add-key", &fpr, "rsa2048", "sign", "never"],
@@ -1022,7 +1132,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     // A critical notation (hashed subpacket 20 with the critical bit) that gpgv does not know.
     let ((plain, crit), ring) = signed_with(
         |h| {
-            gen_key(h, "crit <c@example.org>", "sign", "never", &[]);
+            gen_key(h, "crit <c@example.org>", "rsa2048", "sign", "never", &[]);
             let plain = clearsign_in(h, &[]);
             (
                 plain,
@@ -1037,7 +1147,7 @@ fn expired_revoked_unbound_and_critical_signatures_are_refused() {
     // SHA-1 is weak.
     let sha1 = signed_with(
         |h| {
-            gen_key(h, "sha1 <h@example.org>", "sign", "never", &[]);
+            gen_key(h, "sha1 <h@example.org>", "rsa2048", "sign", "never", &[]);
             clearsign_in(h, &["--digest-algo", "SHA1"])
         },
         |_| {},
@@ -1349,7 +1459,7 @@ fn unknown_critical_subpacket_type_is_refused() {
     use kiln_debian::pgp::{PgpError, verify_cleartext};
     let ((secret, fpr), ring) = signed_with(
         |h| {
-            let fpr = gen_key(h, "crafted <x@example.org>", "sign", "never", &[]);
+            let fpr = gen_key(h, "crafted <x@example.org>", "rsa2048", "sign", "never", &[]);
             let secret = gpg(
                 h,
                 &[

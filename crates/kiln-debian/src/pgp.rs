@@ -11,12 +11,23 @@
 //! what apt itself runs. kiln adds what apt adds on top of it: SHA-1 is a weak digest, a
 //! signature by an expired or revoked key (`EXPKEYSIG`, `REVKEYSIG`) or an expired signature
 //! (`EXPSIG`) is worthless, any `BADSIG` fails the whole message, and the message must be one
-//! signed block with nothing outside it.
+//! signed block with nothing outside it. It also adds a minimum key size, which gpgv 2.2
+//! lacks: a signature by an RSA, DSA or Elgamal key of fewer than 2048 bits, or by a subkey
+//! whose primary key is one, is worthless (apt passes gpgv `--assert-pubkey-algo
+//! >=rsa2048,…` where gpgv has it; sqv's standard policy refuses such RSA keys too). The
+//! size is read from the keyring ([`keyring`]), for the fingerprint `VALIDSIG` names.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
+
+pub mod keyring;
+
+/// The fewest bits kiln accepts in an RSA, DSA or Elgamal key that signs an InRelease (or
+/// is the primary key of the subkey that does), as apt's `--assert-pubkey-algo >=rsa2048`.
+pub const MIN_KEY_BITS: u32 = 2048;
 
 /// Why a signed message was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,16 +91,17 @@ pub fn verify_cleartext(message: &[u8], keyring: &Path) -> Result<String, PgpErr
     };
     let ring = std::fs::read(keyring).map_err(|e| ring_err(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| PgpError::Verifier(format!("cannot make a temporary directory: {e}")))?;
-    let ring_path = if ring.starts_with(b"-----BEGIN PGP") {
+    let (ring_path, binary) = if ring.starts_with(b"-----BEGIN PGP") {
         let bin = dearmor(&ring).ok_or_else(|| ring_err("malformed ASCII armor".into()))?;
         let p = dir.path().join("keyring.gpg");
-        std::fs::write(&p, bin).map_err(|e| PgpError::Verifier(e.to_string()))?;
-        p
+        std::fs::write(&p, &bin).map_err(|e| PgpError::Verifier(e.to_string()))?;
+        (p, bin)
     } else if ring.is_empty() {
         return Err(ring_err("the file is empty".into()));
     } else {
-        std::path::absolute(keyring).map_err(|e| ring_err(e.to_string()))?
+        (std::path::absolute(keyring).map_err(|e| ring_err(e.to_string()))?, ring)
     };
+    let sizes = KeySizes::read(&binary);
     let input = dir.path().join("InRelease");
     let output = dir.path().join("Release");
     std::fs::write(&input, message).map_err(|e| PgpError::Verifier(e.to_string()))?;
@@ -111,7 +123,7 @@ pub fn verify_cleartext(message: &[u8], keyring: &Path) -> Result<String, PgpErr
             ))
         })?;
     let status = String::from_utf8_lossy(&out.stdout);
-    match judge(&status) {
+    match judge(&status, &sizes) {
         Verdict::Good => {}
         Verdict::Refused(e) => return Err(e),
         Verdict::Nothing => {
@@ -194,7 +206,68 @@ struct SigStatus {
 
 const OLD_KEY: &str = "refresh the keyring (the debian-archive-keyring package) or the mirror; a Release signed only by an expired or revoked key is never trusted";
 
-fn sig_status(kw: &str, f: &[&str], s: &mut SigStatus) {
+const WEAK_KEY: &str = "the archive must sign with an RSA or DSA key of at least 2048 bits or an elliptic-curve key, as apt requires; use a mirror or keyring with the archive's current key";
+
+/// The keys of the keyring by fingerprint, or why they cannot be read.
+#[derive(Debug, Default)]
+struct KeySizes {
+    keys: BTreeMap<String, keyring::KeyInfo>,
+    error: Option<String>,
+}
+
+impl KeySizes {
+    fn read(binary_keyring: &[u8]) -> KeySizes {
+        match keyring::keys(binary_keyring) {
+            Ok(keys) => KeySizes {
+                keys: keys.into_iter().map(|k| (k.fingerprint.clone(), k)).collect(),
+                error: None,
+            },
+            Err(e) => KeySizes {
+                keys: BTreeMap::new(),
+                error: Some(e),
+            },
+        }
+    }
+
+    /// Why a good signature by key `fpr` (whose primary key is `primary`) is worthless
+    /// because of the size of either key, if it is.
+    fn weakness(&self, fpr: &str, primary: &str) -> Option<(String, String, &'static str)> {
+        let roles = [("it is", fpr), ("its primary key {} is", primary)];
+        for (i, (role, key)) in roles.into_iter().enumerate() {
+            if i == 1 && (key.is_empty() || key == fpr) {
+                continue;
+            }
+            let Some(info) = self.keys.get(key) else {
+                let why = self
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "no key with that fingerprint".into());
+                return Some((
+                    fpr.to_string(),
+                    format!("kiln cannot find key {key} in the keyring to check its size ({why})"),
+                    "use a keyring of binary OpenPGP keys (as `gpg --export` writes) or ASCII armor",
+                ));
+            };
+            match info.bits {
+                Some(bits) if bits < MIN_KEY_BITS => {
+                    let name = keyring::algorithm_name(info.algorithm);
+                    return Some((
+                        fpr.to_string(),
+                        format!(
+                            "{} a {bits}-bit {name} key, below the minimum of {MIN_KEY_BITS} bits",
+                            role.replace("{}", key)
+                        ),
+                        WEAK_KEY,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+fn sig_status(kw: &str, f: &[&str], s: &mut SigStatus, sizes: &KeySizes) {
     let key = f.first().copied().unwrap_or("?").to_string();
     match kw {
         "GOODSIG" => s.good = true,
@@ -221,7 +294,7 @@ fn sig_status(kw: &str, f: &[&str], s: &mut SigStatus) {
             ));
         }
         "VALIDSIG" => {
-            // VALIDSIG <fpr> <date> <ts> <expire> <version> <reserved> <pk-algo> <hash-algo> <class> …
+            // VALIDSIG <fpr> <date> <ts> <expire> <version> <reserved> <pk-algo> <hash-algo> <class> <primary-fpr>
             let (hash, class) = (f.get(7).copied().unwrap_or(""), f.get(8).copied().unwrap_or(""));
             if class != "01" {
                 s.unusable = Some((
@@ -235,6 +308,8 @@ fn sig_status(kw: &str, f: &[&str], s: &mut SigStatus) {
                     format!("digest algorithm {hash} is not SHA-2"),
                     "the archive must sign with SHA-256 or stronger",
                 ));
+            } else if let Some(weak) = sizes.weakness(&key, f.get(9).copied().unwrap_or("")) {
+                s.unusable = Some(weak);
             }
         }
         _ => {}
@@ -242,7 +317,7 @@ fn sig_status(kw: &str, f: &[&str], s: &mut SigStatus) {
 }
 
 /// Reads gpgv's `--status-fd` output.
-fn judge(status: &str) -> Verdict {
+fn judge(status: &str, sizes: &KeySizes) -> Verdict {
     let mut sigs: Vec<SigStatus> = Vec::new();
     for line in status.lines() {
         let Some(rest) = line.strip_prefix("[GNUPG:] ") else {
@@ -255,7 +330,7 @@ fn judge(status: &str) -> Verdict {
             continue;
         }
         if let Some(s) = sigs.last_mut() {
-            sig_status(kw, &f.collect::<Vec<_>>(), s);
+            sig_status(kw, &f.collect::<Vec<_>>(), s, sizes);
         }
     }
     if let Some(key) = sigs.iter().find_map(|s| s.bad.clone()) {
@@ -324,6 +399,33 @@ mod tests {
         assert!(matches!(check_shape(twice.as_bytes()), Err(PgpError::Malformed(m)) if m.contains("more than one")));
     }
 
+    fn sizes() -> KeySizes {
+        let key = |fpr: &str, algorithm, bits| {
+            (
+                fpr.to_string(),
+                keyring::KeyInfo {
+                    fingerprint: fpr.into(),
+                    algorithm,
+                    bits,
+                },
+            )
+        };
+        KeySizes {
+            keys: [
+                key("FF", 1, Some(4096)),
+                key("WK", 1, Some(1024)),
+                key("PD", 17, Some(1024)),
+                key("ED", 27, None),
+            ]
+            .into(),
+            error: None,
+        }
+    }
+
+    fn judge(status: &str) -> Verdict {
+        super::judge(status, &sizes())
+    }
+
     #[test]
     fn status_lines() {
         let good = "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG AA n\n[GNUPG:] VALIDSIG FF 2026-01-01 1 0 4 0 1 8 01 FF\n";
@@ -345,5 +447,38 @@ mod tests {
             Verdict::Refused(PgpError::UnknownSigner { .. })
         ));
         assert!(matches!(judge(""), Verdict::Nothing));
+    }
+
+    #[test]
+    fn minimum_key_size() {
+        let sig = |fpr: &str, primary: &str| {
+            format!(
+                "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG AA n\n[GNUPG:] VALIDSIG {fpr} 2026-01-01 1 0 4 0 1 8 01 {primary}\n"
+            )
+        };
+        let refused = |status: &str, want: &str| match judge(status) {
+            Verdict::Refused(e @ PgpError::Unusable { .. }) => assert!(e.to_string().contains(want), "{e}"),
+            other => panic!("expected {want:?}, got {other:?}"),
+        };
+        refused(
+            &sig("WK", "WK"),
+            "signature by key WK is not accepted: it is a 1024-bit RSA key, below the minimum of 2048 bits (hint: the archive must sign",
+        );
+        // A strong subkey of a weak primary key; a weak subkey of a strong one.
+        refused(&sig("FF", "PD"), "its primary key PD is a 1024-bit DSA key");
+        refused(&sig("WK", "FF"), "it is a 1024-bit RSA key");
+        // Elliptic-curve keys have no bit count to check; old gpgv may omit the primary.
+        assert!(matches!(judge(&sig("ED", "ED")), Verdict::Good));
+        assert!(matches!(judge(&sig("FF", "").replace(" \n", "\n")), Verdict::Good));
+        // A weak signature beside a good one (an archive signing with an old and a new key).
+        assert!(matches!(judge(&(sig("WK", "WK") + &sig("FF", "FF"))), Verdict::Good));
+        // A key gpgv used that the keyring parse did not find: refused, saying why.
+        refused(&sig("AB", "AB"), "kiln cannot find key AB in the keyring");
+        let broken = KeySizes {
+            error: Some("a packet is cut short".into()),
+            ..KeySizes::default()
+        };
+        let e = super::judge(&sig("FF", "FF"), &broken);
+        assert!(format!("{e:?}").contains("a packet is cut short"), "{e:?}");
     }
 }
