@@ -331,3 +331,56 @@ fn build_policy_denies_before_tagging_or_pushing() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pushed);
     assert_eq!(names(), tagged, "no name added or moved");
 }
+
+/// The on-disk decision cache answers a pinned reference only for the same policy: a
+/// changed Rego file, key file or policy file is decided again; with the registry gone,
+/// the unchanged policy is still answered from the cache and a changed one is denied.
+#[test]
+fn cached_decisions_follow_the_policy_and_every_file_it_names() {
+    let mut e = Env::new();
+    let app = e.push("prod/app:1", IMAGE, "one");
+    e.sign("a", &app);
+    let repo = app.rsplit_once(':').unwrap().0;
+    let pinned = format!("{repo}@{}", registry_digest(&app).unwrap());
+    std::fs::create_dir_all(e.path("policies")).unwrap();
+    let rego = e.path("policies/deny.rego");
+    let never =
+        "package kiln\n\ndeny contains msg if {\n\tinput.config.user == \"no-such-user\"\n\tmsg := \"user\"\n}\n";
+    std::fs::write(&rego, never).unwrap();
+    let text_of = format!("{}    rego: [policies/*.rego]\n", signature_policy("a", 1));
+    let p = e.policy("cached.yaml", &text_of);
+    let check = |e: &Env, no_cache: bool| {
+        let mut args = vec!["policy", "check", "--policy", &p, &pinned];
+        if no_cache {
+            args.insert(2, "--no-cache");
+        }
+        e.kiln(&args).output().unwrap()
+    };
+    allowed(&check(&e, false));
+    assert!(
+        std::fs::read_dir(e.store.path().join("kiln/policy")).unwrap().count() > 0,
+        "the decision is on disk"
+    );
+    // Another Rego file: decided again.
+    std::fs::write(
+        &rego,
+        never.replace("input.config.user == \"no-such-user\"", "input.platform != \"\""),
+    )
+    .unwrap();
+    denied(&check(&e, false), "rego: user");
+    std::fs::write(&rego, never).unwrap();
+    allowed(&check(&e, false));
+    // Another key under the same name: decided again.
+    let a_pub = std::fs::read(e.path("a.pub")).unwrap();
+    std::fs::copy(e.path("b.pub"), e.path("a.pub")).unwrap();
+    denied(&check(&e, false), "no signature by 'a'");
+    std::fs::write(e.path("a.pub"), a_pub).unwrap();
+
+    // The registry goes away: the same policy is answered from the cache; deciding again
+    // (--no-cache, or an edited policy file) denies, as the image cannot be read.
+    e.0.reg.stop();
+    allowed(&check(&e, false));
+    denied(&check(&e, true), "(unreadable)");
+    std::fs::write(&p, format!("{text_of}# edited\n")).unwrap();
+    denied(&check(&e, false), "(unreadable)");
+}

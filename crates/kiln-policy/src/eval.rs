@@ -103,8 +103,9 @@ impl Policy {
             check_bases(globs, input, out);
         }
         if !self.rego[i].is_empty() {
-            let doc = serde_json::to_value(input).expect("the input serialises");
-            match crate::rego::deny(&self.rego[i], &doc) {
+            // Only the fields the rule's Rego can read, built straight into regorus's form.
+            let doc = input.to_rego(self.rego_reach[i].as_ref());
+            match doc.and_then(|d| crate::rego::deny_value(&self.rego[i], d).map_err(|e| e.to_string())) {
                 Ok(msgs) => {
                     for m in msgs {
                         out.add(format!("rego: {m}"), "see the Rego rule that denied it");
@@ -201,15 +202,16 @@ fn check_attestation(a: &AttestationRule, input: &Input, out: &mut Out) {
         return;
     }
     let mut mismatch = None;
+    let none = serde_json::Value::Null;
     for f in &by {
-        let p = f.predicate.clone().unwrap_or_default();
+        let p = f.predicate.as_ref().unwrap_or(&none);
         let bad = a.matches.iter().find(|(path, glob)| {
-            !matches!(at_path(&p, path), Some(serde_json::Value::String(s)) if crate::glob::value_matches(glob, s))
+            !matches!(at_path(p, path), Some(serde_json::Value::String(s)) if crate::glob::value_matches(glob, s))
         });
         match bad {
             None => return,
             Some((path, glob)) => {
-                let got = at_path(&p, path)
+                let got = at_path(p, path)
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "missing".into());
                 mismatch.get_or_insert(format!("{} attestation: {path} is {got}, not {glob:?}", a.kind));

@@ -5,12 +5,14 @@
 //! closed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kiln_oci::Store;
 use kiln_registry::RegistryAccess;
 use kiln_sign::PublicKey;
 use kiln_sign::place::{Located, locate};
-use kiln_sign::sign::{Want, verify};
+use kiln_sign::sign::Want;
+use kiln_sign::verify::{SharedReport, verify_shared};
 
 use crate::error::PolicyError;
 use crate::input::*;
@@ -80,15 +82,11 @@ pub fn gather_input(g: &Gather, reference: &str) -> Result<Input, PolicyError> {
         ..Input::default()
     };
     let fail = |e: kiln_sign::SignError| PolicyError::gather(reference, &e, e.is_input());
-    // The signature and each attestation type are independent reads and checks (network
-    // round trips, a large SBOM statement): verified side by side, merged in a fixed order.
-    let (sigs, atts) = std::thread::scope(|s| {
-        let sigs = s.spawn(|| signatures(&loc, g.keys));
-        let atts = attestations(&loc, g.keys, &g.types);
-        (sigs.join().expect("signature verification panicked"), atts)
-    });
-    input.signatures = sigs.map_err(fail)?;
-    input.attestations = atts.map_err(fail)?;
+    // The signature and every attestation type in one pass: each signature object is
+    // listed and fetched once, each distinct envelope verified once per key.
+    let (sigs, atts) = verified(&loc, g.keys, &g.types).map_err(fail)?;
+    input.signatures = sigs;
+    input.attestations = atts;
     input.provenance = provenance(&loc, &input.attestations, &mut input.errors);
     input.sbom = sbom(&loc, &input.attestations, g.needs.sbom, &mut input.errors);
     if g.needs.vulns || g.needs.secrets {
@@ -113,13 +111,13 @@ pub fn gather_input(g: &Gather, reference: &str) -> Result<Input, PolicyError> {
 /// Merges the reports of every key into one fact per signature object: verified by the
 /// first authority whose key verifies it, else rejected with the most telling reason (a
 /// digest mismatch or malformed object says more than "another key").
-fn merge(per_key: Vec<(String, kiln_sign::sign::Report)>) -> Vec<(String, Checked)> {
+fn merge(per_key: Vec<(String, SharedReport)>) -> Vec<(String, Checked)> {
     let mut out: BTreeMap<String, Checked> = BTreeMap::new();
     for (name, r) in per_key {
-        for v in r.verified {
-            let e = out.entry(v.source).or_default();
+        for (source, payload) in r.verified {
+            let e = out.entry(source).or_default();
             if e.0.is_none() {
-                *e = (Some(name.clone()), None, Some(v.payload));
+                *e = (Some(name.clone()), None, Some(payload));
             }
         }
         for rej in r.rejected {
@@ -134,65 +132,68 @@ fn merge(per_key: Vec<(String, kiln_sign::sign::Report)>) -> Vec<(String, Checke
 }
 
 /// One signature object checked with every key: (authority, rejection, verified payload).
-type Checked = (Option<String>, Option<String>, Option<serde_json::Value>);
+type Checked = (Option<String>, Option<String>, Option<Arc<serde_json::Value>>);
 
-fn signatures(loc: &Located, keys: &BTreeMap<String, PublicKey>) -> kiln_sign::Result<Vec<SignatureFact>> {
-    let mut per_key = vec![];
-    for (name, key) in keys {
-        per_key.push((name.clone(), verify(loc, key, &Want::Signature)?));
-    }
-    Ok(merge(per_key)
+/// The signatures and the attestations of `types`, each object checked with every key.
+/// Verified payloads are shared until the end: the same statement as a bundle and as a
+/// `.att` layer is one value, compared by pointer, and moved (not copied) into the fact.
+fn verified(
+    loc: &Located,
+    keys: &BTreeMap<String, PublicKey>,
+    types: &[String],
+) -> kiln_sign::Result<(Vec<SignatureFact>, Vec<AttestationFact>)> {
+    let names: Vec<&String> = keys.keys().collect();
+    let key_refs: Vec<&PublicKey> = keys.values().collect();
+    let mut wants = vec![Want::Signature];
+    wants.extend(types.iter().map(|t| Want::Attestation(t.clone())));
+    let mut reports = verify_shared(loc, &key_refs, &wants)?.into_iter();
+    let per_key =
+        |r: Vec<SharedReport>| -> Vec<(String, SharedReport)> { names.iter().map(|n| n.to_string()).zip(r).collect() };
+    let sigs = merge(per_key(reports.next().unwrap_or_default()))
         .into_iter()
         .map(|(source, (authority, rejected, _))| SignatureFact {
             source,
             authority,
             rejected,
         })
-        .collect())
-}
-
-fn attestations(
-    loc: &Located,
-    keys: &BTreeMap<String, PublicKey>,
-    types: &[String],
-) -> kiln_sign::Result<Vec<AttestationFact>> {
-    let per_type: Vec<kiln_sign::Result<Vec<(String, kiln_sign::sign::Report)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = types
-            .iter()
-            .map(|t| {
-                s.spawn(move || {
-                    keys.iter()
-                        .map(|(name, key)| Ok((name.clone(), verify(loc, key, &Want::Attestation(t.clone()))?)))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("attestation verification panicked"))
-            .collect()
-    });
-    let mut out = vec![];
-    for (t, per_key) in types.iter().zip(per_type) {
-        for (source, (authority, rejected, payload)) in merge(per_key?) {
-            let predicate = payload.and_then(|p| p.get("predicate").cloned());
+        .collect();
+    let mut out: Vec<(AttestationFact, Option<Arc<serde_json::Value>>)> = vec![];
+    for (t, r) in types.iter().zip(reports) {
+        for (source, (authority, rejected, payload)) in merge(per_key(r)) {
+            let same_statement = |a: &Option<Arc<serde_json::Value>>, b: &Option<Arc<serde_json::Value>>| match (a, b) {
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y) || x.get("predicate") == y.get("predicate"),
+                (None, None) => true,
+                _ => false,
+            };
             // The same statement as a bundle and as a .att layer is one attestation.
-            if let Some(same) = out.iter_mut().find(|f: &&mut AttestationFact| {
-                f.predicate_type == *t && authority.is_some() && f.authority == authority && f.predicate == predicate
+            if let Some((same, _)) = out.iter_mut().find(|(f, p)| {
+                f.predicate_type == *t && authority.is_some() && f.authority == authority && same_statement(p, &payload)
             }) {
                 same.source.push_str(&format!(" + {source}"));
                 continue;
             }
-            out.push(AttestationFact {
+            let fact = AttestationFact {
                 predicate_type: t.clone(),
                 source,
                 authority,
                 rejected,
-                predicate,
-            });
+                predicate: None,
+            };
+            out.push((fact, payload));
         }
     }
-    Ok(out)
+    // Every other holder of the payloads is gone: each is moved out, not copied.
+    let atts = out
+        .into_iter()
+        .map(|(mut fact, payload)| {
+            fact.predicate = payload.and_then(|p| match Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone()) {
+                serde_json::Value::Object(mut m) => m.remove("predicate"),
+                _ => None,
+            });
+            fact
+        })
+        .collect();
+    Ok((sigs, atts))
 }
 
 /// Base images named by a provenance predicate.

@@ -164,3 +164,65 @@ pub fn predicate_uri(kind: &str) -> Option<String> {
 
 /// OpenVEX's predicate type.
 pub const OPENVEX: &str = "https://openvex.dev/ns";
+
+impl Input {
+    /// The document Rego evaluates against, in regorus's form, with only `fields` (all
+    /// fields when `None`): built from the typed facts, not through JSON text.
+    pub fn to_rego(&self, fields: Option<&std::collections::BTreeSet<String>>) -> Result<regorus::Value, String> {
+        use serde::Deserialize as _;
+        let json = match fields {
+            None => serde_json::to_value(self).map_err(|e| e.to_string())?,
+            Some(fields) => {
+                let mut m = serde_json::Map::new();
+                for f in fields {
+                    if let Some(v) = self.field(f) {
+                        m.insert(f.clone(), v.map_err(|e| e.to_string())?);
+                    }
+                }
+                serde_json::Value::Object(m)
+            }
+        };
+        regorus::Value::deserialize(json).map_err(|e| e.to_string())
+    }
+
+    /// One top-level field as JSON, as it appears in the whole document; `None` for a name
+    /// the document does not have.
+    fn field(&self, name: &str) -> Option<serde_json::Result<serde_json::Value>> {
+        use serde_json::to_value as v;
+        Some(match name {
+            "reference" => v(&self.reference),
+            "repository" => v(&self.repository),
+            "digest" => v(&self.digest),
+            "platform" => v(&self.platform),
+            "config" => v(&self.config),
+            "signatures" => v(&self.signatures),
+            "attestations" => v(&self.attestations),
+            "sbom" => v(&self.sbom),
+            "vulnerabilities" => v(&self.vulnerabilities),
+            "secrets" => v(&self.secrets),
+            "provenance" => v(&self.provenance),
+            "errors" => v(&self.errors),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Rego given only some fields must see each exactly as in the whole document, and
+    /// every field must be reachable by name.
+    #[test]
+    fn every_field_can_be_built_alone() {
+        let input = super::Input::default();
+        let whole = serde_json::to_value(&input).unwrap();
+        let names: std::collections::BTreeSet<String> = whole.as_object().unwrap().keys().cloned().collect();
+        for n in &names {
+            assert_eq!(input.field(n).map(|v| v.unwrap()).as_ref(), whole.get(n), "{n}");
+        }
+        use serde::Deserialize as _;
+        assert_eq!(
+            input.to_rego(Some(&names)).unwrap(),
+            regorus::Value::deserialize(whole).unwrap()
+        );
+    }
+}

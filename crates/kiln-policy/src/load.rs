@@ -32,6 +32,8 @@ pub struct Policy {
     pub(crate) rego: Vec<Vec<RegoModule>>,
     /// VEX statements from files, per rule.
     pub(crate) vex: Vec<Vec<VexStatement>>,
+    /// The input fields each rule's Rego can read (`None`: all), see [`crate::rego::reach`].
+    pub(crate) rego_reach: Vec<Option<std::collections::BTreeSet<String>>>,
 }
 
 /// Reads a file the policy needs, bounded.
@@ -148,6 +150,7 @@ impl Policy {
             file,
             hash: format!("sha256:{}", hex::encode(hasher.finalize())),
             keys,
+            rego_reach: rego.iter().map(|m| crate::rego::reach(m)).collect(),
             rego,
             vex,
         })

@@ -69,15 +69,69 @@ pub fn check(modules: &[RegoModule]) -> Result<(), PolicyError> {
     engine(modules).map(|_| ())
 }
 
+/// The top-level fields of the input document that `modules` can read, when every use of
+/// `input` in their text is `input.FIELD` or `input["FIELD"]`; `None` (the whole document)
+/// when any other use is found (`input[x]`, `x := input`, `import input`). The scan is over
+/// the raw text, comments and strings included, so it can only find more than is read,
+/// never less: a field Rego reads is always in the document it gets.
+pub fn reach(modules: &[RegoModule]) -> Option<std::collections::BTreeSet<String>> {
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut fields = std::collections::BTreeSet::new();
+    for m in modules {
+        let t = m.text.as_bytes();
+        let mut from = 0;
+        while let Some(i) = m.text[from..].find("input").map(|i| from + i) {
+            from = i + "input".len();
+            if (i > 0 && ident(t[i - 1])) || t.get(from).is_some_and(|&c| ident(c)) {
+                continue; // part of another identifier (`myinput`, `input2`)
+            }
+            let mut j = from;
+            while t.get(j).is_some_and(|c| c.is_ascii_whitespace()) {
+                j += 1;
+            }
+            let rest = &m.text[j..];
+            let field = if let Some(r) = rest.strip_prefix('.') {
+                let r = r.trim_start();
+                let end = r.bytes().position(|c| !ident(c)).unwrap_or(r.len());
+                Some(&r[..end])
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let r = r.trim_start();
+                r.strip_prefix('"')
+                    .and_then(|q| q.split_once('"'))
+                    .filter(|(name, after)| !name.contains('\\') && after.trim_start().starts_with(']'))
+                    .map(|(name, _)| name)
+            } else {
+                None
+            };
+            match field {
+                Some(f) if !f.is_empty() => {
+                    fields.insert(f.to_string());
+                }
+                _ => return None,
+            }
+        }
+    }
+    Some(fields)
+}
+
 /// The `data.kiln.deny` messages for `input`.
 pub fn deny(modules: &[RegoModule], input: &serde_json::Value) -> Result<Vec<String>, PolicyError> {
+    use serde::Deserialize as _;
+    let value = regorus::Value::deserialize(input).map_err(|e| PolicyError::Rego {
+        file: modules.first().map(|m| m.file.clone()).unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
+    deny_value(modules, value)
+}
+
+/// The `data.kiln.deny` messages for an input document already in regorus's form.
+pub fn deny_value(modules: &[RegoModule], value: regorus::Value) -> Result<Vec<String>, PolicyError> {
     let mut engine = engine(modules)?;
     let file = modules.first().map(|m| m.file.clone()).unwrap_or_default();
     let err = |e: String| PolicyError::Rego {
         file: file.clone(),
         reason: e,
     };
-    let value = regorus::Value::from_json_str(&input.to_string()).map_err(|e| err(first_line(e)))?;
     engine.set_input(value);
     let result = engine
         .eval_rule("data.kiln.deny".to_string())
@@ -127,5 +181,59 @@ mod tests {
             vec!["root"]
         );
         assert!(deny(&[m], &serde_json::json!({"user": "1"})).unwrap().is_empty());
+    }
+
+    fn module(text: &str) -> Vec<RegoModule> {
+        vec![RegoModule {
+            file: "m.rego".into(),
+            text: text.into(),
+        }]
+    }
+
+    #[test]
+    fn reach_is_what_the_text_can_read() {
+        let set = |names: &[&str]| Some(names.iter().map(|s| s.to_string()).collect());
+        let r = reach(&module(
+            "package kiln\n# input.errors in a comment counts too\ndeny contains m if {\n\tsome p in input.sbom.packages\n\tinput [ \"config\" ].user == \"\"\n\tmyinput := 1\n\tm := \"x\"\n}\n",
+        ));
+        assert_eq!(r, set(&["config", "errors", "sbom"]));
+        // Any other use of `input` gets the whole document.
+        for whole in [
+            "x := input",
+            "import input",
+            "input[k]",
+            "object.get(input, \"sbom\", {})",
+            "input[\"a\\\"b\"]",
+            "input.",
+        ] {
+            assert_eq!(reach(&module(whole)), None, "{whole}");
+        }
+        assert_eq!(reach(&module("package kiln")), set(&[]));
+    }
+
+    #[test]
+    fn a_partial_document_decides_as_the_whole_one() {
+        let m = module(
+            "package kiln\n\ndeny contains msg if {\n\tsome p in input.sbom.packages\n\tp.name == \"telnetd\"\n\tmsg := sprintf(\"%s on %s\", [p.name, input.platform])\n}\n",
+        );
+        let mut input = crate::Input {
+            platform: "linux/amd64".into(),
+            sbom: Some(crate::input::SbomFacts {
+                source: "s".into(),
+                packages: vec![crate::input::PackageFact {
+                    name: "telnetd".into(),
+                    version: "1".into(),
+                    purl: String::new(),
+                }],
+            }),
+            ..Default::default()
+        };
+        input.errors.push("e".into());
+        let fields = reach(&m);
+        assert_eq!(fields, Some(["platform".to_string(), "sbom".to_string()].into()));
+        let part = deny_value(&m, input.to_rego(fields.as_ref()).unwrap()).unwrap();
+        let whole = deny(&m, &serde_json::to_value(&input).unwrap()).unwrap();
+        assert_eq!(part, vec!["telnetd on linux/amd64"]);
+        assert_eq!(part, whole);
     }
 }

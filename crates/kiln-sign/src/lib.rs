@@ -16,6 +16,7 @@ pub mod keys;
 pub mod place;
 pub mod provenance;
 pub mod sign;
+pub mod verify;
 
 pub use error::{Result, SignError};
 pub use keys::{PrivateKey, PublicKey};

@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::envelope::{
     BUNDLE_MEDIA_TYPE, DSSE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE, PREDICATE_TYPE_ANNOTATION, SIGN_PREDICATE_TYPE,
-    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_TYPE, SimpleSigning, Statement, bundle,
-    envelope_of_bundle,
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SimpleSigning, Statement, bundle,
 };
 use crate::error::Result;
 use crate::keys::{PrivateKey, PublicKey};
@@ -160,208 +159,23 @@ pub enum Want {
     Attestation(String),
 }
 
-fn hint_says_other_key(hint: Option<&str>, key: &PublicKey) -> Option<Reason> {
-    match hint {
-        Some(h) if !h.is_empty() && h != key.key_id() => Some(Reason::WrongKey {
-            signed_by: h.to_string(),
-        }),
-        _ => None,
-    }
-}
-
-/// Checks a verified-signature DSSE statement against the image; `None` if its type is
-/// not wanted.
-fn check_statement(
-    env: &Envelope,
-    loc: &Located,
-    want: &Want,
-) -> std::result::Result<Option<serde_json::Value>, Reason> {
-    let payload = env.payload_bytes().ok_or(Reason::Malformed {
-        detail: "DSSE payload is not base64".into(),
-    })?;
-    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(Reason::Malformed {
-            detail: format!("DSSE payloadType {:?} is not in-toto", env.payload_type),
-        });
-    }
-    let st: Statement = serde_json::from_slice(&payload).map_err(|e| Reason::Malformed {
-        detail: format!("payload is not an in-toto statement: {e}"),
-    })?;
-    let wanted = match want {
-        Want::Signature => st.predicate_type == SIGN_PREDICATE_TYPE,
-        Want::Attestation(t) => &st.predicate_type == t,
-    };
-    if !wanted {
-        return Ok(None);
-    }
-    if !st.names(&loc.image.digest) {
-        let signed = st
-            .subject
-            .iter()
-            .flat_map(|s| s.digest.iter().map(|(a, h)| format!("{a}:{h}")))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(Reason::DigestMismatch {
-            signed,
-            image: loc.image.digest.to_string(),
-        });
-    }
-    Ok(Some(serde_json::from_slice(&payload).expect("parsed above")))
-}
-
 /// Finds and checks every signature (or attestation) of the image: bundle referrers
 /// first, then the cosign tag. Anything that cannot be read or checked is rejected with a
 /// reason; nothing passes unless a signature verifies with `key` and covers the image's
-/// digest.
+/// digest. [`crate::verify::verify_all`] does the same for several keys and wants at once.
 pub fn verify(loc: &Located, key: &PublicKey, want: &Want) -> Result<Report> {
-    let mut report = Report::default();
-    for r in loc.referrers(BUNDLE_MEDIA_TYPE)? {
-        let ann_type = r.annotations.get(BUNDLE_PREDICATE_ANNOTATION).map(String::as_str);
-        let relevant = match (want, ann_type) {
-            (_, None) => true,
-            (Want::Signature, Some(t)) => t == SIGN_PREDICATE_TYPE,
-            (Want::Attestation(w), Some(t)) => t == w,
-        };
-        if !relevant {
-            continue;
-        }
-        let source = format!("bundle {}", r.digest);
-        match check_bundle(loc, &r, key, want) {
-            Ok(Some(payload)) => report.verified.push(Verified { source, payload }),
-            Ok(None) => {}
-            Err(reason) => report.rejected.push(Rejected { source, reason }),
-        }
-    }
-    let kind = match want {
-        Want::Signature => TagKind::Sig,
-        Want::Attestation(_) => TagKind::Att,
-    };
-    let tag = kind.tag(&loc.image.digest);
-    if let Some(m) = loc.read_tag(kind)? {
-        for (i, layer) in m.layers.iter().enumerate() {
-            if let Want::Attestation(w) = want
-                && layer.annotations.get(PREDICATE_TYPE_ANNOTATION).is_some_and(|t| t != w)
-            {
-                continue;
-            }
-            let source = format!("{tag} layer {i}");
-            let data = match loc.blob(layer) {
-                Ok(d) => d,
-                Err(e) => {
-                    report.rejected.push(Rejected {
-                        source,
-                        reason: Reason::Malformed { detail: e.to_string() },
-                    });
-                    continue;
-                }
-            };
-            let checked = match want {
-                Want::Signature => check_simple(loc, layer, &data, key).map(Some),
-                Want::Attestation(_) => check_att(loc, layer, &data, key, want),
-            };
-            match checked {
-                Ok(Some(payload)) => report.verified.push(Verified { source, payload }),
-                Ok(None) => {}
-                Err(reason) => report.rejected.push(Rejected { source, reason }),
-            }
-        }
-    }
-    Ok(report)
-}
-
-fn check_bundle(
-    loc: &Located,
-    r: &Descriptor,
-    key: &PublicKey,
-    want: &Want,
-) -> std::result::Result<Option<serde_json::Value>, Reason> {
-    let malformed = |detail: String| Reason::Malformed { detail };
-    let m = loc.manifest(r).map_err(|e| malformed(e.to_string()))?;
-    if m.subject.as_ref().is_some_and(|s| s.digest != loc.image.digest) {
-        return Err(Reason::DigestMismatch {
-            signed: m.subject.map(|s| s.digest.to_string()).unwrap_or_default(),
-            image: loc.image.digest.to_string(),
-        });
-    }
-    let layer = m
-        .layers
-        .first()
-        .ok_or_else(|| malformed("bundle manifest has no layer".into()))?;
-    let data = loc.blob(layer).map_err(|e| malformed(e.to_string()))?;
-    let b: serde_json::Value =
-        serde_json::from_slice(&data).map_err(|e| malformed(format!("bundle is not JSON: {e}")))?;
-    let env = envelope_of_bundle(&b).ok_or_else(|| malformed("not a Sigstore bundle with a DSSE envelope".into()))?;
-    if !env.verify(key) {
-        let hint = b
-            .pointer("/verificationMaterial/publicKey/hint")
-            .and_then(|h| h.as_str());
-        return Err(hint_says_other_key(hint, key).unwrap_or(Reason::BadSignature));
-    }
-    check_statement(&env, loc, want)
-}
-
-fn check_simple(
-    loc: &Located,
-    layer: &Descriptor,
-    payload: &[u8],
-    key: &PublicKey,
-) -> std::result::Result<serde_json::Value, Reason> {
-    let sig_b64 = layer.annotations.get(SIGNATURE_ANNOTATION).ok_or(Reason::Malformed {
-        detail: format!("layer has no {SIGNATURE_ANNOTATION} annotation"),
-    })?;
-    let sig = B64.decode(sig_b64).map_err(|_| Reason::Malformed {
-        detail: "signature annotation is not base64".into(),
-    })?;
-    if !key.verify(payload, &sig) {
-        return Err(
-            hint_says_other_key(layer.annotations.get(KEY_ID_ANNOTATION).map(String::as_str), key)
-                .unwrap_or(Reason::BadSignature),
-        );
-    }
-    let ss: SimpleSigning = serde_json::from_slice(payload).map_err(|e| Reason::Malformed {
-        detail: format!("payload is not simple-signing JSON: {e}"),
-    })?;
-    if ss.critical.kind != SIMPLE_SIGNING_TYPE {
-        return Err(Reason::Malformed {
-            detail: format!("critical.type is {:?}", ss.critical.kind),
-        });
-    }
-    if ss.critical.image.docker_manifest_digest != loc.image.digest.to_string() {
-        return Err(Reason::DigestMismatch {
-            signed: ss.critical.image.docker_manifest_digest,
-            image: loc.image.digest.to_string(),
-        });
-    }
-    Ok(serde_json::from_slice(payload).expect("parsed above"))
-}
-
-fn check_att(
-    loc: &Located,
-    layer: &Descriptor,
-    data: &[u8],
-    key: &PublicKey,
-    want: &Want,
-) -> std::result::Result<Option<serde_json::Value>, Reason> {
-    let env: Envelope = serde_json::from_slice(data).map_err(|e| Reason::Malformed {
-        detail: format!("not a DSSE envelope: {e}"),
-    })?;
-    if !env.verify(key) {
-        return Err(
-            hint_says_other_key(layer.annotations.get(KEY_ID_ANNOTATION).map(String::as_str), key)
-                .unwrap_or(Reason::BadSignature),
-        );
-    }
-    check_statement(&env, loc, want)
+    let mut r = crate::verify::verify_all(loc, &[key], std::slice::from_ref(want))?;
+    Ok(r.remove(0).remove(0))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::place::locate;
     use kiln_oci::{Manifest, Store, canonical_json, media};
 
     /// An artifact (empty config, as cosign can sign any manifest) named `name`.
-    fn image(store: &Store, name: &str, text: &[u8]) -> Descriptor {
+    pub(crate) fn image(store: &Store, name: &str, text: &[u8]) -> Descriptor {
         let cfg = store.put_blob(b"{}").unwrap();
         let layer = store.put_blob(text).unwrap();
         let m = Manifest {
