@@ -77,6 +77,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 /// Reads git facts about the context: (commit time, commit, remote URL). Missing git or a
 /// context outside a repository gives `None`s.
 pub fn git_info(context: &Path) -> (Option<i64>, Option<String>, Option<String>) {
+    if !maybe_in_git(context) {
+        return (None, None, None);
+    }
     let git = |args: &[&str]| -> Option<String> {
         let out = Command::new("git").arg("-C").arg(context).args(args).output().ok()?;
         out.status
@@ -84,13 +87,31 @@ pub fn git_info(context: &Path) -> (Option<i64>, Option<String>, Option<String>)
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    let time = git(&["log", "-1", "--format=%ct"]).and_then(|t| t.parse().ok());
+    // One process for the commit time and the commit (HEAD's, as `rev-parse HEAD`).
+    let log = git(&["log", "-1", "--format=%ct%n%H"]).unwrap_or_default();
+    let mut lines = log.lines();
+    let time = lines.next().and_then(|t| t.trim().parse::<i64>().ok());
     if time.is_none() {
         return (None, None, None);
     }
-    let rev = git(&["rev-parse", "HEAD"]);
+    let rev = lines.next().map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let remote = git(&["config", "--get", "remote.origin.url"]).map(|u| strip_credentials(&u));
     (time, rev, remote)
+}
+
+/// False only when git could not find a repository for `context`: no `GIT_DIR` in the
+/// environment, and neither the context nor a directory above it holds a `.git` or is
+/// itself a repository (`HEAD`, `objects/`, `refs/`). Starting git costs several
+/// milliseconds, which a no-change rebuild outside git should not pay.
+fn maybe_in_git(context: &Path) -> bool {
+    if std::env::var_os("GIT_DIR").is_some() {
+        return true;
+    }
+    let start = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    start.ancestors().any(|d| {
+        d.join(".git").symlink_metadata().is_ok()
+            || (d.join("HEAD").is_file() && d.join("objects").is_dir() && d.join("refs").is_dir())
+    })
 }
 
 /// Never put `user:password@` from a remote URL into an image label.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest as _, Sha256};
 
@@ -22,30 +22,41 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+type Entries = Mutex<HashMap<PathBuf, (Stamp, [u8; 32])>>;
+
 /// The cache, loaded from and saved to one file in the store's metadata directory.
 pub struct StatCache {
     path: PathBuf,
-    entries: Mutex<HashMap<PathBuf, (Stamp, [u8; 32])>>,
+    /// Read from `path` on first use: a build that hashes no context file (RUN steps only)
+    /// never parses the file, which holds every context the store has seen.
+    entries: OnceLock<Entries>,
     dirty: Mutex<bool>,
 }
 
 impl StatCache {
-    /// Loads the cache file (a missing or unreadable file is an empty cache: it is only an
-    /// accelerator, never a source of truth beyond the stamps it checks).
+    /// The cache kept in `path`, read when first needed (a missing or unreadable file is an
+    /// empty cache: it is only an accelerator, never a source of truth beyond the stamps it
+    /// checks).
     pub fn load(path: PathBuf) -> StatCache {
-        let mut entries = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                if let Some((stamp, hash, p)) = parse_line(line) {
-                    entries.insert(PathBuf::from(p), (stamp, hash));
-                }
-            }
-        }
         StatCache {
             path,
-            entries: Mutex::new(entries),
+            entries: OnceLock::new(),
             dirty: Mutex::new(false),
         }
+    }
+
+    fn entries(&self) -> &Entries {
+        self.entries.get_or_init(|| {
+            let mut entries = HashMap::new();
+            if let Ok(text) = std::fs::read_to_string(&self.path) {
+                for line in text.lines() {
+                    if let Some((stamp, hash, p)) = parse_line(line) {
+                        entries.insert(PathBuf::from(p), (stamp, hash));
+                    }
+                }
+            }
+            Mutex::new(entries)
+        })
     }
 
     /// The sha256 of a regular file's content, from the cache when its stamp still matches.
@@ -56,13 +67,13 @@ impl StatCache {
             mtime: (node.mtime, node.mtime_nsec),
             ctime: node.ctime,
         };
-        if let Some((s, h)) = self.entries.lock().unwrap().get(&node.real)
+        if let Some((s, h)) = self.entries().lock().unwrap().get(&node.real)
             && *s == stamp
         {
             return Ok(*h);
         }
         let h = hash_file(&node.real)?;
-        self.entries.lock().unwrap().insert(node.real.clone(), (stamp, h));
+        self.entries().lock().unwrap().insert(node.real.clone(), (stamp, h));
         *self.dirty.lock().unwrap() = true;
         Ok(h)
     }
@@ -73,7 +84,7 @@ impl StatCache {
         if !*self.dirty.lock().unwrap() {
             return;
         }
-        let entries = self.entries.lock().unwrap();
+        let entries = self.entries().lock().unwrap();
         let mut out = String::with_capacity(entries.len() * 160);
         for (p, (s, h)) in entries.iter() {
             let Some(p) = p.to_str().filter(|p| !p.contains('\n')) else {

@@ -578,12 +578,14 @@ impl Store {
     pub fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> Result<T, StoreError> {
         let _lock = self.lock_index()?;
         let mut index = self.index()?;
+        let before = serde_json::to_vec_pretty(&index).unwrap();
         let out = f(&mut index);
-        atomic_write(
-            &self.tmp_dir(),
-            &self.root.join("index.json"),
-            &serde_json::to_vec_pretty(&index).unwrap(),
-        )?;
+        let after = serde_json::to_vec_pretty(&index).unwrap();
+        // An update that changes nothing (a rebuild tagging the same image again) costs
+        // no write and no fsync.
+        if after != before {
+            atomic_write(&self.tmp_dir(), &self.root.join("index.json"), &after)?;
+        }
         Ok(out)
     }
 
@@ -593,6 +595,12 @@ impl Store {
         let mut entry = desc.clone();
         entry.annotations.insert(REF_NAME.to_string(), name.to_string());
         self.update_index(|idx| {
+            // Already so (a rebuild): the index stays as it is, order included.
+            let same = |m: &Descriptor| m.ref_name() == Some(name) && *m == entry;
+            let untagged_twin = |m: &Descriptor| m.ref_name().is_none() && m.digest == desc.digest;
+            if idx.manifests.iter().any(same) && !idx.manifests.iter().any(untagged_twin) {
+                return;
+            }
             idx.manifests
                 .retain(|m| m.ref_name() != Some(name) && !(m.ref_name().is_none() && m.digest == desc.digest));
             idx.manifests.push(entry);

@@ -29,12 +29,16 @@ pub fn load(store: &Store, step: &str) -> Option<KeyInputs> {
     serde_json::from_slice(&std::fs::read(path(store, step)).ok()?).ok()
 }
 
-/// Keeps `inputs` as `step`'s latest (failures only cost the next explanation).
+/// Keeps `inputs` as `step`'s latest (failures only cost the next explanation). Nothing
+/// is written when they are what is kept already, as on every no-change rebuild.
 pub fn save(store: &Store, step: &str, inputs: &KeyInputs) {
     let p = path(store, step);
     let Some(dir) = p.parent() else { return };
+    let bytes = serde_json::to_vec(inputs).expect("maps serialise");
+    if std::fs::read(&p).is_ok_and(|old| old == bytes) {
+        return;
+    }
     if std::fs::create_dir_all(dir).is_ok() {
-        let bytes = serde_json::to_vec(inputs).expect("maps serialise");
         let _ = kiln_oci::store::atomic_write(&store.tmp_dir(), &p, &bytes);
     }
 }
