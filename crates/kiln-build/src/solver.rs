@@ -778,7 +778,7 @@ impl<'a> Solver<'a> {
         use crate::run::exec::{Network, RunError, RunInputs, Runtime, run_step};
         use kiln_plan::mounts::MountFrom;
         let settings = &self.opts.run;
-        let runtime = Runtime::find(settings.runtime.as_deref()).map_err(|e| self.step_err(step, e))?;
+        let runtime = Runtime::for_steps(settings.runtime.as_deref()).map_err(|e| self.step_err(step, e))?;
         let view = self.view(layers, origin)?;
         let network = match settings.network.as_deref() {
             _ if settings.hermetic => Network::None,

@@ -234,7 +234,7 @@ pub struct BuildArgs {
     /// RUN --network=host use the host's network namespace.
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
-    /// OCI runtime for RUN steps: runc, crun or a path (default: runc if installed).
+    /// OCI runtime for RUN steps: runc, crun or a path (default: crun as root where it can run steps, else runc).
     #[arg(long, value_name = "RUNTIME")]
     pub runtime: Option<String>,
     /// Signing and digest tags (--sign, --key, --tag-digest).

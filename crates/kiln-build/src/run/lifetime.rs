@@ -63,6 +63,17 @@ pub fn unified_cgroup_view() {
     });
 }
 
+/// True when crun can run RUN steps here: as root outside a user namespace, with cgroup v2
+/// at /sys/fs/cgroup or a private mount namespace to mount a view there
+/// ([`unified_cgroup_view`]).
+pub fn crun_can_run_steps() -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    if !rustix::process::geteuid().is_root() || super::userns::in_user_namespace() {
+        return false;
+    }
+    in_private_mount_namespace() || rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type == CGROUP2_SUPER_MAGIC)
+}
+
 /// Set once [`enter_private_mount_namespace`] succeeded: mounts made after it cannot reach
 /// the host.
 static PRIVATE_MOUNTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
