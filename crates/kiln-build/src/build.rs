@@ -423,6 +423,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn git_is_asked_only_where_a_repository_can_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("a/b");
+        std::fs::create_dir_all(&ctx).unwrap();
+        if !dir.path().ancestors().any(|d| d.join(".git").exists()) && std::env::var_os("GIT_DIR").is_none() {
+            assert!(!maybe_in_git(&ctx), "no repository anywhere above the context");
+        }
+        std::fs::create_dir(dir.path().join("a/.git")).unwrap();
+        assert!(maybe_in_git(&ctx), "a .git above the context");
+        let bare = dir.path().join("bare");
+        for d in ["objects", "refs"] {
+            std::fs::create_dir_all(bare.join(d)).unwrap();
+        }
+        std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert!(maybe_in_git(&bare), "a bare repository as the context");
+    }
+
+    #[test]
     fn secrets_and_urls() {
         assert!(looks_like_secret("GITHUB_TOKEN", "x"));
         assert!(looks_like_secret("X", "ghp_abc"));

@@ -919,6 +919,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tagging_again_leaves_index_json_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let d = s.put_blob(b"{}").unwrap();
+        let desc = Descriptor::new(crate::media::OCI_MANIFEST, d, 2);
+        s.tag("app:1", &desc).unwrap();
+        let ino = || fs::metadata(dir.path().join("index.json")).unwrap().ino();
+        let before = ino();
+        s.tag("app:1", &desc).unwrap();
+        s.add_untagged(&desc).unwrap();
+        assert_eq!(ino(), before, "an unchanged index was rewritten");
+        s.tag("app:2", &desc).unwrap();
+        assert_ne!(ino(), before, "a new tag must be written");
+        assert_eq!(s.resolve("app:2").unwrap().unwrap().digest, desc.digest);
+    }
+
+    #[test]
     fn blobs_are_verified_and_atomic() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
