@@ -60,15 +60,25 @@ for _ in $(seq 100); do curl -sf --cacert "$work/ca.crt" "https://127.0.0.1:$spo
 sc='{"allowPrivilegeEscalation":false,"runAsNonRoot":true,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}'
 pod="{\"containers\":[{\"name\":\"app\",\"image\":\"$reg/prod/app:1\",\"securityContext\":$sc},{\"name\":\"sidecar\",\"image\":\"$reg/prod/sidecar:1\",\"securityContext\":$sc}],\"initContainers\":[{\"name\":\"init\",\"image\":\"$reg/prod/init:1\",\"securityContext\":$sc}]}"
 cat > "$work/post.lua" <<LUA
+-- A unique uid per request across runs and threads: "RUN-THREAD-N" (RUN from wrk's script
+-- arguments, THREAD set by setup), so every request is a new admission with its own row.
 local n = 0
-local thread_id = tostring(math.random(1, 1e9))
+local threads = 0
+local run = "0"
+setup = function(thread)
+  threads = threads + 1
+  thread:set("thread_no", threads)
+end
+init = function(args)
+  run = args[1] or "0"
+end
 local head = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"'
 local tail = '","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"shop","operation":"CREATE","userInfo":{"username":"bench"},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":$pod}}}'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   n = n + 1
-  return wrk.format(nil, "/validate", nil, head .. thread_id .. "-" .. n .. tail)
+  return wrk.format(nil, "/validate", nil, head .. run .. "-" .. thread_no .. "-" .. n .. tail)
 end
 LUA
 answer=$(curl -s --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
@@ -79,7 +89,12 @@ echo "$answer" | grep -q '"allowed":true' || { echo "error: the warm-up pod was 
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status"; }
 # wrk's report: "50%" and "99%" latency lines, "Requests/sec:".
 run_wrk() { # run_wrk CONNECTIONS SECONDS -> "p50 p99 rps requests"
-  wrk -t 2 -c "$1" -d "$2s" --latency -s "$work/post.lua" "https://127.0.0.1:$sport/validate" > "$work/wrk.out" 2>>"$work/log"
+  if ! wrk -t "$(( $1 < 2 ? $1 : 2 ))" -c "$1" -d "$2s" --latency -s "$work/post.lua" \
+    "https://127.0.0.1:$sport/validate" -- "$(date +%s%N)" > "$work/wrk.out" 2>>"$work/log" \
+    || ! grep -q 'Requests/sec:' "$work/wrk.out"; then
+    { echo "error: wrk failed:"; cat "$work/wrk.out"; tail -n 20 "$work/log"; } >&2
+    exit 1
+  fi
   python3 - "$work/wrk.out" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
@@ -93,11 +108,20 @@ print("%.2f %.2f %.0f %d %s" % (ms("50%"), ms("99%"), rps, n, errors.group(1) if
 PY
 }
 read -r w1_p50 w1_p99 w1_rps w1_n w1_err <<<"$(run_wrk 1 10)"
+[ -n "$w1_n" ] || exit 1
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system clock ticks
+srv0=$(cpu "$srv_pid"); reg0=$(cpu "$reg_pid")
 read -r w4_p50 w4_p99 w4_rps w4_n w4_err <<<"$(run_wrk 4 10)"
+[ -n "$w4_n" ] || exit 1
+# CPU per request, which the machine's other load does not change: kiln serve's own, and
+# the registry's (answering the three tag resolutions of each request).
+tick=$(getconf CLK_TCK)
+srv_cpu=$(awk -v a="$srv0" -v b="$(cpu "$srv_pid")" -v n="$w4_n" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) * 1000 / t / n }')
+reg_cpu=$(awk -v a="$reg0" -v b="$(cpu "$reg_pid")" -v n="$w4_n" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) * 1000 / t / n }')
 total=$((w1_n + w4_n + 1))
-while [ "$total" -lt 20000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 5)"; total=$((total + n)); done
+while [ "$total" -lt 20000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 5)"; [ -n "$n" ] || exit 1; total=$((total + n)); done
 rss20=$(rss); at20=$total
-while [ "$total" -lt 100000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 10)"; total=$((total + n)); done
+while [ "$total" -lt 100000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 10)"; [ -n "$n" ] || exit 1; total=$((total + n)); done
 rss100=$(rss); hwm=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status")
 
 # Cold: each request a new image.
@@ -137,5 +161,7 @@ echo "| warm, 3-container pod, 4 connections | $w4_p50 ms | $w4_p99 ms | $w4_rps
 echo "| cold, a new image each request ($cold_images requests, one at a time) | $c_p50 ms | $c_p99 ms | |"
 echo "| \`kiln policy check --no-cache\` of the same 3 images (whole process, hyperfine median) | $cli ms | | |"
 echo "| **CLI / warm webhook (p50, 1 connection)** | **$(awk -v a="$cli" -v b="$w1_p50" 'BEGIN { printf "%.0fx", a / b }')** | | |"
+echo
+echo "CPU per warm request (4 connections): kiln serve $srv_cpu ms, docker-registry $reg_cpu ms (3 tag resolutions)."
 echo
 echo "Resident memory: $rss20 MiB after $at20 requests, $rss100 MiB after $total (peak $hwm MiB); $rows audit rows. Non-2xx answers: $w1_err + $w4_err."

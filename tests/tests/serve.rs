@@ -446,6 +446,50 @@ fn mutation_pins_tags_to_the_digests_decided_on() {
     assert!(r.get("patch").is_none(), "{r}");
 }
 
+/// The first container's image in a JSONPatch answer applied to `object`.
+fn patched_image(r: &Value, object: &Value) -> String {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().unwrap_or_else(|| panic!("no patch: {r}")))
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).unwrap();
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    patched["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+}
+
+/// `--tag-ttl`: within it a moved tag still names the digest decided on, and the mutating
+/// webhook pins the pod to that verified digest (never to the unsigned image the tag moved
+/// to); with `--tag-ttl 0` the move is seen at once and the unsigned image is denied.
+#[test]
+fn a_moved_tag_is_pinned_to_the_verified_digest_until_its_resolution_expires() {
+    let e = Env::new();
+    let app = e.push("prod/app:1", "65532", "signed", true);
+    let verified = e.digest(&app);
+    let object = pod("web", pod_spec(vec![container("app", &app)], vec![]));
+    let s = e.serve(POLICY, &["--tag-ttl", "600"]);
+    let r = s.review("/mutate", &review("u-t1", "Pod", "", "shop", object.clone(), false));
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(patched_image(&r, &object), format!("{app}@{verified}"));
+    // The tag moves to an unsigned image.
+    e.push("prod/app:1", "65532", "unsigned", false);
+    assert_ne!(e.digest(&app), verified);
+    let r = s.review("/mutate", &review("u-t2", "Pod", "", "shop", object.clone(), false));
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        patched_image(&r, &object),
+        format!("{app}@{verified}"),
+        "pinned to what was verified"
+    );
+    drop(s);
+    let s = e.serve(POLICY, &["--tag-ttl", "0"]);
+    for endpoint in ["/validate", "/mutate"] {
+        let r = s.review(endpoint, &review("u-t3", "Pod", "", "shop", object.clone(), false));
+        assert_eq!(r["allowed"], false, "{endpoint}: {r}");
+        assert!(r.get("patch").is_none(), "{r}");
+    }
+}
+
 #[test]
 fn plain_http_is_refused_and_a_new_certificate_is_served_without_restart() {
     let e = Env::new();

@@ -24,6 +24,8 @@ pub struct Settings {
     pub deadline: Duration,
     /// Namespaces never checked (also excluded by the webhook's namespaceSelector).
     pub exempt: Vec<String>,
+    /// How long a tag's resolution to a digest is kept (zero: resolved on every request).
+    pub tag_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
         Settings {
             deadline: Duration::from_secs(8),
             exempt: vec!["kube-system".into()],
+            tag_ttl: Duration::from_secs(10),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Deciding one image the way `kiln policy check` does (the kiln-policy engine and its
 //! decision cache), as a Kubernetes node would pull it: a name without a registry is on
-//! Docker Hub, and a tag is resolved to its digest on every request so a moved tag is
-//! never answered with an old decision.
+//! Docker Hub, and a tag is resolved to its digest (kept for `--tag-ttl` seconds, see
+//! [`crate::tags`]) so a moved tag is answered with the decision of what it now names.
 
 use std::path::PathBuf;
 
@@ -23,6 +23,8 @@ pub struct Engine {
     pub access: RegistryAccess,
     /// Decisions by digest, in memory.
     pub cache: DecisionCache,
+    /// Tag resolutions, for `--tag-ttl` seconds.
+    pub tags: crate::tags::TagCache,
 }
 
 /// The decision for one image as a pod names it.
@@ -86,12 +88,19 @@ impl Engine {
             Err(e) => return self.undecided(image, e),
         };
         if name.digest.is_none() {
-            let resolved = match self.access.session() {
-                Ok(s) => s.resolve(&name),
-                Err(e) => Err(e),
+            let tag = name.to_string();
+            let resolved = match self.tags.get(&tag) {
+                Some(d) => Ok(d),
+                None => match self.access.session() {
+                    Ok(s) => s.resolve(&name).map(|d| d.digest),
+                    Err(e) => Err(e),
+                },
             };
             match resolved {
-                Ok(d) => name.digest = Some(d.digest),
+                Ok(d) => {
+                    self.tags.put(&tag, &d);
+                    name.digest = Some(d);
+                }
                 Err(e) => {
                     let mut v = self.undecided(image, format!("resolving {name}: {e}"));
                     v.reference = name.to_string();

@@ -27,6 +27,7 @@ pub mod release;
 pub mod review;
 pub mod security;
 pub mod server;
+pub mod tags;
 pub mod tls;
 pub mod web;
 

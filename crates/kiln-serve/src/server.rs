@@ -174,6 +174,7 @@ pub fn app(config: &Config) -> Result<Arc<App>, ServeError> {
         meta: config.store_root.join("kiln"),
         access: kiln_registry::RegistryAccess::new(config.registry.clone()),
         cache: kiln_policy::cache::DecisionCache::in_memory(),
+        tags: crate::tags::TagCache::new(config.settings.tag_ttl),
     };
     let audit: Arc<dyn AuditStore> = Arc::from(crate::audit::open(&config.database)?);
     let token = match &config.token_file {

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Seconds a decision may take before the request is denied (under the API server's timeout).
     #[arg(long, value_name = "SECONDS", default_value = "8", value_parser = clap::value_parser!(u64).range(1..=29))]
     pub deadline: u64,
+    /// Seconds a tag's resolution to a digest is kept (0: resolve on every request); the
+    /// mutating webhook pins each tag to the digest decided on either way.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub tag_ttl: u64,
     /// File holding the bearer token `POST /records` requires (records are refused without it).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -99,6 +103,7 @@ pub fn serve(root: &Path, args: &ServeArgs) -> Result<(), CliError> {
         settings: kiln_serve::Settings {
             deadline: Duration::from_secs(args.deadline),
             exempt: args.exempt_namespaces.clone(),
+            tag_ttl: Duration::from_secs(args.tag_ttl),
         },
         token_file: args.token_file.clone(),
     };
