@@ -91,7 +91,18 @@ pub fn check_traced(
     if let Some(c) = cache {
         c.put(key(input.digest.clone()), &d, now);
     }
+    free_later(input);
     Ok((d, false))
+}
+
+/// Frees the gathered facts off the decision's path: those of a large image (an SBOM
+/// attestation of thousands of packages) take milliseconds to free, which the answer need
+/// not wait for (and a CLI process that exits first never spends).
+fn free_later(input: crate::Input) {
+    // If no thread can be started, the closure, and the input with it, is dropped here.
+    let _ = std::thread::Builder::new()
+        .name("kiln-policy-free".into())
+        .spawn(move || drop(input));
 }
 
 /// The denial of an image whose facts could not be read: verification fails closed.
