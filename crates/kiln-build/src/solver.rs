@@ -245,7 +245,7 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
         store,
         plan,
         opts,
-        stat_cache: StatCache::load(store.meta_dir().join("statcache")),
+        stat_cache: StatCache::load(StatCache::path_for(&store.meta_dir(), opts.context.root())),
         counts: Mutex::new((0, 0)),
         records: Mutex::new(vec![]),
         unverified: Mutex::new(vec![]),

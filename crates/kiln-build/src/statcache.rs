@@ -45,6 +45,15 @@ impl StatCache {
         }
     }
 
+    /// The cache file of one build context, in kiln's metadata directory: one file per
+    /// context directory, so a build reads and rewrites the stamps of its own context only,
+    /// not those of every context the store has seen (a Debian rootfs context alone holds
+    /// tens of thousands).
+    pub fn path_for(meta_dir: &Path, context_root: &Path) -> PathBuf {
+        let id = Sha256::digest(context_root.as_os_str().as_encoded_bytes());
+        meta_dir.join("statcache.d").join(hex::encode(&id[..16]))
+    }
+
     fn entries(&self) -> &Entries {
         self.entries.get_or_init(|| {
             let mut entries = HashMap::new();
@@ -102,6 +111,9 @@ impl StatCache {
                 hex::encode(h),
                 p
             ));
+        }
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
         }
         let _ = kiln_oci::store::atomic_write(tmp_dir, &self.path, out.as_bytes());
     }

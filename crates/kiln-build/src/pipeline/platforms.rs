@@ -35,12 +35,33 @@ pub(super) fn build(
 ) -> Result<BuildResult, PipelineError> {
     // Held until the index is tagged: the per-platform images are untagged until then.
     let _lease = store.lease()?;
+    // The platforms' solves share nothing but the store, so they run side by side (each
+    // cross-compiling RUN on its own core), each reporting its stages under its platform.
+    let results: Vec<Result<BuildResult, PipelineError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = platforms
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    let name = platform::format(p);
+                    progress.note(&format!("platform {name}"));
+                    let mut one = df.clone();
+                    one.platform = Some(p.clone());
+                    let progress = Prefixed {
+                        inner: progress,
+                        prefix: name,
+                    };
+                    super::build_dockerfile(store, req, &one, &[], &progress)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("platform build thread panicked"))
+            .collect()
+    });
     let mut built: Vec<(Platform, BuildResult)> = vec![];
-    for p in platforms {
-        progress.note(&format!("platform {}", platform::format(p)));
-        let mut one = df.clone();
-        one.platform = Some(p.clone());
-        built.push((p.clone(), super::build_dockerfile(store, req, &one, &[], progress)?));
+    for (p, r) in platforms.iter().zip(results) {
+        built.push((p.clone(), r?));
     }
     let pairs: Vec<_> = built.iter().map(|(p, r)| (p.clone(), r.image.clone())).collect();
     let index = crate::solver::write_index(store, &pairs)?;
@@ -53,6 +74,41 @@ pub(super) fn build(
         store.tag(&name.store_key(), &index)?;
     }
     Ok(merge(index, built))
+}
+
+/// One platform's progress: its stage names carry the platform (`linux/arm64 build`), so
+/// the lines of platforms built side by side can be told apart.
+struct Prefixed<'a> {
+    inner: &'a dyn Progress,
+    prefix: String,
+}
+
+impl Prefixed<'_> {
+    fn stage(&self, stage: &str) -> String {
+        format!("{} {stage}", self.prefix)
+    }
+}
+
+impl Progress for Prefixed<'_> {
+    fn step_started(&self, stage: &str, index: usize, total: usize, created_by: &str) {
+        self.inner.step_started(&self.stage(stage), index, total, created_by);
+    }
+    fn step_bytes(&self, stage: &str, bytes: u64) {
+        self.inner.step_bytes(&self.stage(stage), bytes);
+    }
+    fn step_done(&self, stage: &str, index: usize, total: usize, created_by: &str, cached: bool, seconds: f64) {
+        self.inner
+            .step_done(&self.stage(stage), index, total, created_by, cached, seconds);
+    }
+    fn warn(&self, message: &str) {
+        self.inner.warn(&format!("{}: {message}", self.prefix));
+    }
+    fn output(&self, stage: &str, line: &str) {
+        self.inner.output(&self.stage(stage), line);
+    }
+    fn note(&self, message: &str) {
+        self.inner.note(&format!("{}: {message}", self.prefix));
+    }
 }
 
 /// One result for the index: counts summed, each platform's plan and base images kept.

@@ -58,6 +58,7 @@ pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
         snapshots_dir(store),
         meta.join("layers"),
         meta.join("statcache"),
+        meta.join("statcache.d"),
         meta.join("cache-inputs"),
     ] {
         if fs::symlink_metadata(&d).is_ok() {
