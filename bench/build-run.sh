@@ -131,7 +131,7 @@ for c in b d; do
   esac
   kc=$(m "kiln-$c-cold"); kr=$(m "kiln-$c-rebuild")
   bc=$(m "buildah-$c-cold"); br=$(m "buildah-$c-rebuild")
-  echo "| $what | kiln ${rev} (runc) | ${kc} s | ${kr} s | $(( $(median "kiln-$c-cold" 3) / 1024 )) MiB | - |"
+  echo "| $what | kiln ${rev} ($(command -v crun >/dev/null && echo crun || echo runc)) | ${kc} s | ${kr} s | $(( $(median "kiln-$c-cold" 3) / 1024 )) MiB | - |"
   echo "| | buildah $(buildah --version | awk '{ print $3 }') (runc, overlay, --layers, --timestamp 0) | ${bc} s | ${br} s | $(( $(median "buildah-$c-cold" 3) / 1024 )) MiB | $(x "$kc" "$bc") / $(x "$kr" "$br") |"
   if grep -q "buildkit-$c-cold" "$RESULTS"; then
     kc_bk=$(m "buildkit-$c-cold"); kr_bk=$(m "buildkit-$c-rebuild")
