@@ -92,7 +92,9 @@ answer=$(curl -s --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
   "https://127.0.0.1:$sport/validate")
 echo "$answer" | grep -q '"allowed":true' || { echo "error: the warm-up pod was not allowed: $answer" >&2; exit 1; }
 
-rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status"; }
+rss() { # resident MiB, with its anonymous and shared-memory (SQLite's -shm index) parts
+  awk '/VmRSS/ { r = $2 } /RssAnon/ { a = $2 } /RssShmem/ { s = $2 } END { printf "%.0f (anon %.0f, shm %.0f)", r / 1024, a / 1024, s / 1024 }' "/proc/$srv_pid/status"
+}
 # wrk's report: "50%" and "99%" latency lines, "Requests/sec:".
 run_wrk() { # run_wrk CONNECTIONS SECONDS [PACE_MS] -> "p50 p99 rps requests"
   if ! wrk -t "$(( $1 < 2 ? $1 : 2 ))" -c "$1" -d "$2s" --latency -s "$work/post.lua" \
@@ -131,6 +133,20 @@ total=$((w1_n + p_n + w4_n + 1))
 while [ "$total" -lt 20000 ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 5)"; [ -n "$n" ] || exit 1; total=$((total + n)); done
 rss20=$(rss); at20=$total
 while [ "$total" -lt $((at20 + 100000)) ]; do read -r _ _ _ n _ <<<"$(run_wrk 4 10)"; [ -n "$n" ] || exit 1; total=$((total + n)); done
+python3 - "/proc/$srv_pid/smaps" > "$work/maps" <<'PY2'
+import sys
+cur, out = None, []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if not f[0].endswith(':'):
+        cur = f[5] if len(f) > 5 else '[anon]'
+    elif f[0] == 'Rss:':
+        out.append((int(f[1]), cur))
+agg = {}
+for kb, name in out:
+    agg[name] = agg.get(name, 0) + kb
+print(", ".join("%s %.1f MiB" % (n.rsplit('/', 1)[-1], kb / 1024) for n, kb in sorted(agg.items(), key=lambda x: -x[1])[:4]))
+PY2
 rss100=$(rss); hwm=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$srv_pid/status")
 
 # Cold: each request a new image.
@@ -174,4 +190,4 @@ echo "| **CLI / warm webhook (p50, 1 connection)** | **$(awk -v a="$cli" -v b="$
 echo
 echo "CPU per warm request (4 connections): kiln serve $srv_cpu ms, docker-registry $reg_cpu ms (3 tag resolutions)."
 echo
-echo "Resident memory: $rss20 MiB after $at20 requests, $rss100 MiB after $total (peak $hwm MiB); $rows audit rows. Non-2xx answers: $w1_err + $w4_err."
+echo "Resident memory: $rss20 MiB after $at20 requests, $rss100 MiB after $total (peak $hwm MiB); $rows audit rows. Non-2xx answers: $w1_err + $w4_err. Largest mappings at the end: $(cat "$work/maps")."

@@ -157,21 +157,34 @@ CREATE TRIGGER scans_no_delete BEFORE DELETE ON scans
 ];
 
 /// Copies the write-ahead log into the database once a second, on its own connection
-/// (a passive checkpoint never blocks the writer). Ends when the database cannot be opened.
+/// (a passive checkpoint never blocks the writer). Under steady writes a passive checkpoint
+/// never catches up with the log's end, so the log (and its shared-memory index, resident in
+/// the server) would grow for ever: past [`WAL_RESTART_FRAMES`] a restarting checkpoint
+/// waits for the current write, finishes the few frames left and starts the log over.
+/// Ends when the database cannot be opened.
 fn checkpoint_in_background(path: &Path) {
     let Ok(conn) = Connection::open(path) else { return };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
     let spawned = std::thread::Builder::new()
         .name("kiln-audit-checkpoint".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                let frames: i64 = conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                    .unwrap_or(0);
+                if frames > WAL_RESTART_FRAMES {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                }
             }
         });
     if let Err(e) = spawned {
         tracing::warn!("audit store: no checkpoint thread ({e}); the write-ahead log grows until restart");
     }
 }
+
+/// Log frames (4 KiB pages) past which the log is started over: 64 MiB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// The embedded default.
 pub struct Sqlite {
