@@ -450,3 +450,65 @@ fn explain_cache_names_the_changed_file() {
     assert!(lines[0].contains("app.txt (changed)"), "{out}");
     assert!(lines[1].contains("a step before it changed"), "{out}");
 }
+
+/// The kept explain-cache inputs of every step (name → content), and their summaries.
+fn kept_inputs(store: &KilnStore) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let dir = store.path().join("kiln/cache-inputs");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn explain_cache_after_no_change_rebuilds_and_a_lost_summary() {
+    let (_t, store) = runner();
+    let ctx = context(ONE_STAGE);
+    let (first, _) = build(&store, ctx.path(), &[]);
+    let kept = kept_inputs(&store);
+    // A no-change rebuild compares each step's one-hash summary and writes nothing.
+    let (again, out) = build(&store, ctx.path(), &["--explain-cache"]);
+    assert_eq!(again, first);
+    assert!(!out.contains("explain-cache:"), "{out}");
+    assert_eq!(kept_inputs(&store), kept);
+
+    // After it, a changed file is still named: the inputs behind the summary are there.
+    std::fs::write(ctx.path().join("src.txt"), "plum\n").unwrap();
+    let (_, out) = build(&store, ctx.path(), &["--explain-cache"]);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("explain-cache:")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("src.txt (changed)"), "{out}");
+
+    // A build killed after writing a step's inputs but before their summary leaves the old
+    // summary: it differs, so the next build compares (and keeps) the inputs in full.
+    let sums: Vec<String> = kept_inputs(&store)
+        .into_keys()
+        .filter(|k| k.ends_with(".sum"))
+        .collect();
+    assert!(sums.len() >= 3, "one summary per step with inputs: {sums:?}");
+    for s in &sums {
+        std::fs::write(store.path().join("kiln/cache-inputs").join(s), "0".repeat(64)).unwrap();
+    }
+    std::fs::write(ctx.path().join("src.txt"), "quince\n").unwrap();
+    let (_, out) = build(&store, ctx.path(), &["--explain-cache"]);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("explain-cache:")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("src.txt (changed)"), "{out}");
+    // And a summary that names the wrong inputs is never taken for the right ones: with
+    // every summary gone, a miss is still explained from the inputs kept in full.
+    for s in &sums {
+        let _ = std::fs::remove_file(store.path().join("kiln/cache-inputs").join(s));
+    }
+    std::fs::write(ctx.path().join("app.txt"), "app three\n").unwrap();
+    let (_, out) = build(&store, ctx.path(), &["--explain-cache"]);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("explain-cache:")).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("app.txt (changed)"), "{out}");
+    assert!(lines[2].contains("a step before it changed"), "{out}");
+}

@@ -503,13 +503,14 @@ impl<'a> Solver<'a> {
     fn keep_inputs(&self, label: &str, n: usize, created_by: &str, now: &KeyInputs, cached: bool) {
         let platform = kiln_plan::platform::format(&self.plan.platform);
         let id = format!("{}\0{platform}\0{label}\0{n}", self.opts.file_name);
-        if self.opts.explain && !cached {
-            let why = explain::explain(explain::load(self.store, &id).as_ref(), now, n == 0);
+        let wanted = self.opts.explain && !cached;
+        let previous = explain::keep(self.store, &id, now, wanted);
+        if wanted {
+            let why = explain::explain(previous.as_ref(), now, n == 0);
             self.opts
                 .progress
                 .note(&format!("explain-cache: [{label} {}] {created_by}: {why}", n + 1));
         }
-        explain::save(self.store, &id, now);
     }
 
     /// A step's cache keys, and the work that makes its layer on a miss (none for metadata).

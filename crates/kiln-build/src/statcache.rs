@@ -68,6 +68,11 @@ impl StatCache {
         })
     }
 
+    /// Reads the cache file now (on another thread while the context is walked).
+    pub fn preload(&self) {
+        self.entries();
+    }
+
     /// The sha256 of a regular file's content, from the cache when its stamp still matches.
     pub fn hash(&self, node: &Node) -> io::Result<[u8; 32]> {
         let stamp = Stamp {

@@ -29,9 +29,47 @@ pub fn load(store: &Store, step: &str) -> Option<KeyInputs> {
     serde_json::from_slice(&std::fs::read(path(store, step)).ok()?).ok()
 }
 
+/// Where the one hash of a step's kept inputs is: beside them, so that a no-change rebuild
+/// compares 64 characters instead of reading, parsing and comparing every input (a COPY of
+/// the context has one per file).
+fn summary_path(inputs_path: &std::path::Path) -> PathBuf {
+    inputs_path.with_extension("sum")
+}
+
+/// The one hash of a set of inputs (over each name and hash, in order).
+fn summary(inputs: &KeyInputs) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in inputs {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Keeps `inputs` as `step`'s latest and, when `want_previous`, returns the inputs kept
+/// before (for explaining a miss). When the kept summary equals `inputs`' one, as on every
+/// no-change rebuild, nothing is read beyond it and nothing is written. Otherwise the
+/// inputs are written before their summary, so a summary never names inputs that were not
+/// kept (a crash in between leaves an old summary, which differs, and the next build writes
+/// both again). Failures only cost the next explanation.
+pub fn keep(store: &Store, step: &str, inputs: &KeyInputs, want_previous: bool) -> Option<KeyInputs> {
+    let p = path(store, step);
+    let sum_path = summary_path(&p);
+    let sum = summary(inputs);
+    if std::fs::read(&sum_path).is_ok_and(|old| old == sum.as_bytes()) {
+        return want_previous.then(|| inputs.clone());
+    }
+    let previous = if want_previous { load(store, step) } else { None };
+    save(store, step, inputs);
+    let _ = kiln_oci::store::atomic_write(&store.tmp_dir(), &sum_path, sum.as_bytes());
+    previous
+}
+
 /// Keeps `inputs` as `step`'s latest (failures only cost the next explanation). Nothing
-/// is written when they are what is kept already, as on every no-change rebuild.
-pub fn save(store: &Store, step: &str, inputs: &KeyInputs) {
+/// is written when they are what is kept already.
+fn save(store: &Store, step: &str, inputs: &KeyInputs) {
     let p = path(store, step);
     let Some(dir) = p.parent() else { return };
     let bytes = serde_json::to_vec(inputs).expect("maps serialise");
