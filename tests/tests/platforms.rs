@@ -120,6 +120,50 @@ fn two_platforms_make_one_index_with_reproducible_images() {
     assert_eq!(again, digest);
 }
 
+/// A `$BUILDPLATFORM` stage's steps that use no target arg: the first RUN sees no
+/// `TARGET*` arg, so its key is the same for both targets; the second declares
+/// `TARGETARCH`. Each RUN prints a line its command text does not contain (the shell does
+/// the arithmetic), so the plain progress shows how many times each ran.
+const SHARED: &str = "FROM --platform=$BUILDPLATFORM localhost/busybox:test AS build
+RUN echo shared-$((1+1)) | tee /shared
+ARG TARGETARCH
+RUN echo arch-$TARGETARCH-$((2+1)) | tee /arch
+FROM scratch
+COPY --from=build /shared /arch /
+";
+
+#[test]
+fn a_buildplatform_stage_runs_once_for_two_targets_and_a_targetarch_step_per_target() {
+    let (tmp, store) = busybox_store();
+    let ctx = tmp.path().join("ctx");
+    write_context(&ctx, SHARED);
+    let out = run_ok(
+        store
+            .cmd(["build", "--progress=plain", "--platform", "linux/amd64,linux/arm64", "-t", "app:shared"])
+            .arg(&ctx)
+            .env("SOURCE_DATE_EPOCH", EPOCH),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let ran = |line: &str| log.lines().filter(|l| l.ends_with(line)).count();
+    // The two platforms are solved side by side: the shared step ran once, and the other
+    // platform waited for it and took its record.
+    assert_eq!(ran(" shared-2"), 1, "{log}");
+    assert_eq!(ran(" arch-amd64-3"), 1, "{log}");
+    assert_eq!(ran(" arch-arm64-3"), 1, "{log}");
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(kiln_tests::platform_file(&store, "app:shared", arch, "/shared"), "shared-2\n");
+        assert_eq!(
+            kiln_tests::platform_file(&store, "app:shared", arch, "/arch"),
+            format!("arch-{arch}-3\n")
+        );
+    }
+    // Sharing the step changes no image: a one-platform build from scratch gives the
+    // index's arm64 image.
+    let index = blob(&store, &build(&store, &["--platform", "linux/amd64,linux/arm64"], &ctx));
+    let arm = build(&store, &["--no-cache", "--platform", "linux/arm64"], &ctx);
+    assert_eq!(arm, index["manifests"][1]["digest"].as_str().unwrap());
+}
+
 #[test]
 fn a_variant_reaches_targetvariant_and_the_index() {
     let (tmp, store) = busybox_store();

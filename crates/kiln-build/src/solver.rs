@@ -27,6 +27,8 @@ use crate::statcache::StatCache;
 use crate::tree::{self, ContextTree, LayeredTree, Tree};
 use kiln_plan::plan::{Base, CopyFrom, Op, Plan, StagePlan, Step};
 
+mod inflight;
+
 /// A layer of an image being built: its diff_id and blob descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
@@ -139,6 +141,8 @@ struct StepAt<'b> {
     label: &'b str,
     /// The stage's architecture: a foreign one runs RUN under QEMU ([`crate::run::qemu`]).
     arch: &'b str,
+    /// The stage's key settings ([`Solver::settings`]).
+    settings: &'b str,
 }
 
 /// A step's cache keys: `record` finds its layer in the cache, `chain` is what the next
@@ -350,16 +354,26 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// The cache-key settings every step of this plan shares: platform, compression and
-    /// SOURCE_DATE_EPOCH all change layer bytes.
-    fn settings(&self) -> String {
-        let platform = kiln_plan::platform::format(&self.plan.platform);
+    /// The cache-key settings every step of a stage shares: its platform, compression and
+    /// SOURCE_DATE_EPOCH all change layer bytes. The platform is the stage's own, not the
+    /// target's: a `FROM --platform=$BUILDPLATFORM` stage has the same keys for every
+    /// target platform, so the platforms of one build share its steps (as in BuildKit). A
+    /// step that reads the target still differs per target: a RUN carries the build args
+    /// it sees (`TARGETARCH`, ...) in its environment, hence in its op and key, and
+    /// image sources are pinned by digest per platform.
+    fn settings(&self, st: &StagePlan) -> String {
+        let c = &st.config;
+        let platform = kiln_plan::platform::format(&kiln_oci::Platform {
+            architecture: c.architecture.clone(),
+            os: c.os.clone(),
+            variant: c.variant.clone(),
+        });
         format!("{platform}|{:?}|{}", self.opts.compression, self.plan.source_date_epoch)
     }
 
     /// What a stage starts from: its base's layers, history and cache key.
     fn stage_base(&self, st: &StagePlan, outs: &[Option<StageOut>]) -> Result<StageOut, BuildError> {
-        let settings = self.settings();
+        let settings = self.settings(st);
         Ok(match &st.base {
             Base::Scratch => StageOut {
                 layers: vec![],
@@ -398,6 +412,7 @@ impl<'a> Solver<'a> {
             _ => format!("stage {label}"),
         };
         let total = st.steps.len();
+        let settings = self.settings(st);
         for (n, step) in st.steps.iter().enumerate() {
             let started = Instant::now();
             self.opts.progress.step_started(&label, n + 1, total, &step.created_by);
@@ -409,6 +424,7 @@ impl<'a> Solver<'a> {
                 origin: &origin,
                 label: &label,
                 arch: &st.config.architecture,
+                settings: &settings,
             };
             let (keys, produce) = self.prepare_step(&at)?;
             key = keys.chain;
@@ -466,6 +482,14 @@ impl<'a> Solver<'a> {
                 }
                 return Ok((layer, true));
             }
+        }
+        // Another solve of this process (a multi-platform build's other platform) may be
+        // making the same step now: wait for it, and take its record if it made one.
+        let claim = (!self.opts.no_cache).then(|| inflight::claim(self.store.root(), key));
+        if claim.is_some()
+            && let Some(rec) = self.cache_get(key)
+        {
+            return Ok((rec.layer, true));
         }
         let layer = f(self)?;
         self.cache_put(key, &CacheRecord { layer: layer.clone() })?;
@@ -599,7 +623,7 @@ impl<'a> Solver<'a> {
             Op::Debian(d) => {
                 // The layer depends on the packages alone (as COPY --link), so its record
                 // is shared by every image that installs them, whatever lies below.
-                let record = hash(&[b"kiln-deb-layer-v1", self.settings().as_bytes(), &op_json]);
+                let record = hash(&[b"kiln-deb-layer-v1", at.settings.as_bytes(), &op_json]);
                 (
                     StepKeys {
                         record,
