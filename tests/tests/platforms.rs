@@ -139,7 +139,14 @@ fn a_buildplatform_stage_runs_once_for_two_targets_and_a_targetarch_step_per_tar
     write_context(&ctx, SHARED);
     let out = run_ok(
         store
-            .cmd(["build", "--progress=plain", "--platform", "linux/amd64,linux/arm64", "-t", "app:shared"])
+            .cmd([
+                "build",
+                "--progress=plain",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                "app:shared",
+            ])
             .arg(&ctx)
             .env("SOURCE_DATE_EPOCH", EPOCH),
     );
@@ -151,7 +158,10 @@ fn a_buildplatform_stage_runs_once_for_two_targets_and_a_targetarch_step_per_tar
     assert_eq!(ran(" arch-amd64-3"), 1, "{log}");
     assert_eq!(ran(" arch-arm64-3"), 1, "{log}");
     for arch in ["amd64", "arm64"] {
-        assert_eq!(kiln_tests::platform_file(&store, "app:shared", arch, "/shared"), "shared-2\n");
+        assert_eq!(
+            kiln_tests::platform_file(&store, "app:shared", arch, "/shared"),
+            "shared-2\n"
+        );
         assert_eq!(
             kiln_tests::platform_file(&store, "app:shared", arch, "/arch"),
             format!("arch-{arch}-3\n")
