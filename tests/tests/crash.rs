@@ -316,3 +316,53 @@ fn kill_during_run() {
         .unwrap_or_default();
     assert!(states.is_empty(), "runtime state left: {states:?}");
 }
+
+/// kill -9 of a build during its second RUN step: the first step's cache record (written
+/// without a directory fsync of its own, its content fsynced before it is named) is whole
+/// and used by the next build, whose digest is that of the same build in a fresh store.
+#[test]
+fn kill_after_a_step_keeps_its_record() {
+    let scratch = tempfile::tempdir_in(shm()).unwrap();
+    let kiln = KilnStore::new_in(shm());
+    build_busybox_base(&kiln, scratch.path());
+    let mark = format!("kiln-crash-step-{}", std::process::id());
+    let ctx = scratch.path().join("steps");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let first = "FROM localhost/busybox:test\nRUN echo one > /one\n";
+    std::fs::write(ctx.join("Dockerfile"), format!("{first}RUN sleep 30; echo {mark}\n")).unwrap();
+    let mut child = spawn(&kiln, &["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    let start = Instant::now();
+    while processes_with(&format!("sleep 30; echo {mark}")).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before its step ran"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    std::fs::write(ctx.join("Dockerfile"), format!("{first}RUN echo two > /two\n")).unwrap();
+    let out = run_ok(
+        kiln.cmd(["build", "--progress", "plain", "-t", "localhost/steps:1"])
+            .arg(&ctx),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let cached = err
+        .lines()
+        .filter(|l| l.starts_with('#') && l.ends_with(" CACHED"))
+        .count();
+    assert_eq!(cached, 1, "the killed build's first step is reused:\n{err}");
+    let digest = kiln_tests::last_line(&out);
+
+    let fresh = KilnStore::new_in(shm());
+    build_busybox_base(&fresh, tempfile::tempdir_in(shm()).unwrap().path());
+    let out = run_ok(
+        fresh
+            .cmd(["build", "--progress", "plain", "-t", "localhost/steps:1"])
+            .arg(&ctx),
+    );
+    assert_eq!(kiln_tests::last_line(&out), digest);
+    tags_are_whole(&kiln).unwrap();
+}

@@ -237,6 +237,9 @@ struct Solver<'a> {
     unverified: Mutex<Vec<([u8; 32], LayerRef)>>,
     snapshots: Snapshotter<'a>,
     user_network: crate::run::network::UserNetwork,
+    /// A cache record was written whose name is not fsynced yet (its content is): the
+    /// cache directory is synced once at the end of the build instead of once per step.
+    records_unsynced: std::sync::atomic::AtomicBool,
 }
 
 /// Executes the plan and writes the target image to the store (untagged; the caller tags).
@@ -255,6 +258,7 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
         unverified: Mutex::new(vec![]),
         snapshots: Snapshotter::new(store),
         user_network: crate::run::network::UserNetwork::new(),
+        records_unsynced: std::sync::atomic::AtomicBool::new(false),
     };
     let mut outs: Vec<Option<StageOut>> = vec![None; plan.stages.len()];
     let mut pending: Vec<usize> = plan.needed_stages().map(|s| s.index).collect();
@@ -281,6 +285,7 @@ pub fn solve(store: &Store, plan: &Plan, opts: &SolveOptions<'_>) -> Result<Solv
             outs[i] = Some(r?);
         }
     }
+    solver.sync_records()?;
     solver.stat_cache.save(&store.tmp_dir());
     let target = &plan.stages[plan.target];
     let out = outs[plan.target].take().expect("target stage solved");
@@ -673,12 +678,29 @@ impl<'a> Solver<'a> {
             path: dir.display().to_string(),
             source,
         })?;
-        kiln_oci::store::atomic_write(
+        // The record's bytes are fsynced before it is named, so a record that exists after a
+        // crash is whole (and its layer, written and fsynced before it, too). Its name is
+        // made durable with the others' at the end of the build (one directory fsync, not
+        // one per step): a crash before that may only lose records, so steps run again.
+        kiln_oci::store::write_then_rename(
             &self.store.tmp_dir(),
             &path,
             &serde_json::to_vec(rec).expect("records serialise"),
         )?;
+        self.records_unsynced.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Makes the names of this build's cache records durable (one fsync of the directory).
+    fn sync_records(&self) -> Result<(), BuildError> {
+        if !self.records_unsynced.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let dir = self.store.meta_dir().join("cache");
+        kiln_oci::fsutil::sync_dir(&dir).map_err(|source| BuildError::Io {
+            path: dir.display().to_string(),
+            source,
+        })
     }
 
     fn image_layers(&self, digest: &Digest, reference: &str) -> Result<(Vec<LayerRef>, Vec<History>), BuildError> {

@@ -900,6 +900,18 @@ impl Drop for BlobWriter {
 
 /// Writes a small file atomically: temp file in `tmp_dir`, fsync, rename.
 pub fn atomic_write(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_then_rename(tmp_dir, dest, data)?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::sync_dir(parent).map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
+/// [`atomic_write`] without the directory's fsync: `data` is on disk (fsynced) before it
+/// gets the name `dest`, so the name never shows a partial file, even after a crash; the
+/// name itself is durable only once the caller syncs `dest`'s directory (a crash before
+/// that may lose it, never half of it). For many writes into one directory, synced once.
+pub fn write_then_rename(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
     fs::create_dir_all(tmp_dir).map_err(io_err(tmp_dir))?;
     let mut f = tempfile::Builder::new()
         .prefix("write-")
@@ -908,9 +920,6 @@ pub fn atomic_write(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), Stor
     f.write_all(data).map_err(io_err(dest))?;
     f.as_file().sync_all().map_err(io_err(dest))?;
     f.persist(dest).map_err(|e| io_err(dest)(e.error))?;
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::fsutil::sync_dir(parent).map_err(io_err(parent))?;
-    }
     Ok(())
 }
 

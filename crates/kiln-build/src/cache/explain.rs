@@ -51,9 +51,9 @@ fn summary(inputs: &KeyInputs) -> String {
 /// Keeps `inputs` as `step`'s latest and, when `want_previous`, returns the inputs kept
 /// before (for explaining a miss). When the kept summary equals `inputs`' one, as on every
 /// no-change rebuild, nothing is read beyond it and nothing is written. Otherwise the
-/// inputs are written before their summary, so a summary never names inputs that were not
-/// kept (a crash in between leaves an old summary, which differs, and the next build writes
-/// both again). Failures only cost the next explanation.
+/// inputs are written before their summary (a build killed in between leaves an old
+/// summary, which differs, and the next build writes both again). Failures only cost the
+/// next explanation.
 pub fn keep(store: &Store, step: &str, inputs: &KeyInputs, want_previous: bool) -> Option<KeyInputs> {
     let p = path(store, step);
     let sum_path = summary_path(&p);
@@ -63,8 +63,23 @@ pub fn keep(store: &Store, step: &str, inputs: &KeyInputs, want_previous: bool) 
     }
     let previous = if want_previous { load(store, step) } else { None };
     save(store, step, inputs);
-    let _ = kiln_oci::store::atomic_write(&store.tmp_dir(), &sum_path, sum.as_bytes());
+    let _ = replace(store, &sum_path, sum.as_bytes());
     previous
+}
+
+/// Replaces `dest` by a temporary file renamed over it, without fsync: the kept inputs only
+/// ever explain (a step's cache key never comes from them), so a crash that loses or empties
+/// them costs at most the next explanation (a garbled file reads as "no earlier build";
+/// after a power loss a summary may outlive its inputs, and is then only compared, never
+/// read for names), while fsyncs on every cold step would cost every build.
+fn replace(store: &Store, dest: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = store.tmp_dir();
+    std::fs::create_dir_all(&tmp)?;
+    let mut f = tempfile::Builder::new().prefix("inputs-").tempfile_in(&tmp)?;
+    f.write_all(data)?;
+    f.persist(dest).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Keeps `inputs` as `step`'s latest (failures only cost the next explanation). Nothing
@@ -77,7 +92,7 @@ fn save(store: &Store, step: &str, inputs: &KeyInputs) {
         return;
     }
     if std::fs::create_dir_all(dir).is_ok() {
-        let _ = kiln_oci::store::atomic_write(&store.tmp_dir(), &p, &bytes);
+        let _ = replace(store, &p, &bytes);
     }
 }
 
