@@ -167,9 +167,12 @@ fn a_killed_pull_resumes() {
     let out = kiln(&store, dc.path(), &["pull", &image]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let second = proxy.down_bytes.load(Ordering::Relaxed) - first;
-    // What the first pull had on disk (all but its last buffers) is not fetched again.
+    // What the first pull had on disk is not fetched again. Part of what the proxy counted
+    // for the first pull was still in socket and write buffers when it was killed (under
+    // load several MiB), so the bound allows half of it to be fetched again: a pull that
+    // starts over fetches the whole layer and still fails.
     assert!(
-        second < (size as u64) * 5 / 8,
+        second + first / 2 < size as u64,
         "the second pull downloaded {second} bytes of a {size}-byte layer after the first took {first}"
     );
     let m: kiln_oci::Manifest =
