@@ -272,17 +272,7 @@ fn kill_during_run() {
             ctx.to_str().unwrap(),
         ],
     );
-    let start = Instant::now();
-    while processes_with(&format!("sleep 30; echo {mark}")).is_empty() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the build ended before its step ran"
-        );
-        assert!(start.elapsed() < Duration::from_secs(60), "the step never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_running(&mut child, &format!("sleep 30; echo {mark}"));
     let killed = Instant::now();
     let leftovers = || {
         let mut l = processes_with(&mark);
@@ -331,17 +321,7 @@ fn kill_after_a_step_keeps_its_record() {
     let first = "FROM localhost/busybox:test\nRUN echo one > /one\n";
     std::fs::write(ctx.join("Dockerfile"), format!("{first}RUN sleep 30; echo {mark}\n")).unwrap();
     let mut child = spawn(&kiln, &["build", "--progress", "plain", ctx.to_str().unwrap()]);
-    let start = Instant::now();
-    while processes_with(&format!("sleep 30; echo {mark}")).is_empty() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the build ended before its step ran"
-        );
-        assert!(start.elapsed() < Duration::from_secs(60), "the step never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_running(&mut child, &format!("sleep 30; echo {mark}"));
 
     std::fs::write(ctx.join("Dockerfile"), format!("{first}RUN echo two > /two\n")).unwrap();
     let out = run_ok(
@@ -365,4 +345,20 @@ fn kill_after_a_step_keeps_its_record() {
     );
     assert_eq!(kiln_tests::last_line(&out), digest);
     tags_are_whole(&kiln).unwrap();
+}
+
+/// kill -9 of a build once a process whose command line holds `step` runs (its RUN step
+/// has started), waiting at most 60 s; the build must not end before.
+fn kill_once_running(child: &mut std::process::Child, step: &str) {
+    let start = Instant::now();
+    while processes_with(step).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before its step ran"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
