@@ -367,12 +367,7 @@ impl<'a> Solver<'a> {
     /// it sees (`TARGETARCH`, ...) in its environment, hence in its op and key, and
     /// image sources are pinned by digest per platform.
     fn settings(&self, st: &StagePlan) -> String {
-        let c = &st.config;
-        let platform = kiln_plan::platform::format(&kiln_oci::Platform {
-            architecture: c.architecture.clone(),
-            os: c.os.clone(),
-            variant: c.variant.clone(),
-        });
+        let platform = kiln_plan::platform::format(&st.config.platform());
         format!("{platform}|{:?}|{}", self.opts.compression, self.plan.source_date_epoch)
     }
 
