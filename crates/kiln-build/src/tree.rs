@@ -217,6 +217,43 @@ pub fn resolve(tree: &dyn Tree, rel: &str, follow_final: bool) -> io::Result<Str
     Ok(done.join("/"))
 }
 
+/// Opens directory `dir` of the tree at `root` for `*at` calls, refusing a symlink in any of
+/// its components: `dir` was resolved before, and a directory swapped for a symlink since must
+/// not point the stats (and so the image) outside the context. `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; where that call is missing or filtered, a path
+/// open that refuses at least a final symlink.
+fn open_dir_beneath(root: &std::path::Path, dir: &str) -> io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    if dir.is_empty() {
+        return Ok(root_fd);
+    }
+    // O_DIRECTORY | O_NOFOLLOW on a final symlink fails with ENOTDIR, not ELOOP.
+    let refused = |e: Errno| -> io::Error {
+        let is_link = fs::symlink_metadata(root.join(dir)).is_ok_and(|m| m.is_symlink());
+        if e == Errno::LOOP || e == Errno::XDEV || (e == Errno::NOTDIR && is_link) {
+            io::Error::other(format!(
+                "{dir:?} in the context is reached through a symlink (it changed during the build)"
+            ))
+        } else {
+            e.into()
+        }
+    };
+    match rustix::fs::openat2(
+        &root_fd,
+        dir,
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOSYS | Errno::PERM) => rustix::fs::open(root.join(dir), flags, Mode::empty()).map_err(refused),
+        Err(e) => Err(refused(e)),
+    }
+}
+
 /// The build context: a directory, with .dockerignore applied.
 pub struct ContextTree {
     root: PathBuf,
@@ -276,8 +313,7 @@ impl Tree for ContextTree {
         } else {
             self.root.join(dir)
         };
-        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
-        let fd = rustix::fs::open(&dir_real, flags, rustix::fs::Mode::empty())?;
+        let fd = open_dir_beneath(&self.root, dir)?;
         let one = |name: &String| -> io::Result<Option<Node>> {
             let st = match rustix::fs::statx(
                 &fd,
@@ -510,6 +546,29 @@ mod tests {
         assert_eq!(kinds("sub"), Some(NodeKind::Dir));
         assert_eq!(kinds("hidden.log"), None);
         assert_eq!(kinds("gone"), None);
+    }
+
+    /// A directory of the context that became a symlink (to a directory outside, at its end or
+    /// in the middle of the path) is refused, not followed.
+    #[test]
+    fn lstat_children_refuses_a_directory_turned_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let (ctx, outside) = (d.path().join("ctx"), d.path().join("outside"));
+        fs::create_dir_all(ctx.join("real/sub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), "x").unwrap();
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        fs::write(outside.join("sub/secret"), "x").unwrap();
+        symlink(&outside, ctx.join("big")).unwrap();
+        symlink("real", ctx.join("mid")).unwrap();
+        let t = ContextTree::new(ctx.clone(), None);
+        let names = vec!["secret".to_string()];
+        for dir in ["big", "big/sub", "mid/sub"] {
+            let e = t.lstat_children(dir, &names).unwrap_err();
+            assert!(e.to_string().contains("symlink"), "{dir}: {e}");
+        }
+        // The real directory still answers.
+        assert_eq!(t.lstat_children("real/sub", &names).unwrap().len(), 1);
     }
 
     #[test]
