@@ -17,8 +17,13 @@ cleanup() {
 trap cleanup EXIT
 ctx=${BENCH_CTX:-/var/tmp/kiln-bench-ctx}
 bash bench/gen-context.sh "$ctx" >&2
-cargo build --release -q -p kiln
-kiln=$(pwd)/target/release/kiln
+# KILN_BIN: a kiln binary to measure instead of building target/release/kiln.
+if [ -n "${KILN_BIN:-}" ]; then
+  kiln=$KILN_BIN; rev=${KILN_REV:-"(KILN_BIN)"}
+else
+  cargo build --release -q -p kiln
+  kiln=$(pwd)/target/release/kiln; rev=$(git rev-parse --short HEAD)
+fi
 export RESULTS=$work/results BENCH_LOG=$work/log
 : > "$RESULTS"
 bk_start
@@ -50,7 +55,7 @@ echo "### COPY of 10,000 × 4 KiB + 1 × 500 MiB into FROM scratch ($(date -u +%
 echo
 echo "| tool | cold build | no-change rebuild | peak memory (cold) | kiln / tool (cold / rebuild) |"
 echo "|---|---|---|---|---|"
-echo "| kiln $(git rev-parse --short HEAD) | ${k_cold} s | ${k_re} s | $(( $(median kiln-cold 3) / 1024 )) MiB | - |"
+echo "| kiln ${rev} | ${k_cold} s | ${k_re} s | $(( $(median kiln-cold 3) / 1024 )) MiB | - |"
 echo "| buildah $(buildah --version | awk '{ print $3 }') (runc, --timestamp 0, --layers) | ${b_cold} s | ${b_re} s | $(( $(median buildah-cold 3) / 1024 )) MiB | $(x "$k_cold" "$b_cold") / $(x "$k_re" "$b_re") |"
 if grep -q buildkit-cold "$RESULTS"; then
   bk_cold=$(median buildkit-cold 2); bk_re=$(median buildkit-rebuild 2)

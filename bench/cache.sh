@@ -44,6 +44,8 @@ chmod 1777 "$base/rootfs/tmp"
 printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["sh"]\n' > "$base/Dockerfile"
 KILN_HOME=$work/basestore "$kiln" build -q -t bench/base:1 "$base" >/dev/null
 
+# The registry's address is fixed now (start_registry keeps $port), for the Dockerfile's FROM.
+port=$(free_port); reg=127.0.0.1:$port
 ctx=$work/ctx
 mkdir -p "$ctx/src"
 for i in $(seq 2000); do head -c 4096 /dev/urandom > "$ctx/src/f$i.c"; done

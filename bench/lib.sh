@@ -1,19 +1,23 @@
 # Shared helpers for the benchmarks: timing with peak memory, medians, machine description.
 
 # measure LABEL CMD...: runs CMD once, appends "LABEL seconds peak_kib cpu_seconds" to
-# $RESULTS (cpu = user + system, which other load on the machine barely changes).
+# $RESULTS (cpu = user + system, which other load on the machine barely changes). Seconds
+# come from bash's microsecond clock around GNU time, not from time's own %e, which rounds
+# to 10 ms: a no-change rebuild takes a few milliseconds.
 measure() {
   local label=$1; shift
   local tf; tf=$(mktemp)
+  local t0=$EPOCHREALTIME
   /usr/bin/time -f "%e %M %U %S" -o "$tf" "$@" >/dev/null 2>>"${BENCH_LOG:-/dev/null}" || { echo "failed: $*" >&2; cat "$tf" >&2; [ -z "${BENCH_LOG:-}" ] || tail -5 "$BENCH_LOG" >&2; return 1; }
-  echo "$label $(tail -1 "$tf" | awk '{ printf "%s %s %.2f", $1, $2, $3 + $4 }')" >> "$RESULTS"
+  local t1=$EPOCHREALTIME
+  echo "$label $(tail -1 "$tf" | awk -v a="$t0" -v b="$t1" '{ printf "%.4f %s %.2f", b - a, $2, $3 + $4 }')" >> "$RESULTS"
   rm -f "$tf"
 }
 
 # median LABEL FIELD: median of field 2 (seconds), 3 (KiB) or 4 (CPU seconds) over the runs
 # of LABEL.
 median() {
-  awk -v l="$1" -v f="$2" '$1 == l { print $f }' "$RESULTS" | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+  awk -v l="$1" -v f="$2" '$1 == l { print $f }' "$RESULTS" | sort -g | awk -v f="$2" '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; if (f == 2) printf "%.3f\n", m; else print m }'
 }
 
 # free_port: a TCP port on 127.0.0.1 that nothing listens on.

@@ -53,7 +53,13 @@ impl Drop for Active {
         // Closing the exit pipe stops slirp4netns; kill it too, so dropping never waits.
         drop(stdin.take());
         let _ = child.kill();
-        let _ = child.wait();
+        // Its exit tears down the tap device, which waits for the kernel's RCU grace periods
+        // (15-20 ms, measured): a thread of its own reaps it, off the build's path. Should kiln
+        // exit first, the killed child is reparented and reaped by init.
+        let pid = rustix::process::Pid::from_child(child);
+        std::thread::spawn(move || {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        });
     }
 }
 
