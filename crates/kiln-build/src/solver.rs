@@ -499,25 +499,30 @@ impl<'a> Solver<'a> {
     /// Fetches, from `--cache-from`, the blobs of `layers` the store lacks, and checks each
     /// layer a remote record named against its digest and diff_id. Without a remote cache
     /// a missing blob is left for the caller to report.
+    /// The layers are fetched and checked side by side (up to 4 at a time): each is a
+    /// download, then a decompression to its diff_id.
     fn ensure_blobs(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
         let Some(remote) = self.opts.remote else { return Ok(()) };
+        let mut todo: Vec<&LayerRef> = Vec::new();
         for l in layers {
             // A layer named by a remote record is checked even when its blob is here
             // already: the record's diff_id is only a claim.
             let claimed = self.unverified.lock().unwrap().iter().any(|(_, p)| p == l);
-            if claimed || !self.store.has_blob(&l.descriptor.digest) {
-                remote
-                    .fetch(self.store, l)
-                    .map_err(|message| BuildError::CacheImport { message })?;
-                let verified: Vec<[u8; 32]> = {
-                    let mut u = self.unverified.lock().unwrap();
-                    let (done, rest) = u.drain(..).partition(|(_, p)| p == l);
-                    *u = rest;
-                    done.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
-                };
-                for k in verified {
-                    self.cache_put(&k, &CacheRecord { layer: Some(l.clone()) })?;
-                }
+            if (claimed || !self.store.has_blob(&l.descriptor.digest)) && !todo.contains(&l) {
+                todo.push(l);
+            }
+        }
+        kiln_oci::parallel::try_map_ordered(&todo, 4, |_, l| remote.fetch(self.store, l))
+            .map_err(|message| BuildError::CacheImport { message })?;
+        for l in todo {
+            let verified: Vec<[u8; 32]> = {
+                let mut u = self.unverified.lock().unwrap();
+                let (done, rest) = u.drain(..).partition(|(_, p)| p == l);
+                *u = rest;
+                done.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            };
+            for k in verified {
+                self.cache_put(&k, &CacheRecord { layer: Some(l.clone()) })?;
             }
         }
         Ok(())

@@ -27,9 +27,10 @@ enum Origin {
 pub struct Imported {
     origins: Vec<(String, Origin)>,
     records: HashMap<[u8; 32], (usize, Option<LayerRef>)>,
-    /// One fetch at a time: stages solved in parallel may need the same layer, and a
-    /// download resumes from the partial file another one is writing.
-    fetching: std::sync::Mutex<()>,
+    /// One fetch at a time per layer: stages solved in parallel may need the same layer,
+    /// and a download resumes from the partial file another one is writing. Different
+    /// layers are fetched side by side.
+    fetching: std::sync::Mutex<HashMap<Digest, Arc<std::sync::Mutex<()>>>>,
 }
 
 impl Imported {
@@ -54,7 +55,7 @@ pub fn import(sources: &[CacheFrom], registry: &kiln_registry::Options, warn: &d
     let mut imported = Imported {
         origins: vec![],
         records: HashMap::new(),
-        fetching: std::sync::Mutex::new(()),
+        fetching: std::sync::Mutex::new(HashMap::new()),
     };
     for s in sources {
         let (label, loaded) = match s {
@@ -243,7 +244,11 @@ impl RemoteCache for Imported {
             .map(|(i, _)| *i)
             .ok_or_else(|| format!("no cache holds layer {}", d.digest))?;
         let (label, origin) = &self.origins[origin];
-        let _one = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let gate = {
+            let mut gates = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(gates.entry(d.digest.clone()).or_default())
+        };
+        let _one = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fetched = match origin {
             Origin::Registry { session, repo } => session
                 .block_on(repo.fetch_blob(d, store))
