@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::RemoteCache;
 use crate::cache::config::StepRecord;
-use crate::cache::explain::{self, KeyInputs};
+use crate::cache::explain::{self, Inputs};
 use crate::copy::{self, Materialize, Ownership};
 use crate::error::{BuildError, StepError};
 use crate::snapshot::Snapshotter;
@@ -152,11 +152,11 @@ struct StepKeys {
     record: [u8; 32],
     chain: [u8; 32],
     /// The named hashes the key was made from, for `--explain-cache`.
-    inputs: KeyInputs,
+    inputs: Inputs,
 }
 
 impl StepKeys {
-    fn chained(key: [u8; 32], inputs: KeyInputs) -> StepKeys {
+    fn chained(key: [u8; 32], inputs: Inputs) -> StepKeys {
         StepKeys {
             record: key,
             chain: key,
@@ -166,12 +166,13 @@ impl StepKeys {
 }
 
 /// Named key inputs: what lies below and the instruction, then `more`.
-fn inputs(below: &[u8; 32], op_json: &[u8], more: impl IntoIterator<Item = (String, [u8; 32])>) -> KeyInputs {
-    let mut m = KeyInputs::new();
-    m.insert(explain::BELOW.into(), hex::encode(below));
-    m.insert(explain::INSTRUCTION.into(), hex::encode(hash(&[op_json])));
-    m.extend(more.into_iter().map(|(k, v)| (k, hex::encode(v))));
-    m
+fn inputs(below: &[u8; 32], op_json: &[u8], more: impl IntoIterator<Item = (String, [u8; 32])>) -> Inputs {
+    let mut m = vec![
+        (explain::BELOW.to_string(), *below),
+        (explain::INSTRUCTION.to_string(), hash(&[op_json])),
+    ];
+    m.extend(more);
+    Inputs::new(m)
 }
 
 #[derive(Clone)]
@@ -529,13 +530,13 @@ impl<'a> Solver<'a> {
     }
 
     /// Keeps a step's key inputs for the next `--explain-cache`, and explains a miss now.
-    fn keep_inputs(&self, label: &str, n: usize, created_by: &str, now: &KeyInputs, cached: bool) {
+    fn keep_inputs(&self, label: &str, n: usize, created_by: &str, now: &Inputs, cached: bool) {
         let platform = kiln_plan::platform::format(&self.plan.platform);
         let id = format!("{}\0{platform}\0{label}\0{n}", self.opts.file_name);
         let wanted = self.opts.explain && !cached;
         let previous = explain::keep(self.store, &id, now, wanted);
         if wanted {
-            let why = explain::explain(previous.as_ref(), now, n == 0);
+            let why = explain::explain(previous.as_ref(), &now.to_map(), n == 0);
             self.opts
                 .progress
                 .note(&format!("explain-cache: [{label} {}] {created_by}: {why}", n + 1));
@@ -554,7 +555,7 @@ impl<'a> Solver<'a> {
         let layers_now = at.layers.clone();
         let outs = at.outs;
         Ok(match &step.op {
-            Op::Metadata => (StepKeys::chained(hash(&[&key, &op_json]), KeyInputs::new()), None),
+            Op::Metadata => (StepKeys::chained(hash(&[&key, &op_json]), Inputs::default()), None),
             Op::Run(r) => {
                 let mut more = vec![];
                 let mut parts: Vec<Vec<u8>> = vec![key.to_vec(), op_json.clone()];

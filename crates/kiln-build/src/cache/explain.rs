@@ -8,8 +8,38 @@ use std::path::PathBuf;
 use kiln_oci::Store;
 use sha2::{Digest as _, Sha256};
 
-/// A step's key inputs: name → hex hash.
+/// A step's key inputs as kept and compared: name → hex hash.
 pub type KeyInputs = BTreeMap<String, String>;
+
+/// A step's key inputs as the solver makes them: names and raw hashes, in the order the key
+/// took them. A no-change rebuild only needs their one summary, so the map of hex strings
+/// (10,000 names and hashes for a COPY of a 10,000-file context) is made only when the
+/// inputs are saved or a miss is explained.
+#[derive(Clone, Default)]
+pub struct Inputs(Vec<(String, [u8; 32])>);
+
+impl Inputs {
+    /// Inputs made of `named`, in that order.
+    pub fn new(named: Vec<(String, [u8; 32])>) -> Inputs {
+        Inputs(named)
+    }
+
+    /// Name → hex hash (a name given twice keeps its last hash, as the key's order does).
+    pub fn to_map(&self) -> KeyInputs {
+        self.0.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect()
+    }
+
+    /// The one hash of the inputs (over each name and raw hash, in order).
+    fn summary(&self) -> String {
+        let mut h = Sha256::new();
+        for (k, v) in &self.0 {
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update(v);
+        }
+        hex::encode(h.finalize())
+    }
+}
 
 /// The input naming the key of what lies below a step.
 pub const BELOW: &str = "below";
@@ -36,33 +66,21 @@ fn summary_path(inputs_path: &std::path::Path) -> PathBuf {
     inputs_path.with_extension("sum")
 }
 
-/// The one hash of a set of inputs (over each name and hash, in order).
-fn summary(inputs: &KeyInputs) -> String {
-    let mut h = Sha256::new();
-    for (k, v) in inputs {
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(h.finalize())
-}
-
 /// Keeps `inputs` as `step`'s latest and, when `want_previous`, returns the inputs kept
 /// before (for explaining a miss). When the kept summary equals `inputs`' one, as on every
 /// no-change rebuild, nothing is read beyond it and nothing is written. Otherwise the
 /// inputs are written before their summary (a build killed in between leaves an old
 /// summary, which differs, and the next build writes both again). Failures only cost the
 /// next explanation.
-pub fn keep(store: &Store, step: &str, inputs: &KeyInputs, want_previous: bool) -> Option<KeyInputs> {
+pub fn keep(store: &Store, step: &str, inputs: &Inputs, want_previous: bool) -> Option<KeyInputs> {
     let p = path(store, step);
     let sum_path = summary_path(&p);
-    let sum = summary(inputs);
+    let sum = inputs.summary();
     if std::fs::read(&sum_path).is_ok_and(|old| old == sum.as_bytes()) {
-        return want_previous.then(|| inputs.clone());
+        return want_previous.then(|| inputs.to_map());
     }
     let previous = if want_previous { load(store, step) } else { None };
-    save(store, step, inputs);
+    save(store, step, &inputs.to_map());
     let _ = replace(store, &sum_path, sum.as_bytes());
     previous
 }
