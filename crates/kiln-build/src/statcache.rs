@@ -22,7 +22,9 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
-type Entries = Mutex<HashMap<PathBuf, (Stamp, [u8; 32])>>;
+/// Keyed by the path's bytes: `Path`'s own `Hash` and `Eq` walk its components, which a
+/// no-change rebuild of a large context pays once per file.
+type Entries = Mutex<HashMap<Box<[u8]>, (Stamp, [u8; 32])>>;
 
 /// The cache, loaded from and saved to one file in the store's metadata directory.
 pub struct StatCache {
@@ -60,7 +62,7 @@ impl StatCache {
             if let Ok(text) = std::fs::read_to_string(&self.path) {
                 for line in text.lines() {
                     if let Some((stamp, hash, p)) = parse_line(line) {
-                        entries.insert(PathBuf::from(p), (stamp, hash));
+                        entries.insert(Box::from(p.as_bytes()), (stamp, hash));
                     }
                 }
             }
@@ -81,13 +83,20 @@ impl StatCache {
             mtime: (node.mtime, node.mtime_nsec),
             ctime: node.ctime,
         };
-        if let Some((s, h)) = self.entries().lock().unwrap().get(&node.real)
+        if let Some((s, h)) = self
+            .entries()
+            .lock()
+            .unwrap()
+            .get(node.real.as_os_str().as_encoded_bytes())
             && *s == stamp
         {
             return Ok(*h);
         }
         let h = hash_file(&node.real)?;
-        self.entries().lock().unwrap().insert(node.real.clone(), (stamp, h));
+        self.entries()
+            .lock()
+            .unwrap()
+            .insert(Box::from(node.real.as_os_str().as_encoded_bytes()), (stamp, h));
         *self.dirty.lock().unwrap() = true;
         Ok(h)
     }
@@ -101,7 +110,7 @@ impl StatCache {
         let entries = self.entries().lock().unwrap();
         let mut out = String::with_capacity(entries.len() * 160);
         for (p, (s, h)) in entries.iter() {
-            let Some(p) = p.to_str().filter(|p| !p.contains('\n')) else {
+            let Some(p) = std::str::from_utf8(p).ok().filter(|p| !p.contains('\n')) else {
                 continue;
             };
             out.push_str(&format!(
