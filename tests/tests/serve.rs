@@ -868,6 +868,74 @@ fn latest_scan_and_release_diff_on_the_web_page() {
     );
 }
 
+/// The release diff and the latest scan with the audit in PostgreSQL: build records, their
+/// repository order (`previous_record`) and appended scans (`put_scan`, `latest_scan`) go
+/// through the PostgreSQL store as they do through the embedded one above.
+#[test]
+fn release_diff_and_latest_scan_on_postgresql() {
+    let e = Env::new();
+    let token = e.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let pg = Postgres::start(e.dir.path());
+    let s = e.serve(
+        POLICY,
+        &["--token-file", token.to_str().unwrap(), "--database", &pg.url()],
+    );
+    osv_db(
+        &e,
+        &[
+            ("DEMO-1", json!([{"introduced": "0"}, {"fixed": "2.10-5"}])),
+            ("DEMO-2", json!([{"introduced": "2.10-8"}])),
+        ],
+    );
+    let v1 = push_with_package(&e, "prod/pgrel:1", "2.10-3", Some((&s, &token)));
+    let d1 = e.digest(&v1);
+    assert!(record_scan(&e, &s, &token, &v1).starts_with("already recorded, with a new scan: "));
+    let v2 = push_with_package(&e, "prod/pgrel:2", "2.10-10", Some((&s, &token)));
+    let d2 = e.digest(&v2);
+    assert!(record_scan(&e, &s, &token, &v2).starts_with("already recorded, with a new scan: "));
+    assert_eq!(scan_ids(&s, &d1), ["DEMO-1"]);
+    assert_eq!(scan_ids(&s, &d2), ["DEMO-2"]);
+    assert_eq!(pg.sql("select count(*) from records"), "2");
+    assert_eq!(pg.sql("select count(*) from scans"), "2");
+
+    let (code, page) = s.curl("GET", &format!("/images/{d2}"), None);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("<td>upgraded</td><td>hello</td><td>2.10-3</td><td>2.10-10</td>"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("href=\"/images/{d1}\"")), "{page}");
+    assert!(
+        page.contains("<td>introduced</td><td>DEMO-2</td><td>hello</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>fixed</td><td>DEMO-1</td><td>hello</td>"), "{page}");
+    let (_, first) = s.curl("GET", &format!("/images/{d1}"), None);
+    assert!(first.contains("no earlier release of this name is recorded"), "{first}");
+
+    // A newer database, scanned again: the newest scan is shown, the older one stays.
+    osv_db(&e, &[("DEMO-3", json!([{"introduced": "0"}]))]);
+    record_scan(&e, &s, &token, &v1);
+    assert_eq!(scan_ids(&s, &d1), ["DEMO-1", "DEMO-3"]);
+    assert_eq!(pg.sql("select count(*) from scans"), "3");
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "kiln",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", "delete from scans"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("append-only"), "{o:?}");
+}
+
 /// Headless Chromium on `url`: `--dump-dom` output, and a screenshot written to `png`.
 fn chromium(e: &Env, url: &str, png: &Path) -> String {
     let profile = tempfile::tempdir_in(e.dir.path()).unwrap();
