@@ -116,12 +116,7 @@ fn maybe_in_git(context: &Path) -> bool {
 
 /// Never put `user:password@` from a remote URL into an image label.
 fn strip_credentials(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((_, host)) = rest.split_once('@')
-    {
-        return format!("{scheme}://{host}");
-    }
-    url.to_string()
+    kiln_plan::inputs::without_userinfo(url)
 }
 
 /// Resolves a base image name (any transport) and makes sure its blobs are in the store,

@@ -68,3 +68,15 @@ pub struct Inputs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
 }
+
+/// `url` without `user:password@`: a remote or a download URL as it may be shown or kept
+/// (image labels, provenance), never with the credentials a user wrote into it.
+pub fn without_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}{path}");
+        }
+    }
+    url.to_string()
+}

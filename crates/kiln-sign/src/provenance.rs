@@ -6,7 +6,8 @@
 //! - [`DOCKERFILE_BUILD_TYPE`]: externalParameters name the Dockerfile (path and sha256),
 //!   target, platforms and build args (a value that looks like a credential is replaced by
 //!   `<redacted>` when the plan is made); resolvedDependencies list the context's git commit
-//!   and remote, the Dockerfile, and every base and `COPY --from` image by manifest digest.
+//!   and remote, the Dockerfile, every base and `COPY --from` image by manifest digest, and
+//!   every `ADD` URL (by sha256) and `ADD` git repository (by commit).
 //! - [`SPEC_BUILD_TYPE`]: the kiln.toml (path and sha256), kiln.lock, and every .deb the
 //!   plan installs (name, version, architecture, sha256, download URL).
 //!
@@ -234,6 +235,7 @@ pub fn predicate(plan: &BuildPlan, timing: &Timing) -> Provenance {
         Frontend::Dockerfile => {
             deps.push(file_dependency("dockerfile", &inputs.source));
             deps.extend(image_dependencies(plan));
+            deps.extend(remote_dependencies(plan));
             BuildDefinition {
                 build_type: DOCKERFILE_BUILD_TYPE.into(),
                 external_parameters: ExternalParameters {
@@ -328,6 +330,62 @@ fn image_dependencies(plan: &BuildPlan) -> Vec<ResourceDescriptor> {
     out
 }
 
+/// Every `ADD https://…` (pinned by its sha256) and `ADD` of a git repository (pinned by its
+/// commit) of the stages built, once each. Credentials and the query string are left out of
+/// the URL: a signed URL's token must not be kept in an attestation, and the digest pins
+/// the content anyway.
+fn remote_dependencies(plan: &BuildPlan) -> Vec<ResourceDescriptor> {
+    let public = |url: &str| {
+        let u = kiln_plan::inputs::without_userinfo(url);
+        match u.split_once(['?', '#']) {
+            Some((base, _)) => base.to_string(),
+            None => u,
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for p in &plan.platforms {
+        for st in p.needed_stages() {
+            for step in &st.steps {
+                let Op::Copy(c) = &step.op else { continue };
+                let dep = match &c.from {
+                    CopyFrom::Url { url, digest, .. } => {
+                        let url = public(url);
+                        ResourceDescriptor {
+                            name: url.clone(),
+                            uri: url.clone(),
+                            digest: digest_set(digest),
+                            download_location: Some(url),
+                            annotations: BTreeMap::from([("role".to_string(), "add-url".to_string())]),
+                        }
+                    }
+                    CopyFrom::Git {
+                        url, reference, commit, ..
+                    } => {
+                        let url = public(url);
+                        let mut annotations = BTreeMap::from([("role".to_string(), "add-git".to_string())]);
+                        if !reference.is_empty() {
+                            annotations.insert("ref".to_string(), reference.clone());
+                        }
+                        ResourceDescriptor {
+                            name: url.clone(),
+                            uri: format!("git+{url}@{commit}"),
+                            digest: BTreeMap::from([("gitCommit".to_string(), commit.clone())]),
+                            download_location: None,
+                            annotations,
+                        }
+                    }
+                    _ => continue,
+                };
+                if seen.insert(dep.uri.clone()) {
+                    out.push(dep);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The Debian architectures (sorted) and every .deb the plan installs, sorted by
 /// architecture then name, as kiln.lock lists them.
 fn package_dependencies(plan: &BuildPlan) -> (Vec<String>, Vec<ResourceDescriptor>) {
@@ -366,6 +424,95 @@ mod tests {
     use super::*;
     use kiln_plan::inputs::Inputs;
     use kiln_plan::plan::{DebianOp, Plan, StagePlan, Step};
+    use serde_json::Value;
+
+    /// ADD sources are dependencies: a URL by its sha256 (credentials and query left out),
+    /// a git repository by its commit; each once, however many steps or platforms use it.
+    #[test]
+    fn dockerfile_provenance_lists_add_urls_and_git_sources() {
+        let add = |from: CopyFrom| Step {
+            line: 0,
+            created_by: "ADD".into(),
+            op: Op::Copy(kiln_plan::plan::CopyOp {
+                from,
+                sources: vec!["x".into()],
+                inline: vec![],
+                dest: "/x".into(),
+                chown: None,
+                chmod: None,
+                extract_archives: false,
+                parents: false,
+                excludes: vec![],
+                link: false,
+            }),
+        };
+        let file = Digest::sha256_of(b"tool");
+        let url = || CopyFrom::Url {
+            url: "https://user:s3cret@dl.example/tool.tar.gz?X-Amz-Signature=abc".into(),
+            digest: file.clone(),
+            file_name: "tool.tar.gz".into(),
+            mtime: None,
+        };
+        let git = CopyFrom::Git {
+            url: "https://tok@git.example/lib.git".into(),
+            reference: "v1".into(),
+            commit: "c".repeat(40),
+            keep_git_dir: false,
+        };
+        let stage = StagePlan {
+            index: 0,
+            name: None,
+            line: 0,
+            base: Base::Scratch,
+            steps: vec![add(url()), add(url()), add(git)],
+            config: Default::default(),
+            needed: true,
+            depends_on: vec![],
+        };
+        let plan = BuildPlan {
+            inputs: Inputs {
+                frontend: Frontend::Dockerfile,
+                source: FileInput {
+                    path: "Dockerfile".into(),
+                    digest: Digest::sha256_of(b"FROM scratch"),
+                },
+                lock: None,
+                git: None,
+                build_args: BTreeMap::new(),
+                target: None,
+                build_platform: None,
+                spec_hash: None,
+            },
+            platforms: ["amd64", "arm64"]
+                .map(|a| Plan {
+                    platform: kiln_plan::platform::debian(a),
+                    source_date_epoch: 0,
+                    history_comment: None,
+                    stages: vec![stage.clone()],
+                    target: 0,
+                })
+                .into(),
+        };
+        let p = predicate(&plan, &Timing::start()).to_value();
+        let text = p.to_string();
+        assert!(
+            !text.contains("s3cret") && !text.contains("tok@") && !text.contains("Signature"),
+            "{text}"
+        );
+        let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+        let urls: Vec<&Value> = deps.iter().filter(|d| d["annotations"]["role"] == "add-url").collect();
+        assert_eq!(urls.len(), 1, "{deps:?}");
+        assert_eq!(urls[0]["uri"], "https://dl.example/tool.tar.gz");
+        assert_eq!(urls[0]["digest"]["sha256"], file.hex());
+        let git: Vec<&Value> = deps.iter().filter(|d| d["annotations"]["role"] == "add-git").collect();
+        assert_eq!(git.len(), 1, "{deps:?}");
+        assert_eq!(
+            git[0]["uri"],
+            format!("git+https://git.example/lib.git@{}", "c".repeat(40))
+        );
+        assert_eq!(git[0]["digest"]["gitCommit"], "c".repeat(40));
+        assert_eq!(git[0]["annotations"]["ref"], "v1");
+    }
 
     #[test]
     fn spec_provenance_lists_every_planned_deb() {
