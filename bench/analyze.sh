@@ -19,7 +19,7 @@ runs=${1:-3}
 work=$(mktemp -d /var/tmp/kiln-bench-analyze.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # KILN_BIN: a release kiln built beforehand (default: build one now).
-if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=${CARGO_TARGET_DIR:-$(pwd)/target}/release/kiln; fi
+kiln_binary
 dive=$(pwd)/.venv/bin/dive
 export RESULTS=$work/results BENCH_LOG=$work/log KILN_HOME=$work/store SOURCE_DATE_EPOCH=0
 : > "$RESULTS"

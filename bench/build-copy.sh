@@ -17,13 +17,7 @@ cleanup() {
 trap cleanup EXIT
 ctx=${BENCH_CTX:-/var/tmp/kiln-bench-ctx}
 bash bench/gen-context.sh "$ctx" >&2
-# KILN_BIN: a kiln binary to measure instead of building target/release/kiln.
-if [ -n "${KILN_BIN:-}" ]; then
-  kiln=$KILN_BIN; rev=${KILN_REV:-"(KILN_BIN)"}
-else
-  cargo build --release -q -p kiln
-  kiln=$(pwd)/target/release/kiln; rev=$(git rev-parse --short HEAD)
-fi
+kiln_binary
 export RESULTS=$work/results BENCH_LOG=$work/log
 : > "$RESULTS"
 bk_start

@@ -26,12 +26,7 @@ export RESULTS=$work/results BENCH_LOG=$work/log DOCKER_CONFIG=$work/docker
 : > "$RESULTS"
 mkdir -p "$DOCKER_CONFIG"
 
-if [ -n "${KILN_BIN:-}" ]; then
-  kiln=$KILN_BIN; rev=${KILN_REV:-"(KILN_BIN)"}
-else
-  cargo build --release -q -p kiln
-  kiln=$(pwd)/target/release/kiln; rev=$(git rev-parse --short HEAD)
-fi
+kiln_binary
 
 fresh_registry() { stop_registry; start_registry "$work" "$BENCH_LOG"; }
 

@@ -1,5 +1,16 @@
 # Shared helpers for the benchmarks: timing with peak memory, medians, machine description.
 
+# kiln_binary: sets kiln (the binary to measure) and rev (what to call it in tables):
+# $KILN_BIN and $KILN_REV when given, else a release build of this checkout and its commit.
+kiln_binary() {
+  if [ -n "${KILN_BIN:-}" ]; then
+    kiln=$KILN_BIN; rev=${KILN_REV:-"(KILN_BIN)"}
+  else
+    cargo build --release -q -p kiln
+    kiln=${CARGO_TARGET_DIR:-$(pwd)/target}/release/kiln; rev=$(git rev-parse --short HEAD)
+  fi
+}
+
 # measure LABEL CMD...: runs CMD once, appends "LABEL seconds peak_kib cpu_seconds" to
 # $RESULTS (cpu = user + system, which other load on the machine barely changes). Seconds
 # come from bash's microsecond clock around GNU time, not from time's own %e, which rounds

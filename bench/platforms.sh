@@ -38,12 +38,7 @@ fi
 printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["bash"]\n' > "$cc/Dockerfile"
 printf 'rootfs/dev/*\nrootfs/proc/*\nrootfs/sys/*\n' > "$cc/.dockerignore"
 
-if [ -n "${KILN_BIN:-}" ]; then
-  kiln=$KILN_BIN; rev=${KILN_REV:-"(KILN_BIN)"}
-else
-  cargo build --release -q -p kiln
-  kiln=$(pwd)/target/release/kiln; rev=$(git rev-parse --short HEAD)
-fi
+kiln_binary
 export RESULTS=$work/results BENCH_LOG=$work/log
 : > "$RESULTS"
 

@@ -12,7 +12,7 @@ runs=${1:-5}
 work=$(mktemp -d /var/tmp/kiln-bench-progress.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # KILN_BIN: a release binary built elsewhere; default: build it.
-if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
+kiln_binary
 export KILN_HOME=$work/store RESULTS=$work/results
 cp -r tests/conformance/base "$work/base"
 (cd "$work/base" && sh -eu ./setup.sh)

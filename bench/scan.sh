@@ -15,7 +15,7 @@ runs=${1:-3}
 work=$(mktemp -d /var/tmp/kiln-bench-scan.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # KILN_BIN: a release kiln built beforehand (default: build one now).
-if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
+kiln_binary
 trivy=$(pwd)/.venv/bin/trivy
 [ -x "$trivy" ] || { echo "error: $trivy is missing (hint: run scripts/setup)" >&2; exit 3; }
 export RESULTS=$work/results BENCH_LOG=$work/log KILN_HOME=$work/store

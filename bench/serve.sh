@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d /var/tmp/kiln-bench-serve.XXXXXX)
 reg_pid=""; srv_pid=""
 trap '[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null; [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"' EXIT
-if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
+kiln_binary
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 cold_images=${COLD_IMAGES:-60}
 export DOCKER_CONFIG=$work/docker KILN_HOME=$work/store COSIGN_PASSWORD=bench

@@ -18,7 +18,7 @@ work=$(mktemp -d /var/tmp/kiln-bench-sign.XXXXXX)
 reg_pid=""
 trap '[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"' EXIT
 # KILN_BIN: a release binary built elsewhere (e.g. from a clean checkout); default: build it.
-if [ -n "${KILN_BIN:-}" ]; then kiln=$KILN_BIN; else cargo build --release -q -p kiln; kiln=$(pwd)/target/release/kiln; fi
+kiln_binary
 export DOCKER_CONFIG=$work/docker KILN_HOME=$work/store COSIGN_PASSWORD=bench
 start_registry "$work" "$work/log"
 

@@ -19,12 +19,7 @@ work=$(mktemp -d /var/tmp/kiln-bench-zstd.XXXXXX)
 reg_pid=""
 stop_registry() { if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; reg_pid=""; fi; }
 trap 'stop_registry; rm -rf "$work"' EXIT
-if [ -n "${KILN_BIN:-}" ]; then
-  kiln=$KILN_BIN
-else
-  cargo build --release -q -p kiln
-  kiln=$(pwd)/target/release/kiln
-fi
+kiln_binary
 export RESULTS=$work/results BENCH_LOG=$work/log DOCKER_CONFIG=$work/docker
 : > "$RESULTS"
 
