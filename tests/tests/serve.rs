@@ -789,6 +789,46 @@ fn scan_ids(s: &Server, digest: &str) -> Vec<String> {
     ids
 }
 
+/// Two releases of `repo` (`:1` with hello 2.10-3, `:2` with 2.10-10), each built with a
+/// record sent to `s` and scanned against a database where DEMO-1 is fixed in 2.10-5 and
+/// DEMO-2 introduced in 2.10-8: (image 1, digest 1, image 2, digest 2).
+fn two_scanned_releases(e: &Env, s: &Server, token: &Path, repo: &str) -> (String, String, String, String) {
+    osv_db(
+        e,
+        &[
+            ("DEMO-1", json!([{"introduced": "0"}, {"fixed": "2.10-5"}])),
+            ("DEMO-2", json!([{"introduced": "2.10-8"}])),
+        ],
+    );
+    let v1 = push_with_package(e, &format!("{repo}:1"), "2.10-3", Some((s, token)));
+    let d1 = e.digest(&v1);
+    assert!(record_scan(e, s, token, &v1).starts_with("already recorded, with a new scan: "));
+    let v2 = push_with_package(e, &format!("{repo}:2"), "2.10-10", Some((s, token)));
+    let d2 = e.digest(&v2);
+    assert!(record_scan(e, s, token, &v2).starts_with("already recorded, with a new scan: "));
+    assert_eq!(scan_ids(s, &d1), ["DEMO-1"]);
+    assert_eq!(scan_ids(s, &d2), ["DEMO-2"]);
+    (v1, d1, v2, d2)
+}
+
+/// The page of release 2 of [`two_scanned_releases`] (`page`, as served or as Chromium
+/// rendered it) diffs it against release 1 (`d1`), whose own page has nothing to diff.
+fn assert_release_diff(s: &Server, page: &str, d1: &str) {
+    // dpkg order: 2.10-10 is an upgrade from 2.10-3.
+    assert!(
+        page.contains("<td>upgraded</td><td>hello</td><td>2.10-3</td><td>2.10-10</td>"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("href=\"/images/{d1}\"")), "{page}");
+    assert!(
+        page.contains("<td>introduced</td><td>DEMO-2</td><td>hello</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>fixed</td><td>DEMO-1</td><td>hello</td>"), "{page}");
+    let (_, first) = s.curl("GET", &format!("/images/{d1}"), None);
+    assert!(first.contains("no earlier release of this name is recorded"), "{first}");
+}
+
 /// Issue 14: "the latest scan" in the metadata, and "a diff against the previous image
 /// with the same name" on the web page (packages from the SBOMs, vulnerabilities from the
 /// latest scans).
@@ -798,40 +838,14 @@ fn latest_scan_and_release_diff_on_the_web_page() {
     let token = e.path("token");
     std::fs::write(&token, "t0ken").unwrap();
     let s = e.serve(POLICY, &["--token-file", token.to_str().unwrap()]);
-    osv_db(
-        &e,
-        &[
-            ("DEMO-1", json!([{"introduced": "0"}, {"fixed": "2.10-5"}])),
-            ("DEMO-2", json!([{"introduced": "2.10-8"}])),
-        ],
-    );
-    let v1 = push_with_package(&e, "prod/rel:1", "2.10-3", Some((&s, &token)));
-    let d1 = e.digest(&v1);
-    assert!(record_scan(&e, &s, &token, &v1).starts_with("already recorded, with a new scan: "));
-    let v2 = push_with_package(&e, "prod/rel:2", "2.10-10", Some((&s, &token)));
-    let d2 = e.digest(&v2);
-    assert!(record_scan(&e, &s, &token, &v2).starts_with("already recorded, with a new scan: "));
-    assert_eq!(scan_ids(&s, &d1), ["DEMO-1"]);
-    assert_eq!(scan_ids(&s, &d2), ["DEMO-2"]);
+    let (v1, d1, _v2, d2) = two_scanned_releases(&e, &s, &token, "prod/rel");
 
     let dom = chromium(
         &e,
         &format!("https://127.0.0.1:{}/images/{d2}", s.port),
         &e.path("rel.png"),
     );
-    // dpkg order: 2.10-10 is an upgrade from 2.10-3.
-    assert!(
-        dom.contains("<td>upgraded</td><td>hello</td><td>2.10-3</td><td>2.10-10</td>"),
-        "{dom}"
-    );
-    assert!(dom.contains(&format!("href=\"/images/{d1}\"")), "{dom}");
-    assert!(
-        dom.contains("<td>introduced</td><td>DEMO-2</td><td>hello</td>"),
-        "{dom}"
-    );
-    assert!(dom.contains("<td>fixed</td><td>DEMO-1</td><td>hello</td>"), "{dom}");
-    let (_, first) = s.curl("GET", &format!("/images/{d1}"), None);
-    assert!(first.contains("no earlier release of this name is recorded"), "{first}");
+    assert_release_diff(&s, &dom, &d1);
 
     // A newer database, scanned again: the latest scan is the one shown; the build record
     // stays as first sent.
@@ -881,59 +895,20 @@ fn release_diff_and_latest_scan_on_postgresql() {
         POLICY,
         &["--token-file", token.to_str().unwrap(), "--database", &pg.url()],
     );
-    osv_db(
-        &e,
-        &[
-            ("DEMO-1", json!([{"introduced": "0"}, {"fixed": "2.10-5"}])),
-            ("DEMO-2", json!([{"introduced": "2.10-8"}])),
-        ],
-    );
-    let v1 = push_with_package(&e, "prod/pgrel:1", "2.10-3", Some((&s, &token)));
-    let d1 = e.digest(&v1);
-    assert!(record_scan(&e, &s, &token, &v1).starts_with("already recorded, with a new scan: "));
-    let v2 = push_with_package(&e, "prod/pgrel:2", "2.10-10", Some((&s, &token)));
-    let d2 = e.digest(&v2);
-    assert!(record_scan(&e, &s, &token, &v2).starts_with("already recorded, with a new scan: "));
-    assert_eq!(scan_ids(&s, &d1), ["DEMO-1"]);
-    assert_eq!(scan_ids(&s, &d2), ["DEMO-2"]);
+    let (v1, d1, _v2, d2) = two_scanned_releases(&e, &s, &token, "prod/pgrel");
     assert_eq!(pg.sql("select count(*) from records"), "2");
     assert_eq!(pg.sql("select count(*) from scans"), "2");
 
     let (code, page) = s.curl("GET", &format!("/images/{d2}"), None);
     assert_eq!(code, 200, "{page}");
-    assert!(
-        page.contains("<td>upgraded</td><td>hello</td><td>2.10-3</td><td>2.10-10</td>"),
-        "{page}"
-    );
-    assert!(page.contains(&format!("href=\"/images/{d1}\"")), "{page}");
-    assert!(
-        page.contains("<td>introduced</td><td>DEMO-2</td><td>hello</td>"),
-        "{page}"
-    );
-    assert!(page.contains("<td>fixed</td><td>DEMO-1</td><td>hello</td>"), "{page}");
-    let (_, first) = s.curl("GET", &format!("/images/{d1}"), None);
-    assert!(first.contains("no earlier release of this name is recorded"), "{first}");
+    assert_release_diff(&s, &page, &d1);
 
     // A newer database, scanned again: the newest scan is shown, the older one stays.
     osv_db(&e, &[("DEMO-3", json!([{"introduced": "0"}]))]);
     record_scan(&e, &s, &token, &v1);
     assert_eq!(scan_ids(&s, &d1), ["DEMO-1", "DEMO-3"]);
     assert_eq!(pg.sql("select count(*) from scans"), "3");
-    let o = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "kiln",
-            "-d",
-            "postgres",
-        ])
-        .args(["-c", "delete from scans"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("append-only"), "{o:?}");
+    pg.assert_append_only("delete from scans");
 }
 
 /// Headless Chromium on `url`: `--dump-dom` output, and a screenshot written to `png`.
@@ -1081,20 +1056,37 @@ impl Postgres {
         format!("postgres://kiln@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn sql(&self, query: &str) -> String {
-        let o = run_ok(Command::new("psql").args([
+    /// psql on this server, unaligned and tuples only, running `query`.
+    fn psql(&self, query: &str) -> Command {
+        let mut c = Command::new("psql");
+        let port = self.port.to_string();
+        c.args([
             "-At",
             "-h",
             "127.0.0.1",
             "-p",
-            &self.port.to_string(),
+            &port,
             "-U",
             "kiln",
             "-d",
             "postgres",
             "-c",
             query,
-        ]));
+        ]);
+        c
+    }
+
+    /// `query` (an UPDATE or DELETE) is refused by the append-only trigger.
+    fn assert_append_only(&self, query: &str) {
+        let o = self.psql(query).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("append-only"),
+            "{query}: {o:?}"
+        );
+    }
+
+    fn sql(&self, query: &str) -> String {
+        let o = run_ok(&mut self.psql(query));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 }
@@ -1187,21 +1179,7 @@ fn two_replicas_on_postgresql_one_killed_halfway() {
     // Both replicas wrote (the table is shared), and the survivor still serves.
     assert_eq!(pg.sql("select count(distinct endpoint) from admissions"), "1");
     assert_eq!(servers[0].curl("GET", "/readyz", None).0, 200);
-    let o = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "kiln",
-            "-d",
-            "postgres",
-        ])
-        .args(["-c", "delete from admissions"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("append-only"), "{o:?}");
+    pg.assert_append_only("delete from admissions");
 }
 
 #[test]

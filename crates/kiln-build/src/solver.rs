@@ -792,18 +792,7 @@ impl<'a> Solver<'a> {
         };
         Ok(match from {
             MountFrom::Context => {
-                let op = kiln_plan::plan::CopyOp {
-                    from: CopyFrom::Context,
-                    sources: vec![source.clone()],
-                    inline: vec![],
-                    dest: "/".into(),
-                    chown: None,
-                    chmod: None,
-                    extract_archives: false,
-                    parents: false,
-                    excludes: vec![],
-                    link: false,
-                };
+                let op = kiln_plan::plan::CopyOp::plain(CopyFrom::Context, vec![source.clone()], "/");
                 copy::collect(&op, self.opts.context, Some(&self.stat_cache), &step.created_by)
                     .map_err(|e| self.step_err(step, e))?
                     .content_key

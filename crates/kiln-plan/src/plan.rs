@@ -252,6 +252,25 @@ pub struct CopyOp {
     pub link: bool,
 }
 
+impl CopyOp {
+    /// A copy of `sources` from `from` to `dest` with no flags: what a `RUN --mount` bind's
+    /// source is hashed as, and the simplest copy a test needs.
+    pub fn plain(from: CopyFrom, sources: Vec<String>, dest: &str) -> CopyOp {
+        CopyOp {
+            from,
+            sources,
+            inline: vec![],
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            extract_archives: false,
+            parents: false,
+            excludes: vec![],
+            link: false,
+        }
+    }
+}
+
 /// `WORKDIR` directory creation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MkdirOp {

@@ -433,18 +433,7 @@ mod tests {
         let add = |from: CopyFrom| Step {
             line: 0,
             created_by: "ADD".into(),
-            op: Op::Copy(kiln_plan::plan::CopyOp {
-                from,
-                sources: vec!["x".into()],
-                inline: vec![],
-                dest: "/x".into(),
-                chown: None,
-                chmod: None,
-                extract_archives: false,
-                parents: false,
-                excludes: vec![],
-                link: false,
-            }),
+            op: Op::Copy(kiln_plan::plan::CopyOp::plain(from, vec!["x".into()], "/x")),
         };
         let file = Digest::sha256_of(b"tool");
         let url = || CopyFrom::Url {
