@@ -95,7 +95,8 @@ pub fn git_info(context: &Path) -> (Option<i64>, Option<String>, Option<String>)
         return (None, None, None);
     }
     let rev = lines.next().map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    let remote = git(&["config", "--get", "remote.origin.url"]).map(|u| strip_credentials(&u));
+    // Never put `user:password@` from the remote into an image label.
+    let remote = git(&["config", "--get", "remote.origin.url"]).map(|u| kiln_plan::inputs::without_userinfo(&u));
     (time, rev, remote)
 }
 
@@ -112,11 +113,6 @@ fn maybe_in_git(context: &Path) -> bool {
         d.join(".git").symlink_metadata().is_ok()
             || (d.join("HEAD").is_file() && d.join("objects").is_dir() && d.join("refs").is_dir())
     })
-}
-
-/// Never put `user:password@` from a remote URL into an image label.
-fn strip_credentials(url: &str) -> String {
-    kiln_plan::inputs::without_userinfo(url)
 }
 
 /// Resolves a base image name (any transport) and makes sure its blobs are in the store,
@@ -440,6 +436,9 @@ mod tests {
         assert!(looks_like_secret("GITHUB_TOKEN", "x"));
         assert!(looks_like_secret("X", "ghp_abc"));
         assert!(!looks_like_secret("VERSION", "1.2"));
-        assert_eq!(strip_credentials("https://u:p@host/r.git"), "https://host/r.git");
+        assert_eq!(
+            kiln_plan::inputs::without_userinfo("https://u:p@host/r.git"),
+            "https://host/r.git"
+        );
     }
 }

@@ -534,9 +534,7 @@ impl<'a> Solver<'a> {
         let platform = kiln_plan::platform::format(&self.plan.platform);
         let id = format!("{}\0{platform}\0{label}\0{n}", self.opts.file_name);
         let wanted = self.opts.explain && !cached;
-        let previous = explain::keep(self.store, &id, now, wanted);
-        if wanted {
-            let why = explain::explain(previous.as_ref(), &now.to_map(), n == 0);
+        if let Some(why) = explain::keep(self.store, &id, now, wanted.then_some(n == 0)) {
             self.opts
                 .progress
                 .note(&format!("explain-cache: [{label} {}] {created_by}: {why}", n + 1));

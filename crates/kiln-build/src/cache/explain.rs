@@ -25,7 +25,7 @@ impl Inputs {
     }
 
     /// Name → hex hash (a name given twice keeps its last hash, as the key's order does).
-    pub fn to_map(&self) -> KeyInputs {
+    fn to_map(&self) -> KeyInputs {
         self.0.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect()
     }
 
@@ -66,23 +66,25 @@ fn summary_path(inputs_path: &std::path::Path) -> PathBuf {
     inputs_path.with_extension("sum")
 }
 
-/// Keeps `inputs` as `step`'s latest and, when `want_previous`, returns the inputs kept
-/// before (for explaining a miss). When the kept summary equals `inputs`' one, as on every
-/// no-change rebuild, nothing is read beyond it and nothing is written. Otherwise the
-/// inputs are written before their summary (a build killed in between leaves an old
-/// summary, which differs, and the next build writes both again). Failures only cost the
-/// next explanation.
-pub fn keep(store: &Store, step: &str, inputs: &Inputs, want_previous: bool) -> Option<KeyInputs> {
+/// Keeps `inputs` as `step`'s latest and, when `explain_miss` is `Some(first_step)`, says
+/// why the step missed, against the inputs kept before. When the kept summary equals
+/// `inputs`' one, as on every no-change rebuild, nothing is read beyond it, nothing is
+/// written, and no map of the inputs is made (the explanation is that the record is gone).
+/// Otherwise the inputs are written before their summary (a build killed in between leaves
+/// an old summary, which differs, and the next build writes both again). Failures only cost
+/// the next explanation.
+pub fn keep(store: &Store, step: &str, inputs: &Inputs, explain_miss: Option<bool>) -> Option<String> {
     let p = path(store, step);
     let sum_path = summary_path(&p);
     let sum = inputs.summary();
     if std::fs::read(&sum_path).is_ok_and(|old| old == sum.as_bytes()) {
-        return want_previous.then(|| inputs.to_map());
+        return explain_miss.map(|_| RECORD_GONE.to_string());
     }
-    let previous = if want_previous { load(store, step) } else { None };
-    save(store, step, &inputs.to_map());
+    let previous = explain_miss.and_then(|_| load(store, step));
+    let now = inputs.to_map();
+    save(store, step, &now);
     let _ = replace(store, &sum_path, sum.as_bytes());
-    previous
+    explain_miss.map(|first_step| explain(previous.as_ref(), &now, first_step))
 }
 
 /// Replaces `dest` by a temporary file renamed over it, without fsync: the kept inputs only
@@ -115,7 +117,7 @@ fn save(store: &Store, step: &str, inputs: &KeyInputs) {
 }
 
 /// Why a step missed, from its previous inputs and its current ones.
-pub fn explain(previous: Option<&KeyInputs>, now: &KeyInputs, first_step: bool) -> String {
+fn explain(previous: Option<&KeyInputs>, now: &KeyInputs, first_step: bool) -> String {
     let Some(prev) = previous else {
         return "no earlier build of this step is recorded".into();
     };
@@ -150,12 +152,44 @@ pub fn explain(previous: Option<&KeyInputs>, now: &KeyInputs, first_step: bool) 
             "a step before it changed".into()
         };
     }
-    "its inputs are unchanged, but its record is gone (pruned, --no-cache, or the layer was deleted)".into()
+    RECORD_GONE.into()
 }
+
+/// Why a step whose inputs are all unchanged missed.
+const RECORD_GONE: &str =
+    "its inputs are unchanged, but its record is gone (pruned, --no-cache, or the layer was deleted)";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `keep` explains only when asked, names a changed input against what it kept, and on
+    /// an unchanged summary says the record is gone without reading the kept inputs back.
+    #[test]
+    fn keep_explains_from_what_it_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let inputs = |app: u8| {
+            Inputs::new(vec![
+                (BELOW.into(), [1; 32]),
+                (INSTRUCTION.into(), [2; 32]),
+                (format!("{FILE}app.txt"), [app; 32]),
+            ])
+        };
+        assert_eq!(keep(&store, "s", &inputs(3), None), None);
+        assert_eq!(
+            keep(&store, "s", &inputs(4), Some(false)).as_deref(),
+            Some("context file app.txt (changed)")
+        );
+        // The same inputs again: only the summary is compared. Its inputs file is made
+        // unreadable as JSON to show it is not read.
+        std::fs::write(path(&store, "s"), b"not json").unwrap();
+        assert_eq!(keep(&store, "s", &inputs(4), Some(true)).as_deref(), Some(RECORD_GONE));
+        assert_eq!(
+            keep(&store, "t", &inputs(4), Some(true)).as_deref(),
+            Some("no earlier build of this step is recorded")
+        );
+    }
 
     #[test]
     fn names_what_changed() {
