@@ -677,3 +677,71 @@ fn write_lock_merges_and_a_crafted_lock_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Dockerfile.lock:6:") && err.contains("hint"), "{err}");
 }
+
+/// Several artifacts of one image share blobs (the empty config always, here a layer too).
+/// Pushed side by side, each used to upload them, and docker-registry rewrites a blob's
+/// link in place on every upload: a manifest PUT checked in that moment failed with
+/// MANIFEST_BLOB_UNKNOWN (seen in CI on `kiln push` of a signed image). One session now
+/// uploads a blob into a repository once; the others wait and find it there.
+#[test]
+fn artifacts_sharing_a_blob_upload_it_once() {
+    use std::sync::{Arc, Mutex};
+
+    let reg = TestRegistry::start();
+    let store = KilnStore::new();
+    let docker = tempfile::tempdir().unwrap();
+    let ctx = small_context();
+    let name = format!("127.0.0.1:{}/shared/app:1", reg.port());
+    run_ok(kiln(&store, docker.path(), &["build", "-q", "--sbom=false", "-t", &name]).arg(ctx.path()));
+    run_ok(&mut kiln(&store, docker.path(), &["push", "-q", &name]));
+
+    let st = kiln_oci::Store::open(store.path()).unwrap();
+    let subject = st.resolve(&name).unwrap().expect("the built image");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let opts = kiln_registry::Options {
+        jobs: 8,
+        progress: Some(Arc::new(move |e: &kiln_registry::transfer::TransferEvent<'_>| {
+            if let kiln_registry::transfer::TransferEvent::End { line, .. } = e {
+                sink.lock().unwrap().push(line.to_string());
+            }
+        })),
+        ..kiln_registry::Options::default()
+    };
+    let session = kiln_registry::Session::new(opts).unwrap();
+    let pinned =
+        kiln_oci::reference::Name::parse(&format!("127.0.0.1:{}/shared/app@{}", reg.port(), subject.digest)).unwrap();
+    for round in 0..3 {
+        let shared = format!("shared by round {round}\n").into_bytes();
+        let artifacts: Vec<_> = (0..8)
+            .map(|i| {
+                let layers = [
+                    ("text/plain".to_string(), shared.clone()),
+                    ("text/plain".to_string(), format!("note {round}.{i}\n").into_bytes()),
+                ];
+                kiln_registry::ops::artifact_manifest(&st, &subject, "application/x-note", &layers, Default::default())
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        session.push_referrers(&st, &artifacts, &pinned).unwrap();
+        let digest = kiln_oci::Digest::sha256_of(&shared);
+        let lines = lines.lock().unwrap();
+        let uploads = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("pushed {digest}")))
+            .count();
+        assert_eq!(
+            uploads, 1,
+            "round {round}: the shared layer went up {uploads} times: {lines:?}"
+        );
+    }
+    // Every note went up, and all 24 artifacts are referrers of the image.
+    let lines = lines.lock().unwrap();
+    let notes = lines.iter().filter(|l| l.starts_with("pushed ")).count();
+    assert!(notes >= 3 + 24, "{lines:?}");
+    assert_eq!(
+        session.referrers(&pinned, Some("application/x-note")).unwrap().len(),
+        24
+    );
+}

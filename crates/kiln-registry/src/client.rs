@@ -298,7 +298,15 @@ struct Inner {
     creds: OnceCell<Option<Credentials>>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, String>>,
+    pushing: Mutex<HashMap<(String, kiln_oci::Digest), BlobPushLock>>,
 }
+
+/// Held while one blob goes into one repository. docker-registry (distribution 2.8)
+/// rewrites a blob's link file in place (truncate, then write) on every upload and mount,
+/// so a second push of the same blob running beside a manifest PUT that names it makes the
+/// PUT read an empty link and fail with MANIFEST_BLOB_UNKNOWN. One push per blob and
+/// repository at a time: the second waits, then finds the blob present and writes nothing.
+pub(crate) type BlobPushLock = Arc<tokio::sync::Mutex<()>>;
 
 /// How a response status is treated by [`Registry::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,8 +339,15 @@ impl Registry {
                 creds: OnceCell::new(),
                 challenge: Mutex::new(None),
                 tokens: Mutex::new(HashMap::new()),
+                pushing: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The lock a push of `digest` into `repository` holds (see [`BlobPushLock`]).
+    pub(crate) fn blob_push_lock(&self, repository: &str, digest: &kiln_oci::Digest) -> BlobPushLock {
+        let mut m = self.inner.pushing.lock().unwrap();
+        m.entry((repository.to_string(), digest.clone())).or_default().clone()
     }
 
     /// The registry host as named.
@@ -908,7 +923,12 @@ async fn detail_of(mut resp: Response) -> String {
             .map(|e| {
                 let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                 let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                format!("{code} {msg}").trim().to_string()
+                // distribution puts the blob or tag at fault in `detail`: worth showing.
+                let detail = match e.get("detail") {
+                    Some(serde_json::Value::String(d)) if !d.is_empty() && d.len() <= 160 => format!(" ({d})"),
+                    _ => String::new(),
+                };
+                format!("{code} {msg}{detail}").trim().to_string()
             })
             .collect();
         if !parts.is_empty() {

@@ -193,18 +193,32 @@ impl Repo {
     ) -> Result<reqwest::header::HeaderMap> {
         let what = format!("PUT manifest {reference}");
         let url_path = format!("/v2/{}/manifests/{reference}", self.path);
-        let resp = self
-            .registry
-            .send(&self.path, &what, &self.push_scope(), Idempotent::Yes, &|c, base| {
-                c.put(format!("{base}{url_path}"))
-                    .header(CONTENT_TYPE, media_type)
-                    .body(bytes.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.registry.status_error(&self.path, &what, resp).await);
+        let mut attempt = 0;
+        loop {
+            let resp = self
+                .registry
+                .send(&self.path, &what, &self.push_scope(), Idempotent::Yes, &|c, base| {
+                    c.put(format!("{base}{url_path}"))
+                        .header(CONTENT_TYPE, media_type)
+                        .body(bytes.clone())
+                })
+                .await?;
+            if resp.status().is_success() {
+                return Ok(resp.headers().clone());
+            }
+            let err = self.registry.status_error(&self.path, &what, resp).await;
+            // docker-registry rewrites a blob's link in place whenever anyone pushes that
+            // blob again (another client sharing a base layer), and a manifest checked in
+            // that moment reads an empty link. Every blob was confirmed before this PUT, so
+            // a blob-unknown answer is given two more chances; a really missing blob fails
+            // the same way again and is reported.
+            if attempt >= 2 || !err.to_string().contains("MANIFEST_BLOB_UNKNOWN") {
+                return Err(err);
+            }
+            attempt += 1;
+            tracing::debug!("{what}: {err}; trying again");
+            tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
         }
-        Ok(resp.headers().clone())
     }
 
     /// The referrers of `digest` from the registry's referrers API (filtered by
@@ -435,6 +449,8 @@ impl Repo {
     /// Sends a blob of `src` to this repository: skipped if present, mounted from
     /// `mount_from` (another repository of the same registry) if it has it, else uploaded.
     pub async fn push_blob(&self, desc: &Descriptor, src: &Store, mount_from: Option<&str>) -> Result<BlobOutcome> {
+        let lock = self.registry.blob_push_lock(&self.path, &desc.digest);
+        let _one_at_a_time = lock.lock().await;
         let scope_all = match mount_from {
             Some(from) if from != self.path => format!("{} {}", self.push_scope(), scope(from, false)),
             _ => self.push_scope(),
