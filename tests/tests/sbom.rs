@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_tests::registry::TestRegistry;
-use kiln_tests::{KilnStore, require_tool, run_ok};
+use kiln_tests::{KilnStore, last_line, require_tool, run_ok};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -560,6 +560,47 @@ fn attached(store: &KilnStore, image: &str) -> Vec<(String, Value)> {
     out
 }
 
+/// The SPDX document attached to `image` in `store`.
+fn attached_spdx(store: &KilnStore, image: &str) -> Value {
+    let arts = attached(store, image);
+    let layer = arts[0].1["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    serde_json::from_slice(&std::fs::read(store.path().join("blobs/sha256").join(layer)).unwrap()).unwrap()
+}
+
+/// A build catalogues its base from the per-layer cache (kept when the base was built):
+/// the attached SBOM is the one a fresh, checked read of every layer gives (`kiln sbom`
+/// reads every layer again).
+#[test]
+fn build_sbom_from_the_layer_cache_equals_a_fresh_catalogue() {
+    let store = KilnStore::new();
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base");
+    python_and_npm(&base.join("stage"));
+    write(&base.join("Dockerfile"), "FROM scratch\nCOPY stage/ /\n");
+    run_ok(&mut store.cmd(["build", "-q", "-t", "base:1", base.to_str().unwrap()]));
+    let cache = store.path().join("kiln/sbom-layers");
+    let entries = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries(), 1, "one entry for the base's one layer");
+
+    let child = work.path().join("child");
+    write(&child.join("Dockerfile"), "FROM base:1\nLABEL stage=child\n");
+    let image = last_line(&run_ok(&mut store.cmd([
+        "build",
+        "-q",
+        "-t",
+        "child:1",
+        child.to_str().unwrap(),
+    ])));
+    assert_eq!(entries(), 1, "the child added no layer");
+    let from_cache = attached_spdx(&store, &image);
+    let fresh: Value = serde_json::from_slice(&kiln(&store, &["sbom", "child:1", "-o", "spdx-json"]).stdout).unwrap();
+    assert_eq!(from_cache["packages"], fresh["packages"]);
+    assert!(from_cache["packages"].as_array().unwrap().len() > 3, "{from_cache}");
+}
+
 #[test]
 fn build_attaches_sboms_and_push_sends_them() {
     let store = KilnStore::new();
@@ -583,14 +624,8 @@ fn build_attaches_sboms_and_push_sends_them() {
     let types: Vec<&str> = arts.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(types, ["application/spdx+json", "application/vnd.cyclonedx+json"]);
     // The attached SPDX is what `kiln sbom` says about the image.
-    let layer = arts[0].1["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let attached_spdx = std::fs::read(store.path().join("blobs/sha256").join(layer)).unwrap();
+    let a = attached_spdx(&store, &image);
     let direct = kiln(&store, &["sbom", "att:1", "-o", "spdx-json"]).stdout;
-    let a: Value = serde_json::from_slice(&attached_spdx).unwrap();
     let d: Value = serde_json::from_slice(&direct).unwrap();
     assert_eq!(a["packages"], d["packages"]);
     // Artifacts are not images.

@@ -298,6 +298,13 @@ impl Store {
         &self.root
     }
 
+    /// True for layouts kiln wrote (its store, its outputs): their blobs were checked when
+    /// they came in, and kiln may keep state beside them. False for `oci:DIR` layouts of
+    /// others, which kiln only reads.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted
+    }
+
     /// kiln's own files (cache records, locks, temp files) live here, beside the layout.
     pub fn meta_dir(&self) -> PathBuf {
         self.root.join("kiln")

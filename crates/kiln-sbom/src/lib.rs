@@ -15,6 +15,7 @@ pub mod binary;
 pub mod cyclonedx;
 pub mod dpkg;
 pub mod java;
+pub mod layer_cache;
 pub mod license;
 pub mod purl;
 pub mod spdx;
@@ -215,6 +216,11 @@ pub struct Options {
     pub max_binary_size: u64,
     /// Threads decoding layers at once.
     pub jobs: usize,
+    /// Keep each layer's walk by digest beside a store kiln keeps, and read it back instead
+    /// of decoding the layer again ([`layer_cache`]). A build turns it on: its base was
+    /// checked when it came in and is catalogued into every image built on it. Off by
+    /// default, so `kiln sbom` reads (and checks against its digest) every layer it reports.
+    pub layer_cache: bool,
 }
 
 impl Default for Options {
@@ -225,6 +231,7 @@ impl Default for Options {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .min(4),
+            layer_cache: false,
         }
     }
 }

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use kiln_oci::Store;
 use kiln_oci::store::Descriptor;
-use kiln_oci::walk::{Content as WalkContent, Kind, LayerInput, Meta, Tree, Visitor, walk_layers};
+use kiln_oci::walk::{Content as WalkContent, Kind, LayerInput, LayerWalk, Meta, Tree, Visitor, walk_layers};
 
+use crate::layer_cache::LayerCache;
 use crate::{Options, Package, SbomError};
 
 /// What is kept of one file.
@@ -115,8 +116,8 @@ const MAX_METADATA: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Collector {
     max_binary_size: u64,
-    kept: BTreeMap<String, Content>,
-    warnings: Vec<String>,
+    pub(crate) kept: BTreeMap<String, Content>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Collector {
@@ -216,9 +217,26 @@ impl Fs {
 
 /// Reads `layers` (base first) into the final filesystem, decoding up to `opts.jobs` layers
 /// at once; the result does not depend on which finished first.
+/// Layers catalogued before (in a store kiln keeps) come from the per-layer cache
+/// ([`crate::layer_cache`]) instead of being decoded again.
 pub fn read_layers(layout: &Store, layers: &[Descriptor], opts: &Options) -> Result<Fs, SbomError> {
-    let inputs = layers.iter().map(|d| LayerInput::blob(layout, d)).collect();
-    let walks = walk_layers(inputs, opts.jobs, |_| Collector::new(opts))?;
+    let cache = LayerCache::of(layout, opts);
+    let mut walks: Vec<Option<LayerWalk<Collector>>> = layers
+        .iter()
+        .map(|d| cache.as_ref().and_then(|c| c.get(&d.digest, opts)))
+        .collect();
+    let missing: Vec<usize> = (0..layers.len()).filter(|&i| walks[i].is_none()).collect();
+    if !missing.is_empty() {
+        let inputs = missing.iter().map(|&i| LayerInput::blob(layout, &layers[i])).collect();
+        let fresh = walk_layers(inputs, opts.jobs, |_| Collector::new(opts))?;
+        for (i, w) in missing.into_iter().zip(fresh) {
+            if let Some(c) = &cache {
+                c.put(&layers[i].digest, &w, opts);
+            }
+            walks[i] = Some(w);
+        }
+    }
+    let walks: Vec<LayerWalk<Collector>> = walks.into_iter().flatten().collect();
     let tree = Tree::of(walks.iter().map(|w| w.changes.as_slice()));
     Ok(Fs::from_walk(&tree, walks.iter().map(|w| &w.visitor)))
 }

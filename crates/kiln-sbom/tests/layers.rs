@@ -200,3 +200,93 @@ P:busybox\nV:1.36.1-r29\nA:x86_64\nL:GPL-2.0-only\nD:so:libc.musl-x86_64.so.1 mu
     let cdx = String::from_utf8(kiln_sbom::cyclonedx::to_json(&s)).unwrap();
     assert_eq!(cdx.matches("\"operating-system\"").count(), 1);
 }
+
+/// The entries of the per-layer cache in `store`.
+fn cached(store: &Store) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store.meta_dir().join("sbom-layers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn layers_catalogued_once_are_read_back_by_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l0 = layer(
+        &store,
+        &[
+            ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644),
+            ("var/lib/dpkg/status", STATUS, 0o644),
+            ("srv/lib/x-1.dist-info/METADATA", b"Name: x\nVersion: 1\n", 0o644),
+        ],
+    );
+    let l1 = layer(&store, &[("srv/lib/.wh..wh..opq", b"", 0o644)]);
+    let img = image(&store, vec![l0.clone(), l1.clone()]);
+    let json = |opts: &Options, img: &Image| {
+        let s = catalog_image(&store, img, "t", None, opts).unwrap();
+        (kiln_sbom::spdx::to_json(&s), names(&s))
+    };
+    let off = Options::default();
+    let on = Options {
+        layer_cache: true,
+        ..Options::default()
+    };
+    let (cold, cold_names) = json(&off, &img);
+    assert_eq!(cold_names, ["base@1"]);
+    assert!(cached(&store).is_empty(), "{:?}", cached(&store));
+
+    // Catalogued with the cache: one entry per layer, the same document.
+    assert_eq!(json(&on, &img).0, cold);
+    let entry = |d: &kiln_oci::Digest| format!("sha256-{}.json", d.hex());
+    assert_eq!(cached(&store), {
+        let mut v = vec![entry(&l0.digest), entry(&l1.digest)];
+        v.sort();
+        v
+    });
+
+    // The base layer's blob goes: the catalogue still comes out the same, from the cache.
+    let blob = dir.path().join("blobs/sha256").join(l0.digest.hex());
+    let bytes = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    assert_eq!(json(&on, &img).0, cold);
+    assert!(
+        catalog_image(&store, &img, "t", None, &off).is_err(),
+        "without the cache the blob is needed"
+    );
+
+    // A stale entry (another cataloguer's stamp) is a miss: the layer is walked again.
+    let path = store.meta_dir().join("sbom-layers").join(entry(&l0.digest));
+    let stale = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let stale = stale.replacen("\"stamp\":\"1/", "\"stamp\":\"0/", 1);
+    std::fs::write(&path, &stale).unwrap();
+    assert!(catalog_image(&store, &img, "t", None, &on).is_err());
+    std::fs::write(&blob, &bytes).unwrap();
+    assert_eq!(json(&on, &img).0, cold);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("\"stamp\":\"0/"));
+
+    // A layer on top of the cached ones still hides what it removes.
+    let l2 = layer(&store, &[("var/lib/dpkg/.wh.status", b"", 0o644)]);
+    let top = image(&store, vec![l0.clone(), l1.clone(), l2]);
+    assert!(json(&on, &top).1.is_empty());
+
+    // After a prune took a layer's blob, its entry is swept.
+    std::fs::remove_file(&blob).unwrap();
+    assert_eq!(kiln_sbom::layer_cache::sweep(&store), 1);
+    assert_eq!(cached(&store).len(), 2);
+
+    // A layout kiln does not keep is never written to.
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = Store::open(foreign_dir.path()).unwrap();
+    let f0 = layer(&foreign, &[("etc/os-release", b"ID=debian\n", 0o644)]);
+    let fimg = image(&foreign, vec![f0]);
+    std::fs::remove_dir_all(foreign.meta_dir()).unwrap();
+    let foreign = Store::open_foreign(foreign_dir.path()).unwrap();
+    catalog_image(&foreign, &fimg, "t", None, &on).unwrap();
+    assert!(!foreign.meta_dir().exists());
+}

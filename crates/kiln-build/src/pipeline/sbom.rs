@@ -53,7 +53,10 @@ pub fn attach(store: &Store, b: &BuildSbom<'_>, warn: &dyn Fn(&str)) -> Result<O
         return Ok(None);
     }
     let image = read_image(store, b.image, None)?;
-    let opts = Options::default();
+    let opts = Options {
+        layer_cache: true,
+        ..Options::default()
+    };
     let created = Some(rfc3339(b.source_date_epoch));
     let mut sbom = kiln_sbom::catalog_image(store, &image, &image.descriptor.digest.to_string(), created, &opts)?;
     for layers in &b.stages {

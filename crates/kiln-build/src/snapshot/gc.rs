@@ -47,8 +47,8 @@ pub fn cache_roots(store: &Store) -> BTreeSet<Digest> {
     out
 }
 
-/// Removes the build cache records, snapshots, stat cache and the key inputs kept for
-/// `--explain-cache`; returns the bytes they held.
+/// Removes the build cache records, snapshots, stat cache, the key inputs kept for
+/// `--explain-cache` and the SBOM's per-layer catalogue; returns the bytes they held.
 /// The caller holds the GC lock, so no build is using them; each is renamed away before it
 /// is deleted.
 pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
@@ -60,6 +60,7 @@ pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
         meta.join("statcache"),
         meta.join("statcache.d"),
         meta.join("cache-inputs"),
+        meta.join("sbom-layers"),
     ] {
         if fs::symlink_metadata(&d).is_ok() {
             move_to_trash(store, &d)?;

@@ -26,7 +26,7 @@ use crate::digest::{Digest, VerifyingReader};
 use crate::store::{Descriptor, Store};
 
 /// What a tar entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A regular file.
     File,
@@ -40,8 +40,9 @@ pub enum Kind {
     Other,
 }
 
-/// An entry's metadata as its layer records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry's metadata as its layer records it. Serializable so a layer's walk can be kept
+/// by its digest (the SBOM's per-layer cache) instead of decoding the layer again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
     /// What it is.
     pub kind: Kind,
@@ -59,7 +60,7 @@ pub struct Meta {
 
 /// One change a layer makes to the filesystem, in tar order. Paths are absolute
 /// ([`absolute_entry_path`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// A path is added or replaced.
     Put(String, Meta),

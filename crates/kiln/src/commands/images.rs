@@ -331,6 +331,8 @@ pub fn prune(store: &Store, args: &PruneArgs) -> Result<(), CliError> {
     let (left_n, left_bytes) = kiln_build::snapshot::remove_leftovers(store, &gc);
     let roots = kiln_build::snapshot::cache_roots(store);
     let pruned = store.prune_locked(&gc, &roots)?;
+    // What the SBOM cataloguer kept of layers that are now gone goes with them.
+    kiln_sbom::layer_cache::sweep(store);
     let temp = pruned.temp_files + left_n;
     let temp_bytes = pruned.temp_bytes + left_bytes;
     let also = if temp > 0 {
