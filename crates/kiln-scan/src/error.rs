@@ -17,16 +17,6 @@ pub enum ScanError {
         /// What went wrong.
         reason: String,
     },
-    /// A docker-archive tar could not be read.
-    #[error("{path}: {reason} (hint: {hint})")]
-    Archive {
-        /// The archive.
-        path: String,
-        /// What is wrong.
-        reason: String,
-        /// What to do.
-        hint: &'static str,
-    },
     /// Cataloguing packages failed.
     #[error(transparent)]
     Sbom(#[from] kiln_sbom::SbomError),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use kiln_oci::Store;
+use kiln_oci::docker_archive::DockerArchive;
 use kiln_oci::reference::ImageRef;
 use kiln_scan::db::Db;
 use kiln_scan::ignore::Ignore;
@@ -175,13 +176,15 @@ pub fn scan(store: &Store, db: Db, args: &ScanArgs) -> Result<(), CliError> {
         kiln_scan::vuln::available(&opts)?;
     }
     let r = crate::names::parse_image(store, &args.image)?;
-    let mut report: Report = match &r {
-        // Without vulnerability matching (which needs the catalogers' layout), a docker-archive
-        // is scanned in place: no temp layout, no recompression of its plain tar layers.
-        ImageRef::DockerArchive { path, reference } if !scanners.vuln => {
-            kiln_scan::scan_docker_archive(path, reference.as_deref(), &args.image, &opts)?
-        }
-        _ => {
+    // Without vulnerability matching (which needs the catalogers' layout), a plain
+    // docker-archive is scanned in place: no temp layout, no recompression of its layers.
+    let in_place = match &r {
+        ImageRef::DockerArchive { .. } if !scanners.vuln => DockerArchive::open(&r)?,
+        _ => None,
+    };
+    let mut report: Report = match &in_place {
+        Some(archive) => kiln_scan::scan_docker_archive(archive, &args.image, &opts)?,
+        None => {
             let registries = super::registry_access(&args.registry)?;
             let opened = super::open_image(store, &args.image, platform.as_ref(), &registries)?;
             kiln_scan::scan_image(opened.layout()?, &opened.image, &args.image, &opts)?
