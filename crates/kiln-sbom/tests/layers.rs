@@ -57,6 +57,10 @@ fn names(s: &Sbom) -> Vec<String> {
 const STATUS: &[u8] = b"Package: base\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
 Package: gone\nStatus: deinstall ok config-files\nVersion: 2\n";
 
+/// A Debian 12 os-release and the dpkg status above, as layer entries.
+const DEBIAN_12: (&str, &[u8], u32) = ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644);
+const DPKG_STATUS: (&str, &[u8], u32) = ("var/lib/dpkg/status", STATUS, 0o644);
+
 #[test]
 fn whiteouts_opaque_dirs_and_layers() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,8 +68,8 @@ fn whiteouts_opaque_dirs_and_layers() {
     let l0 = layer(
         &store,
         &[
-            ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644),
-            ("var/lib/dpkg/status", STATUS, 0o644),
+            DEBIAN_12,
+            DPKG_STATUS,
             (
                 "app/node_modules/a/package.json",
                 br#"{"name":"a","version":"1.0.0"}"#,
@@ -221,8 +225,8 @@ fn layers_catalogued_once_are_read_back_by_digest() {
     let l0 = layer(
         &store,
         &[
-            ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644),
-            ("var/lib/dpkg/status", STATUS, 0o644),
+            DEBIAN_12,
+            DPKG_STATUS,
             ("srv/lib/x-1.dist-info/METADATA", b"Name: x\nVersion: 1\n", 0o644),
         ],
     );
