@@ -350,6 +350,16 @@ impl Registry {
         m.entry((repository.to_string(), digest.clone())).or_default().clone()
     }
 
+    /// Lets go of a lock from [`Registry::blob_push_lock`]; the last holder removes it from
+    /// the map, so a long session does not keep one per blob it ever pushed. Clones are
+    /// made only under the map's mutex, so the count read under it is exact.
+    pub(crate) fn release_blob_push_lock(&self, repository: &str, digest: &kiln_oci::Digest, lock: BlobPushLock) {
+        let mut m = self.inner.pushing.lock().unwrap();
+        if Arc::strong_count(&lock) == 2 {
+            m.remove(&(repository.to_string(), digest.clone()));
+        }
+    }
+
     /// The registry host as named.
     pub fn host(&self) -> &str {
         &self.inner.host
@@ -965,6 +975,21 @@ fn is_cert_error(chain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blob_push_locks_are_shared_and_the_last_holder_removes_them() {
+        let r = Registry::new("127.0.0.1:5000", Arc::new(Options::default())).unwrap();
+        let d = kiln_oci::Digest::sha256_of(b"layer");
+        let a = r.blob_push_lock("app", &d);
+        let b = r.blob_push_lock("app", &d);
+        assert!(Arc::ptr_eq(&a, &b), "one lock per repository and blob");
+        assert!(!Arc::ptr_eq(&a, &r.blob_push_lock("other", &d)));
+        r.release_blob_push_lock("other", &d, r.blob_push_lock("other", &d));
+        r.release_blob_push_lock("app", &d, a);
+        assert_eq!(r.inner.pushing.lock().unwrap().len(), 1, "b still holds it");
+        r.release_blob_push_lock("app", &d, b);
+        assert!(r.inner.pushing.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn challenges() {

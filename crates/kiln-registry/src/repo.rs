@@ -448,9 +448,19 @@ impl Repo {
 
     /// Sends a blob of `src` to this repository: skipped if present, mounted from
     /// `mount_from` (another repository of the same registry) if it has it, else uploaded.
+    /// One push of a blob into a repository runs at a time in a session: see
+    /// [`crate::client::BlobPushLock`].
     pub async fn push_blob(&self, desc: &Descriptor, src: &Store, mount_from: Option<&str>) -> Result<BlobOutcome> {
         let lock = self.registry.blob_push_lock(&self.path, &desc.digest);
-        let _one_at_a_time = lock.lock().await;
+        let outcome = {
+            let _one_at_a_time = lock.lock().await;
+            self.push_blob_alone(desc, src, mount_from).await
+        };
+        self.registry.release_blob_push_lock(&self.path, &desc.digest, lock);
+        outcome
+    }
+
+    async fn push_blob_alone(&self, desc: &Descriptor, src: &Store, mount_from: Option<&str>) -> Result<BlobOutcome> {
         let scope_all = match mount_from {
             Some(from) if from != self.path => format!("{} {}", self.push_scope(), scope(from, false)),
             _ => self.push_scope(),
