@@ -17,12 +17,14 @@ const LAST_MODIFIED: i64 = 784111777;
 /// SOURCE_DATE_EPOCH of the builds: later than Last-Modified, so the clamp keeps it.
 const SDE: &str = "1700000000";
 
-/// A tiny HTTP/1.1 server: GET of a path it has answers 200 with `Last-Modified`, anything
-/// else 404; counts the requests per path.
+/// A tiny HTTP/1.1 server: GET of a path it has answers 200 with `Last-Modified` and an
+/// `ETag` (the content's sha256), or 304 when `If-None-Match` names the current tag;
+/// anything else 404. Counts the requests per path, and the 304s.
 struct Server {
     port: u16,
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     hits: Arc<Mutex<BTreeMap<String, usize>>>,
+    not_modified: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 impl Server {
@@ -33,7 +35,8 @@ impl Server {
             files.iter().map(|(p, d)| (p.to_string(), d.to_vec())).collect(),
         ));
         let hits = Arc::new(Mutex::new(BTreeMap::new()));
-        let (f, h) = (files.clone(), hits.clone());
+        let not_modified = Arc::new(Mutex::new(BTreeMap::new()));
+        let (f, h, nm) = (files.clone(), hits.clone(), not_modified.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -42,21 +45,32 @@ impl Server {
                 if reader.read_line(&mut request).is_err() {
                     continue;
                 }
+                let mut if_none_match = None;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("if-none-match")
+                    {
+                        if_none_match = Some(v.trim().to_string());
                     }
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
                 *h.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                 let body = f.lock().unwrap().get(&path).cloned();
                 let _ = match body {
+                    Some(b) if if_none_match == Some(format!("\"{}\"", sha256_hex(&b))) => {
+                        *nm.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                        conn.write_all(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n")
+                    }
                     Some(b) => conn
                         .write_all(
                             format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
-                                b.len()
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nETag: \"{}\"\r\nConnection: close\r\n\r\n",
+                                b.len(),
+                                sha256_hex(&b)
                             )
                             .as_bytes(),
                         )
@@ -65,7 +79,12 @@ impl Server {
                 };
             }
         });
-        Server { port, files, hits }
+        Server {
+            port,
+            files,
+            hits,
+            not_modified,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -74,6 +93,10 @@ impl Server {
 
     fn hits(&self, path: &str) -> usize {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn not_modified(&self, path: &str) -> usize {
+        self.not_modified.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     fn set(&self, path: &str, data: &[u8]) {
@@ -217,6 +240,54 @@ fn add_url_checksum_pins_and_a_bad_one_is_refused() {
     let (out, _) = build(&kiln, &ctx, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("HTTP 404"), "{err}");
+}
+
+/// A URL nothing pins is asked again on every build, as BuildKit does, but with the ETag
+/// of the copy kiln has: "not modified" reuses it, a new tag brings the new content.
+#[test]
+fn unpinned_url_is_downloaded_again_only_when_its_etag_changed() {
+    let server = Server::start(&[("/files/u.txt", b"version one\n")]);
+    let kiln = KilnStore::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write_context(
+        &ctx,
+        &format!("FROM scratch\nADD {} /u.txt\n", server.url("/files/u.txt")),
+    );
+    let content = |layout: &Path| entries(layout)["u.txt"].data.clone();
+
+    let (out, first) = build(&kiln, &ctx, &[]);
+    ok(&out);
+    assert_eq!(content(&first), b"version one\n");
+    assert_eq!(
+        (server.hits("/files/u.txt"), server.not_modified("/files/u.txt")),
+        (1, 0)
+    );
+
+    let (out, second) = build(&kiln, &ctx, &[]);
+    ok(&out);
+    assert_eq!(
+        (server.hits("/files/u.txt"), server.not_modified("/files/u.txt")),
+        (2, 1)
+    );
+    assert_eq!(
+        layout_image(&first, None).unwrap().0,
+        layout_image(&second, None).unwrap().0,
+        "not modified: the same image"
+    );
+
+    server.set("/files/u.txt", b"version two\n");
+    let (out, third) = build(&kiln, &ctx, &[]);
+    ok(&out);
+    assert_eq!(content(&third), b"version two\n");
+    assert_eq!(
+        (server.hits("/files/u.txt"), server.not_modified("/files/u.txt")),
+        (3, 1)
+    );
+    let (out, fourth) = build(&kiln, &ctx, &[]);
+    ok(&out);
+    assert_eq!(content(&fourth), b"version two\n");
+    assert_eq!(server.not_modified("/files/u.txt"), 2);
 }
 
 #[test]

@@ -44,6 +44,17 @@ struct UrlMeta {
     last_modified: Option<i64>,
 }
 
+/// What the store remembers of the last download of a URL nothing pins: the ETag the
+/// server gave and the content it named. The next build sends the tag as `If-None-Match`,
+/// and a `304 Not Modified` reuses that content instead of fetching it again (BuildKit
+/// does the same). A pinned URL needs none of this: its checksum finds the blob.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UrlValidator {
+    url: String,
+    etag: String,
+    digest: Digest,
+}
+
 impl<'a> RemoteInputs<'a> {
     /// A resolver downloading into `store` with `registry`'s client settings (timeout,
     /// certificates), checking every source against `locked` when given.
@@ -146,7 +157,8 @@ impl<'a> RemoteInputs<'a> {
                     .into(),
             );
         }
-        let (digest, last_modified) = self.download(url, expected.as_ref())?;
+        let known = if expected.is_none() { self.validator(url) } else { None };
+        let (digest, last_modified) = self.download(url, expected.as_ref(), known)?;
         if expected.is_none() {
             self.unpinned.lock().expect("unpinned lock").push(url.to_string());
         }
@@ -173,7 +185,62 @@ impl<'a> RemoteInputs<'a> {
         serde_json::from_slice(&std::fs::read(self.meta_path(url, d)).ok()?).ok()
     }
 
-    fn download(&self, url: &str, expected: Option<&Digest>) -> Result<(Digest, Option<i64>), String> {
+    fn validator_path(&self, url: &str) -> std::path::PathBuf {
+        let key = hex::encode(Sha256::digest(format!("etag\0{url}").as_bytes()));
+        self.store.meta_dir().join("remote").join(format!("etag-{key}.json"))
+    }
+
+    /// The ETag of the last download of `url` and what it named, if that blob is still there.
+    fn validator(&self, url: &str) -> Option<UrlValidator> {
+        let path = self.validator_path(url);
+        if std::fs::metadata(&path).ok()?.len() > 4096 {
+            return None;
+        }
+        let v: UrlValidator = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (v.url == url && self.store.has_blob(&v.digest)).then_some(v)
+    }
+
+    /// Writes the files that remember a download of `url`: its mtime beside the blob, and
+    /// its ETag (when it has one) for the next conditional GET.
+    fn remember(&self, url: &str, digest: &Digest, got: &kiln_registry::download::Downloaded) -> std::io::Result<()> {
+        let meta = UrlMeta {
+            url: url.to_string(),
+            last_modified: got.last_modified,
+        };
+        let path = self.meta_path(url, digest);
+        let dir = path.parent().expect("meta path has a parent");
+        std::fs::create_dir_all(dir)?;
+        let write = |path: &Path, bytes: Vec<u8>| {
+            kiln_oci::store::atomic_write(&self.store.tmp_dir(), path, &bytes).map_err(std::io::Error::other)
+        };
+        write(&path, serde_json::to_vec(&meta).expect("meta serialises"))?;
+        let validator = self.validator_path(url);
+        match &got.etag {
+            Some(etag) => write(
+                &validator,
+                serde_json::to_vec(&UrlValidator {
+                    url: url.to_string(),
+                    etag: etag.clone(),
+                    digest: digest.clone(),
+                })
+                .expect("validators serialise"),
+            ),
+            // No tag now: an older one must not vouch for this content.
+            None => match std::fs::remove_file(&validator) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Fetches `url` into the store (checking it against `expected`), or, when the server
+    /// says the copy `known` names is current, reuses that copy.
+    fn download(
+        &self,
+        url: &str,
+        expected: Option<&Digest>,
+        known: Option<UrlValidator>,
+    ) -> Result<(Digest, Option<i64>), String> {
         let env_fail = |m: String| {
             self.environment_failed.store(true, Ordering::Relaxed);
             m
@@ -191,6 +258,7 @@ impl<'a> RemoteInputs<'a> {
         let d = kiln_registry::download::Download {
             url,
             limit: kiln_registry::download::DEFAULT_LIMIT,
+            if_none_match: known.as_ref().map(|v| v.etag.as_str()),
         };
         let got = session.download(&d, &mut tee).map_err(|e| {
             if !e.input {
@@ -199,6 +267,12 @@ impl<'a> RemoteInputs<'a> {
             // The URL is already in the message's prefix (ADD URL: …).
             format!("{} (hint: {})", e.reason, e.hint)
         })?;
+        if got.not_modified
+            && let Some(v) = known
+        {
+            let mtime = self.cached(url, &v.digest).and_then(|m| m.last_modified);
+            return Ok((v.digest, mtime.or(got.last_modified)));
+        }
         tee.inner.flush().map_err(|e| env_fail(e.to_string()))?;
         let digest: Digest = format!("sha256:{}", hex::encode(tee.hash.finalize()))
             .parse()
@@ -212,19 +286,8 @@ impl<'a> RemoteInputs<'a> {
             ));
         }
         tee.inner.commit(Some(&digest)).map_err(|e| env_fail(e.to_string()))?;
-        let meta = UrlMeta {
-            url: url.to_string(),
-            last_modified: got.last_modified,
-        };
-        let path = self.meta_path(url, &digest);
-        let dir = path.parent().expect("meta path has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| env_fail(format!("{}: {e}", dir.display())))?;
-        kiln_oci::store::atomic_write(
-            &self.store.tmp_dir(),
-            &path,
-            &serde_json::to_vec(&meta).expect("meta serialises"),
-        )
-        .map_err(|e| env_fail(e.to_string()))?;
+        self.remember(url, &digest, &got)
+            .map_err(|e| env_fail(format!("{}: {e}", self.store.meta_dir().join("remote").display())))?;
         Ok((digest, got.last_modified))
     }
 

@@ -2,7 +2,9 @@
 //! client, certificates, proxies and stall rule ([`crate::stall`]) as registry traffic.
 //!
 //! The caller checks the content (a `--checksum`, a pin in the lock); this module only
-//! moves bytes, at most [`Download::limit`] of them, and reports `Last-Modified`.
+//! moves bytes, at most [`Download::limit`] of them, and reports `Last-Modified` and the
+//! `ETag` (which the caller may send back to be told "not modified", as BuildKit does for
+//! unpinned URLs).
 
 use std::io::Write;
 
@@ -20,6 +22,9 @@ pub struct Download<'a> {
     pub url: &'a str,
     /// Refuse a body bigger than this.
     pub limit: u64,
+    /// The ETag of the copy the caller has: sent as `If-None-Match`, and a `304 Not
+    /// Modified` answer then means that copy is current ([`Downloaded::not_modified`]).
+    pub if_none_match: Option<&'a str>,
 }
 
 /// What a finished download reported.
@@ -29,6 +34,27 @@ pub struct Downloaded {
     pub size: u64,
     /// The `Last-Modified` header, as seconds since the epoch, when the server sent a valid one.
     pub last_modified: Option<i64>,
+    /// The `ETag` header, when the server sent a usable one (a strong validator of visible
+    /// ASCII, at most [`MAX_ETAG`] bytes): what to send as `If-None-Match` next time.
+    pub etag: Option<String>,
+    /// The server answered `304 Not Modified` to [`Download::if_none_match`]: nothing was
+    /// written, and the caller's copy is current.
+    pub not_modified: bool,
+}
+
+/// The longest ETag kept; a longer one is ignored (the file is then fetched every time).
+pub const MAX_ETAG: usize = 512;
+
+/// A response's ETag, if it is one worth sending back: strong (a weak `W/` tag only says
+/// "equivalent", not "the same bytes"), visible ASCII, and short.
+fn etag_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let v = headers.get(reqwest::header::ETAG)?.to_str().ok()?;
+    let ok = v.len() <= MAX_ETAG
+        && v.len() >= 2
+        && v.starts_with('"')
+        && v.ends_with('"')
+        && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| v.to_string())
 }
 
 /// A download that failed, naming the URL.
@@ -78,7 +104,11 @@ impl Session {
             let progress = Progress::new();
             let mut attempt = 0;
             let mut resp = loop {
-                let sent = crate::stall::within(reg.http().get(d.url).send(), &progress, timeout).await;
+                let mut req = reg.http().get(d.url);
+                if let Some(tag) = d.if_none_match {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+                }
+                let sent = crate::stall::within(req.send(), &progress, timeout).await;
                 match sent.map_err(|_| stalled(&progress))? {
                     Ok(r) => break r,
                     Err(e) if attempt < 2 && (e.is_connect() || e.is_request()) => {
@@ -96,6 +126,20 @@ impl Session {
             };
             progress.tick();
             let status = resp.status().as_u16();
+            let last_modified = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_http_date);
+            let etag = etag_of(resp.headers());
+            if status == 304 && d.if_none_match.is_some() {
+                return Ok(Downloaded {
+                    size: 0,
+                    last_modified,
+                    etag,
+                    not_modified: true,
+                });
+            }
             if !(200..300).contains(&status) {
                 let input = (400..500).contains(&status);
                 return Err(err(
@@ -108,11 +152,6 @@ impl Session {
                     input,
                 ));
             }
-            let last_modified = resp
-                .headers()
-                .get(reqwest::header::LAST_MODIFIED)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_http_date);
             let too_big = || {
                 err(
                     format!("more than the {} bytes kiln accepts for one file", d.limit),
@@ -138,7 +177,12 @@ impl Session {
                 out.write_all(&chunk)
                     .map_err(|e| err(format!("writing the download: {e}"), "check the disk", false))?;
             }
-            Ok(Downloaded { size, last_modified })
+            Ok(Downloaded {
+                size,
+                last_modified,
+                etag,
+                not_modified: false,
+            })
         })
     }
 }
@@ -181,6 +225,21 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_strong_short_visible_etags_are_kept() {
+        let tag = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::ETAG, v.parse().unwrap());
+            etag_of(&h)
+        };
+        assert_eq!(tag("\"abc-1\"").as_deref(), Some("\"abc-1\""));
+        assert_eq!(tag("W/\"abc\""), None, "weak: equivalent, not the same bytes");
+        assert_eq!(tag("abc"), None, "not quoted");
+        assert_eq!(tag("\"a b\""), None, "not visible ASCII");
+        assert_eq!(tag(&format!("\"{}\"", "x".repeat(MAX_ETAG))), None, "too long");
+        assert_eq!(etag_of(&reqwest::header::HeaderMap::new()), None);
+    }
 
     #[test]
     fn http_dates_and_hosts() {
