@@ -176,3 +176,58 @@ RUN --mount=type=cache,target=/img,from=localhost/busybox:test,source=/bin echo 
     );
     assert_eq!(line_after(&out, "image:"), "/img/busybox", "an image seeds it too");
 }
+
+/// Two kiln processes building the same Dockerfile into one store at once run each step
+/// once: the second waits for the first's step (a file lock per cache key) and takes its
+/// record, as BuildKit's daemon merges equal steps. The step counts its runs in a shared
+/// cache mount (not part of the key) and takes 3 s, so without the lock both would run it.
+#[test]
+fn concurrent_builds_of_one_step_run_it_once() {
+    require_tool("runc");
+    let (tmp, store) = busybox_store();
+    let ctx = tmp.path().join("once");
+    write_context(
+        &ctx,
+        "FROM localhost/busybox:test\nRUN --mount=type=cache,id=kiln-test-once,target=/c,sharing=shared \
+         sh -c 'echo run >> /c/runs; sleep 3; echo done > /made'\n",
+    );
+    let children: Vec<_> = ["localhost/once-a:test", "localhost/once-b:test"]
+        .iter()
+        .map(|tag| spawn_build(&store, &ctx, tag))
+        .collect();
+    let digests: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = finished(c);
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            text.lines().last().unwrap_or_default().to_string()
+        })
+        .collect();
+    let count = tmp.path().join("count");
+    write_context(
+        &count,
+        "FROM localhost/busybox:test\nRUN --mount=type=cache,id=kiln-test-once,target=/c,sharing=shared \
+         echo \"runs: $(wc -l < /c/runs)\"\n",
+    );
+    let out = run_ok(
+        store
+            .cmd([
+                "build",
+                "--progress",
+                "plain",
+                "--no-cache",
+                "-t",
+                "localhost/once-count:test",
+            ])
+            .arg(&count),
+    );
+    assert_eq!(line_after(&out, "runs:"), "1", "the step ran once for both builds");
+    let inspect = |tag: &str| -> serde_json::Value {
+        serde_json::from_slice(&run_ok(&mut store.cmd(["inspect", tag])).stdout).unwrap()
+    };
+    assert_eq!(
+        inspect("localhost/once-a:test")["manifest"],
+        inspect("localhost/once-b:test")["manifest"],
+        "one layer, one image: {digests:?}"
+    );
+}

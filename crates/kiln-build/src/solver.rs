@@ -27,7 +27,7 @@ use crate::statcache::StatCache;
 use crate::tree::{self, ContextTree, LayeredTree, Tree};
 use kiln_plan::plan::{Base, CopyFrom, Op, Plan, StagePlan, Step};
 
-mod inflight;
+pub(crate) mod inflight;
 
 /// A layer of an image being built: its diff_id and blob descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,7 +486,7 @@ impl<'a> Solver<'a> {
         }
         // Another solve of this process (a multi-platform build's other platform) may be
         // making the same step now: wait for it, and take its record if it made one.
-        let claim = (!self.opts.no_cache).then(|| inflight::claim(self.store.root(), key));
+        let claim = (!self.opts.no_cache).then(|| inflight::claim(&self.store.meta_dir(), key));
         if claim.is_some()
             && let Some(rec) = self.cache_get(key)
         {

@@ -88,6 +88,9 @@ pub fn remove_leftovers(store: &Store, _gc: &GcLock) -> (usize, u64) {
         }
     }
     kill_stale_containers(&meta.join("runtime-state"));
+    // Step lock files are not leftovers (every build makes them), so they are not counted;
+    // with no build running none is held, and removing them keeps the directory small.
+    remove_contents(&crate::solver::inflight::locks_dir(&meta));
     for d in [meta.join("run"), meta.join("runtime-state")] {
         let (rn, rb) = remove_contents(&d);
         n += rn;

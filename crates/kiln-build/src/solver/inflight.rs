@@ -1,10 +1,17 @@
-//! Single flight per cache key: while one solve makes a step's layer, another solve in this
-//! process that reaches a step with the same key waits for it, then finds the record (as
-//! BuildKit's solver merges equal vertices). Without it, the platforms of a multi-platform
-//! build, solved side by side, would each miss the cache of a shared
-//! `FROM --platform=$BUILDPLATFORM` step at the same moment and each run it.
+//! Single flight per cache key: while one solve makes a step's layer, another solve that
+//! reaches a step with the same key waits for it, then finds the record (as BuildKit's
+//! solver merges equal vertices). Without it, the platforms of a multi-platform build,
+//! solved side by side, would each miss the cache of a shared
+//! `FROM --platform=$BUILDPLATFORM` step at the same moment and each run it; and two CI
+//! jobs building the same Dockerfile into one store would each run every step.
+//!
+//! Within a process, threads wait on a condition variable; between processes, on an
+//! exclusive `flock` of `kiln/steps.lock.d/<key>` (released by the kernel if the holder
+//! dies). A claim is only ever taken inside another for a step the claimed one depends on,
+//! and a key hashes its dependencies' keys, so claims nest in one order and cannot deadlock.
 
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -16,17 +23,44 @@ static DONE: Condvar = Condvar::new();
 /// the next waiter in.
 pub(super) struct Claim {
     id: (PathBuf, [u8; 32]),
+    /// The flock other processes wait on; `None` where the lock file cannot be made (the
+    /// claim then covers this process only).
+    _file: Option<File>,
 }
 
-/// Claims `key` in the store at `root`, waiting while another thread holds it.
-pub(super) fn claim(root: &Path, key: &[u8; 32]) -> Claim {
-    let id = (root.to_path_buf(), *key);
+/// The directory of the per-key lock files, which `remove_leftovers` empties (under the GC
+/// lock, when no build holds one).
+pub(crate) fn locks_dir(meta: &Path) -> PathBuf {
+    meta.join("steps.lock.d")
+}
+
+/// Claims `key` in the store whose kiln directory is `meta`, waiting while another thread
+/// or another kiln process holds it.
+pub(super) fn claim(meta: &Path, key: &[u8; 32]) -> Claim {
+    let id = (meta.to_path_buf(), *key);
     let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     while set.contains(&id) {
         set = DONE.wait(set).unwrap_or_else(|e| e.into_inner());
     }
     set.insert(id.clone());
-    Claim { id }
+    drop(set);
+    Claim {
+        id,
+        _file: lock_between_processes(meta, key),
+    }
+}
+
+fn lock_between_processes(meta: &Path, key: &[u8; 32]) -> Option<File> {
+    let dir = locks_dir(meta);
+    kiln_oci::fsutil::create_private_dir(&dir).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(hex::encode(key)))
+        .ok()?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    Some(file)
 }
 
 impl Drop for Claim {
@@ -44,7 +78,8 @@ mod tests {
 
     #[test]
     fn a_second_claim_waits_for_the_first() {
-        let root = Path::new("/store-a");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
         let running = AtomicUsize::new(0);
         let most = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -62,6 +97,14 @@ mod tests {
         // Other keys and other stores are not held up.
         let _a = claim(root, &[7; 32]);
         let _b = claim(root, &[8; 32]);
-        let _c = claim(Path::new("/store-b"), &[7; 32]);
+        let other = tempfile::tempdir().unwrap();
+        let _c = claim(other.path(), &[7; 32]);
+        // The claim is a file lock too, which another process (here: another open file
+        // description) cannot take while it is held.
+        let f = std::fs::File::open(locks_dir(root).join(hex::encode([7u8; 32]))).unwrap();
+        let busy = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert!(busy.is_err(), "held by the claim");
+        drop(_a);
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
     }
 }
