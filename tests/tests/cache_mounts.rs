@@ -177,10 +177,20 @@ RUN --mount=type=cache,target=/img,from=localhost/busybox:test,source=/bin echo 
     assert_eq!(line_after(&out, "image:"), "/img/busybox", "an image seeds it too");
 }
 
+/// Whether a file named `name` is anywhere below `dir`.
+fn exists_below(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let p = e.path();
+        e.file_name() == name || (e.file_type().is_ok_and(|t| t.is_dir()) && exists_below(&p, name))
+    })
+}
+
 /// Two kiln processes building the same Dockerfile into one store at once run each step
 /// once: the second waits for the first's step (a file lock per cache key) and takes its
 /// record, as BuildKit's daemon merges equal steps. The step counts its runs in a shared
-/// cache mount (not part of the key) and takes 3 s, so without the lock both would run it.
+/// cache mount (not part of the key); the second build starts once the first's step is
+/// running (its count file appeared in the store) and reaches the step well within the
+/// 5 s the step takes, so without the lock both would run it.
 #[test]
 fn concurrent_builds_of_one_step_run_it_once() {
     require_tool("runc");
@@ -189,20 +199,22 @@ fn concurrent_builds_of_one_step_run_it_once() {
     write_context(
         &ctx,
         "FROM localhost/busybox:test\nRUN --mount=type=cache,id=kiln-test-once,target=/c,sharing=shared \
-         sh -c 'echo run >> /c/runs; sleep 3; echo done > /made'\n",
+         sh -c 'echo run >> /c/runs; sleep 5; echo done > /made'\n",
     );
-    let children: Vec<_> = ["localhost/once-a:test", "localhost/once-b:test"]
+    let first = spawn_build(&store, &ctx, "localhost/once-a:test");
+    let mounts = store.path().join("kiln/cache-mounts");
+    let start = std::time::Instant::now();
+    while !exists_below(&mounts, "runs") {
+        assert!(start.elapsed().as_secs() < 60, "the first build's step never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let children = [first, spawn_build(&store, &ctx, "localhost/once-b:test")];
+    let outs: Vec<Output> = children.into_iter().map(finished).collect();
+    let waited = outs
         .iter()
-        .map(|tag| spawn_build(&store, &ctx, tag))
-        .collect();
-    let digests: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let out = finished(c);
-            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            text.lines().last().unwrap_or_default().to_string()
-        })
-        .collect();
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("another kiln process is making the same step"))
+        .count();
+    assert_eq!(waited, 1, "one build says it waits for the other");
     let count = tmp.path().join("count");
     write_context(
         &count,
@@ -228,6 +240,6 @@ fn concurrent_builds_of_one_step_run_it_once() {
     assert_eq!(
         inspect("localhost/once-a:test")["manifest"],
         inspect("localhost/once-b:test")["manifest"],
-        "one layer, one image: {digests:?}"
+        "one layer, one image"
     );
 }

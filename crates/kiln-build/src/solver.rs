@@ -486,7 +486,13 @@ impl<'a> Solver<'a> {
         }
         // Another solve of this process (a multi-platform build's other platform) may be
         // making the same step now: wait for it, and take its record if it made one.
-        let claim = (!self.opts.no_cache).then(|| inflight::claim(&self.store.meta_dir(), key));
+        let claim = (!self.opts.no_cache).then(|| {
+            inflight::claim(&self.store.meta_dir(), key, || {
+                self.opts
+                    .progress
+                    .note("another kiln process is making the same step; waiting to take its result")
+            })
+        });
         if claim.is_some()
             && let Some(rec) = self.cache_get(key)
         {

@@ -35,8 +35,9 @@ pub(crate) fn locks_dir(meta: &Path) -> PathBuf {
 }
 
 /// Claims `key` in the store whose kiln directory is `meta`, waiting while another thread
-/// or another kiln process holds it.
-pub(super) fn claim(meta: &Path, key: &[u8; 32]) -> Claim {
+/// or another kiln process holds it; `on_wait` is called before waiting for another
+/// process (whose step may take long), so the build can say why it stands still.
+pub(super) fn claim(meta: &Path, key: &[u8; 32], on_wait: impl FnOnce()) -> Claim {
     let id = (meta.to_path_buf(), *key);
     let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     while set.contains(&id) {
@@ -46,11 +47,11 @@ pub(super) fn claim(meta: &Path, key: &[u8; 32]) -> Claim {
     drop(set);
     Claim {
         id,
-        _file: lock_between_processes(meta, key),
+        _file: lock_between_processes(meta, key, on_wait),
     }
 }
 
-fn lock_between_processes(meta: &Path, key: &[u8; 32]) -> Option<File> {
+fn lock_between_processes(meta: &Path, key: &[u8; 32], on_wait: impl FnOnce()) -> Option<File> {
     let dir = locks_dir(meta);
     kiln_oci::fsutil::create_private_dir(&dir).ok()?;
     let file = std::fs::OpenOptions::new()
@@ -59,7 +60,10 @@ fn lock_between_processes(meta: &Path, key: &[u8; 32]) -> Option<File> {
         .write(true)
         .open(dir.join(hex::encode(key)))
         .ok()?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        on_wait();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    }
     Some(file)
 }
 
@@ -85,7 +89,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
-                    let _c = claim(root, &[7; 32]);
+                    let _c = claim(root, &[7; 32], || {});
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -95,10 +99,10 @@ mod tests {
         });
         assert_eq!(most.load(Ordering::SeqCst), 1);
         // Other keys and other stores are not held up.
-        let _a = claim(root, &[7; 32]);
-        let _b = claim(root, &[8; 32]);
+        let _a = claim(root, &[7; 32], || {});
+        let _b = claim(root, &[8; 32], || {});
         let other = tempfile::tempdir().unwrap();
-        let _c = claim(other.path(), &[7; 32]);
+        let _c = claim(other.path(), &[7; 32], || {});
         // The claim is a file lock too, which another process (here: another open file
         // description) cannot take while it is held.
         let f = std::fs::File::open(locks_dir(root).join(hex::encode([7u8; 32]))).unwrap();
