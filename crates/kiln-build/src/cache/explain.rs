@@ -102,15 +102,13 @@ fn replace(store: &Store, dest: &std::path::Path, data: &[u8]) -> std::io::Resul
     Ok(())
 }
 
-/// Keeps `inputs` as `step`'s latest (failures only cost the next explanation). Nothing
-/// is written when they are what is kept already.
+/// Keeps `inputs` as `step`'s latest (failures only cost the next explanation). Called
+/// only when the kept summary differs, so the kept inputs differ too: they are replaced
+/// without being read first.
 fn save(store: &Store, step: &str, inputs: &KeyInputs) {
     let p = path(store, step);
     let Some(dir) = p.parent() else { return };
     let bytes = serde_json::to_vec(inputs).expect("maps serialise");
-    if std::fs::read(&p).is_ok_and(|old| old == bytes) {
-        return;
-    }
     if std::fs::create_dir_all(dir).is_ok() {
         let _ = replace(store, &p, &bytes);
     }
