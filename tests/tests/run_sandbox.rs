@@ -212,3 +212,74 @@ RUN unshare -U true 2>&1 | grep -o 'Operation not permitted' | head -1 | sed 's/
         );
     }
 }
+
+/// `kiln run --network private` (the default) has what a default RUN step has: outbound
+/// access through slirp4netns, the host's loopback out of reach; a detached container keeps
+/// it after the kiln that started it has exited; `--network none` has no way out.
+#[test]
+fn kiln_run_private_network_reaches_out_but_not_the_hosts_loopback() {
+    require_tool("runc");
+    require_tool("slirp4netns");
+    let (_tmp, store) = busybox_store();
+    let loopback = Listener::start("127.0.0.1:0", "kiln-loopback-only");
+    let everywhere = Listener::start("0.0.0.0:0", "kiln-every-address");
+    let outside = format!("http://{}:{}/", host_address(), everywhere.port);
+    let unreachable = [
+        format!("http://127.0.0.1:{}/", loopback.port),
+        format!("http://10.0.2.2:{}/", loopback.port),
+    ];
+    let mut urls = vec![outside.clone()];
+    urls.extend(unreachable.iter().cloned());
+    let script = probe(&urls);
+    let reached = format!("reached {outside}: kiln-every-address");
+    let check = |text: &str, how: &str| {
+        assert!(
+            text.lines().any(|l| l == reached),
+            "{how}: {outside} not reached:\n{text}"
+        );
+        for u in &unreachable {
+            assert!(
+                text.lines().any(|l| l == format!("blocked {u}")),
+                "{how}: the host's loopback reached at {u}:\n{text}"
+            );
+        }
+    };
+    let run = |args: &[&str]| {
+        let mut c = store.cmd(["run", "--user", "1000"]);
+        c.args(args);
+        String::from_utf8_lossy(&run_ok(&mut c).stdout).into_owned()
+    };
+    check(&run(&["localhost/busybox:test", "sh", "-c", &script]), "foreground");
+
+    // Detached: the probe starts after `kiln run -d` has returned and its kiln is gone.
+    run(&[
+        "-d",
+        "--name",
+        "netprobe",
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        &format!("sleep 1; {script}; echo probe-done; sleep 60"),
+    ]);
+    let start = std::time::Instant::now();
+    let logs = loop {
+        let logs = String::from_utf8_lossy(&run_ok(&mut store.cmd(["logs", "netprobe"])).stdout).into_owned();
+        if logs.contains("probe-done") || start.elapsed().as_secs() > 60 {
+            break logs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    run_ok(&mut store.cmd(["stop", "-t", "1", "netprobe"]));
+    check(&logs, "detached");
+
+    let none = run(&[
+        "--network",
+        "none",
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        &probe(std::slice::from_ref(&outside)),
+    ]);
+    assert!(none.lines().any(|l| l == format!("blocked {outside}")), "{none}");
+    assert_eq!(loopback.count(), 0, "the loopback-only listener saw a connection");
+}

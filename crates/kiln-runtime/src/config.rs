@@ -111,6 +111,9 @@ pub struct SpecInputs<'a> {
     pub argv: Vec<String>,
     /// The hostname (the container's name).
     pub hostname: String,
+    /// For `--network private`: the user-mode network namespace to join, and the directory
+    /// holding the `resolv.conf` and `hosts` that go with it.
+    pub user_network: Option<(&'a str, &'a Path)>,
 }
 
 /// The container's config.json: read-only rootfs (unless `--writable`), the image's user, no
@@ -123,6 +126,15 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
             if Path::new(f).exists() {
                 mounts.push(Mount::bind(f, f, false));
             }
+        }
+    }
+    if let Some((_, names)) = inp.user_network {
+        for f in ["resolv.conf", "hosts"] {
+            mounts.push(Mount::bind(
+                &names.join(f).display().to_string(),
+                &format!("/etc/{f}"),
+                false,
+            ));
         }
     }
     mounts.extend(
@@ -152,10 +164,10 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
             umask: 0o022,
         },
         mounts,
-        &if opts.network == Network::Host {
-            spec::NetNs::Host
-        } else {
-            spec::NetNs::New
+        &match (opts.network, inp.user_network) {
+            (Network::Host, _) => spec::NetNs::Host,
+            (_, Some((ns, _))) => spec::NetNs::Join(ns.to_string()),
+            _ => spec::NetNs::New,
         },
     );
     spec.hostname = inp.hostname.clone();

@@ -3,13 +3,14 @@
 //! in the foreground or detached, and its removal.
 
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_build::run::exec::Runtime;
+use kiln_build::run::network::{self, UserNetwork};
 use kiln_build::run::overlay::OverlayMount;
 use kiln_oci::Store;
 
@@ -42,7 +43,40 @@ pub struct Container {
     root: PathBuf,
     listeners: Vec<(Publish, TcpListener)>,
     overlay: Option<OverlayMount>,
+    /// `--network private`: the user-mode network (slirp4netns) giving outbound access.
+    net: Option<UserNetwork>,
     keep: bool,
+}
+
+/// `--network private`'s namespace: outbound access through slirp4netns, as RUN steps have
+/// (the host's loopback out of reach), with the name-service files that go with it written
+/// into `names`. Returns the network and the namespace's path for the runtime to join.
+fn private_network(names: &std::path::Path) -> Result<(UserNetwork, String), RuntimeError> {
+    let net = UserNetwork::new();
+    let ns = net
+        .namespace()
+        .map_err(|e| {
+            let hint = if e.message.contains("not installed") {
+                "apt-get install slirp4netns, or run with --network none"
+            } else {
+                "check that slirp4netns works here, or run with --network none"
+            };
+            RuntimeError::env(format!("--network private: {}", e.message), hint)
+        })?
+        .display()
+        .to_string();
+    std::fs::create_dir_all(names).map_err(io(names.display()))?;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (name, text) in [
+        ("resolv.conf", network::resolv_conf(&host)),
+        ("hosts", network::HOSTS.to_string()),
+    ] {
+        let file = names.join(name);
+        std::fs::write(&file, text).map_err(io(file.display()))?;
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(io(file.display()))?;
+    }
+    Ok((net, ns))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -126,6 +160,7 @@ pub fn create(
         root: state::runtime_root(store),
         listeners,
         overlay: None,
+        net: None,
         keep: false,
     };
     let (upper, work, rootfs, bundle) = (
@@ -146,6 +181,15 @@ pub fn create(
             )
         })?,
     );
+    let names = dir.join("etc");
+    let joined = match opts.network {
+        Network::Private => {
+            let (net, ns) = private_network(&names)?;
+            c.net = Some(net);
+            Some(ns)
+        }
+        _ => None,
+    };
     let spec = config::build(&SpecInputs {
         rootfs: &rootfs,
         config: &prepared.config,
@@ -153,6 +197,7 @@ pub fn create(
         opts,
         argv,
         hostname: name.chars().take(63).collect(),
+        user_network: joined.as_deref().map(|ns| (ns, names.as_path())),
     });
     c.mount_points = spec.mounts.iter().map(|m| m.destination.clone()).collect();
     std::fs::write(
@@ -250,10 +295,13 @@ impl Container {
                 "check the image's ENTRYPOINT with `kiln inspect`",
             ));
         };
-        let proxy_pid = if self.listeners.is_empty() {
+        // The helper serves the published ports and holds the user-mode network's exit
+        // pipe: both last as long as the container, after this kiln exits.
+        let exit_pipe = self.net.take().and_then(UserNetwork::detach);
+        let proxy_pid = if self.listeners.is_empty() && exit_pipe.is_none() {
             None
         } else {
-            Some(self.spawn_proxy(pid)?)
+            Some(self.spawn_proxy(pid, exit_pipe)?)
         };
         let state = State {
             name: self.name.clone(),
@@ -278,10 +326,13 @@ impl Container {
     }
 
     /// Starts `kiln __publish` in its own session with the listening sockets inherited, so the
-    /// ports stay published after this kiln exits.
-    fn spawn_proxy(&self, pid: u32) -> Result<u32, RuntimeError> {
+    /// ports stay published after this kiln exits; it inherits `exit_pipe` too, so the
+    /// container's user-mode network lives until the helper ends (the container exited, or
+    /// `kiln stop` killed it).
+    fn spawn_proxy(&self, pid: u32, exit_pipe: Option<OwnedFd>) -> Result<u32, RuntimeError> {
         let exe = std::env::current_exe().map_err(io("locating kiln"))?;
-        let fds: Vec<i32> = self.listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        let mut fds: Vec<i32> = self.listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        fds.extend(exit_pipe.as_ref().map(|f| f.as_raw_fd()));
         let mut cmd = Command::new(exe);
         cmd.arg(PUBLISH_COMMAND).arg(pid.to_string());
         for (p, l) in &self.listeners {
@@ -299,6 +350,8 @@ impl Container {
             });
         }
         let child = cmd.spawn().map_err(io("starting the port proxy"))?;
+        // The helper has its copy; ours closes here.
+        drop(exit_pipe);
         Ok(child.id())
     }
 }

@@ -43,8 +43,9 @@ struct Active {
     _netns: OwnedFd,
     /// `/proc/<kiln>/fd/<n>`: how runc joins the namespace.
     path: PathBuf,
-    /// slirp4netns; its stdin is its exit pipe.
-    child: Mutex<(Child, Option<ChildStdin>)>,
+    /// slirp4netns (`None` once handed over by [`UserNetwork::detach`]); its stdin is its
+    /// exit pipe.
+    child: Mutex<(Option<Child>, Option<ChildStdin>)>,
 }
 
 impl Drop for Active {
@@ -52,6 +53,7 @@ impl Drop for Active {
         let (child, stdin) = &mut *self.child.lock().unwrap_or_else(|e| e.into_inner());
         // Closing the exit pipe stops slirp4netns; kill it too, so dropping never waits.
         drop(stdin.take());
+        let Some(child) = child.as_mut() else { return };
         let _ = child.kill();
         // Its exit tears down the tap device, which waits for the kernel's RCU grace periods
         // (15-20 ms, measured): a thread of its own reaps it, off the build's path. Should kiln
@@ -75,6 +77,18 @@ impl UserNetwork {
             Ok(a) => Ok(&a.path),
             Err(e) => Err(e.clone()),
         }
+    }
+
+    /// Hands the running slirp4netns over to another process, for a network that must
+    /// outlive this kiln (a detached `kiln run` container): returns its exit pipe, which
+    /// stops slirp4netns once every copy of it is closed, and dropping this network no
+    /// longer stops it. `None` when it was never started.
+    pub fn detach(self) -> Option<OwnedFd> {
+        let active = self.active.into_inner()?.ok()?;
+        let (child, stdin) = &mut *active.child.lock().unwrap_or_else(|e| e.into_inner());
+        // Once this kiln exits, init reaps it.
+        drop(child.take());
+        stdin.take().map(OwnedFd::from)
     }
 }
 
@@ -162,7 +176,7 @@ fn start() -> Result<Active, StepError> {
     Ok(Active {
         _netns: netns,
         path,
-        child: Mutex::new((child, stdin)),
+        child: Mutex::new((Some(child), stdin)),
     })
 }
 
