@@ -456,3 +456,96 @@ fn network_quick_start_runs_as_the_readme_says() {
     assert!(out.status.success(), "{cmd}\n{stdout}\n{stderr}");
     assert!(stdout.contains("hello from kiln"), "curl shows the page: {stdout}");
 }
+
+/// A static UDP echo server (Go, so nothing else is needed in the image): answers each
+/// datagram on 127.0.0.1:PORT with `echo:` and the datagram.
+fn udp_echo_binary(work: &Path) -> std::path::PathBuf {
+    let go = require_tool("go");
+    let src = work.join("udpecho");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        "package main\n\nimport (\n\t\"net\"\n\t\"os\"\n)\n\nfunc main() {\n\
+         \tc, err := net.ListenPacket(\"udp\", \"127.0.0.1:\"+os.Args[1])\n\tif err != nil {\n\t\tpanic(err)\n\t}\n\
+         \tbuf := make([]byte, 65536)\n\tfor {\n\t\tn, a, err := c.ReadFrom(buf)\n\t\tif err != nil {\n\t\t\tpanic(err)\n\t\t}\n\
+         \t\tc.WriteTo(append([]byte(\"echo:\"), buf[:n]...), a)\n\t}\n}\n",
+    )
+    .unwrap();
+    let out = work.join("ctx-udp/udpecho");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    run_ok(
+        Command::new(go)
+            .args(["build", "-trimpath", "-o"])
+            .arg(&out)
+            .arg("main.go")
+            .current_dir(&src)
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", work.join("go-cache"))
+            .env("GOPATH", work.join("gopath"))
+            .env("GOPROXY", "off")
+            .env("GO111MODULE", "off"),
+    );
+    out
+}
+
+/// Sends `msg` from `sock` to the host port until the echo comes back (the server may still
+/// be starting), for at most 20 s.
+fn udp_exchange(sock: &std::net::UdpSocket, port: u16, msg: &str) -> String {
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    for _ in 0..40 {
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    panic!("no answer to {msg:?} on UDP port {port}");
+}
+
+#[test]
+fn run_detached_publishes_a_udp_port() {
+    require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    let bin = udp_echo_binary(tmp.path());
+    let ctx = bin.parent().unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY udpecho /udpecho\nUSER 65532:65532\nENTRYPOINT [\"/udpecho\"]\nCMD [\"9999\"]\n",
+    )
+    .unwrap();
+    run_ok(
+        store
+            .cmd(["build", "--progress", "quiet", "-t", "localhost/udpecho:1"])
+            .arg(ctx),
+    );
+    let port = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    run_ok(&mut store.cmd([
+        "run",
+        "-d",
+        "-p",
+        &format!("{port}:9999/udp"),
+        "--name",
+        "udpecho",
+        "localhost/udpecho:1",
+    ]));
+    // Two clients, two flows inside: each gets its own answers.
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(udp_exchange(&a, port, "ping"), "echo:ping");
+    assert_eq!(udp_exchange(&b, port, "pong"), "echo:pong");
+    assert_eq!(udp_exchange(&a, port, "again"), "echo:again");
+    let ps = text(&run_ok(&mut store.cmd(["ps"]))).0;
+    assert!(ps.contains(&format!("{port}->9999/udp")), "{ps}");
+    run_ok(&mut store.cmd(["stop", "-t", "1", "udpecho"]));
+    // The port is free again once the helper is gone.
+    let start = std::time::Instant::now();
+    while std::net::UdpSocket::bind(("0.0.0.0", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 10, "UDP port {port} still held after stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

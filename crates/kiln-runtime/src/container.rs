@@ -16,7 +16,7 @@ use kiln_oci::Store;
 
 use crate::config::{self, SpecInputs};
 use crate::error::{RuntimeError, io};
-use crate::options::{Network, Publish, RunOptions};
+use crate::options::{Network, Proto, Publish, RunOptions};
 use crate::state::{self, State};
 use crate::{identity, image, proxy, signals};
 
@@ -41,7 +41,7 @@ pub struct Container {
     view: kiln_build::tree::LayeredTree,
     runtime: Runtime,
     root: PathBuf,
-    listeners: Vec<(Publish, TcpListener)>,
+    listeners: Vec<(Publish, proxy::Socket)>,
     overlay: Option<OverlayMount>,
     /// `--network private`: the user-mode network (slirp4netns) giving outbound access.
     net: Option<UserNetwork>,
@@ -331,12 +331,13 @@ impl Container {
     /// `kiln stop` killed it).
     fn spawn_proxy(&self, pid: u32, exit_pipe: Option<OwnedFd>) -> Result<u32, RuntimeError> {
         let exe = std::env::current_exe().map_err(io("locating kiln"))?;
-        let mut fds: Vec<i32> = self.listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        let mut fds: Vec<i32> = self.listeners.iter().map(|(_, l)| l.raw_fd()).collect();
         fds.extend(exit_pipe.as_ref().map(|f| f.as_raw_fd()));
         let mut cmd = Command::new(exe);
         cmd.arg(PUBLISH_COMMAND).arg(pid.to_string());
         for (p, l) in &self.listeners {
-            cmd.arg(format!("{}:{}", l.as_raw_fd(), p.container));
+            let udp = if p.proto == Proto::Udp { "/udp" } else { "" };
+            cmd.arg(format!("{}:{}{udp}", l.raw_fd(), p.container));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: setsid and fcntl are async-signal-safe; the fds are ours and stay open.
@@ -372,24 +373,35 @@ impl Drop for Container {
     }
 }
 
-/// Serves published ports for the detached container whose process is `pid`, from listening
-/// sockets inherited as `FD:CONTAINER_PORT`; returns when that process is gone.
+/// Serves published ports for the detached container whose process is `pid`, from sockets
+/// inherited as `FD:CONTAINER_PORT` (TCP) or `FD:CONTAINER_PORT/udp`; returns when that
+/// process is gone.
 pub fn publish_main(pid: u32, specs: &[String]) -> Result<(), RuntimeError> {
     use std::os::fd::FromRawFd;
     let mut listeners = Vec::new();
     for s in specs {
-        let (fd, port) = s
+        let (spec, proto) = match s.strip_suffix("/udp") {
+            Some(spec) => (spec, Proto::Udp),
+            None => (s.as_str(), Proto::Tcp),
+        };
+        let (fd, port) = spec
             .split_once(':')
             .and_then(|(f, p)| Some((f.parse::<i32>().ok()?, p.parse::<u16>().ok()?)))
             .ok_or_else(|| RuntimeError::input(format!("bad port spec {s:?}"), "internal use only"))?;
-        // SAFETY: the parent passed us this listening socket's descriptor, open and ours alone.
-        let l = unsafe { TcpListener::from_raw_fd(fd) };
+        // SAFETY: the parent passed us this socket's descriptor, open and ours alone.
+        let socket = unsafe {
+            match proto {
+                Proto::Tcp => proxy::Socket::Tcp(TcpListener::from_raw_fd(fd)),
+                Proto::Udp => proxy::Socket::Udp(std::net::UdpSocket::from_raw_fd(fd)),
+            }
+        };
         listeners.push((
             Publish {
                 host: 0,
                 container: port,
+                proto,
             },
-            l,
+            socket,
         ));
     }
     let ns = proxy::open_netns(pid)?;

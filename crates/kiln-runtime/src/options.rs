@@ -31,36 +31,63 @@ impl Network {
     }
 }
 
-/// A published port: connections to `host` on the host reach `container` inside.
+/// What a published port carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// Connections (the default, as in docker).
+    #[default]
+    Tcp,
+    /// Datagrams (`/udp`).
+    Udp,
+}
+
+/// A published port: connections (or datagrams) to `host` on the host reach `container`
+/// inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Publish {
     /// Host port.
     pub host: u16,
     /// Container port.
     pub container: u16,
+    /// TCP or UDP (state written before UDP was published has none: TCP).
+    #[serde(default)]
+    pub proto: Proto,
 }
 
 impl Publish {
-    /// Parses `HOST:CTR`, `CTR` (same port on the host) or `HOST:CTR/tcp`.
+    /// Parses `HOST:CTR`, `CTR` (same port on the host), each optionally followed by `/tcp`
+    /// or `/udp`, as docker's `-p`.
     pub fn parse(s: &str) -> Result<Publish, RuntimeError> {
         let bad = || {
             RuntimeError::input(
-                format!("-p {s:?}: expected HOST:CONTAINER ports, e.g. -p 8080:8080"),
-                "give two TCP port numbers between 1 and 65535 (UDP is not published)",
+                format!("-p {s:?}: expected HOST:CONTAINER ports, e.g. -p 8080:8080 or -p 5353:53/udp"),
+                "give two port numbers between 1 and 65535, optionally followed by /tcp or /udp",
             )
         };
-        let spec = s.strip_suffix("/tcp").unwrap_or(s);
+        let (spec, proto) = match s.rsplit_once('/') {
+            Some((spec, "tcp")) => (spec, Proto::Tcp),
+            Some((spec, "udp")) => (spec, Proto::Udp),
+            Some(_) => return Err(bad()),
+            None => (s, Proto::Tcp),
+        };
         let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-        match spec.split_once(':') {
-            Some((h, c)) => Ok(Publish {
-                host: port(h)?,
-                container: port(c)?,
-            }),
-            None => {
-                let p = port(spec)?;
-                Ok(Publish { host: p, container: p })
-            }
+        let (host, container) = match spec.split_once(':') {
+            Some((h, c)) => (port(h)?, port(c)?),
+            None => (port(spec)?, port(spec)?),
+        };
+        Ok(Publish { host, container, proto })
+    }
+}
+
+impl std::fmt::Display for Publish {
+    /// `8080->80` for TCP (as `kiln ps` always showed), `5353->53/udp` for UDP.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}->{}", self.host, self.container)?;
+        if self.proto == Proto::Udp {
+            f.write_str("/udp")?;
         }
+        Ok(())
     }
 }
 
@@ -144,10 +171,18 @@ mod tests {
             Publish::parse("8080:80").unwrap(),
             Publish {
                 host: 8080,
-                container: 80
+                container: 80,
+                proto: Proto::Tcp
             }
         );
         assert_eq!(Publish::parse("9000/tcp").unwrap().host, 9000);
+        let udp = Publish::parse("5353:53/udp").unwrap();
+        assert_eq!((udp.host, udp.container, udp.proto), (5353, 53, Proto::Udp));
+        assert_eq!(udp.to_string(), "5353->53/udp");
+        assert_eq!(Publish::parse("53/udp").unwrap().host, 53);
+        assert!(Publish::parse("53/sctp").is_err());
+        let old: Publish = serde_json::from_str(r#"{"host":1,"container":2}"#).unwrap();
+        assert_eq!(old.proto, Proto::Tcp, "state from before UDP reads as TCP");
         assert!(Publish::parse("0:80").is_err());
         assert!(Publish::parse("a:b").is_err());
         assert!(Publish::parse("70000").is_err());

@@ -1,28 +1,57 @@
-//! Published ports (`-p HOST:CTR`): kiln listens on the host port and connects each client
-//! to the port inside the container's own network namespace, as Docker's userland proxy
-//! does. The container keeps a private network namespace; only the published ports reach it.
+//! Published ports (`-p HOST:CTR[/udp]`): kiln listens on the host port and connects each
+//! client to the port inside the container's own network namespace, as Docker's userland
+//! proxy does. The container keeps a private network namespace; only the published ports
+//! reach it. A UDP port keeps one socket inside per client address, dropped after
+//! [`UDP_IDLE`] without a reply.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::RuntimeError;
-use crate::options::Publish;
+use crate::options::{Proto, Publish};
+
+/// How long a UDP client's socket inside lives without a datagram coming back (Docker's
+/// userland proxy waits 90 s; conntrack's default for UDP streams is 120 s).
+pub const UDP_IDLE: Duration = Duration::from_secs(120);
+
+/// A host port bound for publishing.
+#[derive(Debug)]
+pub enum Socket {
+    /// A listening TCP socket.
+    Tcp(TcpListener),
+    /// A bound UDP socket.
+    Udp(UdpSocket),
+}
+
+impl Socket {
+    /// The descriptor, to hand to the detached container's helper.
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Socket::Tcp(l) => l.as_raw_fd(),
+            Socket::Udp(u) => u.as_raw_fd(),
+        }
+    }
+}
 
 /// Binds every host port before the container starts, so a port in use fails the run at once.
-pub fn bind(publish: &[Publish]) -> Result<Vec<(Publish, TcpListener)>, RuntimeError> {
+pub fn bind(publish: &[Publish]) -> Result<Vec<(Publish, Socket)>, RuntimeError> {
     publish
         .iter()
         .map(|p| {
-            TcpListener::bind(("0.0.0.0", p.host)).map(|l| (*p, l)).map_err(|e| {
+            let bound = match p.proto {
+                Proto::Tcp => TcpListener::bind(("0.0.0.0", p.host)).map(Socket::Tcp),
+                Proto::Udp => UdpSocket::bind(("0.0.0.0", p.host)).map(Socket::Udp),
+            };
+            bound.map(|s| (*p, s)).map_err(|e| {
                 RuntimeError::input(
-                    format!(
-                        "-p {}:{}: cannot listen on host port {}: {e}",
-                        p.host, p.container, p.host
-                    ),
+                    format!("-p {}: cannot listen on host port {}: {e}", p, p.host),
                     "pick a free host port",
                 )
             })
@@ -40,20 +69,74 @@ pub fn open_netns(pid: u32) -> Result<File, RuntimeError> {
     })
 }
 
-/// Serves every listener on its own thread until the process exits.
-pub fn serve(listeners: Vec<(Publish, TcpListener)>, netns: File) {
-    let netns = std::sync::Arc::new(netns);
-    for (p, listener) in listeners {
-        let netns = std::sync::Arc::clone(&netns);
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let netns = std::sync::Arc::clone(&netns);
-                std::thread::spawn(move || {
-                    let _ = relay(client, &netns, p.container);
-                });
+/// Serves every published port on its own thread until the process exits.
+pub fn serve(listeners: Vec<(Publish, Socket)>, netns: File) {
+    let netns = Arc::new(netns);
+    for (p, socket) in listeners {
+        let netns = Arc::clone(&netns);
+        std::thread::spawn(move || match socket {
+            Socket::Tcp(listener) => {
+                for client in listener.incoming().flatten() {
+                    let netns = Arc::clone(&netns);
+                    std::thread::spawn(move || {
+                        let _ = relay(client, &netns, p.container);
+                    });
+                }
             }
+            Socket::Udp(host) => serve_udp(host, &netns, p.container),
         });
     }
+}
+
+/// Relays datagrams between clients of the host port and `port` on the container's
+/// loopback: each client address gets its own socket inside (so replies find their way
+/// back), and a thread that returns the replies until the client is idle for [`UDP_IDLE`].
+fn serve_udp(host: UdpSocket, netns: &Arc<File>, port: u16) {
+    let host = Arc::new(host);
+    let mut flows: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<AtomicBool>)> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = host.recv_from(&mut buf) else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        flows.retain(|_, (_, ended)| !ended.load(Ordering::SeqCst));
+        let inside = match flows.get(&from) {
+            Some((s, _)) => Arc::clone(s),
+            None => {
+                let Ok(s) = udp_inside(netns, port) else { continue };
+                let (s, ended) = (Arc::new(s), Arc::new(AtomicBool::new(false)));
+                let (replies, to, done) = (Arc::clone(&s), Arc::clone(&host), Arc::clone(&ended));
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = replies.set_read_timeout(Some(UDP_IDLE));
+                    while let Ok(n) = replies.recv(&mut buf) {
+                        let _ = to.send_to(&buf[..n], from);
+                    }
+                    done.store(true, Ordering::SeqCst);
+                });
+                flows.insert(from, (Arc::clone(&s), ended));
+                s
+            }
+        };
+        let _ = inside.send(&buf[..n]);
+    }
+}
+
+/// A UDP socket of the container's network namespace, connected to `port` on its loopback.
+/// Made on a thread that joins the namespace (a socket belongs to the namespace it was made
+/// in, whichever thread uses it later).
+fn udp_inside(netns: &File, port: u16) -> io::Result<UdpSocket> {
+    let netns = netns.try_clone()?;
+    std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(netns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .map_err(io::Error::from)?;
+        let s = UdpSocket::bind(("127.0.0.1", 0))?;
+        s.connect(("127.0.0.1", port))?;
+        Ok(s)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
 }
 
 /// Connects to `port` on the container's loopback from a thread that joined its network

@@ -43,8 +43,8 @@ pub struct RunArgs {
     /// A tmpfs at each directory of a `--discover-writes` file.
     #[arg(long, value_name = "FILE")]
     pub writes: Option<std::path::PathBuf>,
-    /// Publish a TCP port: HOST:CONTAINER.
-    #[arg(short = 'p', long = "publish", value_name = "HOST:CTR")]
+    /// Publish a port: HOST:CONTAINER, TCP unless followed by /udp.
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/udp]")]
     pub publish: Vec<String>,
     /// Network: private (own namespace; -p ports reach it), none, host.
     #[arg(long, default_value = "private")]
@@ -202,7 +202,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> Result<(), CliError> {
         "NAME", "IMAGE", "STATUS", "PORTS"
     );
     for (s, st) in rows {
-        let ports: Vec<String> = s.ports.iter().map(|p| format!("{}->{}", p.host, p.container)).collect();
+        let ports: Vec<String> = s.ports.iter().map(|p| p.to_string()).collect();
         println!(
             "{:<20} {:<30} {:<10} {:<18} {}",
             s.name,
