@@ -300,7 +300,7 @@ fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() 
         &store,
         tmp.path(),
         "localhost/low:1",
-        "FROM localhost/busybox:test\nEXPOSE 80\nVOLUME /cache\n",
+        "FROM localhost/busybox:test\nEXPOSE 80\nEXPOSE 5353/udp\nVOLUME /cache\n",
     );
     let out = run_ok(&mut store.cmd(["harden", "--format", "json", "localhost/low:1"]));
     let (stdout, stderr) = text(&out);
@@ -312,13 +312,34 @@ fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() 
     assert_eq!(v["runsAsRoot"], true);
     assert_eq!(v["capAdd"], serde_json::json!(["NET_BIND_SERVICE"]));
     assert_eq!(v["writablePaths"], serde_json::json!(["/cache", "/tmp"]));
+    assert_eq!(
+        (&v["ports"], &v["udpPorts"]),
+        (&serde_json::json!([80]), &serde_json::json!([5353]))
+    );
     let k8s = run_ok(&mut store.cmd(["harden", "localhost/low:1"]));
     let yaml = text(&k8s).0;
     assert!(!yaml.contains("runAsUser"), "never runAsUser 0: {yaml}");
     assert!(yaml.contains("- \"NET_BIND_SERVICE\""), "{yaml}");
+    assert!(yaml.contains("protocol: \"UDP\""), "the UDP port is declared: {yaml}");
     let f = tmp.path().join("low.yaml");
     std::fs::write(&f, &k8s.stdout).unwrap();
     run_ok(Command::new(venv_tool("kubernetes-validate")).arg("--strict").arg(&f));
+    // Compose takes both ports, the UDP one as HOST:CTR/udp, as docker-compose reads it.
+    let dir = tmp.path().join("low-compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = run_ok(&mut store.cmd(["harden", "--format", "compose", "localhost/low:1"]));
+    std::fs::write(dir.join("docker-compose.yml"), &out.stdout).unwrap();
+    let checked = run_ok(
+        Command::new(require_tool("docker-compose"))
+            .arg("config")
+            .current_dir(&dir),
+    );
+    let normal = text(&checked).0;
+    assert!(
+        normal.contains("- protocol: udp\n      published: 5353\n      target: 5353")
+            && normal.contains("- published: 80\n      target: 80"),
+        "{normal}"
+    );
 }
 
 #[test]

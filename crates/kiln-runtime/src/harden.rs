@@ -31,7 +31,7 @@ pub struct Hardening {
     pub allow_privilege_escalation: bool,
     /// Always `["ALL"]`.
     pub cap_drop: Vec<String>,
-    /// `NET_BIND_SERVICE` when a port below 1024 is exposed.
+    /// `NET_BIND_SERVICE` when a port below 1024 (TCP or UDP) is exposed.
     pub cap_add: Vec<String>,
     /// Always `RuntimeDefault`.
     pub seccomp_profile: String,
@@ -39,6 +39,10 @@ pub struct Hardening {
     pub writable_paths: Vec<String>,
     /// Exposed TCP ports.
     pub ports: Vec<u16>,
+    /// Exposed UDP ports (`EXPOSE 53/udp`); left out of the JSON when there are none, so
+    /// the predicate of a TCP-only image is what it always was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub udp_ports: Vec<u16>,
     /// Problems a person should fix in the image.
     pub warnings: Vec<String>,
 }
@@ -93,16 +97,20 @@ pub fn derive(img: &Prepared, name: Option<&str>, writes: &[String]) -> Result<H
             }
         ));
     }
-    let ports: Vec<u16> = img
-        .config
-        .config
-        .exposed_ports
-        .iter()
-        .flat_map(|m| m.keys())
-        .filter(|p| !p.ends_with("/udp") && !p.ends_with("/sctp"))
-        .filter_map(|p| p.split('/').next()?.parse().ok())
-        .collect();
-    let cap_add = if ports.iter().any(|p| *p < 1024) {
+    let exposed = |proto: &str| -> Vec<u16> {
+        img.config
+            .config
+            .exposed_ports
+            .iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|p| {
+                let (port, p_proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                (p_proto == proto).then(|| port.parse().ok()).flatten()
+            })
+            .collect()
+    };
+    let (ports, udp_ports) = (exposed("tcp"), exposed("udp"));
+    let cap_add = if ports.iter().chain(&udp_ports).any(|p| *p < 1024) {
         vec!["NET_BIND_SERVICE".to_string()]
     } else {
         vec![]
@@ -120,6 +128,7 @@ pub fn derive(img: &Prepared, name: Option<&str>, writes: &[String]) -> Result<H
         seccomp_profile: "RuntimeDefault".into(),
         writable_paths: tmpfs_targets(&img.config, writes),
         ports,
+        udp_ports,
         warnings,
     })
 }
@@ -172,12 +181,14 @@ pub fn kubernetes(h: &Hardening) -> Value {
         "securityContext": ctr_sc,
         "volumeMounts": mounts,
     });
-    if !h.ports.is_empty() {
-        container["ports"] = h
-            .ports
-            .iter()
-            .map(|p| json!({"containerPort": p, "protocol": "TCP"}))
-            .collect();
+    let tcp = h.ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"}));
+    let udp = h
+        .udp_ports
+        .iter()
+        .map(|p| json!({"containerPort": p, "protocol": "UDP"}));
+    let ports: Vec<Value> = tcp.chain(udp).collect();
+    if !ports.is_empty() {
+        container["ports"] = json!(ports);
     }
     json!({
         "apiVersion": "apps/v1",
@@ -214,8 +225,11 @@ pub fn compose(h: &Hardening) -> Value {
     if !h.cap_add.is_empty() {
         svc["cap_add"] = json!(h.cap_add);
     }
-    if !h.ports.is_empty() {
-        svc["ports"] = h.ports.iter().map(|p| json!(format!("{p}:{p}"))).collect();
+    let tcp = h.ports.iter().map(|p| json!(format!("{p}:{p}")));
+    let udp = h.udp_ports.iter().map(|p| json!(format!("{p}:{p}/udp")));
+    let ports: Vec<Value> = tcp.chain(udp).collect();
+    if !ports.is_empty() {
+        svc["ports"] = json!(ports);
     }
     json!({"services": {h.name.clone(): svc}})
 }
