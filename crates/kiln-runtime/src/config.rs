@@ -172,14 +172,20 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
     );
     spec.hostname = inp.hostname.clone();
     spec.root.readonly = !opts.writable;
+    // None by default; `--cap-add` ones in every set, ambient included, so a non-root
+    // process keeps them across execve (no_new_privileges forbids gaining any other way).
+    let caps = opts.cap_add.clone();
     spec.process.capabilities = Capabilities {
-        bounding: vec![],
-        effective: vec![],
-        permitted: vec![],
+        bounding: caps.clone(),
+        effective: caps.clone(),
+        permitted: caps.clone(),
+        inheritable: caps.clone(),
+        ambient: caps.clone(),
     };
     spec.process.no_new_privileges = true;
-    // Docker's profile for what the container holds: no capability-gated calls.
-    spec.linux.seccomp = kiln_build::run::seccomp::profile(&[]);
+    // Docker's profile for what the container holds: only the granted capabilities' calls.
+    let held: Vec<&str> = caps.iter().map(String::as_str).collect();
+    spec.linux.seccomp = kiln_build::run::seccomp::profile(&held);
     spec
 }
 

@@ -159,6 +159,43 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// `--runtime`: runc, crun or a path.
     pub runtime: Option<String>,
+    /// `--cap-add`: capabilities the process holds (`CAP_…` names), from Docker's default
+    /// set only; none by default.
+    pub cap_add: Vec<String>,
+}
+
+/// Parses `--cap-add` values as docker does (`NET_BIND_SERVICE`, `cap_net_bind_service`,
+/// `CAP_NET_BIND_SERVICE`) into `CAP_…` names, sorted and deduplicated. Only capabilities
+/// of Docker's default set are granted: `kiln run` never runs a container with more than
+/// `docker run` gives one by default (no `SYS_ADMIN`, no `ALL`).
+pub fn parse_caps(values: &[String]) -> Result<Vec<String>, RuntimeError> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        let upper = v.trim().to_ascii_uppercase();
+        let name = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        if !kiln_build::run::spec::DEFAULT_CAPS.contains(&name.as_str()) {
+            return Err(RuntimeError::input(
+                format!("--cap-add {v}: kiln run grants only capabilities of Docker's default set"),
+                format!(
+                    "one of {}",
+                    kiln_build::run::spec::DEFAULT_CAPS
+                        .iter()
+                        .map(|c| c.trim_start_matches("CAP_"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -186,6 +223,22 @@ mod tests {
         assert!(Publish::parse("0:80").is_err());
         assert!(Publish::parse("a:b").is_err());
         assert!(Publish::parse("70000").is_err());
+    }
+
+    #[test]
+    fn caps_as_docker_names_them_from_its_default_set_only() {
+        let caps = |v: &[&str]| parse_caps(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            caps(&["net_bind_service", "CAP_CHOWN", "NET_BIND_SERVICE"]).unwrap(),
+            ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]
+        );
+        for refused in ["SYS_ADMIN", "ALL", "NET_ADMIN", "bogus"] {
+            let e = caps(&[refused]).unwrap_err().to_string();
+            assert!(
+                e.contains("Docker's default set") && e.contains("NET_BIND_SERVICE"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -72,6 +72,13 @@ pub struct Capabilities {
     pub effective: Vec<String>,
     /// Permitted set.
     pub permitted: Vec<String>,
+    /// Inheritable set: with the ambient set, what a non-root process keeps across
+    /// `execve` (`kiln run --cap-add`); empty for RUN steps, and then left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inheritable: Vec<String>,
+    /// Ambient set (see `inheritable`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ambient: Vec<String>,
 }
 
 /// One rlimit.
@@ -285,6 +292,8 @@ pub fn build_spec(
                 bounding: caps.clone(),
                 effective: caps.clone(),
                 permitted: caps,
+                inheritable: vec![],
+                ambient: vec![],
             },
             // Inherited from kiln: raising limits may not be permitted where kiln runs.
             rlimits: vec![],

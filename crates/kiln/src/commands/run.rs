@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Publish a port: HOST:CONTAINER, TCP unless followed by /udp.
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/udp]")]
     pub publish: Vec<String>,
+    /// Grant a capability (e.g. NET_BIND_SERVICE to listen below port 1024 as non-root);
+    /// only those of Docker's default set.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
     /// Network: private (own namespace; -p ports reach it), none, host.
     #[arg(long, default_value = "private")]
     pub network: String,
@@ -133,6 +137,7 @@ pub fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         entrypoint: a.entrypoint.as_ref().map(|e| vec![e.clone()]),
         args: a.args.clone(),
         runtime: a.runtime.clone(),
+        cap_add: kiln_runtime::options::parse_caps(&a.cap_add)?,
     })
 }
 
