@@ -54,6 +54,9 @@ pub struct Container<'a> {
 pub struct Pod<'a> {
     /// The pod spec.
     pub spec: &'a Value,
+    /// The pod's annotations (a workload's template's), where AppArmor profiles were set
+    /// before `securityContext.appArmorProfile`.
+    pub annotations: Option<&'a Value>,
     /// Every container, in the order containers, init containers, ephemeral containers.
     pub containers: Vec<Container<'a>>,
 }
@@ -101,7 +104,15 @@ pub fn pod<'a>(kind: &str, object: &'a Value) -> Result<Option<Pod<'a>>, String>
             });
         }
     }
-    Ok(Some(Pod { spec, containers }))
+    // The metadata beside the pod spec: `/metadata` of a Pod, `/spec/template/metadata` of
+    // a workload.
+    let meta = format!("{}/metadata/annotations", at.strip_suffix("/spec").unwrap_or(at));
+    let annotations = object.pointer(&meta).filter(|a| a.is_object());
+    Ok(Some(Pod {
+        spec,
+        annotations,
+        containers,
+    }))
 }
 
 /// The name a message gives the object: `namespace/name`, else its `generateName` prefix.

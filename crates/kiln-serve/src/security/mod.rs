@@ -6,6 +6,13 @@
 //! `allowPrivilegeEscalation: false`, `runAsNonRoot: true` (pod or every container) and no
 //! `runAsUser: 0`, seccomp `RuntimeDefault` or `Localhost` (pod or every container), and
 //! capabilities dropping `ALL` with at most `NET_BIND_SERVICE` added.
+//!
+//! Baseline, as the same documentation defines it: no host namespaces, no privileged
+//! containers, only Docker's default capabilities added, no hostPath, no host ports, and
+//! (in [`contexts`]) no Windows HostProcess, no `Unconfined` seccomp or AppArmor, only
+//! the container SELinux types, the default /proc mount and the safe sysctls.
+
+mod contexts;
 
 use kiln_policy::PodRule;
 use serde_json::Value;
@@ -112,6 +119,7 @@ pub fn check(rule: &PodRule, pod: &Pod, applies: &dyn Fn(&Container) -> bool) ->
 }
 
 fn baseline(pod: &Pod, selected: &[&Container], out: &mut Out) {
+    contexts::check(pod, selected, out);
     for field in ["hostNetwork", "hostPID", "hostIPC"] {
         if is_true(pod.spec.get(field)) {
             out.pod(format!("{field} is true"), format!("remove {field} or set it to false"));
@@ -204,7 +212,9 @@ fn restricted(pod: &Pod, selected: &[&Container], out: &mut Out) {
             .and_then(|s| s.pointer("/seccompProfile/type"))
             .and_then(Value::as_str)
             .or(pod_seccomp);
-        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+        // A container's own `Unconfined` is named by the baseline checks already.
+        let own_unconfined = sc.and_then(|s| s.pointer("/seccompProfile/type")) == Some(&Value::from("Unconfined"));
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) && !own_unconfined {
             out.container(
                 c,
                 format!("seccomp profile is {}", seccomp.unwrap_or("not set")),
@@ -296,7 +306,69 @@ mod tests {
         s["containers"][0]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"});
         assert_eq!(
             findings(s),
-            vec!["app: runAsNonRoot is not true", "app: seccomp profile is Unconfined"]
+            vec!["app: seccomp profile is Unconfined", "app: runAsNonRoot is not true"]
+        );
+    }
+
+    fn baseline_findings(obj: Value) -> Vec<String> {
+        let rule = PodRule {
+            profile: Some("baseline".into()),
+            read_only_root: None,
+        };
+        let kind = if obj.pointer("/spec/template").is_some() {
+            "Deployment"
+        } else {
+            "Pod"
+        };
+        let p = crate::pods::pod(kind, &obj).unwrap().unwrap();
+        check(&rule, &p, &|_| true)
+            .into_iter()
+            .map(|f| format!("{}: {}", f.container.unwrap_or_else(|| "pod".into()), f.message))
+            .collect()
+    }
+
+    #[test]
+    fn baseline_refuses_what_the_pod_security_standards_list_and_allows_the_rest() {
+        // The default pod, and every allowed value, pass.
+        let allowed = json!({"spec": {
+            "securityContext": {"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                                "seLinuxOptions": {"type": "container_t"},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                                "appArmorProfile": {"type": "Localhost", "localhostProfile": "k"}},
+            "containers": [{"name": "app", "image": "a:1", "securityContext": {
+                "procMount": "Default", "capabilities": {"add": ["CHOWN"]},
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}}]}});
+        assert_eq!(baseline_findings(allowed), Vec::<String>::new());
+        assert_eq!(
+            baseline_findings(json!({"spec": {"containers": [{"name": "app", "image": "a:1"}]}})),
+            Vec::<String>::new()
+        );
+
+        // Each control, at the pod and in a container (of a Deployment's template, whose
+        // annotations carry the older AppArmor form).
+        let denied = json!({"spec": {"template": {
+            "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}},
+            "spec": {
+                "securityContext": {"sysctls": [{"name": "kernel.core_pattern", "value": "|/x"}],
+                                    "seccompProfile": {"type": "Unconfined"},
+                                    "windowsOptions": {"hostProcess": true}},
+                "containers": [{"name": "app", "image": "a:1", "securityContext": {
+                    "procMount": "Unmasked",
+                    "appArmorProfile": {"type": "Unconfined"},
+                    "seLinuxOptions": {"type": "spc_t", "user": "system_u", "role": "system_r"}}}]}}}});
+        assert_eq!(
+            baseline_findings(denied),
+            vec![
+                "pod: it is a Windows HostProcess container",
+                "pod: seccomp profile is Unconfined",
+                "pod: sysctl \"kernel.core_pattern\" is not in the safe set",
+                "app: AppArmor profile is Unconfined",
+                "app: SELinux type is spc_t",
+                "app: SELinux user is set to system_u",
+                "app: SELinux role is set to system_r",
+                "app: /proc is mounted Unmasked",
+                "app: AppArmor profile annotation is unconfined",
+            ]
         );
     }
 }
