@@ -87,37 +87,35 @@ fn run_is_read_only_non_root_capless_and_passes_the_exit_code() {
         .output()
         .unwrap();
     assert_eq!(text(&out).0.trim(), "ok", "{:?}", text(&out));
-    // A port below 1024 needs NET_BIND_SERVICE, which --cap-add grants (ambient, so the
-    // non-root program keeps it), and only that one; a capability beyond Docker's default
-    // set is refused.
-    let bind80 = "httpd -p 80 && echo bound; grep -E '^CapEff:' /proc/self/status";
+    // As with Docker and Podman, a non-root server may listen below 1024 in the container's
+    // own network namespace without any capability (the namespaced sysctl
+    // net.ipv4.ip_unprivileged_port_start is 0 there, not on the host).
+    let bind80 = "httpd -p 80 && echo bound; cat /proc/sys/net/ipv4/ip_unprivileged_port_start";
     let out = store
         .cmd(["run", "localhost/app:1", "sh", "-c", bind80])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(
-        !stdout.contains("bound") && stderr.contains("Permission denied"),
-        "{stdout}{stderr}"
-    );
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["bound", "0"], "{stdout}{stderr}");
+    // --cap-add grants a capability (ambient, so the non-root program keeps it), and only
+    // that one: CHOWN lets uid 1000 give a file to root, which it cannot without.
+    let give = "touch /tmp/f && chown 0 /tmp/f && echo given; grep -E '^CapEff:' /proc/self/status";
     let out = store
-        .cmd([
-            "run",
-            "--cap-add",
-            "NET_BIND_SERVICE",
-            "localhost/app:1",
-            "sh",
-            "-c",
-            bind80,
-        ])
+        .cmd(["run", "localhost/app:1", "sh", "-c", give])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(stdout.lines().any(|l| l == "bound"), "{stdout}{stderr}");
     assert!(
-        stdout.contains("CapEff:\t0000000000000400"),
-        "NET_BIND_SERVICE alone: {stdout}"
+        !stdout.contains("given") && stderr.contains("Operation not permitted"),
+        "{stdout}{stderr}"
     );
+    let out = store
+        .cmd(["run", "--cap-add", "chown", "localhost/app:1", "sh", "-c", give])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.lines().any(|l| l == "given"), "{stdout}{stderr}");
+    assert!(stdout.contains("CapEff:\t0000000000000001"), "CHOWN alone: {stdout}");
     let out = store
         .cmd(["run", "--cap-add", "SYS_ADMIN", "localhost/app:1", "true"])
         .output()
@@ -358,6 +356,10 @@ fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() 
     assert!(!yaml.contains("runAsUser"), "never runAsUser 0: {yaml}");
     assert!(yaml.contains("- \"NET_BIND_SERVICE\""), "{yaml}");
     assert!(yaml.contains("protocol: \"UDP\""), "the UDP port is declared: {yaml}");
+    assert!(
+        yaml.contains("name: \"net.ipv4.ip_unprivileged_port_start\""),
+        "the safe sysctl that lets a non-root program listen on port 80: {yaml}"
+    );
     let f = tmp.path().join("low.yaml");
     std::fs::write(&f, &k8s.stdout).unwrap();
     run_ok(Command::new(venv_tool("kubernetes-validate")).arg("--strict").arg(&f));

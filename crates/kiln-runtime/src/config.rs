@@ -186,6 +186,14 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
     // Docker's profile for what the container holds: only the granted capabilities' calls.
     let held: Vec<&str> = caps.iter().map(String::as_str).collect();
     spec.linux.seccomp = kiln_build::run::seccomp::profile(&held);
+    // In a network namespace of its own, any user may listen on any port, as Docker (20.10
+    // and later) and Podman set it: the container's port 80 is not the host's, and a
+    // non-root server needs no capability for it.
+    if opts.network != Network::Host {
+        spec.linux
+            .sysctl
+            .insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+    }
     spec
 }
 

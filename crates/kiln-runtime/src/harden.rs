@@ -161,6 +161,12 @@ pub fn kubernetes(h: &Hardening) -> Value {
     });
     if !h.cap_add.is_empty() {
         ctr_sc["capabilities"]["add"] = json!(h.cap_add);
+        // Kubernetes sets no ambient capabilities, so a non-root program loses an added
+        // NET_BIND_SERVICE at exec; the namespaced, safe sysctl is what lets it listen
+        // below 1024 (Docker and Podman set it in every container).
+        if h.cap_add.iter().any(|c| c == "NET_BIND_SERVICE") {
+            pod_sc["sysctls"] = json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]);
+        }
     }
     if !h.runs_as_root {
         for sc in [&mut pod_sc, &mut ctr_sc] {

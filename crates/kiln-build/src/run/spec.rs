@@ -151,6 +151,10 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     /// Docker's default seccomp profile.
     pub seccomp: super::seccomp::Seccomp,
+    /// Namespaced sysctls to set (`kiln run`'s own network namespace); none for RUN steps,
+    /// and then left out.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
 }
 
 /// A namespace.
@@ -310,6 +314,7 @@ pub fn build_spec(
             masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
             readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
             seccomp: super::seccomp::profile(DEFAULT_CAPS),
+            sysctl: Default::default(),
         },
     }
 }

@@ -46,8 +46,8 @@ pub struct RunArgs {
     /// Publish a port: HOST:CONTAINER, TCP unless followed by /udp.
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/udp]")]
     pub publish: Vec<String>,
-    /// Grant a capability (e.g. NET_BIND_SERVICE to listen below port 1024 as non-root);
-    /// only those of Docker's default set.
+    /// Grant a capability (e.g. CHOWN), only from Docker's default set. Listening below
+    /// port 1024 needs none: the container's network namespace allows it to any user.
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
     /// Network: private (own namespace; -p ports reach it), none, host.
