@@ -310,6 +310,44 @@ mod tests {
         );
     }
 
+    /// `kiln harden`'s Deployment, for a non-root image with a low TCP and a UDP port (so
+    /// with NET_BIND_SERVICE and the safe sysctl) and for a root image, passes the
+    /// restricted profile with `read_only_root`: the settings kiln prints are the settings
+    /// kiln admits.
+    #[test]
+    fn what_kiln_harden_prints_passes_the_restricted_profile() {
+        for root in [false, true] {
+            let h = kiln_runtime::harden::Hardening {
+                name: "app".into(),
+                image: "reg/app:1@sha256:ab".into(),
+                run_as_user: if root { 0 } else { 1000 },
+                run_as_group: if root { 0 } else { 1000 },
+                runs_as_root: root,
+                read_only_root_filesystem: true,
+                allow_privilege_escalation: false,
+                cap_drop: vec!["ALL".into()],
+                cap_add: vec!["NET_BIND_SERVICE".into()],
+                seccomp_profile: "RuntimeDefault".into(),
+                writable_paths: vec!["/tmp".into(), "/var/log".into()],
+                ports: vec![80],
+                udp_ports: vec![53],
+                warnings: vec![],
+            };
+            let deployment = kiln_runtime::harden::kubernetes(&h);
+            assert!(
+                deployment
+                    .pointer("/spec/template/spec/securityContext/sysctls")
+                    .is_some()
+            );
+            let p = crate::pods::pod("Deployment", &deployment).unwrap().unwrap();
+            let found: Vec<String> = check(&restricted_rule(), &p, &|_| true)
+                .into_iter()
+                .map(|f| f.message)
+                .collect();
+            assert_eq!(found, Vec::<String>::new(), "root image: {root}");
+        }
+    }
+
     fn baseline_findings(obj: Value) -> Vec<String> {
         let rule = PodRule {
             profile: Some("baseline".into()),
