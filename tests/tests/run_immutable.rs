@@ -21,6 +21,19 @@ fn image(store: &KilnStore, dir: &Path, tag: &str, dockerfile: &str) {
     run_ok(store.cmd(["build", "--progress", "quiet", "-t", tag]).arg(&ctx));
 }
 
+/// `docker-compose config` of `yaml` (written as docker-compose.yml in `dir`): it fails on
+/// a file Compose does not accept, and prints the file in its normal form.
+fn compose_config(dir: &Path, yaml: &[u8]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), yaml).unwrap();
+    let checked = run_ok(
+        Command::new(require_tool("docker-compose"))
+            .arg("config")
+            .current_dir(dir),
+    );
+    text(&checked).0
+}
+
 const APP_USER: &str = "RUN echo 'app:x:1000:1000:app:/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group && mkdir -p /home/app /var/log && chown 1000:1000 /home/app /var/log\n";
 
 fn text(o: &Output) -> (String, String) {
@@ -297,8 +310,6 @@ fn discover_writes_lists_the_paths_and_harden_settings_make_it_run_read_only() {
     }
     run_ok(Command::new(venv_tool("kubernetes-validate")).arg("--strict").arg(&k8s));
 
-    let compose_dir = tmp.path().join("compose");
-    std::fs::create_dir_all(&compose_dir).unwrap();
     let out = run_ok(&mut store.cmd([
         "harden",
         "--format",
@@ -307,13 +318,7 @@ fn discover_writes_lists_the_paths_and_harden_settings_make_it_run_read_only() {
         writes.to_str().unwrap(),
         "localhost/writer:1",
     ]));
-    std::fs::write(compose_dir.join("docker-compose.yml"), &out.stdout).unwrap();
-    let checked = run_ok(
-        Command::new(require_tool("docker-compose"))
-            .arg("config")
-            .current_dir(&compose_dir),
-    );
-    let normal = text(&checked).0;
+    let normal = compose_config(&tmp.path().join("compose"), &out.stdout);
     for want in [
         "read_only: true",
         "- ALL",
@@ -364,16 +369,8 @@ fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() 
     std::fs::write(&f, &k8s.stdout).unwrap();
     run_ok(Command::new(venv_tool("kubernetes-validate")).arg("--strict").arg(&f));
     // Compose takes both ports, the UDP one as HOST:CTR/udp, as docker-compose reads it.
-    let dir = tmp.path().join("low-compose");
-    std::fs::create_dir_all(&dir).unwrap();
     let out = run_ok(&mut store.cmd(["harden", "--format", "compose", "localhost/low:1"]));
-    std::fs::write(dir.join("docker-compose.yml"), &out.stdout).unwrap();
-    let checked = run_ok(
-        Command::new(require_tool("docker-compose"))
-            .arg("config")
-            .current_dir(&dir),
-    );
-    let normal = text(&checked).0;
+    let normal = compose_config(&tmp.path().join("low-compose"), &out.stdout);
     assert!(
         normal.contains("- protocol: udp\n      published: 5353\n      target: 5353")
             && normal.contains("- published: 80\n      target: 80"),
