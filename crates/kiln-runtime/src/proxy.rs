@@ -1,8 +1,8 @@
 //! Published ports (`-p HOST:CTR[/udp]`): kiln listens on the host port and connects each
 //! client to the port inside the container's own network namespace, as Docker's userland
 //! proxy does. The container keeps a private network namespace; only the published ports
-//! reach it. A UDP port keeps one socket inside per client address, dropped after
-//! [`UDP_IDLE`] without a reply.
+//! reach it. A UDP port keeps one socket inside per client address (at most
+//! [`UDP_MAX_FLOWS`]), dropped after [`UDP_IDLE`] without a reply.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,6 +20,11 @@ use crate::options::{Proto, Publish};
 /// How long a UDP client's socket inside lives without a datagram coming back (Docker's
 /// userland proxy waits 90 s; conntrack's default for UDP streams is 120 s).
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
+
+/// The most UDP clients served at once per port (a socket and a thread each): datagrams
+/// from further new addresses are dropped until one goes idle, so a flood of forged
+/// source addresses cannot exhaust threads or descriptors.
+pub const UDP_MAX_FLOWS: usize = 1024;
 
 /// A host port bound for publishing.
 #[derive(Debug)]
@@ -83,7 +88,7 @@ pub fn serve(listeners: Vec<(Publish, Socket)>, netns: File) {
                     });
                 }
             }
-            Socket::Udp(host) => serve_udp(host, &netns, p.container),
+            Socket::Udp(host) => serve_udp(host, &netns, p.container, UDP_MAX_FLOWS),
         });
     }
 }
@@ -91,7 +96,7 @@ pub fn serve(listeners: Vec<(Publish, Socket)>, netns: File) {
 /// Relays datagrams between clients of the host port and `port` on the container's
 /// loopback: each client address gets its own socket inside (so replies find their way
 /// back), and a thread that returns the replies until the client is idle for [`UDP_IDLE`].
-fn serve_udp(host: UdpSocket, netns: &Arc<File>, port: u16) {
+fn serve_udp(host: UdpSocket, netns: &Arc<File>, port: u16, max_flows: usize) {
     let host = Arc::new(host);
     let mut flows: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<AtomicBool>)> = HashMap::new();
     let mut buf = vec![0u8; 65536];
@@ -103,6 +108,7 @@ fn serve_udp(host: UdpSocket, netns: &Arc<File>, port: u16) {
         flows.retain(|_, (_, ended)| !ended.load(Ordering::SeqCst));
         let inside = match flows.get(&from) {
             Some((s, _)) => Arc::clone(s),
+            None if flows.len() >= max_flows => continue,
             None => {
                 let Ok(s) = udp_inside(netns, port) else { continue };
                 let (s, ended) = (Arc::new(s), Arc::new(AtomicBool::new(false)));
@@ -181,4 +187,58 @@ pub fn still_there(pid: u32, netns: &File) -> bool {
     netns
         .metadata()
         .is_ok_and(|m| m.ino() == now.ino() && m.dev() == now.dev())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP echo server on 127.0.0.1 of this namespace; its port.
+    fn echo() -> u16 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = s.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        port
+    }
+
+    fn ask(client: &UdpSocket, port: u16, msg: &[u8]) -> Option<Vec<u8>> {
+        client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut buf = [0u8; 512];
+        for _ in 0..5 {
+            client.send_to(msg, ("127.0.0.1", port)).unwrap();
+            if let Ok(n) = client.recv(&mut buf) {
+                return Some(buf[..n].to_vec());
+            }
+        }
+        None
+    }
+
+    /// Each client gets its own flow (replies come back to the right one), and clients
+    /// beyond the limit are not served. The "container" is this process's own namespace
+    /// (joining it needs root, as every kiln run does).
+    #[test]
+    fn udp_flows_are_per_client_and_bounded() {
+        if !rustix::process::geteuid().is_root() {
+            panic!("this test joins a network namespace: run it as root (CI does)");
+        }
+        let inside = echo();
+        let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let published = host.local_addr().unwrap().port();
+        let netns = Arc::new(File::open("/proc/self/ns/net").unwrap());
+        std::thread::spawn(move || serve_udp(host, &netns, inside, 2));
+        let clients: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        assert_eq!(ask(&clients[0], published, b"a").as_deref(), Some(&b"a"[..]));
+        assert_eq!(ask(&clients[1], published, b"b").as_deref(), Some(&b"b"[..]));
+        assert_eq!(
+            ask(&clients[2], published, b"c"),
+            None,
+            "a third client is over the limit"
+        );
+        assert_eq!(ask(&clients[0], published, b"again").as_deref(), Some(&b"again"[..]));
+    }
 }
