@@ -21,6 +21,10 @@ use crate::options::{Proto, Publish};
 /// userland proxy waits 90 s; conntrack's default for UDP streams is 120 s).
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
 
+/// The most TCP connections relayed at once per published port; a client beyond it is
+/// closed at once.
+pub const TCP_MAX_CONNECTIONS: usize = 1024;
+
 /// The most UDP clients served at once per port (a socket and a thread each): datagrams
 /// from further new addresses are dropped until one goes idle, so a flood of forged
 /// source addresses cannot exhaust threads or descriptors.
@@ -80,15 +84,25 @@ pub fn serve(listeners: Vec<(Publish, Socket)>, netns: File) {
     for (p, socket) in listeners {
         let netns = Arc::clone(&netns);
         std::thread::spawn(move || match socket {
-            Socket::Tcp(listener) => {
-                for client in listener.incoming().flatten() {
-                    let netns = Arc::clone(&netns);
-                    std::thread::spawn(move || {
-                        let _ = relay(client, &netns, p.container);
-                    });
-                }
-            }
+            Socket::Tcp(listener) => serve_tcp(listener, &netns, p.container, TCP_MAX_CONNECTIONS),
             Socket::Udp(host) => serve_udp(host, &netns, p.container, UDP_MAX_FLOWS),
+        });
+    }
+}
+
+/// Relays each connection to the host port to `port` on the container's loopback, at most
+/// `max` at once (two threads each): past the limit a new client is closed at once.
+fn serve_tcp(listener: TcpListener, netns: &Arc<File>, port: u16, max: usize) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for client in listener.incoming().flatten() {
+        if open.load(Ordering::SeqCst) >= max {
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let (netns, open) = (Arc::clone(netns), Arc::clone(&open));
+        std::thread::spawn(move || {
+            let _ = relay(client, &netns, port);
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -216,6 +230,54 @@ mod tests {
             }
         }
         None
+    }
+
+    /// A connection is relayed while it is open; one beyond the limit is closed at once,
+    /// and once the first is done a new one is served again.
+    #[test]
+    fn tcp_connections_are_bounded() {
+        use std::io::{Read, Write};
+        if !rustix::process::geteuid().is_root() {
+            panic!("this test joins a network namespace: run it as root (CI does)");
+        }
+        let inside = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inside_port = inside.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in inside.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 || c.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let host = TcpListener::bind("127.0.0.1:0").unwrap();
+        let published = host.local_addr().unwrap().port();
+        let netns = Arc::new(File::open("/proc/self/ns/net").unwrap());
+        std::thread::spawn(move || serve_tcp(host, &netns, inside_port, 1));
+        let echo = |c: &mut TcpStream, msg: &[u8]| -> usize {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(msg).unwrap();
+            let mut buf = [0u8; 64];
+            c.read(&mut buf).unwrap_or(0)
+        };
+        let mut first = TcpStream::connect(("127.0.0.1", published)).unwrap();
+        assert_eq!(echo(&mut first, b"one"), 3);
+        let mut second = TcpStream::connect(("127.0.0.1", published)).unwrap();
+        assert_eq!(echo(&mut second, b"two"), 0, "over the limit: closed, nothing relayed");
+        drop(first);
+        let start = Instant::now();
+        loop {
+            let mut third = TcpStream::connect(("127.0.0.1", published)).unwrap();
+            if echo(&mut third, b"three") == 5 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the slot never came back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Each client gets its own flow (replies come back to the right one), and clients
