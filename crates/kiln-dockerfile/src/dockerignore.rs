@@ -313,7 +313,10 @@ impl Pattern {
             return true;
         }
         for (i, seg) in self.text.split('/').enumerate() {
-            if seg.contains("**") || i >= dir.len() {
+            // A character class can match `/` itself (`[!-c]` spans it, as in
+            // patternmatcher's regexp), and an escaped `/` is not a separator: the pattern's
+            // segments then need not line up with path components, so be unsure.
+            if seg.contains("**") || seg.contains('[') || seg.ends_with('\\') || i >= dir.len() {
                 return true;
             }
             if check_match_syntax(seg).is_err() {
@@ -719,6 +722,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by fuzzing (dockerignore_match): a character class spanning `/` (`[!-c]`,
+    /// '!' to 'c') lets `!*g[!-c]?` re-include `xdog/x` below the excluded `xdog`, so
+    /// `xdog` must not be skipped; the pattern's `/`-split segments do not line up with
+    /// path components.
+    #[test]
+    fn a_class_that_spans_the_separator_keeps_the_directory() {
+        let mm = m("*\n!*g[!-c]?");
+        assert!(mm.is_excluded("xdog"));
+        assert!(!mm.is_excluded("xdog/x"), "the class matches '/': re-included");
+        assert!(!mm.can_skip_dir("xdog"));
+        let escaped = m("*\n!a\\/b");
+        assert!(!escaped.can_skip_dir("a"), "an escaped / is unsure too");
     }
 
     #[test]
