@@ -606,3 +606,56 @@ fn run_detached_publishes_a_udp_port() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn run_reads_env_files_and_takes_a_workdir() {
+    require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KilnStore::new();
+    build_busybox_base(&store, tmp.path());
+    image(
+        &store,
+        tmp.path(),
+        "localhost/envapp:1",
+        "FROM localhost/busybox:test\nENV A=image\nWORKDIR /\nUSER 1000\n",
+    );
+    // As docker reads it: comments and blank lines skipped, a bare KEY takes kiln's own
+    // value, values kept as written, and -e wins over the file.
+    let env_file = tmp.path().join("app.env");
+    std::fs::write(&env_file, "# settings\n\nA=file\nB\n  C=from file\nD=\nE\n").unwrap();
+    let script = "echo \"A=$A\"; echo \"B=$B\"; echo \"C=$C\"; echo \"D=[$D]\"; echo \"E=${E-unset}\"; pwd";
+    let out = run_ok(
+        store
+            .cmd(["run", "--env-file"])
+            .arg(&env_file)
+            .args(["-e", "C=flag", "-w", "/tmp", "localhost/envapp:1", "sh", "-c", script])
+            .env("B", "from-kiln")
+            .env_remove("E"),
+    );
+    assert_eq!(
+        text(&out).0.lines().collect::<Vec<_>>(),
+        ["A=file", "B=from-kiln", "C=flag", "D=[]", "E=unset", "/tmp"],
+        "{:?}",
+        text(&out)
+    );
+    // A line that is not a variable is one located error; a relative -w is refused.
+    std::fs::write(&env_file, "OK=1\nBAD KEY=1\n").unwrap();
+    let out = store
+        .cmd(["run", "--env-file"])
+        .arg(&env_file)
+        .args(["localhost/envapp:1", "true"])
+        .output()
+        .unwrap();
+    let err = text(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:", env_file.display())) && err.contains("hint:"),
+        "{err}"
+    );
+    let out = store
+        .cmd(["run", "-w", "app", "localhost/envapp:1", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("must be absolute"), "{:?}", text(&out));
+}

@@ -145,11 +145,10 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
     for b in &opts.binds {
         mounts.push(Mount::bind(&b.source.display().to_string(), &b.target, !b.readonly));
     }
-    let cwd = inp
-        .config
-        .config
-        .working_dir
+    let cwd = opts
+        .workdir
         .clone()
+        .or_else(|| inp.config.config.working_dir.clone())
         .filter(|w| w.starts_with('/'))
         .unwrap_or_else(|| "/".into());
     let mut spec = spec::build_spec(

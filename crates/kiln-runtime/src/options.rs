@@ -162,6 +162,63 @@ pub struct RunOptions {
     /// `--cap-add`: capabilities the process holds (`CAP_…` names), from Docker's default
     /// set only; none by default.
     pub cap_add: Vec<String>,
+    /// `-w`/`--workdir`: the process's working directory instead of the image's WORKDIR.
+    pub workdir: Option<String>,
+}
+
+/// The largest `--env-file` kiln reads.
+const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// Reads an `--env-file` as docker does: one `KEY=VALUE` per line (the value kept as
+/// written), or `KEY` alone to pass kiln's own value (skipped when kiln has none); blank
+/// lines and lines starting with `#` are ignored. A key with whitespace is an error naming
+/// `FILE:LINE`.
+pub fn parse_env_file(path: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
+    let shown = path.display();
+    let hint = "write one KEY=VALUE (or KEY) per line; # starts a comment";
+    let size = std::fs::metadata(path)
+        .map_err(|e| RuntimeError::input(format!("--env-file {shown}: {e}"), "give a readable file"))?
+        .len();
+    if size > MAX_ENV_FILE {
+        return Err(RuntimeError::input(
+            format!("--env-file {shown}: {size} bytes is more than the {MAX_ENV_FILE} kiln reads"),
+            hint,
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| RuntimeError::input(format!("--env-file {shown}: {e}"), "give a readable file"))?;
+    let mut out = Vec::new();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = std::str::from_utf8(raw)
+            .map_err(|_| RuntimeError::input(format!("{shown}:{}: not UTF-8", i + 1), hint))?
+            .trim_end_matches('\r')
+            .trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(RuntimeError::input(
+                format!(
+                    "{shown}:{}: {key:?} is not a variable name (it is empty or has whitespace)",
+                    i + 1
+                ),
+                hint,
+            ));
+        }
+        match value {
+            Some(v) => out.push(format!("{key}={v}")),
+            None => {
+                if let Ok(v) = std::env::var(key) {
+                    out.push(format!("{key}={v}"));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `--cap-add` values as docker does (`NET_BIND_SERVICE`, `cap_net_bind_service`,

@@ -34,6 +34,13 @@ pub struct RunArgs {
     /// Environment variable KEY=VALUE (or KEY to pass kiln's own value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE or KEY per line, # comments);
+    /// `-e` values win over the file's.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// Working directory inside the container (absolute), instead of the image's WORKDIR.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
     /// Bind mount SRC:DST[:ro].
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volume: Vec<String>,
@@ -116,9 +123,19 @@ pub struct PublishArgs {
 
 /// Turns the flags into [`RunOptions`].
 pub fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
+    if let Some(w) = a.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+        return Err(CliError::input(format!(
+            "-w {w:?}: the working directory must be absolute (hint: e.g. -w /app)"
+        )));
+    }
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(kiln_runtime::options::parse_env_file(f)?);
+    }
+    env.extend(a.env.iter().cloned());
     Ok(RunOptions {
         name: a.name.clone(),
-        env: a.env.clone(),
+        env,
         binds: a.volume.iter().map(|v| Bind::parse(v)).collect::<Result<_, _>>()?,
         tmpfs: match &a.writes {
             Some(f) => a
@@ -138,6 +155,7 @@ pub fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         args: a.args.clone(),
         runtime: a.runtime.clone(),
         cap_add: kiln_runtime::options::parse_caps(&a.cap_add)?,
+        workdir: a.workdir.clone(),
     })
 }
 
