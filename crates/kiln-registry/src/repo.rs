@@ -212,7 +212,9 @@ impl Repo {
             // that moment reads an empty link. Every blob was confirmed before this PUT, so
             // a blob-unknown answer is given two more chances; a really missing blob fails
             // the same way again and is reported.
-            if attempt >= 2 || !err.to_string().contains("MANIFEST_BLOB_UNKNOWN") {
+            let blob_unknown = matches!(&err, RegistryError::Http { status: 400, detail, .. }
+                if detail.contains("MANIFEST_BLOB_UNKNOWN"));
+            if attempt >= 2 || !blob_unknown {
                 return Err(err);
             }
             attempt += 1;
