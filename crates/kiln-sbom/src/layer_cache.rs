@@ -79,7 +79,7 @@ impl LayerCache {
     pub fn of(layout: &Store, opts: &Options) -> Option<LayerCache> {
         (layout.is_trusted() && opts.layer_cache).then(|| LayerCache {
             store: layout.clone(),
-            dir: layout.meta_dir().join("sbom-layers"),
+            dir: dir(layout),
         })
     }
 
@@ -142,9 +142,14 @@ impl LayerCache {
     }
 }
 
+/// Where the entries of `layout` are (`prune --cache` removes the directory whole).
+pub fn dir(layout: &Store) -> PathBuf {
+    layout.meta_dir().join("sbom-layers")
+}
+
 /// Removes the entries of layers `layout` no longer holds (after a prune); returns how many.
 pub fn sweep(layout: &Store) -> usize {
-    let dir = layout.meta_dir().join("sbom-layers");
+    let dir = dir(layout);
     let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
     let mut n = 0;
     for e in entries.flatten() {

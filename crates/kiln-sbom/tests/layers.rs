@@ -207,7 +207,7 @@ P:busybox\nV:1.36.1-r29\nA:x86_64\nL:GPL-2.0-only\nD:so:libc.musl-x86_64.so.1 mu
 
 /// The entries of the per-layer cache in `store`.
 fn cached(store: &Store) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(store.meta_dir().join("sbom-layers"))
+    let mut v: Vec<String> = std::fs::read_dir(kiln_sbom::layer_cache::dir(store))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -265,7 +265,7 @@ fn layers_catalogued_once_are_read_back_by_digest() {
     );
 
     // A stale entry (another cataloguer's stamp) is a miss: the layer is walked again.
-    let path = store.meta_dir().join("sbom-layers").join(entry(&l0.digest));
+    let path = kiln_sbom::layer_cache::dir(&store).join(entry(&l0.digest));
     let stale = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
     let stale = stale.replacen("\"stamp\":\"1/", "\"stamp\":\"0/", 1);
     std::fs::write(&path, &stale).unwrap();

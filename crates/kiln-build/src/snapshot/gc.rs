@@ -60,7 +60,7 @@ pub fn clear_cache(store: &Store, _gc: &GcLock) -> io::Result<u64> {
         meta.join("statcache"),
         meta.join("statcache.d"),
         meta.join("cache-inputs"),
-        meta.join("sbom-layers"),
+        kiln_sbom::layer_cache::dir(store),
     ] {
         if fs::symlink_metadata(&d).is_ok() {
             move_to_trash(store, &d)?;
