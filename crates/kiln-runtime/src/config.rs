@@ -111,9 +111,9 @@ pub struct SpecInputs<'a> {
     pub argv: Vec<String>,
     /// The hostname (the container's name).
     pub hostname: String,
-    /// For `--network private`: the user-mode network namespace to join, and the directory
-    /// holding the `resolv.conf` and `hosts` that go with it.
-    pub user_network: Option<(&'a str, &'a Path)>,
+    /// For `--network private`: the user-mode network namespace to join, and the
+    /// name-service files that go with it, each with its path under /etc.
+    pub user_network: Option<(&'a str, &'a [(std::path::PathBuf, &'static str)])>,
 }
 
 /// The container's config.json: read-only rootfs (unless `--writable`), the image's user, no
@@ -128,14 +128,8 @@ pub fn build(inp: &SpecInputs<'_>) -> Spec {
             }
         }
     }
-    if let Some((_, names)) = inp.user_network {
-        for f in ["resolv.conf", "hosts"] {
-            mounts.push(Mount::bind(
-                &names.join(f).display().to_string(),
-                &format!("/etc/{f}"),
-                false,
-            ));
-        }
+    for (file, at) in inp.user_network.map(|(_, files)| files).unwrap_or_default() {
+        mounts.push(Mount::bind(&file.display().to_string(), at, false));
     }
     mounts.extend(
         tmpfs_targets(inp.config, &opts.tmpfs)

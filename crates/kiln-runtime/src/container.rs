@@ -50,8 +50,9 @@ pub struct Container {
 
 /// `--network private`'s namespace: outbound access through slirp4netns, as RUN steps have
 /// (the host's loopback out of reach), with the name-service files that go with it written
-/// into `names`. Returns the network and the namespace's path for the runtime to join.
-fn private_network(names: &std::path::Path) -> Result<(UserNetwork, String), RuntimeError> {
+/// into `names`. Returns the network, the namespace's path for the runtime to join, and
+/// each name-service file with its path under /etc.
+fn private_network(names: &std::path::Path) -> Result<(UserNetwork, String, NameFiles), RuntimeError> {
     let net = UserNetwork::new();
     let ns = net
         .namespace()
@@ -66,18 +67,12 @@ fn private_network(names: &std::path::Path) -> Result<(UserNetwork, String), Run
         .display()
         .to_string();
     std::fs::create_dir_all(names).map_err(io(names.display()))?;
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (name, text) in [
-        ("resolv.conf", network::resolv_conf(&host)),
-        ("hosts", network::HOSTS.to_string()),
-    ] {
-        let file = names.join(name);
-        std::fs::write(&file, text).map_err(io(file.display()))?;
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .map_err(io(file.display()))?;
-    }
-    Ok((net, ns))
+    let files = network::write_name_files(names).map_err(io(names.display()))?;
+    Ok((net, ns, files))
 }
+
+/// Name-service files and where each goes under /etc.
+type NameFiles = [(PathBuf, &'static str); 2];
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -181,12 +176,11 @@ pub fn create(
             )
         })?,
     );
-    let names = dir.join("etc");
     let joined = match opts.network {
         Network::Private => {
-            let (net, ns) = private_network(&names)?;
+            let (net, ns, files) = private_network(&dir.join("etc"))?;
             c.net = Some(net);
-            Some(ns)
+            Some((ns, files))
         }
         _ => None,
     };
@@ -197,7 +191,7 @@ pub fn create(
         opts,
         argv,
         hostname: name.chars().take(63).collect(),
-        user_network: joined.as_deref().map(|ns| (ns, names.as_path())),
+        user_network: joined.as_ref().map(|(ns, files)| (ns.as_str(), &files[..])),
     });
     c.mount_points = spec.mounts.iter().map(|m| m.destination.clone()).collect();
     std::fs::write(

@@ -755,16 +755,9 @@ fn step_network(
         }
         Network::Default => {
             let ns = inp.user_network.namespace()?.display().to_string();
-            let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            for (name, text) in [
-                ("resolv.conf", network::resolv_conf(&host)),
-                ("hosts", network::HOSTS.to_string()),
-            ] {
-                let file = private.join(name);
-                fs::write(&file, text).map_err(io("writing the step's name-service files"))?;
-                fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                    .map_err(io("name-service file mode"))?;
-                extra.push(Mount::bind(&file.display().to_string(), &format!("/etc/{name}"), false));
+            let files = network::write_name_files(private).map_err(io("writing the step's name-service files"))?;
+            for (file, at) in files {
+                extra.push(Mount::bind(&file.display().to_string(), at, false));
             }
             Ok(NetNs::Join(ns))
         }

@@ -224,6 +224,23 @@ pub fn host_not_allowed(what: &str) -> StepError {
 /// writes for a container (the host's own file would tell the step about the host).
 pub const HOSTS: &str = "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback kiln\n";
 
+/// Writes `resolv.conf` ([`resolv_conf`] of the host's) and `hosts` ([`HOSTS`]) into `dir`,
+/// mode 0644, for a process on the user-mode network (a RUN step, a `kiln run` container)
+/// to see as /etc/resolv.conf and /etc/hosts. Returns (file, its path under /etc) pairs.
+pub fn write_name_files(dir: &Path) -> std::io::Result<[(PathBuf, &'static str); 2]> {
+    use std::os::unix::fs::PermissionsExt;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [
+        (dir.join("resolv.conf"), "/etc/resolv.conf", resolv_conf(&host)),
+        (dir.join("hosts"), "/etc/hosts", HOSTS.to_string()),
+    ];
+    for (file, _, text) in &files {
+        std::fs::write(file, text)?;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(files.map(|(file, at, _)| (file, at)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
