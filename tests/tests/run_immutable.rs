@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use kiln_tests::{KilnStore, build_busybox_base, free_port, http_get, require_tool, run_ok, venv_tool};
+use kiln_tests::{KilnStore, build_busybox_base, busybox_store, free_port, http_get, require_tool, run_ok, venv_tool};
 
 fn image(store: &KilnStore, dir: &Path, tag: &str, dockerfile: &str) {
     let ctx = dir.join(tag.replace([':', '/'], "-"));
@@ -46,9 +46,7 @@ fn text(o: &Output) -> (String, String) {
 #[test]
 fn run_is_read_only_non_root_capless_and_passes_the_exit_code() {
     require_tool("runc");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
@@ -140,9 +138,7 @@ fn run_is_read_only_non_root_capless_and_passes_the_exit_code() {
 #[test]
 fn run_refuses_root_unless_user_0_is_given() {
     require_tool("runc");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (_tmp, store) = busybox_store();
     let out = store
         .cmd(["run", "localhost/busybox:test", "sh", "-c", "id -u"])
         .output()
@@ -166,9 +162,7 @@ fn run_refuses_root_unless_user_0_is_given() {
 #[test]
 fn run_forwards_signals_to_the_container() {
     require_tool("runc");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
@@ -196,9 +190,7 @@ fn run_forwards_signals_to_the_container() {
 #[test]
 fn run_detached_publishes_a_port_and_ps_logs_stop_manage_it() {
     require_tool("runc");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
@@ -333,9 +325,7 @@ fn discover_writes_lists_the_paths_and_harden_settings_make_it_run_read_only() {
 
 #[test]
 fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
@@ -380,9 +370,7 @@ fn harden_warns_about_root_images_and_exposes_low_ports_with_net_bind_service() 
 
 #[test]
 fn harden_output_is_signed_as_a_kiln_runtime_attestation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
@@ -610,9 +598,7 @@ fn run_detached_publishes_a_udp_port() {
 #[test]
 fn run_reads_env_files_and_takes_a_workdir() {
     require_tool("runc");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = KilnStore::new();
-    build_busybox_base(&store, tmp.path());
+    let (tmp, store) = busybox_store();
     image(
         &store,
         tmp.path(),
